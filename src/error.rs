@@ -1,0 +1,235 @@
+//! The one public error type of rexec, with a stable [`ErrorKind`] for programs and a
+//! message that names the host for people. Foreign error types only appear behind
+//! [`std::error::Error::source`].
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::ssh::Output;
+
+/// What went wrong, for programs to match on. The set may grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The caller or a configuration value asked for something impossible.
+    InvalidInput,
+    /// The host name could not be resolved.
+    Resolve,
+    /// No TCP connection could be made (refused, unreachable).
+    Connect,
+    /// A deadline passed; [`Error::phase`] says during which phase.
+    Timeout,
+    /// The server's host key is not in known_hosts and the policy is strict.
+    HostKeyUnknown,
+    /// The server's host key differs from the recorded one (or is revoked).
+    HostKeyChanged,
+    /// Every authentication method failed.
+    Auth,
+    /// A private key file could not be used (unreadable, bad permissions, bad passphrase).
+    KeyFile,
+    /// The ssh-agent could not be reached or failed.
+    Agent,
+    /// The SSH protocol failed (bad banner, key exchange, unexpected message).
+    Protocol,
+    /// The server refused to open a channel or to run the command.
+    Channel,
+    /// The connection was lost.
+    Disconnected,
+    /// A local file or device failed (known_hosts, prompt, local files).
+    LocalIo,
+    /// The remote command exited non-zero or was killed, and the caller asked
+    /// [`Output::check`](crate::Output::check) to make that an error.
+    CommandFailed,
+    /// The operation was cancelled.
+    Interrupted,
+}
+
+impl ErrorKind {
+    /// A short stable name, as used in JSON output (`"host-key-changed"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidInput => "invalid-input",
+            ErrorKind::Resolve => "resolve",
+            ErrorKind::Connect => "connect",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::HostKeyUnknown => "host-key-unknown",
+            ErrorKind::HostKeyChanged => "host-key-changed",
+            ErrorKind::Auth => "auth",
+            ErrorKind::KeyFile => "key-file",
+            ErrorKind::Agent => "agent",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::Channel => "channel",
+            ErrorKind::Disconnected => "disconnected",
+            ErrorKind::LocalIo => "local-io",
+            ErrorKind::CommandFailed => "command-failed",
+            ErrorKind::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The phase of a connection or command in which a timeout struck.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Name resolution and TCP connect.
+    Connect,
+    /// Reading the server's banner and key exchange.
+    Handshake,
+    /// Authentication.
+    Auth,
+    /// Running a command.
+    Command,
+}
+
+impl Phase {
+    /// A short stable name: `connect`, `handshake`, `auth`, `command`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Connect => "connect",
+            Phase::Handshake => "handshake",
+            Phase::Auth => "auth",
+            Phase::Command => "command",
+        }
+    }
+}
+
+type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The error of every fallible rexec operation.
+///
+/// `Display` gives `host: message` (the host when known); [`Error::kind`] is for programs.
+pub struct Error {
+    kind: ErrorKind,
+    host: Option<String>,
+    message: String,
+    phase: Option<Phase>,
+    output: Option<Box<Output>>,
+    source: Option<Source>,
+}
+
+/// `Result` with rexec's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A new error of `kind` with a lowercase message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            host: None,
+            message: message.into(),
+            phase: None,
+            output: None,
+            source: None,
+        }
+    }
+
+    pub(crate) fn with_source(
+        mut self,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    pub(crate) fn timeout(phase: Phase, after: Duration) -> Error {
+        let what = match phase {
+            Phase::Connect => "connecting",
+            Phase::Handshake => "waiting for the ssh banner and key exchange",
+            Phase::Auth => "authenticating",
+            Phase::Command => "running the command",
+        };
+        let mut e = Error::new(
+            ErrorKind::Timeout,
+            format!("timed out after {} {what}", fmt_duration(after)),
+        );
+        e.phase = Some(phase);
+        e
+    }
+
+    pub(crate) fn with_output(mut self, output: Output) -> Error {
+        self.output = Some(Box::new(output));
+        self
+    }
+
+    /// Sets the host this error is about, unless one is set already.
+    #[must_use]
+    pub fn with_host(mut self, host: impl Into<String>) -> Error {
+        if self.host.is_none() {
+            self.host = Some(host.into());
+        }
+        self
+    }
+
+    /// What went wrong, for programs.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The host this error is about, when it is about one.
+    pub fn host(&self) -> Option<&str> {
+        self.host.as_deref()
+    }
+
+    /// The message without the host prefix.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// For [`ErrorKind::Timeout`]: the phase that timed out.
+    pub fn phase(&self) -> Option<Phase> {
+        self.phase
+    }
+
+    /// The output collected before the error, for a command that timed out or that
+    /// [`Output::check`](crate::Output::check) rejected.
+    pub fn output(&self) -> Option<&Output> {
+        self.output.as_deref()
+    }
+}
+
+pub(crate) fn fmt_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(host) = &self.host {
+            write!(f, "{host}: ")?;
+        }
+        f.write_str(&self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("host", &self.host)
+            .field("message", &self.message)
+            .field("phase", &self.phase)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}

@@ -1,0 +1,39 @@
+//! # rexec
+//!
+//! Run commands and move files on many machines over SSH.
+//!
+//! The SSH layer: [`ConnectOptions`] describe one host, [`Session::connect`] connects with a
+//! deadline per phase, checks the host key against known_hosts ([`HostKeyPolicy`]) and logs
+//! in with [`Credentials`]; [`Session::command`] runs a command and returns its [`Output`].
+//!
+//! ```no_run
+//! use rexec::{ConnectOptions, Credentials, Session};
+//!
+//! # async fn f() -> rexec::Result<()> {
+//! let mut creds = Credentials::new();
+//! creds.default_identities();
+//! let options = ConnectOptions::new("db1").user("deploy").credentials(creds);
+//! let session = Session::connect(&options).await?;
+//! let out = session.command("df -h").output().await?.check()?;
+//! print!("{}", out.stdout_lossy());
+//! # Ok(()) }
+//! ```
+//!
+//! Errors are one type, [`Error`], with a [`ErrorKind`] for programs. A command that exits
+//! non-zero is not an error: see [`Output::check`].
+
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod secret;
+pub mod ssh;
+
+pub use error::{Error, ErrorKind, Phase, Result};
+pub use secret::Secret;
+pub use ssh::known_hosts::fingerprint;
+pub use ssh::quote::shell_quote;
+pub use ssh::{
+    Agent, Command, ConnectOptions, Credentials, ExitStatus, HostKeyPolicy, HostKeyStatus,
+    Identity, KeyLocation, KnownHosts, Output, Session,
+};

@@ -1,0 +1,197 @@
+//! Credentials: private key files (loaded and decrypted once, shared by every connection),
+//! the ssh-agent, and a password used for password and keyboard-interactive authentication.
+
+use std::fmt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use russh::keys::PrivateKey;
+use zeroize::Zeroizing;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::secret::Secret;
+use crate::ssh::known_hosts::fingerprint;
+
+/// A private key loaded from a file. Cloning is cheap: the key is shared.
+#[derive(Clone)]
+pub struct Identity {
+    path: PathBuf,
+    key: Arc<PrivateKey>,
+}
+
+impl Identity {
+    /// Loads a private key file (OpenSSH, PEM or PKCS#8 format; ed25519, ecdsa or rsa),
+    /// decrypting it with `passphrase` when it is encrypted.
+    ///
+    /// Like OpenSSH, a file that group or others may read is refused.
+    ///
+    /// # Errors
+    /// [`ErrorKind::KeyFile`] naming the file: unreadable, too open, encrypted without a
+    /// passphrase, wrong passphrase, or not a private key.
+    pub fn from_file(path: impl AsRef<Path>, passphrase: Option<&Secret>) -> Result<Identity> {
+        let path = path.as_ref();
+        let fail = |msg: String| Error::new(ErrorKind::KeyFile, msg);
+        let meta = std::fs::metadata(path)
+            .map_err(|e| fail(format!("cannot read key file {}", path.display())).with_source(e))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(fail(format!(
+                "permissions {mode:04o} for key file {} are too open: it must not be \
+                 readable by group or others (chmod 600)",
+                path.display()
+            )));
+        }
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path).map_err(|e| {
+                fail(format!("cannot read key file {}", path.display())).with_source(e)
+            })?,
+        );
+        let key = match russh::keys::decode_secret_key(&text, None) {
+            Ok(key) => key,
+            Err(russh::keys::Error::KeyIsEncrypted) => match passphrase {
+                None => {
+                    return Err(fail(format!(
+                        "key file {} is encrypted and no passphrase was given",
+                        path.display()
+                    )))
+                }
+                Some(p) => russh::keys::decode_secret_key(&text, Some(p.expose())).map_err(
+                    |_| fail(format!("wrong passphrase for key file {}", path.display())),
+                )?,
+            },
+            Err(e) => {
+                return Err(fail(format!(
+                    "key file {} is not a usable private key",
+                    path.display()
+                ))
+                .with_source(e))
+            }
+        };
+        Ok(Identity {
+            path: path.to_owned(),
+            key: Arc::new(key),
+        })
+    }
+
+    /// The file the key came from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The public key's SHA-256 fingerprint.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(self.key.public_key())
+    }
+
+    pub(crate) fn key(&self) -> &Arc<PrivateKey> {
+        &self.key
+    }
+
+    pub(crate) fn is_rsa(&self) -> bool {
+        matches!(self.key.algorithm(), russh::keys::Algorithm::Rsa { .. })
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("path", &self.path)
+            .field("fingerprint", &self.fingerprint())
+            .finish()
+    }
+}
+
+/// Where to find an ssh-agent.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Agent {
+    /// The socket named by `SSH_AUTH_SOCK`, if set (the default).
+    #[default]
+    FromEnv,
+    /// This socket.
+    Socket(PathBuf),
+    /// Do not use an agent.
+    Off,
+}
+
+/// What rexec may use to log in. Cheap to clone; meant to be built once and shared by
+/// every connection of a run (encrypted keys are decrypted once).
+///
+/// Methods are tried in this order, skipping those the server does not allow:
+/// 1. each identity file, in the order given;
+/// 2. each key the ssh-agent holds;
+/// 3. keyboard-interactive, answering the prompts with the password;
+/// 4. password.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    identities: Vec<Identity>,
+    agent: Agent,
+    password: Option<Secret>,
+}
+
+impl Credentials {
+    /// No identities, the agent from `SSH_AUTH_SOCK`, no password.
+    pub fn new() -> Credentials {
+        Credentials::default()
+    }
+
+    /// Adds a loaded key.
+    pub fn identity(&mut self, identity: Identity) -> &mut Self {
+        self.identities.push(identity);
+        self
+    }
+
+    /// Adds OpenSSH's default key files that exist and are not encrypted
+    /// (`~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa`). Files that cannot be used are skipped
+    /// with a debug log: they are defaults, not requests.
+    pub fn default_identities(&mut self) -> &mut Self {
+        let Some(home) = home::home_dir() else {
+            return self;
+        };
+        for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
+            let path = home.join(".ssh").join(name);
+            if !path.exists() {
+                continue;
+            }
+            match Identity::from_file(&path, None) {
+                Ok(id) => self.identities.push(id),
+                Err(e) => tracing::debug!("skipping default key: {e}"),
+            }
+        }
+        self
+    }
+
+    /// Chooses the ssh-agent.
+    pub fn agent(&mut self, agent: Agent) -> &mut Self {
+        self.agent = agent;
+        self
+    }
+
+    /// Sets the password for password and keyboard-interactive authentication.
+    pub fn password(&mut self, password: Secret) -> &mut Self {
+        self.password = Some(password);
+        self
+    }
+
+    pub(crate) fn identities(&self) -> &[Identity] {
+        &self.identities
+    }
+
+    pub(crate) fn agent_setting(&self) -> &Agent {
+        &self.agent
+    }
+
+    pub(crate) fn password_secret(&self) -> Option<&Secret> {
+        self.password.as_ref()
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("identities", &self.identities)
+            .field("agent", &self.agent)
+            .field("password", &self.password)
+            .finish()
+    }
+}

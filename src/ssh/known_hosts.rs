@@ -1,0 +1,406 @@
+//! known_hosts: parsing OpenSSH's format (hashed names, wildcards, negation, `[host]:port`,
+//! `@revoked`, tabs), checking a server's key under a [`HostKeyPolicy`], and learning new
+//! keys safely when many connections learn at once.
+//!
+//! russh's own helpers are not used: they ignore `@revoked`, wildcards and tabs, and report
+//! a known host offering a key of another type as unknown, which accept-new would then learn.
+
+use std::fmt;
+use std::fs::OpenOptions;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use data_encoding::BASE64;
+use hmac::{Hmac, KeyInit, Mac};
+use russh::keys::ssh_key::{HashAlg, PublicKey};
+use sha1::Sha1;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// What to do with a server's host key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HostKeyPolicy {
+    /// The key must already be recorded; an unknown or changed key is refused before
+    /// authentication. The default, like OpenSSH's `StrictHostKeyChecking yes`.
+    #[default]
+    Strict,
+    /// An unknown host's key is recorded in the first known_hosts file and accepted; a
+    /// changed key is still refused. Like OpenSSH's `StrictHostKeyChecking accept-new`.
+    AcceptNew,
+    /// No check at all: any key is accepted, and a warning is logged. With a key that
+    /// differs from the recorded one, password and keyboard-interactive authentication are
+    /// disabled, as OpenSSH does, so a password is never sent to an impostor.
+    Off,
+}
+
+impl std::str::FromStr for HostKeyPolicy {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "strict" | "yes" => Ok(HostKeyPolicy::Strict),
+            "accept-new" => Ok(HostKeyPolicy::AcceptNew),
+            "off" | "no" => Ok(HostKeyPolicy::Off),
+            other => Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("unknown host key policy {other:?} (expected strict, accept-new or off)"),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for HostKeyPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HostKeyPolicy::Strict => "strict",
+            HostKeyPolicy::AcceptNew => "accept-new",
+            HostKeyPolicy::Off => "off",
+        })
+    }
+}
+
+/// Where a key was found: file and 1-based line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyLocation {
+    /// The known_hosts file.
+    pub file: PathBuf,
+    /// The line in it, counting from 1.
+    pub line: usize,
+}
+
+impl fmt::Display for KeyLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+/// The result of looking a server key up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostKeyStatus {
+    /// The key is recorded for this host.
+    Known(KeyLocation),
+    /// Keys are recorded for this host but the offered one is not among them (this
+    /// includes a recorded key of another type).
+    Changed(KeyLocation),
+    /// The key is marked `@revoked`.
+    Revoked(KeyLocation),
+    /// No key at all is recorded for this host.
+    Unknown,
+}
+
+/// An ordered list of known_hosts files. The first one is where new keys are learned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownHosts {
+    files: Vec<PathBuf>,
+}
+
+struct Entry {
+    marker: Marker,
+    hosts: String,
+    key: PublicKey,
+    line: usize,
+}
+
+#[derive(PartialEq, Eq)]
+enum Marker {
+    None,
+    Revoked,
+    CertAuthority,
+}
+
+impl KnownHosts {
+    /// OpenSSH's defaults: `~/.ssh/known_hosts`, `~/.ssh/known_hosts2` and
+    /// `/etc/ssh/ssh_known_hosts`.
+    pub fn default_files() -> KnownHosts {
+        let mut files = Vec::new();
+        if let Some(home) = home::home_dir() {
+            files.push(home.join(".ssh").join("known_hosts"));
+            files.push(home.join(".ssh").join("known_hosts2"));
+        }
+        files.push(PathBuf::from("/etc/ssh/ssh_known_hosts"));
+        KnownHosts { files }
+    }
+
+    /// Just this file (read, and written by accept-new).
+    pub fn file(path: impl Into<PathBuf>) -> KnownHosts {
+        KnownHosts {
+            files: vec![path.into()],
+        }
+    }
+
+    /// These files, in order; the first is written by accept-new.
+    pub fn files(paths: impl IntoIterator<Item = PathBuf>) -> KnownHosts {
+        KnownHosts {
+            files: paths.into_iter().collect(),
+        }
+    }
+
+    /// The files, in order.
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// Looks `key` up for `host` on `port`. Missing files count as empty.
+    ///
+    /// # Errors
+    /// [`ErrorKind::LocalIo`] when a file exists but cannot be read.
+    pub fn check(&self, host: &str, port: u16, key: &PublicKey) -> Result<HostKeyStatus> {
+        let name = lookup_name(host, port);
+        let mut first_recorded: Option<KeyLocation> = None;
+        let mut known: Option<KeyLocation> = None;
+        for file in &self.files {
+            let Some(text) = read_optional(file)? else {
+                continue;
+            };
+            for entry in parse(&text) {
+                let location = || KeyLocation {
+                    file: file.clone(),
+                    line: entry.line,
+                };
+                let same_key = entry.key.key_data() == key.key_data();
+                match entry.marker {
+                    // A revoked key is refused for every host, as OpenSSH does.
+                    Marker::Revoked if same_key => return Ok(HostKeyStatus::Revoked(location())),
+                    Marker::Revoked | Marker::CertAuthority => {}
+                    Marker::None => {
+                        if !host_matches(&name, &entry.hosts) {
+                            continue;
+                        }
+                        if same_key {
+                            known.get_or_insert_with(location);
+                        } else {
+                            first_recorded.get_or_insert_with(location);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(match (known, first_recorded) {
+            (Some(at), _) => HostKeyStatus::Known(at),
+            (None, Some(at)) => HostKeyStatus::Changed(at),
+            (None, None) => HostKeyStatus::Unknown,
+        })
+    }
+
+    /// Records `key` for `host`:`port` in the first file, unless by now (another connection
+    /// may have learned it meanwhile) some key is recorded for the host. The file is locked
+    /// while it is re-read and appended to, so concurrent learners in this and other
+    /// processes never interleave lines. Returns the status found under the lock: `Unknown`
+    /// means the key was written.
+    ///
+    /// # Errors
+    /// [`ErrorKind::LocalIo`] when the file cannot be created, locked or written.
+    pub fn learn(&self, host: &str, port: u16, key: &PublicKey) -> Result<HostKeyStatus> {
+        let Some(path) = self.files.first() else {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "no known_hosts file to learn the host key into",
+            ));
+        };
+        let io_err = |what: &str, e: std::io::Error| {
+            Error::new(
+                ErrorKind::LocalIo,
+                format!("cannot {what} known_hosts file {}", path.display()),
+            )
+            .with_source(e)
+        };
+        if let Some(parent) = path.parent() {
+            if !parent.as_os_str().is_empty() && !parent.exists() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(parent)
+                    .map_err(|e| io_err("create the directory of", e))?;
+            }
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o644)
+            .open(path)
+            .map_err(|e| io_err("open", e))?;
+        // Held until `file` is closed at the end of this function.
+        file.lock().map_err(|e| io_err("lock", e))?;
+        let status = self.check(host, port, key)?;
+        if status != HostKeyStatus::Unknown {
+            return Ok(status);
+        }
+        let mut text = Vec::new();
+        file.seek(SeekFrom::Start(0))
+            .and_then(|_| file.read_to_end(&mut text))
+            .map_err(|e| io_err("read", e))?;
+        let encoded = key
+            .to_openssh()
+            .map_err(|e| io_err("encode a key for", std::io::Error::other(e)))?;
+        let mut line = String::new();
+        if !text.is_empty() && !text.ends_with(b"\n") {
+            line.push('\n');
+        }
+        line.push_str(&lookup_name(host, port));
+        line.push(' ');
+        line.push_str(&encoded);
+        line.push('\n');
+        // One write of a whole line to an O_APPEND file: never torn, never interleaved.
+        file.write_all(line.as_bytes())
+            .and_then(|_| file.sync_data())
+            .map_err(|e| io_err("write", e))?;
+        Ok(HostKeyStatus::Unknown)
+    }
+}
+
+/// The SHA-256 fingerprint as OpenSSH prints it (`SHA256:...`).
+pub fn fingerprint(key: &PublicKey) -> String {
+    key.fingerprint(HashAlg::Sha256).to_string()
+}
+
+fn lookup_name(host: &str, port: u16) -> String {
+    if port == 22 {
+        host.to_ascii_lowercase()
+    } else {
+        format!("[{}]:{port}", host.to_ascii_lowercase())
+    }
+}
+
+fn read_optional(path: &Path) -> Result<Option<String>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::new(
+            ErrorKind::LocalIo,
+            format!("cannot read known_hosts file {}", path.display()),
+        )
+        .with_source(e)),
+    }
+}
+
+fn parse(text: &str) -> impl Iterator<Item = Entry> + '_ {
+    text.lines().enumerate().filter_map(|(index, raw)| {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            return None;
+        }
+        let mut fields = line.split_ascii_whitespace();
+        let mut first = fields.next()?;
+        let marker = match first {
+            "@revoked" => Marker::Revoked,
+            "@cert-authority" => Marker::CertAuthority,
+            m if m.starts_with('@') => return None,
+            _ => Marker::None,
+        };
+        if marker != Marker::None {
+            first = fields.next()?;
+        }
+        let key_type = fields.next()?;
+        let key_b64 = fields.next()?;
+        // Lines that do not parse are skipped, as OpenSSH skips them.
+        let key = PublicKey::from_openssh(&format!("{key_type} {key_b64}")).ok()?;
+        Some(Entry {
+            marker,
+            hosts: first.to_owned(),
+            key,
+            line: index + 1,
+        })
+    })
+}
+
+/// OpenSSH's host list matching: comma-separated patterns with `*` and `?`, `!` negation
+/// (a negated match vetoes the line), and hashed `|1|salt|hash` names.
+fn host_matches(name: &str, hosts: &str) -> bool {
+    let mut matched = false;
+    for pattern in hosts.split(',') {
+        if let Some(hashed) = pattern.strip_prefix("|1|") {
+            if hashed_matches(name, hashed) {
+                matched = true;
+            }
+            continue;
+        }
+        let (negated, pattern) = match pattern.strip_prefix('!') {
+            Some(p) => (true, p),
+            None => (false, pattern),
+        };
+        if wildcard_match(&pattern.to_ascii_lowercase(), name) {
+            if negated {
+                return false;
+            }
+            matched = true;
+        }
+    }
+    matched
+}
+
+fn hashed_matches(name: &str, hashed: &str) -> bool {
+    let mut parts = hashed.splitn(2, '|');
+    let (Some(salt), Some(hash)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let (Ok(salt), Ok(hash)) = (BASE64.decode(salt.as_bytes()), BASE64.decode(hash.as_bytes())) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha1>::new_from_slice(&salt) else {
+        return false;
+    };
+    mac.update(name.as_bytes());
+    mac.verify_slice(&hash).is_ok()
+}
+
+fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, ti));
+                pi += 1;
+            }
+            Some(&c) if c == '?' || Some(&c) == t.get(ti) => {
+                pi += 1;
+                ti += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    pi = sp + 1;
+                    ti = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p.get(pi..).is_some_and(|rest| rest.iter().all(|&c| c == '*'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard_match("*.example.com", "a.example.com"));
+        assert!(wildcard_match("web?", "web1"));
+        assert!(!wildcard_match("web?", "web12"));
+        assert!(wildcard_match("*", "anything"));
+        assert!(!wildcard_match("a*b", "acbd"));
+        assert!(wildcard_match("[127.0.0.1]:*", "[127.0.0.1]:2222"));
+    }
+
+    #[test]
+    fn negation_vetoes() {
+        assert!(host_matches("web1", "web*,!web2"));
+        assert!(!host_matches("web2", "web*,!web2"));
+    }
+
+    #[test]
+    fn hashed_name() {
+        // The same construction as `ssh-keygen -H`; tests/ checks real ssh-keygen output.
+        let name = "localhost";
+        let salt = [7u8; 20];
+        let mut mac = Hmac::<Sha1>::new_from_slice(&salt).unwrap();
+        mac.update(name.as_bytes());
+        let hash = mac.finalize().into_bytes();
+        let entry = format!("|1|{}|{}", BASE64.encode(&salt), BASE64.encode(&hash));
+        assert!(host_matches("localhost", &entry));
+        assert!(!host_matches("otherhost", &entry));
+    }
+}

@@ -1,0 +1,13 @@
+//! The SSH layer: [`Session`] (connect, host keys, authentication), [`Command`] with its
+//! [`Output`] and [`ExitStatus`], known_hosts handling and credentials.
+
+pub mod auth;
+pub mod command;
+pub mod known_hosts;
+pub mod quote;
+pub mod session;
+
+pub use auth::{Agent, Credentials, Identity};
+pub use command::{Command, ExitStatus, Output};
+pub use known_hosts::{HostKeyPolicy, HostKeyStatus, KeyLocation, KnownHosts};
+pub use session::{ConnectOptions, Session};

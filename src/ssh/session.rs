@@ -1,0 +1,672 @@
+//! One SSH connection: connecting with a deadline per phase, host key verification,
+//! authentication, and the [`Session`] handle that runs commands.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::client::{self, AuthResult, Handle, KeyboardInteractiveAuthResponse};
+use russh::keys::agent::client::AgentClient;
+use russh::keys::PrivateKeyWithHashAlg;
+use russh::keys::PublicKeyOrCertificate;
+use russh::MethodKind;
+use russh::MethodSet;
+
+use crate::error::{Error, ErrorKind, Phase, Result};
+use crate::ssh::auth::{Agent, Credentials};
+use crate::ssh::command::Command;
+use crate::ssh::known_hosts::{fingerprint, HostKeyPolicy, HostKeyStatus, KnownHosts};
+
+/// Everything needed to connect to one host. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    host: String,
+    port: u16,
+    user: String,
+    credentials: Credentials,
+    known_hosts: KnownHosts,
+    policy: HostKeyPolicy,
+    connect_timeout: Duration,
+    handshake_timeout: Duration,
+    auth_timeout: Duration,
+    keepalive_interval: Duration,
+    keepalive_max: usize,
+    label: Option<String>,
+}
+
+impl ConnectOptions {
+    /// Options for `host` (a name or an address) with the defaults: port 22, the local
+    /// user name, keys from the agent, OpenSSH's known_hosts files, [`HostKeyPolicy::Strict`],
+    /// 10 s to connect, 10 s for the banner and key exchange, 30 s to authenticate, and a
+    /// keepalive every 15 s that gives up after 3 unanswered.
+    pub fn new(host: impl Into<String>) -> ConnectOptions {
+        ConnectOptions {
+            host: host.into(),
+            port: 22,
+            user: local_user_name(),
+            credentials: Credentials::default(),
+            known_hosts: KnownHosts::default_files(),
+            policy: HostKeyPolicy::Strict,
+            connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            auth_timeout: Duration::from_secs(30),
+            keepalive_interval: Duration::from_secs(15),
+            keepalive_max: 3,
+            label: None,
+        }
+    }
+
+    /// The TCP port.
+    #[must_use]
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// The remote user.
+    #[must_use]
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = user.into();
+        self
+    }
+
+    /// The credentials to log in with.
+    #[must_use]
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = credentials;
+        self
+    }
+
+    /// The known_hosts files to check against.
+    #[must_use]
+    pub fn known_hosts(mut self, known_hosts: KnownHosts) -> Self {
+        self.known_hosts = known_hosts;
+        self
+    }
+
+    /// The host key policy.
+    #[must_use]
+    pub fn host_key_policy(mut self, policy: HostKeyPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Total time for name resolution and the TCP connect.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Total time for the server's banner and the key exchange.
+    #[must_use]
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Total time for authentication.
+    #[must_use]
+    pub fn auth_timeout(mut self, timeout: Duration) -> Self {
+        self.auth_timeout = timeout;
+        self
+    }
+
+    /// How often to probe a silent server, and after how many unanswered probes the
+    /// connection counts as lost.
+    #[must_use]
+    pub fn keepalive(mut self, interval: Duration, max_unanswered: usize) -> Self {
+        self.keepalive_interval = interval;
+        self.keepalive_max = max_unanswered;
+        self
+    }
+
+    /// The name used for this host in messages (default: `host`, or `host:port` when the
+    /// port is not 22).
+    #[must_use]
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self
+    }
+
+    /// The host name or address.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The name used in messages.
+    pub fn display_name(&self) -> String {
+        match &self.label {
+            Some(l) => l.clone(),
+            None if self.port == 22 => self.host.clone(),
+            None => format!("{}:{}", self.host, self.port),
+        }
+    }
+}
+
+fn local_user_name() -> String {
+    if let Ok(user) = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")) {
+        if !user.is_empty() {
+            return user;
+        }
+    }
+    // SAFETY: getpwuid returns a pointer into static storage or null; we copy the name out
+    // at once and do not keep the pointer.
+    unsafe {
+        let pw = libc::getpwuid(libc::getuid());
+        if !pw.is_null() && !(*pw).pw_name.is_null() {
+            return std::ffi::CStr::from_ptr((*pw).pw_name)
+                .to_string_lossy()
+                .into_owned();
+        }
+    }
+    "root".to_owned()
+}
+
+/// What the host key check decided, kept for after the handshake.
+#[derive(Default)]
+struct HostKeyVerdict {
+    rejection: Option<Error>,
+    /// Policy off and the key differs from the recorded one: no passwords.
+    mismatch_accepted: bool,
+}
+
+struct ClientHandler {
+    host: String,
+    port: u16,
+    known_hosts: KnownHosts,
+    policy: HostKeyPolicy,
+    verdict: Arc<Mutex<HostKeyVerdict>>,
+}
+
+impl ClientHandler {
+    fn reject(&self, error: Error) -> bool {
+        if let Ok(mut v) = self.verdict.lock() {
+            v.rejection = Some(error);
+        }
+        false
+    }
+}
+
+impl client::Handler for ClientHandler {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        server_public_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let key = match server_public_key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+            PublicKeyOrCertificate::Certificate(cert) => {
+                russh::keys::PublicKey::new(cert.public_key().clone(), "")
+            }
+        };
+        let fp = fingerprint(&key);
+        let algo = key.algorithm().to_string();
+        let (known_hosts, host, port) = (self.known_hosts.clone(), self.host.clone(), self.port);
+        let check_key = key.clone();
+        let status = tokio::task::spawn_blocking(move || {
+            known_hosts.check(&host, port, &check_key)
+        })
+        .await
+        .map_err(|_| russh::Error::Inconsistent)?;
+        let status = match status {
+            Ok(s) => s,
+            Err(e) => return Ok(self.reject(e)),
+        };
+        match (status, self.policy) {
+            (HostKeyStatus::Known(_), _) => Ok(true),
+            (HostKeyStatus::Revoked(at), _) => Ok(self.reject(Error::new(
+                ErrorKind::HostKeyChanged,
+                format!("host key {algo} {fp} is marked @revoked in {at}"),
+            ))),
+            (HostKeyStatus::Changed(at), HostKeyPolicy::Off) => {
+                tracing::warn!(
+                    "{}: host key {algo} {fp} differs from the one recorded at {at}; \
+                     accepted because host key checking is off; password authentication disabled",
+                    self.host
+                );
+                if let Ok(mut v) = self.verdict.lock() {
+                    v.mismatch_accepted = true;
+                }
+                Ok(true)
+            }
+            (HostKeyStatus::Changed(at), _) => Ok(self.reject(Error::new(
+                ErrorKind::HostKeyChanged,
+                format!(
+                    "HOST KEY CHANGED: the server offered {algo} {fp}, which does not match \
+                     the key recorded at {at}; refusing to connect (someone may be \
+                     intercepting the connection; if the host was really reinstalled, remove \
+                     that line)"
+                ),
+            ))),
+            (HostKeyStatus::Unknown, HostKeyPolicy::Strict) => Ok(self.reject(Error::new(
+                ErrorKind::HostKeyUnknown,
+                format!(
+                    "host key {algo} {fp} is not in known_hosts ({}); refusing under the \
+                     strict policy (use accept-new to learn it)",
+                    self.known_hosts
+                        .paths()
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ))),
+            (HostKeyStatus::Unknown, HostKeyPolicy::AcceptNew) => {
+                let (known_hosts, host, port) =
+                    (self.known_hosts.clone(), self.host.clone(), self.port);
+                let learn_key = key.clone();
+                let learned = tokio::task::spawn_blocking(move || {
+                    known_hosts.learn(&host, port, &learn_key)
+                })
+                .await
+                .map_err(|_| russh::Error::Inconsistent)?;
+                match learned {
+                    Ok(HostKeyStatus::Unknown) | Ok(HostKeyStatus::Known(_)) => {
+                        tracing::info!("{}: learned host key {algo} {fp}", self.host);
+                        Ok(true)
+                    }
+                    Ok(HostKeyStatus::Changed(at)) | Ok(HostKeyStatus::Revoked(at)) => {
+                        Ok(self.reject(Error::new(
+                            ErrorKind::HostKeyChanged,
+                            format!(
+                                "HOST KEY CHANGED: the server offered {algo} {fp}, but another \
+                                 key was recorded at {at} meanwhile; refusing to connect"
+                            ),
+                        )))
+                    }
+                    Err(e) => Ok(self.reject(e)),
+                }
+            }
+            (HostKeyStatus::Unknown, HostKeyPolicy::Off) => {
+                tracing::warn!(
+                    "{}: host key {algo} {fp} accepted without checking (policy off)",
+                    self.host
+                );
+                Ok(true)
+            }
+        }
+    }
+}
+
+/// A connected, authenticated SSH session to one host.
+///
+/// Commands run over it one after another or at the same time (each on its own channel;
+/// OpenSSH allows 10 at once by default, `MaxSessions`).
+pub struct Session {
+    handle: Handle<ClientHandler>,
+    name: String,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("host", &self.name)
+            .field("closed", &self.handle.is_closed())
+            .finish()
+    }
+}
+
+impl Session {
+    /// Connects, checks the host key and authenticates, each phase within its deadline.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Resolve`], [`ErrorKind::Connect`], [`ErrorKind::Timeout`] (see
+    /// [`Error::phase`]), [`ErrorKind::HostKeyUnknown`], [`ErrorKind::HostKeyChanged`],
+    /// [`ErrorKind::Protocol`], [`ErrorKind::Disconnected`], [`ErrorKind::Auth`],
+    /// [`ErrorKind::Agent`]; the message names the host.
+    ///
+    /// # Cancel safety
+    /// Dropping the future closes the connection attempt; nothing is left behind except a
+    /// host key already learned under accept-new.
+    pub async fn connect(options: &ConnectOptions) -> Result<Session> {
+        let name = options.display_name();
+        connect_inner(options, &name)
+            .await
+            .map_err(|e| e.with_host(name))
+    }
+
+    /// The host's name as used in messages.
+    pub fn host(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the connection is gone.
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+
+    /// A command to run. `command_line` is shell code, run by the remote user's login
+    /// shell, as with `ssh host 'command line'`; add arguments that must stay single words
+    /// with [`Command::arg`], which quotes them.
+    pub fn command(&self, command_line: impl Into<String>) -> Command<'_> {
+        Command::new(self, command_line.into())
+    }
+
+    /// Closes the connection politely.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`] when the connection was already gone.
+    pub async fn close(&self) -> Result<()> {
+        self.handle
+            .disconnect(russh::Disconnect::ByApplication, "", "en")
+            .await
+            .map_err(|e| russh_error(e, "closing the connection").with_host(&self.name))
+    }
+
+    pub(crate) async fn open_channel(&self) -> Result<russh::Channel<client::Msg>> {
+        self.handle.channel_open_session().await.map_err(|e| {
+            if self.handle.is_closed() {
+                Error::new(ErrorKind::Disconnected, "connection lost").with_source(e)
+            } else {
+                russh_error(e, "opening a channel")
+            }
+            .with_host(&self.name)
+        })
+    }
+}
+
+/// Maps a russh error to ours, with `doing` saying what was under way.
+pub(crate) fn russh_error(e: russh::Error, doing: &str) -> Error {
+    let kind = match &e {
+        russh::Error::Disconnect
+        | russh::Error::HUP
+        | russh::Error::SendError
+        | russh::Error::RecvError
+        | russh::Error::IO(_)
+        | russh::Error::KeepaliveTimeout
+        | russh::Error::InactivityTimeout
+        | russh::Error::ConnectionTimeout => ErrorKind::Disconnected,
+        russh::Error::ChannelOpenFailure(_) => ErrorKind::Channel,
+        _ => ErrorKind::Protocol,
+    };
+    let msg = match kind {
+        ErrorKind::Disconnected => format!("connection lost while {doing}"),
+        ErrorKind::Channel => format!("the server refused a channel while {doing}"),
+        _ => format!("ssh protocol error while {doing}"),
+    };
+    Error::new(kind, msg).with_source(e)
+}
+
+async fn connect_inner(options: &ConnectOptions, name: &str) -> Result<Session> {
+    let stream = tokio::time::timeout(options.connect_timeout, tcp_connect(options))
+        .await
+        .map_err(|_| Error::timeout(Phase::Connect, options.connect_timeout))??;
+
+    let config = Arc::new(client::Config {
+        keepalive_interval: Some(options.keepalive_interval),
+        keepalive_max: options.keepalive_max,
+        inactivity_timeout: None,
+        nodelay: true,
+        window_size: 8 * 1024 * 1024,
+        ..Default::default()
+    });
+    let verdict = Arc::new(Mutex::new(HostKeyVerdict::default()));
+    let handler = ClientHandler {
+        host: options.host.clone(),
+        port: options.port,
+        known_hosts: options.known_hosts.clone(),
+        policy: options.policy,
+        verdict: verdict.clone(),
+    };
+    let handshake = client::connect_stream(config, stream, handler);
+    let handle = match tokio::time::timeout(options.handshake_timeout, handshake).await {
+        Err(_) => return Err(Error::timeout(Phase::Handshake, options.handshake_timeout)),
+        Ok(Ok(handle)) => handle,
+        Ok(Err(e)) => {
+            let rejection = verdict.lock().ok().and_then(|mut v| v.rejection.take());
+            return Err(match rejection {
+                Some(rejection) => rejection,
+                None => russh_error(e, "reading the banner and exchanging keys"),
+            });
+        }
+    };
+    let mismatch_accepted = verdict.lock().map(|v| v.mismatch_accepted).unwrap_or(true);
+
+    let mut session = Session {
+        handle,
+        name: name.to_owned(),
+    };
+    let auth = authenticate(&mut session.handle, options, mismatch_accepted);
+    match tokio::time::timeout(options.auth_timeout, auth).await {
+        Err(_) => Err(Error::timeout(Phase::Auth, options.auth_timeout)),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(())) => Ok(session),
+    }
+}
+
+async fn tcp_connect(options: &ConnectOptions) -> Result<tokio::net::TcpStream> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((options.host.as_str(), options.port))
+        .await
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Resolve,
+                format!("cannot resolve host name {:?}", options.host),
+            )
+            .with_source(e)
+        })?
+        .collect();
+    let mut last_error = None;
+    for addr in &addrs {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(stream) => {
+                // The first exec otherwise stalls ~40 ms on Nagle / delayed ACK.
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Err(e) => last_error = Some((addr, e)),
+        }
+    }
+    match last_error {
+        Some((addr, e)) => Err(Error::new(
+            ErrorKind::Connect,
+            format!("cannot connect to {addr}: {e}"),
+        )),
+        None => Err(Error::new(
+            ErrorKind::Resolve,
+            format!("host name {:?} has no addresses", options.host),
+        )),
+    }
+}
+
+/// Tries the methods in the documented order, skipping those the server does not allow.
+async fn authenticate(
+    handle: &mut Handle<ClientHandler>,
+    options: &ConnectOptions,
+    mismatch_accepted: bool,
+) -> Result<()> {
+    let user = options.user.as_str();
+    let creds = &options.credentials;
+    let mut tried: Vec<String> = Vec::new();
+    let mut allowed: Option<MethodSet> = None;
+    let allows = |allowed: &Option<MethodSet>, m: MethodKind| {
+        allowed.as_ref().is_none_or(|set| set.contains(&m))
+    };
+    let auth_err = |e: russh::Error| russh_error(e, "authenticating");
+
+    // 1. Identity files.
+    for identity in creds.identities() {
+        if !allows(&allowed, MethodKind::PublicKey) {
+            break;
+        }
+        let hash = if identity.is_rsa() {
+            handle
+                .best_supported_rsa_hash()
+                .await
+                .map_err(auth_err)?
+                .flatten()
+        } else {
+            None
+        };
+        let key = PrivateKeyWithHashAlg::new(identity.key().clone(), hash);
+        tried.push(format!("publickey {}", identity.path().display()));
+        match handle
+            .authenticate_publickey(user, key)
+            .await
+            .map_err(auth_err)?
+        {
+            AuthResult::Success => return Ok(()),
+            AuthResult::Failure {
+                remaining_methods, ..
+            } => allowed = Some(remaining_methods),
+        }
+    }
+
+    // 2. Agent keys.
+    let socket = match creds.agent_setting() {
+        Agent::Off => None,
+        Agent::FromEnv => std::env::var_os("SSH_AUTH_SOCK").map(std::path::PathBuf::from),
+        Agent::Socket(p) => Some(p.clone()),
+    };
+    if let Some(socket) = socket.filter(|_| allows(&allowed, MethodKind::PublicKey)) {
+        let mut agent = AgentClient::connect_uds(&socket).await.map_err(|e| {
+            Error::new(
+                ErrorKind::Agent,
+                format!("cannot reach the ssh-agent at {}", socket.display()),
+            )
+            .with_source(e)
+        })?;
+        let keys = agent.request_identities().await.map_err(|e| {
+            Error::new(ErrorKind::Agent, "cannot list the ssh-agent's keys").with_source(e)
+        })?;
+        tried.push(format!("agent ({} keys)", keys.len()));
+        for identity in keys {
+            if !allows(&allowed, MethodKind::PublicKey) {
+                break;
+            }
+            let public = identity.public_key().into_owned();
+            let hash = if matches!(public.algorithm(), russh::keys::Algorithm::Rsa { .. }) {
+                handle
+                    .best_supported_rsa_hash()
+                    .await
+                    .map_err(auth_err)?
+                    .flatten()
+            } else {
+                None
+            };
+            match handle
+                .authenticate_publickey_with(user, public, hash, &mut agent)
+                .await
+            {
+                Ok(AuthResult::Success) => return Ok(()),
+                Ok(AuthResult::Failure {
+                    remaining_methods, ..
+                }) => allowed = Some(remaining_methods),
+                Err(e) => {
+                    return Err(
+                        Error::new(ErrorKind::Agent, "the ssh-agent failed to sign").with_source(e)
+                    )
+                }
+            }
+        }
+    }
+
+    // 3 and 4. The password, unless the host key could not be verified.
+    if let Some(password) = creds.password_secret() {
+        if mismatch_accepted {
+            tried.push("password (disabled: the host key did not match)".to_owned());
+        } else {
+            if allows(&allowed, MethodKind::KeyboardInteractive) {
+                tried.push("keyboard-interactive".to_owned());
+                match keyboard_interactive(handle, user, password.expose()).await? {
+                    None => return Ok(()),
+                    Some(remaining) => allowed = Some(remaining),
+                }
+            }
+            if allows(&allowed, MethodKind::Password) {
+                tried.push("password".to_owned());
+                match handle
+                    .authenticate_password(user, password.expose())
+                    .await
+                    .map_err(auth_err)?
+                {
+                    AuthResult::Success => return Ok(()),
+                    AuthResult::Failure {
+                        remaining_methods, ..
+                    } => allowed = Some(remaining_methods),
+                }
+            }
+        }
+    }
+
+    if handle.is_closed() {
+        return Err(Error::new(
+            ErrorKind::Disconnected,
+            format!(
+                "the server closed the connection during authentication as {user:?} \
+                 (tried: {})",
+                list_or_none(&tried)
+            ),
+        ));
+    }
+    let allowed = match &allowed {
+        Some(set) => set
+            .iter()
+            .map(|m| <&str>::from(m).to_owned())
+            .collect::<Vec<_>>()
+            .join(","),
+        None => "unknown (nothing was tried)".to_owned(),
+    };
+    Err(Error::new(
+        ErrorKind::Auth,
+        format!(
+            "authentication failed for user {user:?}; tried: {}; the server allows: {allowed}",
+            list_or_none(&tried)
+        ),
+    ))
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "nothing (no key, agent or password available)".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// Returns `None` on success, or the methods the server still allows.
+async fn keyboard_interactive(
+    handle: &mut Handle<ClientHandler>,
+    user: &str,
+    password: &str,
+) -> Result<Option<MethodSet>> {
+    let auth_err = |e: russh::Error| russh_error(e, "authenticating");
+    let mut response = handle
+        .authenticate_keyboard_interactive_start(user, None)
+        .await
+        .map_err(auth_err)?;
+    // PAM asks for the password, then sends an empty round; a few more rounds are allowed
+    // (banners, information), but a server that keeps asking is cut off.
+    let mut password_sent = false;
+    for _ in 0..8 {
+        match response {
+            KeyboardInteractiveAuthResponse::Success => return Ok(None),
+            KeyboardInteractiveAuthResponse::Failure {
+                remaining_methods, ..
+            } => return Ok(Some(remaining_methods)),
+            KeyboardInteractiveAuthResponse::InfoRequest { prompts, .. } => {
+                let mut answers = Vec::with_capacity(prompts.len());
+                for prompt in &prompts {
+                    // Only a hidden prompt gets the password, and only once: a second
+                    // request means the first answer was wrong, and an empty answer lets
+                    // the server end the exchange with a failure.
+                    if !prompt.echo && !password_sent {
+                        answers.push(password.to_owned());
+                        password_sent = true;
+                    } else {
+                        answers.push(String::new());
+                    }
+                }
+                response = handle
+                    .authenticate_keyboard_interactive_respond(answers)
+                    .await
+                    .map_err(auth_err)?;
+            }
+        }
+    }
+    Err(Error::new(
+        ErrorKind::Auth,
+        "keyboard-interactive authentication did not finish after 8 rounds",
+    ))
+}
