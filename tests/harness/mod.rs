@@ -1,0 +1,393 @@
+//! The shared test harness: starts real OpenSSH `sshd` servers on 127.0.0.1 with a free
+//! port, a temporary directory, generated host and user keys and their own
+//! authorized_keys. Logins go to a dedicated local user, created on first use, whose login
+//! shell is `/bin/sh` and whose home has no start-up files.
+//!
+//! Everything the tests need is installed here when missing (openssh-server), so no test
+//! is ever skipped for lack of a server. The tests run as root.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rexec::{Agent, ConnectOptions, Credentials, Identity, KnownHosts, Secret};
+
+pub const TEST_USER: &str = "rexec-test";
+const STATE_DIR: &str = "/var/lib/rexec-test";
+
+/// Runs a command and panics with its output if it fails.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Machine-wide one-time setup, serialised across test processes by a file lock:
+/// openssh-server installed, sshd's privilege separation directory, the test user with a
+/// password. Returns the user's password.
+pub fn setup() -> &'static str {
+    static PASSWORD: OnceLock<String> = OnceLock::new();
+    PASSWORD.get_or_init(|| {
+        fs::create_dir_all(STATE_DIR).unwrap();
+        fs::set_permissions(STATE_DIR, fs::Permissions::from_mode(0o700)).unwrap();
+        let lock = fs::File::create(Path::new(STATE_DIR).join("setup.lock")).unwrap();
+        lock.lock().unwrap();
+        if !Path::new("/usr/sbin/sshd").exists() {
+            run(Command::new("apt-get").args(["update", "-qq"]));
+            run(Command::new("apt-get")
+                .args(["install", "-y", "-qq", "openssh-server", "openssh-client"])
+                .env("DEBIAN_FRONTEND", "noninteractive"));
+        }
+        fs::create_dir_all("/run/sshd").unwrap();
+        let password_file = Path::new(STATE_DIR).join("password");
+        let user_exists = Command::new("id")
+            .arg(TEST_USER)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        if !user_exists || !password_file.exists() {
+            if !user_exists {
+                run(Command::new("useradd").args([
+                    "--create-home",
+                    "--shell",
+                    "/bin/sh",
+                    TEST_USER,
+                ]));
+            }
+            let password = format!("pw-{:016x}", random_u64());
+            run_with_stdin(&mut Command::new("chpasswd"), &format!("{TEST_USER}:{password}\n"));
+            fs::write(&password_file, &password).unwrap();
+            fs::set_permissions(&password_file, fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        // No start-up files: tests measure rexec and sshd, not a shell's rc files.
+        let home = home_of(TEST_USER);
+        for f in [".bashrc", ".profile", ".bash_logout"] {
+            let _ = fs::remove_file(home.join(f));
+        }
+        fs::read_to_string(&password_file).unwrap().trim().to_owned()
+    })
+}
+
+fn home_of(user: &str) -> PathBuf {
+    let line = run(Command::new("getent").args(["passwd", user]));
+    PathBuf::from(line.trim().split(':').nth(5).unwrap())
+}
+
+pub fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .unwrap();
+    u64::from_le_bytes(b)
+}
+
+/// Runs a command with `input` on its stdin and panics if it fails.
+pub fn run_with_stdin(cmd: &mut Command, input: &str) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success(), "{cmd:?} failed");
+}
+
+/// Generates a key pair with ssh-keygen; returns the private key path.
+pub fn keygen(dir: &Path, name: &str, key_type: &str, passphrase: &str) -> PathBuf {
+    let path = dir.join(name);
+    let mut cmd = Command::new("ssh-keygen");
+    cmd.args(["-q", "-t", key_type, "-N", passphrase, "-C", name, "-f"])
+        .arg(&path);
+    if key_type == "rsa" {
+        cmd.args(["-b", "2048"]);
+    }
+    run(&mut cmd);
+    path
+}
+
+/// What kind of server to start.
+#[derive(Clone, Debug)]
+pub struct SshdConfig {
+    /// Host key types, e.g. ["ed25519"].
+    pub host_key_types: Vec<&'static str>,
+    /// UsePAM yes: keyboard-interactive answered through PAM.
+    pub use_pam: bool,
+    pub password_auth: bool,
+    pub kbd_interactive: bool,
+    /// Extra sshd_config lines.
+    pub extra: Vec<String>,
+}
+
+impl Default for SshdConfig {
+    fn default() -> Self {
+        SshdConfig {
+            host_key_types: vec!["ed25519"],
+            use_pam: false,
+            password_auth: true,
+            kbd_interactive: false,
+            extra: Vec::new(),
+        }
+    }
+}
+
+/// A running sshd. Killed on drop.
+pub struct Sshd {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub user_key: PathBuf,
+    pub host_keys: Vec<PathBuf>,
+    pub known_hosts: PathBuf,
+    child: Child,
+}
+
+impl Sshd {
+    pub fn start() -> Sshd {
+        Sshd::start_with(SshdConfig::default())
+    }
+
+    pub fn start_with(config: SshdConfig) -> Sshd {
+        setup();
+        let dir = tempfile::Builder::new().prefix("rexec-sshd-").tempdir().unwrap();
+        // The test user reads authorized_keys and test files from here.
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let mut host_keys = Vec::new();
+        for t in &config.host_key_types {
+            host_keys.push(keygen(dir.path(), &format!("ssh_host_{t}_key"), t, ""));
+        }
+        let user_key = keygen(dir.path(), "id_user", "ed25519", "");
+        let authorized = dir.path().join("authorized_keys");
+        fs::copy(user_key.with_extension("pub"), &authorized).unwrap();
+        fs::set_permissions(&authorized, fs::Permissions::from_mode(0o644)).unwrap();
+
+        for attempt in 0..20 {
+            let port = free_port();
+            let config_path = dir.path().join("sshd_config");
+            let mut text = format!(
+                "Port {port}\nListenAddress 127.0.0.1\nPidFile {dir}/sshd.pid\n\
+                 AuthorizedKeysFile {dir}/authorized_keys\nStrictModes no\n\
+                 UsePAM {pam}\nPasswordAuthentication {pw}\nKbdInteractiveAuthentication {kbd}\n\
+                 PermitRootLogin no\nAllowUsers {TEST_USER}\nMaxStartups 200:30:400\n\
+                 MaxSessions 32\nLogLevel VERBOSE\nSubsystem sftp internal-sftp\n",
+                dir = dir.path().display(),
+                pam = yes(config.use_pam),
+                pw = yes(config.password_auth),
+                kbd = yes(config.kbd_interactive),
+            );
+            for k in &host_keys {
+                text.push_str(&format!("HostKey {}\n", k.display()));
+            }
+            for line in &config.extra {
+                text.push_str(line);
+                text.push('\n');
+            }
+            fs::write(&config_path, text).unwrap();
+            let log = fs::File::create(dir.path().join("sshd.log")).unwrap();
+            let mut child = Command::new("/usr/sbin/sshd")
+                .args(["-D", "-e", "-f"])
+                .arg(&config_path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            if wait_listening(port, &mut child) {
+                let known_hosts = dir.path().join("known_hosts");
+                let mut sshd = Sshd {
+                    dir,
+                    port,
+                    user_key,
+                    host_keys,
+                    known_hosts,
+                    child,
+                };
+                sshd.write_known_hosts();
+                return sshd;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            eprintln!("sshd did not start on port {port} (attempt {attempt}), retrying");
+        }
+        panic!(
+            "sshd would not start; log:\n{}",
+            fs::read_to_string(dir.path().join("sshd.log")).unwrap_or_default()
+        );
+    }
+
+    /// `[127.0.0.1]:port <key>` lines for every host key, in the harness's known_hosts.
+    pub fn known_hosts_lines(&self) -> String {
+        self.host_keys
+            .iter()
+            .map(|k| {
+                let public = fs::read_to_string(k.with_extension("pub")).unwrap();
+                let mut parts = public.split_whitespace();
+                format!(
+                    "[127.0.0.1]:{} {} {}\n",
+                    self.port,
+                    parts.next().unwrap(),
+                    parts.next().unwrap()
+                )
+            })
+            .collect()
+    }
+
+    fn write_known_hosts(&mut self) {
+        fs::write(&self.known_hosts, self.known_hosts_lines()).unwrap();
+    }
+
+    /// Options that log in as the test user with the server's user key, strict host key
+    /// checking against the server's known_hosts, and no agent.
+    pub fn options(&self) -> ConnectOptions {
+        let mut creds = Credentials::new();
+        creds
+            .identity(Identity::from_file(&self.user_key, None).unwrap())
+            .agent(Agent::Off);
+        self.bare_options().credentials(creds)
+    }
+
+    /// Like `options` but with no credentials at all.
+    pub fn bare_options(&self) -> ConnectOptions {
+        let mut creds = Credentials::new();
+        creds.agent(Agent::Off);
+        ConnectOptions::new("127.0.0.1")
+            .port(self.port)
+            .user(TEST_USER)
+            .credentials(creds)
+            .known_hosts(KnownHosts::file(&self.known_hosts))
+            .connect_timeout(Duration::from_secs(10))
+    }
+
+    pub fn password() -> Secret {
+        Secret::new(setup())
+    }
+
+    /// A file in the server's directory, readable by the test user.
+    pub fn write_file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.dir.path().join(name);
+        let mut f = fs::File::create(&p).unwrap();
+        f.write_all(bytes).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        p
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_listening(port: u16, child: &mut Child) -> bool {
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+/// An ssh-agent on a private socket, killed on drop.
+pub struct SshAgent {
+    pub socket: PathBuf,
+    pid: u32,
+    _dir: tempfile::TempDir,
+}
+
+impl SshAgent {
+    pub fn start() -> SshAgent {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("agent.sock");
+        let out = run(Command::new("ssh-agent").arg("-a").arg(&socket).arg("-s"));
+        let pid = out
+            .split(';')
+            .find_map(|part| part.trim().strip_prefix("SSH_AGENT_PID="))
+            .unwrap()
+            .parse()
+            .unwrap();
+        SshAgent {
+            socket,
+            pid,
+            _dir: dir,
+        }
+    }
+
+    pub fn add(&self, key: &Path) {
+        run(Command::new("ssh-add")
+            .arg(key)
+            .env("SSH_AUTH_SOCK", &self.socket));
+    }
+}
+
+impl Drop for SshAgent {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.pid.to_string()).status();
+    }
+}
+
+/// Processes of the test user whose command line contains `pattern`.
+pub fn remote_processes(pattern: &str) -> Vec<String> {
+    let out = Command::new("pgrep")
+        .args(["-a", "-u", TEST_USER, "-f", pattern])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits up to `limit` for `cond`; a guard against hangs, not a timing assertion.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
