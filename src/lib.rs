@@ -22,7 +22,16 @@
 //! Errors are one type, [`Error`], with a [`ErrorKind`] for programs. A command that exits
 //! non-zero is not an error: see [`Output::check`].
 
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)
+)]
 #![warn(missing_docs)]
 
 pub mod error;

@@ -33,7 +33,15 @@ async fn a_command_killed_by_a_signal_reports_the_signal() {
     assert!(!out.status.success());
     let out = s.command("kill -SEGV $$").output().await.unwrap();
     assert_eq!(out.status.signal(), Some("SEGV"), "{out:?}");
-    assert_eq!(out.status.to_string().split(' ').take(4).collect::<Vec<_>>().join(" "), "killed by signal SEGV");
+    assert_eq!(
+        out.status
+            .to_string()
+            .split(' ')
+            .take(4)
+            .collect::<Vec<_>>()
+            .join(" "),
+        "killed by signal SEGV"
+    );
 }
 
 #[tokio::test]
@@ -41,7 +49,9 @@ async fn stdout_and_stderr_are_kept_apart() {
     let sshd = Sshd::start();
     let s = connect(&sshd).await;
     let out = s
-        .command("printf 'out1\\n'; printf 'err1\\n' >&2; printf 'out2\\n'; printf 'err2' >&2; exit 4")
+        .command(
+            "printf 'out1\\n'; printf 'err1\\n' >&2; printf 'out2\\n'; printf 'err2' >&2; exit 4",
+        )
         .output()
         .await
         .unwrap();
@@ -64,7 +74,12 @@ async fn fifty_megabytes_of_binary_output_arrive_byte_exact() {
     }
     let path = sshd.write_file("big.bin", &data);
     let s = connect(&sshd).await;
-    let out = s.command("cat").arg(path.to_str().unwrap()).output().await.unwrap();
+    let out = s
+        .command("cat")
+        .arg(path.to_str().unwrap())
+        .output()
+        .await
+        .unwrap();
     assert!(out.status.success());
     assert_eq!(out.stdout.len(), data.len());
     assert!(out.stdout == data, "50 MB output differs from the file");
@@ -75,7 +90,12 @@ async fn fifty_megabytes_of_binary_output_arrive_byte_exact() {
 async fn stdin_is_delivered_and_closed() {
     let sshd = Sshd::start();
     let s = connect(&sshd).await;
-    let out = s.command("cat").stdin(b"hello\x00world\n".to_vec()).output().await.unwrap();
+    let out = s
+        .command("cat")
+        .stdin(b"hello\x00world\n".to_vec())
+        .output()
+        .await
+        .unwrap();
     assert_eq!(out.stdout, b"hello\x00world\n");
     // Without stdin the command sees end of file instead of hanging.
     let out = s.command("cat; echo done").output().await.unwrap();
@@ -119,14 +139,18 @@ async fn a_timeout_kills_the_remote_process_group() {
         .unwrap()
     };
     let (result, seen_running) = tokio::join!(command.output(), seen_running);
-    assert!(seen_running, "the remote command never showed up in the process list");
+    assert!(
+        seen_running,
+        "the remote command never showed up in the process list"
+    );
     let err = result.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout);
     assert_eq!(err.phase(), Some(Phase::Command));
     assert_eq!(err.output().unwrap().stdout, b"started\n");
     assert!(err.to_string().contains("timed out after 1.5s"), "{err}");
     assert!(
-        eventually(Duration::from_secs(10), || remote_processes(&marker).is_empty()),
+        eventually(Duration::from_secs(10), || remote_processes(&marker)
+            .is_empty()),
         "remote process survived: {:?}",
         remote_processes(&marker)
     );
@@ -148,7 +172,10 @@ async fn a_process_that_ignores_term_is_killed() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout);
-    assert!(eventually(Duration::from_secs(10), || remote_processes(&marker).is_empty()));
+    assert!(eventually(Duration::from_secs(10), || remote_processes(
+        &marker
+    )
+    .is_empty()));
 }
 
 #[tokio::test]
@@ -189,9 +216,19 @@ async fn arguments_env_and_directory_are_quoted() {
         .await
         .unwrap();
     assert_eq!(out.stdout_lossy(), "hello; world 'quoted'\n/tmp\n");
-    let err = s.command("true").env("BAD NAME", "x").output().await.unwrap_err();
+    let err = s
+        .command("true")
+        .env("BAD NAME", "x")
+        .output()
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
-    let out = s.command("echo unreachable").current_dir("/does/not/exist").output().await.unwrap();
+    let out = s
+        .command("echo unreachable")
+        .current_dir("/does/not/exist")
+        .output()
+        .await
+        .unwrap();
     assert!(!out.status.success());
     assert_eq!(out.stdout, b"");
 }
@@ -200,10 +237,19 @@ async fn arguments_env_and_directory_are_quoted() {
 async fn a_pty_merges_output_and_translates_newlines() {
     let sshd = Sshd::start();
     let s = connect(&sshd).await;
-    let out = s.command("test -t 1 && echo tty; echo err >&2").pty(true).output().await.unwrap();
+    let out = s
+        .command("test -t 1 && echo tty; echo err >&2")
+        .pty(true)
+        .output()
+        .await
+        .unwrap();
     assert_eq!(out.stdout, b"tty\r\nerr\r\n");
     assert_eq!(out.stderr, b"");
-    let out = s.command("test -t 1 && echo tty || echo notty").output().await.unwrap();
+    let out = s
+        .command("test -t 1 && echo tty || echo notty")
+        .output()
+        .await
+        .unwrap();
     assert_eq!(out.stdout, b"notty\n");
 }
 
@@ -230,10 +276,25 @@ async fn output_beyond_the_cap_is_cut_and_reported() {
 async fn check_turns_a_failure_into_an_error_with_the_output() {
     let sshd = Sshd::start();
     let s = connect(&sshd).await;
-    let ok = s.command("echo fine").output().await.unwrap().check().unwrap();
+    let ok = s
+        .command("echo fine")
+        .output()
+        .await
+        .unwrap()
+        .check()
+        .unwrap();
     assert_eq!(ok.stdout, b"fine\n");
-    let err = s.command("echo partial; exit 2").output().await.unwrap().check().unwrap_err();
+    let err = s
+        .command("echo partial; exit 2")
+        .output()
+        .await
+        .unwrap()
+        .check()
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::CommandFailed);
     assert_eq!(err.output().unwrap().stdout, b"partial\n");
-    assert_eq!(err.to_string(), format!("127.0.0.1:{}: command exited 2", sshd.port));
+    assert_eq!(
+        err.to_string(),
+        format!("127.0.0.1:{}: command exited 2", sshd.port)
+    );
 }

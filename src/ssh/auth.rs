@@ -42,11 +42,9 @@ impl Identity {
                 path.display()
             )));
         }
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path).map_err(|e| {
-                fail(format!("cannot read key file {}", path.display())).with_source(e)
-            })?,
-        );
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+            fail(format!("cannot read key file {}", path.display())).with_source(e)
+        })?);
         let key = match russh::keys::decode_secret_key(&text, None) {
             Ok(key) => key,
             Err(russh::keys::Error::KeyIsEncrypted) => match passphrase {
@@ -56,9 +54,11 @@ impl Identity {
                         path.display()
                     )))
                 }
-                Some(p) => russh::keys::decode_secret_key(&text, Some(p.expose())).map_err(
-                    |_| fail(format!("wrong passphrase for key file {}", path.display())),
-                )?,
+                Some(p) => {
+                    russh::keys::decode_secret_key(&text, Some(p.expose())).map_err(|_| {
+                        fail(format!("wrong passphrase for key file {}", path.display()))
+                    })?
+                }
             },
             Err(e) => {
                 return Err(fail(format!(

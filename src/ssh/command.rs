@@ -256,7 +256,10 @@ impl<'s> Command<'s> {
     pub fn command_line(&self) -> Result<String> {
         let mut line = String::new();
         for (name, value) in &self.env {
-            let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            let valid = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
                 return Err(Error::new(

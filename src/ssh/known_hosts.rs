@@ -182,6 +182,27 @@ impl KnownHosts {
         })
     }
 
+    /// The algorithms of the keys recorded for `host`:`port`, in file order. Unreadable
+    /// files count as empty here; [`KnownHosts::check`] reports them.
+    pub fn recorded_algorithms(&self, host: &str, port: u16) -> Vec<russh::keys::Algorithm> {
+        let name = lookup_name(host, port);
+        let mut algorithms = Vec::new();
+        for file in &self.files {
+            let Ok(Some(text)) = read_optional(file) else {
+                continue;
+            };
+            for entry in parse(&text) {
+                if entry.marker == Marker::None && host_matches(&name, &entry.hosts) {
+                    let algorithm = entry.key.algorithm();
+                    if !algorithms.contains(&algorithm) {
+                        algorithms.push(algorithm);
+                    }
+                }
+            }
+        }
+        algorithms
+    }
+
     /// Records `key` for `host`:`port` in the first file, unless by now (another connection
     /// may have learned it meanwhile) some key is recorded for the host. The file is locked
     /// while it is re-read and appended to, so concurrent learners in this and other
@@ -334,7 +355,10 @@ fn hashed_matches(name: &str, hashed: &str) -> bool {
     let (Some(salt), Some(hash)) = (parts.next(), parts.next()) else {
         return false;
     };
-    let (Ok(salt), Ok(hash)) = (BASE64.decode(salt.as_bytes()), BASE64.decode(hash.as_bytes())) else {
+    let (Ok(salt), Ok(hash)) = (
+        BASE64.decode(salt.as_bytes()),
+        BASE64.decode(hash.as_bytes()),
+    ) else {
         return false;
     };
     let Ok(mut mac) = Hmac::<Sha1>::new_from_slice(&salt) else {
@@ -368,7 +392,8 @@ fn wildcard_match(pattern: &str, text: &str) -> bool {
             },
         }
     }
-    p.get(pi..).is_some_and(|rest| rest.iter().all(|&c| c == '*'))
+    p.get(pi..)
+        .is_some_and(|rest| rest.iter().all(|&c| c == '*'))
 }
 
 #[cfg(test)]

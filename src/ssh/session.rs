@@ -205,11 +205,10 @@ impl client::Handler for ClientHandler {
         let algo = key.algorithm().to_string();
         let (known_hosts, host, port) = (self.known_hosts.clone(), self.host.clone(), self.port);
         let check_key = key.clone();
-        let status = tokio::task::spawn_blocking(move || {
-            known_hosts.check(&host, port, &check_key)
-        })
-        .await
-        .map_err(|_| russh::Error::Inconsistent)?;
+        let status =
+            tokio::task::spawn_blocking(move || known_hosts.check(&host, port, &check_key))
+                .await
+                .map_err(|_| russh::Error::Inconsistent)?;
         let status = match status {
             Ok(s) => s,
             Err(e) => return Ok(self.reject(e)),
@@ -257,25 +256,23 @@ impl client::Handler for ClientHandler {
                 let (known_hosts, host, port) =
                     (self.known_hosts.clone(), self.host.clone(), self.port);
                 let learn_key = key.clone();
-                let learned = tokio::task::spawn_blocking(move || {
-                    known_hosts.learn(&host, port, &learn_key)
-                })
-                .await
-                .map_err(|_| russh::Error::Inconsistent)?;
+                let learned =
+                    tokio::task::spawn_blocking(move || known_hosts.learn(&host, port, &learn_key))
+                        .await
+                        .map_err(|_| russh::Error::Inconsistent)?;
                 match learned {
                     Ok(HostKeyStatus::Unknown) | Ok(HostKeyStatus::Known(_)) => {
                         tracing::info!("{}: learned host key {algo} {fp}", self.host);
                         Ok(true)
                     }
-                    Ok(HostKeyStatus::Changed(at)) | Ok(HostKeyStatus::Revoked(at)) => {
-                        Ok(self.reject(Error::new(
+                    Ok(HostKeyStatus::Changed(at)) | Ok(HostKeyStatus::Revoked(at)) => Ok(self
+                        .reject(Error::new(
                             ErrorKind::HostKeyChanged,
                             format!(
                                 "HOST KEY CHANGED: the server offered {algo} {fp}, but another \
                                  key was recorded at {at} meanwhile; refusing to connect"
                             ),
-                        )))
-                    }
+                        ))),
                     Err(e) => Ok(self.reject(e)),
                 }
             }
@@ -394,7 +391,34 @@ async fn connect_inner(options: &ConnectOptions, name: &str) -> Result<Session> 
         .await
         .map_err(|_| Error::timeout(Phase::Connect, options.connect_timeout))??;
 
+    // Like OpenSSH, prefer the host key algorithms already recorded for this host, so a
+    // server with several keys presents the one we know.
+    let recorded = {
+        let (known_hosts, host, port) = (
+            options.known_hosts.clone(),
+            options.host.clone(),
+            options.port,
+        );
+        tokio::task::spawn_blocking(move || known_hosts.recorded_algorithms(&host, port))
+            .await
+            .unwrap_or_default()
+    };
+    let mut preferred = russh::Preferred::default();
+    if !recorded.is_empty() {
+        let same_family = |a: &russh::keys::Algorithm| {
+            recorded.iter().any(|r| {
+                r == a
+                    || (matches!(r, russh::keys::Algorithm::Rsa { .. })
+                        && matches!(a, russh::keys::Algorithm::Rsa { .. }))
+            })
+        };
+        let (mut first, rest): (Vec<_>, Vec<_>) =
+            preferred.key.iter().cloned().partition(|a| same_family(a));
+        first.extend(rest);
+        preferred.key = first.into();
+    }
     let config = Arc::new(client::Config {
+        preferred,
         keepalive_interval: Some(options.keepalive_interval),
         keepalive_max: options.keepalive_max,
         inactivity_timeout: None,
@@ -470,7 +494,7 @@ async fn tcp_connect(options: &ConnectOptions) -> Result<tokio::net::TcpStream> 
     }
 }
 
-/// Tries the methods in the documented order, skipping those the server does not allow.
+/// Asks the server which methods it allows, then tries ours in the documented order.
 async fn authenticate(
     handle: &mut Handle<ClientHandler>,
     options: &ConnectOptions,
@@ -479,11 +503,20 @@ async fn authenticate(
     let user = options.user.as_str();
     let creds = &options.credentials;
     let mut tried: Vec<String> = Vec::new();
-    let mut allowed: Option<MethodSet> = None;
+    let mut allowed: Option<MethodSet>;
     let allows = |allowed: &Option<MethodSet>, m: MethodKind| {
         allowed.as_ref().is_none_or(|set| set.contains(&m))
     };
     let auth_err = |e: russh::Error| russh_error(e, "authenticating");
+
+    // Like OpenSSH, ask with "none" first: the answer lists the methods the server allows,
+    // so no attempt is spent on a method it would refuse (MaxAuthTries counts them).
+    match handle.authenticate_none(user).await.map_err(auth_err)? {
+        AuthResult::Success => return Ok(()),
+        AuthResult::Failure {
+            remaining_methods, ..
+        } => allowed = Some(remaining_methods),
+    }
 
     // 1. Identity files.
     for identity in creds.identities() {
@@ -606,7 +639,7 @@ async fn authenticate(
             .map(|m| <&str>::from(m).to_owned())
             .collect::<Vec<_>>()
             .join(","),
-        None => "unknown (nothing was tried)".to_owned(),
+        None => "unknown".to_owned(),
     };
     Err(Error::new(
         ErrorKind::Auth,

@@ -24,7 +24,9 @@ const STATE_DIR: &str = "/var/lib/rexec-test";
 
 /// Runs a command and panics with its output if it fails.
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}\n{}",
@@ -69,7 +71,10 @@ pub fn setup() -> &'static str {
                 ]));
             }
             let password = format!("pw-{:016x}", random_u64());
-            run_with_stdin(&mut Command::new("chpasswd"), &format!("{TEST_USER}:{password}\n"));
+            run_with_stdin(
+                &mut Command::new("chpasswd"),
+                &format!("{TEST_USER}:{password}\n"),
+            );
             fs::write(&password_file, &password).unwrap();
             fs::set_permissions(&password_file, fs::Permissions::from_mode(0o600)).unwrap();
         }
@@ -78,7 +83,10 @@ pub fn setup() -> &'static str {
         for f in [".bashrc", ".profile", ".bash_logout"] {
             let _ = fs::remove_file(home.join(f));
         }
-        fs::read_to_string(&password_file).unwrap().trim().to_owned()
+        fs::read_to_string(&password_file)
+            .unwrap()
+            .trim()
+            .to_owned()
     })
 }
 
@@ -101,7 +109,12 @@ pub fn run_with_stdin(cmd: &mut Command, input: &str) {
         .stdin(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     assert!(child.wait().unwrap().success(), "{cmd:?} failed");
 }
 
@@ -160,7 +173,10 @@ impl Sshd {
 
     pub fn start_with(config: SshdConfig) -> Sshd {
         setup();
-        let dir = tempfile::Builder::new().prefix("rexec-sshd-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("rexec-sshd-")
+            .tempdir()
+            .unwrap();
         // The test user reads authorized_keys and test files from here.
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
         let mut host_keys = Vec::new();
@@ -280,6 +296,23 @@ impl Sshd {
         f.write_all(bytes).unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
         p
+    }
+
+    /// Appends the public half of `private_key` to the server's authorized_keys.
+    pub fn authorize(&self, private_key: &Path) {
+        let public = fs::read_to_string(private_key.with_extension("pub")).unwrap();
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("authorized_keys"))
+            .unwrap();
+        f.write_all(public.as_bytes()).unwrap();
+    }
+
+    /// Generates a user key in the server's directory and authorizes it.
+    pub fn new_user_key(&self, name: &str, key_type: &str, passphrase: &str) -> PathBuf {
+        let key = keygen(self.dir.path(), name, key_type, passphrase);
+        self.authorize(&key);
+        key
     }
 
     pub fn pid(&self) -> u32 {

@@ -1,0 +1,238 @@
+//! Authentication against a real sshd: key files of each type, encrypted keys, the agent,
+//! password and keyboard-interactive, and the errors when they fail.
+
+mod harness;
+
+use std::os::unix::fs::PermissionsExt;
+
+use harness::{SshAgent, Sshd, SshdConfig};
+use rexec::{Agent, Credentials, ErrorKind, Identity, Secret, Session};
+
+async fn whoami(sshd: &Sshd, creds: Credentials) -> rexec::Result<String> {
+    let session = Session::connect(&sshd.bare_options().credentials(creds)).await?;
+    let out = session.command("id -un").output().await?;
+    Ok(out.stdout_lossy().trim().to_owned())
+}
+
+fn with_identity(id: Identity) -> Credentials {
+    let mut c = Credentials::new();
+    c.identity(id).agent(Agent::Off);
+    c
+}
+
+#[tokio::test]
+async fn key_files_of_each_type_log_in() {
+    let sshd = Sshd::start();
+    for t in ["ed25519", "ecdsa", "rsa"] {
+        let key = sshd.new_user_key(&format!("id_{t}"), t, "");
+        let id = Identity::from_file(&key, None).unwrap();
+        assert_eq!(
+            whoami(&sshd, with_identity(id)).await.unwrap(),
+            harness::TEST_USER,
+            "{t}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_encrypted_key_needs_the_right_passphrase() {
+    let sshd = Sshd::start();
+    let key = sshd.new_user_key("id_enc", "ed25519", "correct horse");
+    let id = Identity::from_file(&key, Some(&Secret::new("correct horse"))).unwrap();
+    assert_eq!(
+        whoami(&sshd, with_identity(id)).await.unwrap(),
+        harness::TEST_USER
+    );
+
+    let err = Identity::from_file(&key, Some(&Secret::new("wrong"))).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::KeyFile);
+    assert_eq!(
+        err.to_string(),
+        format!("wrong passphrase for key file {}", key.display())
+    );
+
+    let err = Identity::from_file(&key, None).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::KeyFile);
+    assert!(
+        err.to_string()
+            .contains("is encrypted and no passphrase was given"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_encrypted_rsa_key_logs_in() {
+    let sshd = Sshd::start();
+    let key = sshd.new_user_key("id_rsa_enc", "rsa", "pass phrase");
+    let id = Identity::from_file(&key, Some(&Secret::new("pass phrase"))).unwrap();
+    assert_eq!(
+        whoami(&sshd, with_identity(id)).await.unwrap(),
+        harness::TEST_USER
+    );
+}
+
+#[tokio::test]
+async fn a_key_file_readable_by_others_is_refused() {
+    let sshd = Sshd::start();
+    let key = sshd.new_user_key("id_open", "ed25519", "");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = Identity::from_file(&key, None).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::KeyFile);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "permissions 0644 for key file {} are too open: it must not be readable by group \
+             or others (chmod 600)",
+            key.display()
+        )
+    );
+}
+
+#[tokio::test]
+async fn the_agent_signs_for_its_keys() {
+    let sshd = Sshd::start();
+    let agent = SshAgent::start();
+    let key = sshd.new_user_key("id_agent", "ed25519", "");
+    let rsa = sshd.new_user_key("id_agent_rsa", "rsa", "");
+    agent.add(&rsa);
+    agent.add(&key);
+    let mut creds = Credentials::new();
+    creds.agent(Agent::Socket(agent.socket.clone()));
+    assert_eq!(whoami(&sshd, creds).await.unwrap(), harness::TEST_USER);
+
+    // An agent with only a key the server does not know: auth fails, naming the agent.
+    let other = SshAgent::start();
+    let stranger = harness::keygen(sshd.dir.path(), "id_stranger", "ed25519", "");
+    other.add(&stranger);
+    let mut creds = Credentials::new();
+    creds.agent(Agent::Socket(other.socket.clone()));
+    let err = whoami(&sshd, creds).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Auth);
+    assert!(err.to_string().contains("tried: agent (1 keys)"), "{err}");
+}
+
+#[tokio::test]
+async fn an_unreachable_agent_is_an_agent_error() {
+    let sshd = Sshd::start();
+    let mut creds = Credentials::new();
+    creds.agent(Agent::Socket(sshd.dir.path().join("no-such-agent.sock")));
+    let err = whoami(&sshd, creds).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Agent);
+    assert!(
+        err.to_string().contains("cannot reach the ssh-agent"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn password_right_and_wrong() {
+    let sshd = Sshd::start();
+    let mut creds = Credentials::new();
+    creds.agent(Agent::Off).password(Sshd::password());
+    assert_eq!(whoami(&sshd, creds).await.unwrap(), harness::TEST_USER);
+
+    let mut creds = Credentials::new();
+    creds
+        .agent(Agent::Off)
+        .password(Secret::new("not the password"));
+    let err = whoami(&sshd, creds).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Auth);
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with(&format!(
+            "127.0.0.1:{}: authentication failed for user \"rexec-test\"",
+            sshd.port
+        )),
+        "{msg}"
+    );
+    assert!(msg.contains("tried: password;"), "{msg}");
+    assert!(
+        msg.contains("the server allows: publickey,password"),
+        "{msg}"
+    );
+    assert!(!msg.contains("not the password"));
+}
+
+fn pam_server() -> Sshd {
+    Sshd::start_with(SshdConfig {
+        use_pam: true,
+        password_auth: false,
+        kbd_interactive: true,
+        ..SshdConfig::default()
+    })
+}
+
+#[tokio::test]
+async fn keyboard_interactive_answers_with_the_password() {
+    let sshd = pam_server();
+    let mut creds = Credentials::new();
+    creds.agent(Agent::Off).password(Sshd::password());
+    assert_eq!(whoami(&sshd, creds).await.unwrap(), harness::TEST_USER);
+
+    let mut creds = Credentials::new();
+    creds.agent(Agent::Off).password(Secret::new("wrong"));
+    let err = whoami(&sshd, creds).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+    assert!(
+        err.to_string().contains("tried: keyboard-interactive;"),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("allows: publickey,keyboard-interactive"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn methods_are_tried_in_order_until_one_works() {
+    let sshd = Sshd::start();
+    let stranger = harness::keygen(sshd.dir.path(), "id_unknown", "ed25519", "");
+    let mut creds = Credentials::new();
+    creds
+        .identity(Identity::from_file(&stranger, None).unwrap())
+        .agent(Agent::Off)
+        .password(Sshd::password());
+    assert_eq!(whoami(&sshd, creds).await.unwrap(), harness::TEST_USER);
+
+    let mut creds = Credentials::new();
+    creds
+        .identity(Identity::from_file(&stranger, None).unwrap())
+        .agent(Agent::Off)
+        .password(Secret::new("wrong"));
+    let err = whoami(&sshd, creds).await.unwrap_err();
+    assert!(
+        err.to_string().contains(&format!(
+            "tried: publickey {}, password;",
+            stranger.display()
+        )),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn no_credentials_at_all_says_so() {
+    let sshd = Sshd::start();
+    let mut creds = Credentials::new();
+    creds.agent(Agent::Off);
+    let err = whoami(&sshd, creds).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Auth);
+    assert!(
+        err.to_string()
+            .contains("nothing (no key, agent or password available)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn secrets_never_show_in_debug_output() {
+    let secret = Secret::new("hunter2-very-secret");
+    let mut creds = Credentials::new();
+    creds.password(secret.clone());
+    let shown = format!(
+        "{secret:?} {creds:?} {:?}",
+        rexec::ConnectOptions::new("h").credentials(creds.clone())
+    );
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("<redacted>"), "{shown}");
+}
