@@ -30,7 +30,12 @@
 )]
 #![cfg_attr(
     test,
-    allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
 )]
 #![warn(missing_docs)]
 
@@ -46,3 +51,8 @@ pub use ssh::{
     Agent, Command, ConnectOptions, Credentials, ExitStatus, HostKeyPolicy, HostKeyStatus,
     Identity, KeyLocation, KnownHosts, Output, Session,
 };
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
