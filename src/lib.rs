@@ -45,7 +45,6 @@ pub mod ssh;
 
 pub use error::{Error, ErrorKind, Phase, Result};
 pub use secret::Secret;
-pub use ssh::known_hosts::fingerprint;
 pub use ssh::quote::shell_quote;
 pub use ssh::{
     Agent, Command, ConnectOptions, Credentials, ExitStatus, HostKeyPolicy, HostKeyStatus,

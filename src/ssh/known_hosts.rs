@@ -144,7 +144,7 @@ impl KnownHosts {
     ///
     /// # Errors
     /// [`ErrorKind::LocalIo`] when a file exists but cannot be read.
-    pub fn check(&self, host: &str, port: u16, key: &PublicKey) -> Result<HostKeyStatus> {
+    pub(crate) fn check(&self, host: &str, port: u16, key: &PublicKey) -> Result<HostKeyStatus> {
         let name = lookup_name(host, port);
         let mut first_recorded: Option<KeyLocation> = None;
         let mut known: Option<KeyLocation> = None;
@@ -184,7 +184,7 @@ impl KnownHosts {
 
     /// The algorithms of the keys recorded for `host`:`port`, in file order. Unreadable
     /// files count as empty here; [`KnownHosts::check`] reports them.
-    pub fn recorded_algorithms(&self, host: &str, port: u16) -> Vec<russh::keys::Algorithm> {
+    pub(crate) fn recorded_algorithms(&self, host: &str, port: u16) -> Vec<russh::keys::Algorithm> {
         let name = lookup_name(host, port);
         let mut algorithms = Vec::new();
         for file in &self.files {
@@ -211,7 +211,7 @@ impl KnownHosts {
     ///
     /// # Errors
     /// [`ErrorKind::LocalIo`] when the file cannot be created, locked or written.
-    pub fn learn(&self, host: &str, port: u16, key: &PublicKey) -> Result<HostKeyStatus> {
+    pub(crate) fn learn(&self, host: &str, port: u16, key: &PublicKey) -> Result<HostKeyStatus> {
         let Some(path) = self.files.first() else {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
@@ -271,7 +271,7 @@ impl KnownHosts {
 }
 
 /// The SHA-256 fingerprint as OpenSSH prints it (`SHA256:...`).
-pub fn fingerprint(key: &PublicKey) -> String {
+pub(crate) fn fingerprint(key: &PublicKey) -> String {
     key.fingerprint(HashAlg::Sha256).to_string()
 }
 
