@@ -40,6 +40,8 @@
 #![warn(missing_docs)]
 
 pub mod error;
+mod glob;
+pub mod inventory;
 pub mod secret;
 pub mod ssh;
 

@@ -2,7 +2,10 @@
 //! [`ExitStatus`].
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
 
 use russh::{ChannelMsg, Sig};
 use tokio::time::sleep_until;
@@ -148,7 +151,7 @@ impl fmt::Debug for Output {
 /// # Ok(()) }
 /// ```
 #[must_use]
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Command<'s> {
     session: &'s Session,
     line: String,
@@ -159,7 +162,21 @@ pub struct Command<'s> {
     timeout: Option<Duration>,
     kill_grace: Duration,
     max_output: Option<usize>,
+    on_data: Option<DataCallback>,
+    cancel: Option<CancellationToken>,
 }
+
+/// Which output stream a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// Called with every chunk of output as it arrives (see [`Command::on_data`]).
+pub type DataCallback = Arc<dyn Fn(Stream, &[u8]) + Send + Sync>;
 
 impl<'s> Command<'s> {
     pub(crate) fn new(session: &'s Session, line: String) -> Command<'s> {
@@ -173,6 +190,8 @@ impl<'s> Command<'s> {
             timeout: None,
             kill_grace: Duration::from_secs(2),
             max_output: None,
+            on_data: None,
+            cancel: None,
         }
     }
 
@@ -249,6 +268,22 @@ impl<'s> Command<'s> {
         self
     }
 
+    /// Calls `callback` with each chunk of stdout and stderr as it arrives, before the
+    /// chunk is captured (combine with [`Command::max_output`]`(0)` to stream without
+    /// keeping anything in memory). Chunks are not split at line ends.
+    pub fn on_data(&mut self, callback: DataCallback) -> &mut Self {
+        self.on_data = Some(callback);
+        self
+    }
+
+    /// Stops the command when `token` is cancelled: the remote process group gets `TERM`,
+    /// then `KILL` after the grace period, and the result is an
+    /// [`ErrorKind::Interrupted`] error carrying the output so far.
+    pub fn cancel_on(&mut self, token: CancellationToken) -> &mut Self {
+        self.cancel = Some(token);
+        self
+    }
+
     /// The command line as it is sent to the server.
     ///
     /// # Errors
@@ -308,6 +343,61 @@ impl<'s> Command<'s> {
     async fn run(&self) -> Result<Output> {
         let line = self.command_line()?;
         let started = Instant::now();
+        let mut collector = Collector {
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+            cap: self.max_output.unwrap_or(usize::MAX),
+            on_data: self.on_data.clone(),
+        };
+        let mut stopper = Stopper::new(self.timeout, self.kill_grace, self.cancel.clone());
+        let status = if self.session.is_local() {
+            if self.pty {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    "a pty is not available for local commands",
+                ));
+            }
+            self.run_local(line, &mut collector, &mut stopper).await?
+        } else {
+            self.run_ssh(line, &mut collector, &mut stopper).await?
+        };
+        let output = Output {
+            stdout: collector.stdout,
+            stderr: collector.stderr,
+            status: status.clone().unwrap_or(ExitStatus::Unknown),
+            stdout_truncated: collector.stdout_truncated,
+            stderr_truncated: collector.stderr_truncated,
+            duration: started.elapsed(),
+            host: self.session.host().to_owned(),
+        };
+        match stopper.reason {
+            Some(StopReason::Timeout) => {
+                let timeout = self.timeout.unwrap_or_default();
+                return Err(Error::timeout(Phase::Command, timeout).with_output(output));
+            }
+            Some(StopReason::Cancelled) => {
+                return Err(Error::new(ErrorKind::Interrupted, "interrupted").with_output(output));
+            }
+            None => {}
+        }
+        if status.is_none() && self.session.is_closed() {
+            return Err(Error::new(
+                ErrorKind::Disconnected,
+                "connection lost before the command reported an exit status",
+            )
+            .with_output(output));
+        }
+        Ok(output)
+    }
+
+    async fn run_ssh(
+        &self,
+        line: String,
+        collector: &mut Collector,
+        stopper: &mut Stopper,
+    ) -> Result<Option<ExitStatus>> {
         let channel = self.session.open_channel().await?;
         let (mut read, write) = channel.split();
         let lost = |e: russh::Error| russh_error(e, "starting the command");
@@ -329,35 +419,17 @@ impl<'s> Command<'s> {
             write.eof().await
         };
 
-        let cap = self.max_output.unwrap_or(usize::MAX);
-        let mut stdout = Vec::new();
-        let mut stderr = Vec::new();
-        let (mut stdout_truncated, mut stderr_truncated) = (false, false);
         let mut status: Option<ExitStatus> = None;
         let mut replies_seen = 0;
         let mut refused: Option<&'static str> = None;
-
-        let deadline = self.timeout.map(|t| tokio::time::Instant::now() + t);
-        let mut term_sent = false;
-        let mut kill_at: Option<tokio::time::Instant> = None;
-        let mut close_at: Option<tokio::time::Instant> = None;
-        let far = tokio::time::Instant::now() + Duration::from_secs(86400 * 365);
-
         let read_loop = async {
             loop {
-                let next_deadline = if term_sent {
-                    close_at.or(kill_at).unwrap_or(far)
-                } else {
-                    deadline.unwrap_or(far)
-                };
                 tokio::select! {
                     msg = read.wait() => match msg {
                         None | Some(ChannelMsg::Close) => break,
-                        Some(ChannelMsg::Data { data }) => {
-                            append_capped(&mut stdout, &data, cap, &mut stdout_truncated)
-                        }
+                        Some(ChannelMsg::Data { data }) => collector.push(Stream::Stdout, &data),
                         Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
-                            append_capped(&mut stderr, &data, cap, &mut stderr_truncated)
+                            collector.push(Stream::Stderr, &data)
                         }
                         Some(ChannelMsg::ExitStatus { exit_status }) => {
                             status = Some(ExitStatus::Exited(exit_status));
@@ -384,16 +456,11 @@ impl<'s> Command<'s> {
                         }
                         Some(_) => {}
                     },
-                    _ = sleep_until(next_deadline), if deadline.is_some() => {
-                        let now = tokio::time::Instant::now();
-                        if !term_sent {
-                            term_sent = true;
-                            let _ = write.signal(Sig::TERM).await;
-                            kill_at = Some(now + self.kill_grace);
-                        } else if close_at.is_none() {
-                            let _ = write.signal(Sig::KILL).await;
-                            close_at = Some(now + Duration::from_secs(1));
-                        } else {
+                    action = stopper.next() => match action {
+                        StopAction::Signal(sig) => {
+                            let _ = write.signal(sig).await;
+                        }
+                        StopAction::Abandon => {
                             let _ = write.close().await;
                             break;
                         }
@@ -402,36 +469,253 @@ impl<'s> Command<'s> {
             }
         };
         // stdin is written while output is read: a command that echoes a large stdin
-        // would otherwise deadlock on the channel windows.
-        let (_, stdin_result) = tokio::join!(read_loop, send_stdin);
-
+        // would otherwise deadlock on the channel windows. A command that exits without
+        // reading its stdin makes that write fail, which is normal.
+        let _ = tokio::join!(read_loop, send_stdin);
         if let Some(why) = refused {
             return Err(Error::new(ErrorKind::Channel, why));
         }
-        let output = Output {
-            stdout,
-            stderr,
-            status: status.clone().unwrap_or(ExitStatus::Unknown),
-            stdout_truncated,
-            stderr_truncated,
-            duration: started.elapsed(),
-            host: self.session.host().to_owned(),
-        };
-        if term_sent {
-            let timeout = self.timeout.unwrap_or_default();
-            return Err(Error::timeout(Phase::Command, timeout).with_output(output));
-        }
-        if status.is_none() && self.session.is_closed() {
-            return Err(Error::new(
-                ErrorKind::Disconnected,
-                "connection lost before the command reported an exit status",
-            )
-            .with_output(output));
-        }
-        // A command that exits without reading stdin makes the write fail; that is normal.
-        drop(stdin_result);
-        Ok(output)
+        Ok(status)
     }
+
+    async fn run_local(
+        &self,
+        line: String,
+        collector: &mut Collector,
+        stopper: &mut Stopper,
+    ) -> Result<Option<ExitStatus>> {
+        use std::process::Stdio;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let mut child = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(line)
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so a timeout reaches everything it started.
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                Error::new(ErrorKind::LocalIo, "cannot start a local shell").with_source(e)
+            })?;
+        let pid = child.id().and_then(|p| i32::try_from(p).ok());
+        let stdin = child.stdin.take();
+        let (Some(mut out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) else {
+            return Err(Error::new(
+                ErrorKind::LocalIo,
+                "local process has no output pipes",
+            ));
+        };
+        let send_stdin = async {
+            if let (Some(mut pipe), Some(bytes)) = (stdin, &self.stdin) {
+                let _ = pipe.write_all(bytes).await;
+            }
+        };
+        let mut exit = None;
+        let read_loop = async {
+            let (mut out_buf, mut err_buf) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+            let (mut out_open, mut err_open) = (true, true);
+            loop {
+                tokio::select! {
+                    n = out.read(&mut out_buf), if out_open => match n {
+                        Ok(0) | Err(_) => out_open = false,
+                        Ok(n) => collector.push(Stream::Stdout, out_buf.get(..n).unwrap_or_default()),
+                    },
+                    n = err.read(&mut err_buf), if err_open => match n {
+                        Ok(0) | Err(_) => err_open = false,
+                        Ok(n) => collector.push(Stream::Stderr, err_buf.get(..n).unwrap_or_default()),
+                    },
+                    status = child.wait(), if exit.is_none() => {
+                        exit = Some(status);
+                    }
+                    action = stopper.next() => match action {
+                        StopAction::Signal(sig) => {
+                            if let Some(pid) = pid {
+                                // SAFETY: signalling the process group we created; at worst
+                                // the group is already gone and kill returns ESRCH.
+                                unsafe { libc::kill(-pid, local_signal(&sig)) };
+                            }
+                        }
+                        StopAction::Abandon => break,
+                    }
+                }
+                if !out_open && !err_open && exit.is_some() {
+                    break;
+                }
+            }
+        };
+        tokio::join!(read_loop, send_stdin);
+        Ok(match exit {
+            Some(Ok(status)) => Some(local_status(status)),
+            Some(Err(e)) => {
+                return Err(
+                    Error::new(ErrorKind::LocalIo, "cannot wait for a local process")
+                        .with_source(e),
+                )
+            }
+            None => None,
+        })
+    }
+}
+
+impl fmt::Debug for Command<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Command")
+            .field("host", &self.session.host())
+            .field("line", &self.line)
+            .field("stdin_bytes", &self.stdin.as_ref().map(Vec::len))
+            .field("env", &self.env)
+            .field("cwd", &self.cwd)
+            .field("pty", &self.pty)
+            .field("timeout", &self.timeout)
+            .field("max_output", &self.max_output)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Collector {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    stdout_truncated: bool,
+    stderr_truncated: bool,
+    cap: usize,
+    on_data: Option<DataCallback>,
+}
+
+impl Collector {
+    fn push(&mut self, stream: Stream, data: &[u8]) {
+        if let Some(cb) = &self.on_data {
+            cb(stream, data);
+        }
+        match stream {
+            Stream::Stdout => {
+                append_capped(&mut self.stdout, data, self.cap, &mut self.stdout_truncated)
+            }
+            Stream::Stderr => {
+                append_capped(&mut self.stderr, data, self.cap, &mut self.stderr_truncated)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopReason {
+    Timeout,
+    Cancelled,
+}
+
+enum StopAction {
+    Signal(Sig),
+    Abandon,
+}
+
+/// Stopping a command: on timeout or cancellation, `TERM`, then `KILL` after the grace,
+/// then give up on the channel one second later.
+struct Stopper {
+    deadline: Option<tokio::time::Instant>,
+    grace: Duration,
+    cancel: Option<CancellationToken>,
+    reason: Option<StopReason>,
+    next_step: Option<(tokio::time::Instant, u8)>,
+}
+
+impl Stopper {
+    fn new(timeout: Option<Duration>, grace: Duration, cancel: Option<CancellationToken>) -> Self {
+        Stopper {
+            deadline: timeout.map(|t| tokio::time::Instant::now() + t),
+            grace,
+            cancel,
+            reason: None,
+            next_step: None,
+        }
+    }
+
+    /// Waits for the next thing to do. Never returns while nothing is due.
+    async fn next(&mut self) -> StopAction {
+        if self.reason.is_none() {
+            let deadline = async {
+                match self.deadline {
+                    Some(d) => sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let cancelled = async {
+                match &self.cancel {
+                    Some(token) => token.cancelled().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let reason = tokio::select! {
+                _ = deadline => StopReason::Timeout,
+                _ = cancelled => StopReason::Cancelled,
+            };
+            self.reason = Some(reason);
+            self.next_step = Some((tokio::time::Instant::now() + self.grace, 1));
+            return StopAction::Signal(Sig::TERM);
+        }
+        match self.next_step {
+            Some((at, 1)) => {
+                sleep_until(at).await;
+                self.next_step = Some((tokio::time::Instant::now() + Duration::from_secs(1), 2));
+                StopAction::Signal(Sig::KILL)
+            }
+            Some((at, _)) => {
+                sleep_until(at).await;
+                self.next_step = None;
+                StopAction::Abandon
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+fn local_signal(sig: &Sig) -> i32 {
+    match sig {
+        Sig::KILL => libc::SIGKILL,
+        _ => libc::SIGTERM,
+    }
+}
+
+fn local_status(status: std::process::ExitStatus) -> ExitStatus {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(code) = status.code() {
+        return ExitStatus::Exited(u32::try_from(code).unwrap_or(255));
+    }
+    match status.signal() {
+        Some(sig) => ExitStatus::Signaled {
+            signal: signal_name_from_number(sig),
+            core_dumped: status.core_dumped(),
+            message: String::new(),
+        },
+        None => ExitStatus::Unknown,
+    }
+}
+
+fn signal_name_from_number(sig: i32) -> String {
+    let name = match sig {
+        libc::SIGABRT => "ABRT",
+        libc::SIGALRM => "ALRM",
+        libc::SIGFPE => "FPE",
+        libc::SIGHUP => "HUP",
+        libc::SIGILL => "ILL",
+        libc::SIGINT => "INT",
+        libc::SIGKILL => "KILL",
+        libc::SIGPIPE => "PIPE",
+        libc::SIGQUIT => "QUIT",
+        libc::SIGSEGV => "SEGV",
+        libc::SIGTERM => "TERM",
+        libc::SIGUSR1 => "USR1",
+        libc::SIGUSR2 => "USR2",
+        libc::SIGBUS => "BUS",
+        other => return format!("{other}"),
+    };
+    name.to_owned()
 }
 
 fn append_capped(buf: &mut Vec<u8>, data: &[u8], cap: usize, truncated: &mut bool) {

@@ -17,6 +17,7 @@ use russh::keys::ssh_key::{HashAlg, PublicKey};
 use sha1::Sha1;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::glob::glob_match;
 
 /// What to do with a server's host key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -340,7 +341,7 @@ fn host_matches(name: &str, hosts: &str) -> bool {
             Some(p) => (true, p),
             None => (false, pattern),
         };
-        if wildcard_match(&pattern.to_ascii_lowercase(), name) {
+        if glob_match(&pattern.to_ascii_lowercase(), name) {
             if negated {
                 return false;
             }
@@ -368,47 +369,9 @@ fn hashed_matches(name: &str, hashed: &str) -> bool {
     mac.verify_slice(&hash).is_ok()
 }
 
-fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        match p.get(pi) {
-            Some('*') => {
-                star = Some((pi, ti));
-                pi += 1;
-            }
-            Some(&c) if c == '?' || Some(&c) == t.get(ti) => {
-                pi += 1;
-                ti += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    pi = sp + 1;
-                    ti = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p.get(pi..)
-        .is_some_and(|rest| rest.iter().all(|&c| c == '*'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wildcards() {
-        assert!(wildcard_match("*.example.com", "a.example.com"));
-        assert!(wildcard_match("web?", "web1"));
-        assert!(!wildcard_match("web?", "web12"));
-        assert!(wildcard_match("*", "anything"));
-        assert!(!wildcard_match("a*b", "acbd"));
-        assert!(wildcard_match("[127.0.0.1]:*", "[127.0.0.1]:2222"));
-    }
 
     #[test]
     fn negation_vetoes() {

@@ -8,6 +8,6 @@ pub mod quote;
 pub mod session;
 
 pub use auth::{Agent, Credentials, Identity};
-pub use command::{Command, ExitStatus, Output};
+pub use command::{Command, DataCallback, ExitStatus, Output, Stream};
 pub use known_hosts::{HostKeyPolicy, HostKeyStatus, KeyLocation, KnownHosts};
 pub use session::{ConnectOptions, Session};

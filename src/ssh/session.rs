@@ -171,7 +171,7 @@ struct HostKeyVerdict {
     mismatch_accepted: bool,
 }
 
-struct ClientHandler {
+pub(crate) struct ClientHandler {
     host: String,
     port: u16,
     known_hosts: KnownHosts,
@@ -287,20 +287,27 @@ impl client::Handler for ClientHandler {
     }
 }
 
-/// A connected, authenticated SSH session to one host.
+/// A connected, authenticated SSH session to one host, or a local "session" whose
+/// commands run as local processes ([`Session::local`]).
 ///
 /// Commands run over it one after another or at the same time (each on its own channel;
 /// OpenSSH allows 10 at once by default, `MaxSessions`).
 pub struct Session {
-    handle: Handle<ClientHandler>,
+    transport: SessionTransport,
     name: String,
+}
+
+pub(crate) enum SessionTransport {
+    Ssh(Handle<ClientHandler>),
+    Local,
 }
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("host", &self.name)
-            .field("closed", &self.handle.is_closed())
+            .field("local", &matches!(self.transport, SessionTransport::Local))
+            .field("closed", &self.is_closed())
             .finish()
     }
 }
@@ -324,14 +331,32 @@ impl Session {
             .map_err(|e| e.with_host(name))
     }
 
+    /// A session whose commands run on this machine as `sh -c COMMAND` child processes,
+    /// with the same [`Output`](crate::Output) semantics (Ansible's local connection).
+    /// `name` is used in messages.
+    pub fn local(name: impl Into<String>) -> Session {
+        Session {
+            transport: SessionTransport::Local,
+            name: name.into(),
+        }
+    }
+
     /// The host's name as used in messages.
     pub fn host(&self) -> &str {
         &self.name
     }
 
-    /// Whether the connection is gone.
+    /// Whether this session runs commands locally.
+    pub fn is_local(&self) -> bool {
+        matches!(self.transport, SessionTransport::Local)
+    }
+
+    /// Whether the connection is gone (never for a local session).
     pub fn is_closed(&self) -> bool {
-        self.handle.is_closed()
+        match &self.transport {
+            SessionTransport::Ssh(handle) => handle.is_closed(),
+            SessionTransport::Local => false,
+        }
     }
 
     /// A command to run. `command_line` is shell code, run by the remote user's login
@@ -346,15 +371,25 @@ impl Session {
     /// # Errors
     /// [`ErrorKind::Disconnected`] when the connection was already gone.
     pub async fn close(&self) -> Result<()> {
-        self.handle
-            .disconnect(russh::Disconnect::ByApplication, "", "en")
-            .await
-            .map_err(|e| russh_error(e, "closing the connection").with_host(&self.name))
+        match &self.transport {
+            SessionTransport::Ssh(handle) => handle
+                .disconnect(russh::Disconnect::ByApplication, "", "en")
+                .await
+                .map_err(|e| russh_error(e, "closing the connection").with_host(&self.name)),
+            SessionTransport::Local => Ok(()),
+        }
     }
 
     pub(crate) async fn open_channel(&self) -> Result<russh::Channel<client::Msg>> {
-        self.handle.channel_open_session().await.map_err(|e| {
-            if self.handle.is_closed() {
+        let SessionTransport::Ssh(handle) = &self.transport else {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "a local session has no ssh channels",
+            )
+            .with_host(&self.name));
+        };
+        handle.channel_open_session().await.map_err(|e| {
+            if handle.is_closed() {
                 Error::new(ErrorKind::Disconnected, "connection lost").with_source(e)
             } else {
                 russh_error(e, "opening a channel")
@@ -448,15 +483,15 @@ async fn connect_inner(options: &ConnectOptions, name: &str) -> Result<Session> 
     };
     let mismatch_accepted = verdict.lock().map(|v| v.mismatch_accepted).unwrap_or(true);
 
-    let mut session = Session {
-        handle,
-        name: name.to_owned(),
-    };
-    let auth = authenticate(&mut session.handle, options, mismatch_accepted);
+    let mut handle = handle;
+    let auth = authenticate(&mut handle, options, mismatch_accepted);
     match tokio::time::timeout(options.auth_timeout, auth).await {
         Err(_) => Err(Error::timeout(Phase::Auth, options.auth_timeout)),
         Ok(Err(e)) => Err(e),
-        Ok(Ok(())) => Ok(session),
+        Ok(Ok(())) => Ok(Session {
+            transport: SessionTransport::Ssh(handle),
+            name: name.to_owned(),
+        }),
     }
 }
 
