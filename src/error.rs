@@ -42,6 +42,8 @@ pub enum ErrorKind {
     CommandFailed,
     /// The operation was cancelled.
     Interrupted,
+    /// The run was cancelled before this host was started.
+    NotStarted,
 }
 
 impl ErrorKind {
@@ -63,6 +65,7 @@ impl ErrorKind {
             ErrorKind::LocalIo => "local-io",
             ErrorKind::CommandFailed => "command-failed",
             ErrorKind::Interrupted => "interrupted",
+            ErrorKind::NotStarted => "not-started",
         }
     }
 }
@@ -151,6 +154,12 @@ impl Error {
         e
     }
 
+    /// Records the connection phase the error happened in, unless one is set.
+    pub(crate) fn in_phase(mut self, phase: Phase) -> Error {
+        self.phase.get_or_insert(phase);
+        self
+    }
+
     pub(crate) fn with_output(mut self, output: Output) -> Error {
         self.output = Some(Box::new(output));
         self
@@ -180,7 +189,8 @@ impl Error {
         &self.message
     }
 
-    /// For [`ErrorKind::Timeout`]: the phase that timed out.
+    /// The phase the error happened in: for [`ErrorKind::Timeout`] the phase that timed
+    /// out; for connection errors, the phase of connecting that failed.
     pub fn phase(&self) -> Option<Phase> {
         self.phase
     }

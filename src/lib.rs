@@ -42,15 +42,18 @@
 pub mod error;
 mod glob;
 pub mod inventory;
+pub mod pool;
 pub mod secret;
 pub mod ssh;
 
 pub use error::{Error, ErrorKind, Phase, Result};
+pub use inventory::{Host, HostSettings, Inventory, Transport};
+pub use pool::{Event, HostResult, Outcome, Pool, RunExit, Target, TargetBuilder, Timings};
 pub use secret::Secret;
 pub use ssh::quote::shell_quote;
 pub use ssh::{
-    Agent, Command, ConnectOptions, Credentials, ExitStatus, HostKeyPolicy, HostKeyStatus,
-    Identity, KeyLocation, KnownHosts, Output, Session,
+    Agent, Command, ConnectOptions, Credentials, DataCallback, ExitStatus, HostKeyPolicy,
+    HostKeyStatus, Identity, KeyLocation, KnownHosts, Output, Session, Stream,
 };
 
 /// The README's examples, compiled as doctests.

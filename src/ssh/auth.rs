@@ -30,6 +30,18 @@ impl Identity {
     /// [`ErrorKind::KeyFile`] naming the file: unreadable, too open, encrypted without a
     /// passphrase, wrong passphrase, or not a private key.
     pub fn from_file(path: impl AsRef<Path>, passphrase: Option<&Secret>) -> Result<Identity> {
+        Identity::from_file_with(path, || Ok(passphrase.cloned()))
+    }
+
+    /// Like [`Identity::from_file`], but asks `passphrase` for the passphrase only when the
+    /// file turns out to be encrypted (e.g. to prompt on the terminal).
+    ///
+    /// # Errors
+    /// As [`Identity::from_file`], and whatever `passphrase` returns.
+    pub fn from_file_with(
+        path: impl AsRef<Path>,
+        passphrase: impl FnOnce() -> Result<Option<Secret>>,
+    ) -> Result<Identity> {
         let path = path.as_ref();
         let fail = |msg: String| Error::new(ErrorKind::KeyFile, msg);
         let meta = std::fs::metadata(path)
@@ -47,7 +59,7 @@ impl Identity {
         })?);
         let key = match russh::keys::decode_secret_key(&text, None) {
             Ok(key) => key,
-            Err(russh::keys::Error::KeyIsEncrypted) => match passphrase {
+            Err(russh::keys::Error::KeyIsEncrypted) => match passphrase()? {
                 None => {
                     return Err(fail(format!(
                         "key file {} is encrypted and no passphrase was given",

@@ -129,6 +129,12 @@ impl ConnectOptions {
         self
     }
 
+    /// The most a connection may take: connect, handshake and authentication deadlines
+    /// added up.
+    pub fn total_timeout(&self) -> Duration {
+        self.connect_timeout + self.handshake_timeout + self.auth_timeout
+    }
+
     /// The host name or address.
     pub fn host(&self) -> &str {
         &self.host
@@ -424,7 +430,8 @@ pub(crate) fn russh_error(e: russh::Error, doing: &str) -> Error {
 async fn connect_inner(options: &ConnectOptions, name: &str) -> Result<Session> {
     let stream = tokio::time::timeout(options.connect_timeout, tcp_connect(options))
         .await
-        .map_err(|_| Error::timeout(Phase::Connect, options.connect_timeout))??;
+        .map_err(|_| Error::timeout(Phase::Connect, options.connect_timeout))?
+        .map_err(|e| e.in_phase(Phase::Connect))?;
 
     // Like OpenSSH, prefer the host key algorithms already recorded for this host, so a
     // server with several keys presents the one we know.
@@ -478,7 +485,8 @@ async fn connect_inner(options: &ConnectOptions, name: &str) -> Result<Session> 
             return Err(match rejection {
                 Some(rejection) => rejection,
                 None => russh_error(e, "reading the banner and exchanging keys"),
-            });
+            }
+            .in_phase(Phase::Handshake));
         }
     };
     let mismatch_accepted = verdict.lock().map(|v| v.mismatch_accepted).unwrap_or(true);
@@ -487,7 +495,7 @@ async fn connect_inner(options: &ConnectOptions, name: &str) -> Result<Session> 
     let auth = authenticate(&mut handle, options, mismatch_accepted);
     match tokio::time::timeout(options.auth_timeout, auth).await {
         Err(_) => Err(Error::timeout(Phase::Auth, options.auth_timeout)),
-        Ok(Err(e)) => Err(e),
+        Ok(Err(e)) => Err(e.in_phase(Phase::Auth)),
         Ok(Ok(())) => Ok(Session {
             transport: SessionTransport::Ssh(handle),
             name: name.to_owned(),
@@ -514,6 +522,14 @@ async fn tcp_connect(options: &ConnectOptions) -> Result<tokio::net::TcpStream> 
                 let _ = stream.set_nodelay(true);
                 return Ok(stream);
             }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                return Err(Error::new(
+                    ErrorKind::LocalIo,
+                    "too many open files: raise the limit (ulimit -n) or lower the number of \
+                     hosts run at once (--forks)",
+                )
+                .with_source(e));
+            }
             Err(e) => last_error = Some((addr, e)),
         }
     }
@@ -528,6 +544,9 @@ async fn tcp_connect(options: &ConnectOptions) -> Result<tokio::net::TcpStream> 
         )),
     }
 }
+
+/// Agent conversations in flight at once, across every connection of the process.
+static AGENT_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
 
 /// Asks the server which methods it allows, then tries ours in the documented order.
 async fn authenticate(
@@ -588,6 +607,8 @@ async fn authenticate(
         Agent::Socket(p) => Some(p.clone()),
     };
     if let Some(socket) = socket.filter(|_| allows(&allowed, MethodKind::PublicKey)) {
+        // At high fan-out an agent refuses connections (EAGAIN): a few at a time.
+        let _slot = AGENT_SLOTS.acquire().await;
         let mut agent = AgentClient::connect_uds(&socket).await.map_err(|e| {
             Error::new(
                 ErrorKind::Agent,

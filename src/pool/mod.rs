@@ -1,0 +1,369 @@
+//! The fan-out pool: runs work on many hosts at once with a sliding window of `forks`,
+//! returns exactly one result per host, emits [`Event`]s as hosts progress, and knows
+//! nothing about terminals. The model is Python's `multiprocessing.Pool`: [`Pool::run`]
+//! is `map` (results in host order), [`Pool::stream`] is `imap_unordered` (results as
+//! hosts finish), and the event callback plays the part of `apply_async`'s callbacks.
+
+mod outcome;
+mod target;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, Stream, StreamExt};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, ErrorKind, Phase, Result};
+use crate::ssh::{Output, Session};
+
+pub use outcome::{timeout_phase, Outcome, RunExit};
+pub use target::{Target, TargetBuilder};
+
+/// Timings of one host, from the moment its slot opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timings {
+    /// Connecting, host key check and authentication (zero for local hosts).
+    pub connect: Duration,
+    /// The work itself.
+    pub run: Duration,
+    /// Everything.
+    pub total: Duration,
+}
+
+/// The one result of one host.
+#[derive(Debug)]
+pub struct HostResult<T> {
+    /// The host's position in the target list.
+    pub index: usize,
+    /// The host's inventory name.
+    pub host: String,
+    /// What the work returned, or why there is no result.
+    pub result: Result<T>,
+    /// How long each part took.
+    pub timings: Timings,
+}
+
+impl HostResult<Output> {
+    /// The outcome of a command result.
+    pub fn outcome(&self) -> Outcome {
+        Outcome::of_command(&self.result)
+    }
+}
+
+/// What the pool reports as hosts progress. Callbacks run on the pool's task: keep them
+/// short.
+#[derive(Debug)]
+pub enum Event<'a, T> {
+    /// The host got a slot and is connecting.
+    Connecting {
+        /// Position in the target list.
+        index: usize,
+        /// Inventory name.
+        host: &'a str,
+    },
+    /// Connected and authenticated; the work starts.
+    Running {
+        /// Position in the target list.
+        index: usize,
+        /// Inventory name.
+        host: &'a str,
+    },
+    /// The host is done.
+    Finished(&'a HostResult<T>),
+}
+
+/// A bounded pool of concurrent host runs.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    forks: usize,
+    max_handshakes_per_server: usize,
+    connect_attempts: u32,
+    cancel: CancellationToken,
+    stop_grace: Duration,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Pool::new(Pool::DEFAULT_FORKS)
+    }
+}
+
+impl Pool {
+    /// The default number of hosts run at once.
+    pub const DEFAULT_FORKS: usize = 64;
+
+    /// A pool running at most `forks` hosts at once (at least 1).
+    pub fn new(forks: usize) -> Pool {
+        Pool {
+            forks: forks.max(1),
+            max_handshakes_per_server: 8,
+            connect_attempts: 3,
+            cancel: CancellationToken::new(),
+            stop_grace: Duration::from_secs(3),
+        }
+    }
+
+    /// Unauthenticated connections in flight at once to one address and port (default 8,
+    /// below sshd's `MaxStartups` of 10, beyond which sshd drops connections at random).
+    #[must_use]
+    pub fn max_handshakes_per_server(mut self, n: usize) -> Pool {
+        self.max_handshakes_per_server = n.max(1);
+        self
+    }
+
+    /// How many times to try connecting when the server drops the connection before
+    /// authentication (default 3). Refused connections, timeouts, host key and
+    /// authentication failures are never retried.
+    #[must_use]
+    pub fn connect_attempts(mut self, n: u32) -> Pool {
+        self.connect_attempts = n.max(1);
+        self
+    }
+
+    /// The token that cancels this pool's runs: no new host starts (they end
+    /// [`Outcome::NotStarted`]), connecting hosts stop, and running commands that were
+    /// given the token (as [`Pool::run_command`] does) are signalled and end
+    /// [`Outcome::Interrupted`]. Work that ignores the token is dropped after a grace
+    /// period of 3 s.
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// The number of hosts run at once.
+    pub fn forks(&self) -> usize {
+        self.forks
+    }
+
+    /// Runs `work` on every target and returns one result per target, in target order.
+    /// `events` sees every host start, connect and finish.
+    ///
+    /// `work` receives the connected [`Session`] (a local one for `transport = "local"`)
+    /// and the target.
+    ///
+    /// # Cancel safety
+    /// Dropping the future drops every connection and stops reading; remote commands are
+    /// not signalled. Cancel through [`Pool::cancel_token`] to stop them cleanly.
+    pub async fn run<T, F, Fut>(
+        &self,
+        targets: &[Target],
+        work: F,
+        events: impl Fn(Event<'_, T>),
+    ) -> Vec<HostResult<T>>
+    where
+        F: Fn(Arc<Session>, Target) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut results: Vec<HostResult<T>> = self.stream(targets, work, events).collect().await;
+        results.sort_by_key(|r| r.index);
+        results
+    }
+
+    /// Like [`Pool::run`], but yields each host's result as soon as it finishes.
+    pub fn stream<'a, T, F, Fut>(
+        &'a self,
+        targets: &'a [Target],
+        work: F,
+        events: impl Fn(Event<'_, T>) + 'a,
+    ) -> impl Stream<Item = HostResult<T>> + 'a
+    where
+        F: Fn(Arc<Session>, Target) -> Fut + 'a,
+        Fut: Future<Output = Result<T>> + 'a,
+        T: 'a,
+    {
+        raise_open_file_limit();
+        let pacing = Arc::new(Pacing::default());
+        let work = Arc::new(work);
+        let events = Arc::new(events);
+        stream::iter(targets.iter().enumerate())
+            .map(move |(index, target)| {
+                let (work, events, pacing) = (work.clone(), events.clone(), pacing.clone());
+                async move {
+                    let result = self.run_one(index, target, &*work, &*events, &pacing).await;
+                    events(Event::Finished(&result));
+                    result
+                }
+            })
+            .buffer_unordered(self.forks)
+    }
+
+    /// Runs one command line on every target: `{placeholders}` rendered per host (see
+    /// [`Target::render`]), the target's command timeout applied, and cancellation
+    /// wired to [`Pool::cancel_token`]. `configure` may adjust each [`Command`]
+    /// (stdin, pty, output callbacks...).
+    ///
+    /// [`Command`]: crate::Command
+    pub async fn run_command(
+        &self,
+        targets: &[Target],
+        command_line: &str,
+        configure: impl Fn(&Target, &mut crate::Command<'_>),
+        events: impl Fn(Event<'_, Output>),
+    ) -> Vec<HostResult<Output>> {
+        let configure = &configure;
+        self.run(
+            targets,
+            |session, target| async move {
+                let line = target.render(command_line)?;
+                let mut command = session.command(line);
+                if let Some(t) = target.command_timeout {
+                    command.timeout(t);
+                }
+                command.cancel_on(self.cancel.clone());
+                configure(&target, &mut command);
+                command.output().await
+            },
+            events,
+        )
+        .await
+    }
+
+    async fn run_one<T, F, Fut>(
+        &self,
+        index: usize,
+        target: &Target,
+        work: &F,
+        events: &impl Fn(Event<'_, T>),
+        pacing: &Pacing,
+    ) -> HostResult<T>
+    where
+        F: Fn(Arc<Session>, Target) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let name = target.name().to_owned();
+        let started = Instant::now();
+        let mut timings = Timings::default();
+        let finish = |result: Result<T>, timings: Timings| HostResult {
+            index,
+            host: name.clone(),
+            result: result.map_err(|e| e.with_host(&name)),
+            timings,
+        };
+        if self.cancel.is_cancelled() {
+            return finish(
+                Err(Error::new(
+                    ErrorKind::NotStarted,
+                    "not started: the run was interrupted",
+                )),
+                timings,
+            );
+        }
+        events(Event::Connecting { index, host: &name });
+        let session = if target.is_local() {
+            Ok(Session::local(name.clone()))
+        } else {
+            tokio::select! {
+                s = self.connect(target, pacing) => s,
+                _ = self.cancel.cancelled() => Err(Error::new(ErrorKind::Interrupted, "interrupted while connecting")),
+            }
+        };
+        timings.connect = started.elapsed();
+        let session = match session {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                timings.total = started.elapsed();
+                return finish(Err(e), timings);
+            }
+        };
+        events(Event::Running { index, host: &name });
+        let run_started = Instant::now();
+        let grace = self.stop_grace;
+        let result = tokio::select! {
+            r = work(session.clone(), target.clone()) => r,
+            _ = async { self.cancel.cancelled().await; tokio::time::sleep(grace).await } => {
+                Err(Error::new(ErrorKind::Interrupted, "interrupted"))
+            }
+        };
+        timings.run = run_started.elapsed();
+        // Closing politely is best effort; the connection is dropped either way.
+        let _ = tokio::time::timeout(Duration::from_millis(500), session.close()).await;
+        timings.total = started.elapsed();
+        finish(result, timings)
+    }
+
+    /// Connects with pacing per server and retries of drops before authentication.
+    async fn connect(&self, target: &Target, pacing: &Pacing) -> Result<Session> {
+        let deadline = Instant::now() + target_connect_budget(target);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let slot = pacing.slot(target, self.max_handshakes_per_server);
+            let _permit = slot.acquire().await;
+            let result = Session::connect(&target.connect).await;
+            drop(_permit);
+            match result {
+                Err(e) if attempt < self.connect_attempts && retryable(&e) => {
+                    let backoff = Duration::from_millis(100 * (1 << attempt.min(6)) + jitter_ms());
+                    if Instant::now() + backoff >= deadline {
+                        return Err(e);
+                    }
+                    tracing::debug!("{}: retrying after {e}", target.name());
+                    tokio::time::sleep(backoff).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+fn target_connect_budget(target: &Target) -> Duration {
+    // Retries stay within the time a single attempt may take.
+    target.connect.total_timeout()
+}
+
+/// Drops before authentication: sshd's MaxStartups, a reset, a server restarting.
+fn retryable(e: &Error) -> bool {
+    matches!(e.kind(), ErrorKind::Disconnected | ErrorKind::Protocol)
+        && e.phase() == Some(Phase::Handshake)
+}
+
+fn jitter_ms() -> u64 {
+    u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+            % 100,
+    )
+}
+
+/// Per-server limits on connections in the handshake.
+#[derive(Default)]
+struct Pacing {
+    slots: Mutex<HashMap<(String, u16), Arc<Semaphore>>>,
+}
+
+impl Pacing {
+    fn slot(&self, target: &Target, per_server: usize) -> Arc<Semaphore> {
+        let key = (target.host.address().to_owned(), target.host.port());
+        match self.slots.lock() {
+            Ok(mut map) => map
+                .entry(key)
+                .or_insert_with(|| Arc::new(Semaphore::new(per_server)))
+                .clone(),
+            Err(_) => Arc::new(Semaphore::new(per_server)),
+        }
+    }
+}
+
+/// Raises the soft open-file limit to the hard limit, once.
+fn raise_open_file_limit() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
+                && limit.rlim_cur < limit.rlim_max
+            {
+                limit.rlim_cur = limit.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            }
+        }
+    });
+}

@@ -1,0 +1,199 @@
+//! How one host's run ended ([`Outcome`]) and how a whole run maps to a process exit code
+//! ([`RunExit`]), merged in this one place.
+
+use std::fmt;
+
+use crate::error::{Error, ErrorKind, Phase};
+use crate::ssh::{ExitStatus, Output};
+
+/// The outcome of one host. Distinct outcomes are never merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Outcome {
+    /// Ran and exited 0.
+    Ok,
+    /// Ran and exited non-zero.
+    ExitedNonZero,
+    /// Killed by a signal.
+    Killed,
+    /// The command ended without an exit status.
+    NoStatus,
+    /// A deadline passed (see the error's phase).
+    TimedOut,
+    /// Name resolution or the TCP connection failed.
+    Unreachable,
+    /// The host key was unknown, changed or revoked.
+    HostKeyRejected,
+    /// Authentication failed (or a key file or the agent could not be used).
+    AuthFailed,
+    /// The connection was lost.
+    ConnectionLost,
+    /// Stopped by cancellation while it ran.
+    Interrupted,
+    /// Never started: the run was cancelled first.
+    NotStarted,
+    /// Any other failure (protocol, channel refused, local I/O, invalid input).
+    Error,
+}
+
+impl Outcome {
+    /// Every outcome, in the order summaries list them.
+    pub const ALL: [Outcome; 12] = [
+        Outcome::Ok,
+        Outcome::ExitedNonZero,
+        Outcome::Killed,
+        Outcome::NoStatus,
+        Outcome::TimedOut,
+        Outcome::Unreachable,
+        Outcome::HostKeyRejected,
+        Outcome::AuthFailed,
+        Outcome::ConnectionLost,
+        Outcome::Interrupted,
+        Outcome::NotStarted,
+        Outcome::Error,
+    ];
+
+    /// The outcome of a command's result.
+    pub fn of_command(result: &Result<Output, Error>) -> Outcome {
+        match result {
+            Ok(output) => Outcome::of_status(&output.status),
+            Err(e) => Outcome::of_error(e),
+        }
+    }
+
+    /// The outcome of an exit status.
+    pub fn of_status(status: &ExitStatus) -> Outcome {
+        match status {
+            ExitStatus::Exited(0) => Outcome::Ok,
+            ExitStatus::Exited(_) => Outcome::ExitedNonZero,
+            ExitStatus::Signaled { .. } => Outcome::Killed,
+            ExitStatus::Unknown => Outcome::NoStatus,
+        }
+    }
+
+    /// The outcome of an error.
+    pub fn of_error(error: &Error) -> Outcome {
+        match error.kind() {
+            ErrorKind::Timeout => Outcome::TimedOut,
+            ErrorKind::Resolve | ErrorKind::Connect => Outcome::Unreachable,
+            ErrorKind::HostKeyUnknown | ErrorKind::HostKeyChanged => Outcome::HostKeyRejected,
+            ErrorKind::Auth | ErrorKind::KeyFile | ErrorKind::Agent => Outcome::AuthFailed,
+            ErrorKind::Disconnected => Outcome::ConnectionLost,
+            ErrorKind::Interrupted => Outcome::Interrupted,
+            ErrorKind::NotStarted => Outcome::NotStarted,
+            ErrorKind::CommandFailed => match error.output() {
+                Some(o) => Outcome::of_status(&o.status),
+                None => Outcome::ExitedNonZero,
+            },
+            _ => Outcome::Error,
+        }
+    }
+
+    /// A short stable name (`ok`, `exited-nonzero`, `timed-out`...), as in JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::ExitedNonZero => "exited-nonzero",
+            Outcome::Killed => "killed",
+            Outcome::NoStatus => "no-status",
+            Outcome::TimedOut => "timed-out",
+            Outcome::Unreachable => "unreachable",
+            Outcome::HostKeyRejected => "host-key-rejected",
+            Outcome::AuthFailed => "auth-failed",
+            Outcome::ConnectionLost => "connection-lost",
+            Outcome::Interrupted => "interrupted",
+            Outcome::NotStarted => "not-started",
+            Outcome::Error => "error",
+        }
+    }
+
+    /// The process exit code this outcome calls for.
+    pub fn exit(self) -> RunExit {
+        match self {
+            Outcome::Ok => RunExit::Success,
+            Outcome::ExitedNonZero => RunExit::CommandFailed,
+            Outcome::Unreachable
+            | Outcome::HostKeyRejected
+            | Outcome::AuthFailed
+            | Outcome::Error => RunExit::CouldNotRun,
+            Outcome::TimedOut | Outcome::Killed | Outcome::NoStatus | Outcome::ConnectionLost => {
+                RunExit::Incomplete
+            }
+            Outcome::Interrupted | Outcome::NotStarted => RunExit::Interrupted,
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A whole run's exit code. [`RunExit::merge`] keeps the most severe:
+/// `Interrupted` (130) > `Usage` (2) > `Incomplete` (4) > `CouldNotRun` (3) >
+/// `CommandFailed` (1) > `Success` (0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunExit {
+    /// 0: every host ran the command and it exited 0.
+    Success,
+    /// 1: on some host the command exited non-zero.
+    CommandFailed,
+    /// 2: usage or inventory error; nothing ran.
+    Usage,
+    /// 3: some host could not run the command (unreachable, host key, authentication).
+    CouldNotRun,
+    /// 4: on some host the command timed out, was killed, lost its connection or gave no
+    /// exit status.
+    Incomplete,
+    /// 130: the run was interrupted.
+    Interrupted,
+}
+
+impl RunExit {
+    /// The numeric exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            RunExit::Success => 0,
+            RunExit::CommandFailed => 1,
+            RunExit::Usage => 2,
+            RunExit::CouldNotRun => 3,
+            RunExit::Incomplete => 4,
+            RunExit::Interrupted => 130,
+        }
+    }
+
+    fn severity(self) -> u8 {
+        match self {
+            RunExit::Success => 0,
+            RunExit::CommandFailed => 1,
+            RunExit::CouldNotRun => 2,
+            RunExit::Incomplete => 3,
+            RunExit::Usage => 4,
+            RunExit::Interrupted => 5,
+        }
+    }
+
+    /// The more severe of the two.
+    #[must_use]
+    pub fn merge(self, other: RunExit) -> RunExit {
+        if other.severity() > self.severity() {
+            other
+        } else {
+            self
+        }
+    }
+
+    /// The merged exit code of many outcomes (`Success` for none).
+    pub fn of(outcomes: impl IntoIterator<Item = Outcome>) -> RunExit {
+        outcomes
+            .into_iter()
+            .fold(RunExit::Success, |acc, o| acc.merge(o.exit()))
+    }
+}
+
+/// For timeouts: the phase, as text (`connect`, `handshake`, `auth`, `command`).
+pub fn timeout_phase(error: &Error) -> Option<&'static str> {
+    (error.kind() == ErrorKind::Timeout)
+        .then(|| error.phase().map(Phase::as_str))
+        .flatten()
+}
