@@ -1,7 +1,24 @@
-//! The `rexec` binary. The command line over many hosts arrives with the inventory and
-//! fan-out pool; until then it runs the library's example flow on one host.
+//! The `rexec` binary: parse arguments, call the library, map the outcome to an exit code.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("rexec: the multi-host command line is not built yet; see examples/run_one.rs");
-    std::process::ExitCode::from(2)
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = cli::args::Args::parse();
+    let outcome = match args.into_config() {
+        Ok(config) => cli::run(config).await,
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(exit) => ExitCode::from(exit.code()),
+        Err(e) => {
+            eprintln!("rexec: {e}");
+            // Errors before anything ran: bad usage, inventory, local files, secrets.
+            ExitCode::from(rexec::RunExit::Usage.code())
+        }
+    }
 }

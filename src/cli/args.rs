@@ -1,0 +1,238 @@
+//! Command-line arguments (clap) and their conversion into a plain [`Config`] that holds no
+//! clap types.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser};
+use rexec::inventory::parse_duration;
+use rexec::{Error, ErrorKind, HostKeyPolicy, HostSettings};
+
+/// Run a command on many hosts over SSH.
+///
+/// Exit codes: 0 all hosts ran the command and it exited 0; 1 some command exited
+/// non-zero; 3 some host could not run it (unreachable, host key, authentication); 4 some
+/// timed out, was killed, lost its connection or gave no exit status; 2 usage or
+/// inventory error (nothing ran); 130 interrupted. The most severe wins:
+/// 130 > 2 > 4 > 3 > 1 > 0.
+#[derive(Debug, Parser)]
+#[command(name = "rexec", version, about, long_about = None)]
+#[command(
+    after_help = "Examples:\n  rexec -i hosts.toml df -h\n  rexec -i hosts.toml -l 'web:!web03' --group uptime\n  rexec -H web1,deploy@db1:2222 --json -- systemctl is-active nginx"
+)]
+pub struct Args {
+    /// Inventory file (hosts.toml).
+    #[arg(short = 'i', long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// Hosts without an inventory: web1,web2:2222,deploy@db1,node[1-4].
+    #[arg(short = 'H', long, value_name = "LIST")]
+    pub hosts: Option<String>,
+    /// Select hosts: names, groups, globs, ranges, @FILE; `,` union, `:!x` exclude, `:&x` intersect.
+    #[arg(short = 'l', long, value_name = "PATTERN", default_value = "all")]
+    pub limit: String,
+    /// Print the selected hosts and exit.
+    #[arg(long)]
+    pub list_hosts: bool,
+
+    /// Remote user (replaces the inventory's [defaults]; hosts and groups may still set their own).
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// SSH port (as --user).
+    #[arg(short = 'p', long)]
+    pub port: Option<u16>,
+    /// Private key file; repeat for several (as --user).
+    #[arg(short = 'I', long = "identity", value_name = "FILE")]
+    pub identity: Vec<PathBuf>,
+    /// Prompt for a password (used for password and keyboard-interactive auth) for every host.
+    #[arg(long)]
+    pub ask_pass: bool,
+    /// Read the password from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    pub password_env: Option<String>,
+    /// Read the passphrase of encrypted key files from this environment variable
+    /// (otherwise rexec prompts when stdin is a terminal).
+    #[arg(long, value_name = "VAR")]
+    pub key_passphrase_env: Option<String>,
+    /// Do not use the ssh-agent.
+    #[arg(long)]
+    pub no_agent: bool,
+    /// Host key policy: strict (default), accept-new or off.
+    #[arg(long, value_name = "POLICY")]
+    pub host_key_policy: Option<String>,
+    /// known_hosts file.
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+
+    /// Hosts run at once.
+    #[arg(short = 'f', long, default_value_t = rexec::Pool::DEFAULT_FORKS)]
+    pub forks: usize,
+    /// Deadline for each connection phase (connect, handshake, auth): 10s, 500ms, 2m.
+    #[arg(long, value_name = "DURATION")]
+    pub connect_timeout: Option<String>,
+    /// Deadline for the command; it is then sent TERM, then KILL.
+    #[arg(short = 't', long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Request a pseudo-terminal (stdout and stderr merge).
+    #[arg(long)]
+    pub pty: bool,
+    /// Send this file ('-' for rexec's own stdin) to the command's stdin on every host.
+    #[arg(long, value_name = "FILE")]
+    pub stdin: Option<PathBuf>,
+
+    /// Print output lines live as `host | line`.
+    #[arg(long, conflicts_with_all = ["group", "json"])]
+    pub stream: bool,
+    /// Fold hosts with identical output and exit status into one block.
+    #[arg(long, conflicts_with = "json")]
+    pub group: bool,
+    /// One JSON object per host as it finishes, then a summary object.
+    #[arg(long)]
+    pub json: bool,
+    /// Write each host's stdout and stderr to DIR/<host>.out and DIR/<host>.err.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    /// Write the hosts that did not succeed to FILE (reuse with -l @FILE).
+    #[arg(long, value_name = "FILE")]
+    pub failed_hosts: Option<PathBuf>,
+    /// No progress bar and no summary.
+    #[arg(short = 'q', long, action = ArgAction::SetTrue)]
+    pub quiet: bool,
+
+    /// The command line, run by each host's login shell. {name}, {host}, {port}, {user}
+    /// and inventory variables are replaced by quoted values.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    pub command: Vec<String>,
+}
+
+/// How to present results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMode {
+    /// Each host's output whole as it finishes.
+    PerHost,
+    /// Lines as they arrive.
+    Stream,
+    /// Identical results folded.
+    Group,
+    /// JSON lines.
+    Json,
+}
+
+/// Where stdin comes from.
+#[derive(Debug, Clone)]
+pub enum StdinSource {
+    File(PathBuf),
+    Inherit,
+}
+
+/// Everything the run needs, free of clap.
+#[derive(Debug)]
+pub struct Config {
+    pub inventory: Option<PathBuf>,
+    pub hosts: Option<String>,
+    pub limit: String,
+    pub list_hosts: bool,
+    pub overrides: HostSettings,
+    pub ask_pass: bool,
+    pub key_passphrase_env: Option<String>,
+    pub no_agent: bool,
+    pub forks: usize,
+    pub pty: bool,
+    pub stdin: Option<StdinSource>,
+    pub mode: OutputMode,
+    pub out_dir: Option<PathBuf>,
+    pub failed_hosts: Option<PathBuf>,
+    pub quiet: bool,
+    pub command: Option<String>,
+}
+
+fn usage(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::InvalidInput, msg)
+}
+
+impl Args {
+    pub fn into_config(self) -> Result<Config, Error> {
+        if self.inventory.is_some() == self.hosts.is_some() {
+            return Err(usage(
+                "give exactly one of -i/--inventory FILE and -H/--hosts LIST",
+            ));
+        }
+        if self.forks == 0 {
+            return Err(usage("--forks must be at least 1"));
+        }
+        let mut overrides = HostSettings {
+            user: self.user,
+            port: self.port,
+            password_env: self.password_env,
+            known_hosts: self.known_hosts,
+            ..HostSettings::default()
+        };
+        if let Some(port) = overrides.port {
+            if port == 0 {
+                return Err(usage("--port must be from 1 to 65535"));
+            }
+        }
+        if !self.identity.is_empty() {
+            overrides.identity_files = Some(self.identity);
+        }
+        if let Some(p) = &self.host_key_policy {
+            overrides.host_key_policy = Some(p.parse::<HostKeyPolicy>()?);
+        }
+        if let Some(t) = &self.connect_timeout {
+            overrides.connect_timeout = Some(parse_duration(t)?);
+        }
+        if let Some(t) = &self.timeout {
+            overrides.command_timeout = Some(parse_duration(t)?);
+        }
+        let mode = if self.stream {
+            OutputMode::Stream
+        } else if self.group {
+            OutputMode::Group
+        } else if self.json {
+            OutputMode::Json
+        } else {
+            OutputMode::PerHost
+        };
+        if self.out_dir.is_some() && matches!(mode, OutputMode::Stream | OutputMode::Group) {
+            return Err(usage(
+                "--out-dir cannot be combined with --stream or --group",
+            ));
+        }
+        let command = (!self.command.is_empty()).then(|| self.command.join(" "));
+        if command.is_none() && !self.list_hosts {
+            return Err(usage("no command given (see rexec --help)"));
+        }
+        Ok(Config {
+            inventory: self.inventory,
+            hosts: self.hosts,
+            limit: self.limit,
+            list_hosts: self.list_hosts,
+            overrides,
+            ask_pass: self.ask_pass,
+            key_passphrase_env: self.key_passphrase_env,
+            no_agent: self.no_agent,
+            forks: self.forks,
+            pty: self.pty,
+            stdin: self.stdin.map(|p| {
+                if p.as_os_str() == "-" {
+                    StdinSource::Inherit
+                } else {
+                    StdinSource::File(p)
+                }
+            }),
+            mode,
+            out_dir: self.out_dir,
+            failed_hosts: self.failed_hosts,
+            quiet: self.quiet,
+            command,
+        })
+    }
+}
+
+/// Durations as people write them in messages.
+pub fn seconds(d: Duration) -> String {
+    format!("{:.2}s", d.as_secs_f64())
+}

@@ -1,0 +1,433 @@
+//! Everything the CLI draws: per-host blocks, live lines, folded groups, JSON lines, the
+//! progress bar and the summary. The pool only emits events; this module alone writes to
+//! the terminal, and one host's output is written whole under one lock.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rexec::inventory::range::fold;
+use rexec::pool::timeout_phase;
+use rexec::{Event, ExitStatus, HostResult, Outcome, Output, Stream};
+use serde_json::json;
+
+use crate::cli::args::{seconds, OutputMode};
+
+pub struct Reporter {
+    mode: OutputMode,
+    bar: Option<ProgressBar>,
+    sanitize: bool,
+    failed: Mutex<usize>,
+    in_flight: Mutex<usize>,
+    /// --stream: partial lines per (host, stream).
+    partial: Mutex<HashMap<(String, bool), Vec<u8>>>,
+    out_dir: Option<PathBuf>,
+    started: Instant,
+}
+
+impl Reporter {
+    pub fn new(mode: OutputMode, total: usize, quiet: bool, out_dir: Option<PathBuf>) -> Reporter {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::with_draw_target(
+                Some(total as u64),
+                ProgressDrawTarget::stderr_with_hz(10),
+            );
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} done {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(100));
+            bar
+        });
+        Reporter {
+            mode,
+            bar,
+            sanitize: std::io::stdout().is_terminal(),
+            failed: Mutex::new(0),
+            in_flight: Mutex::new(0),
+            partial: Mutex::new(HashMap::new()),
+            out_dir,
+            started: Instant::now(),
+        }
+    }
+
+    /// Writes to stdout above the progress bar, whole.
+    fn print(&self, bytes: &[u8]) {
+        let write = || {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(bytes);
+            let _ = out.flush();
+        };
+        match &self.bar {
+            Some(bar) => bar.suspend(write),
+            None => write(),
+        }
+    }
+
+    fn eprint(&self, bytes: &[u8]) {
+        let write = || {
+            let mut err = std::io::stderr().lock();
+            let _ = err.write_all(bytes);
+        };
+        match &self.bar {
+            Some(bar) => bar.suspend(write),
+            None => write(),
+        }
+    }
+
+    fn update_bar(&self) {
+        if let Some(bar) = &self.bar {
+            let failed = self.failed.lock().map(|g| *g).unwrap_or(0);
+            let running = self.in_flight.lock().map(|g| *g).unwrap_or(0);
+            bar.set_message(format!("{failed} failed, {running} running"));
+        }
+    }
+
+    pub fn event(&self, event: Event<'_, Output>) {
+        match event {
+            Event::Connecting { .. } => {
+                if let Ok(mut n) = self.in_flight.lock() {
+                    *n += 1;
+                }
+                self.update_bar();
+            }
+            Event::Running { .. } => {}
+            Event::Finished(result) => {
+                if let Ok(mut n) = self.in_flight.lock() {
+                    *n = n.saturating_sub(1);
+                }
+                if result.outcome() != Outcome::Ok {
+                    if let Ok(mut n) = self.failed.lock() {
+                        *n += 1;
+                    }
+                }
+                match self.mode {
+                    OutputMode::PerHost => self.print(&self.block(result)),
+                    OutputMode::Stream => self.finish_stream(result),
+                    OutputMode::Json => {
+                        let mut line = json_line(result, self.out_dir.as_deref()).to_string();
+                        line.push('\n');
+                        self.print(line.as_bytes());
+                    }
+                    OutputMode::Group => {}
+                }
+                if let Some(bar) = &self.bar {
+                    bar.inc(1);
+                }
+                self.update_bar();
+            }
+        }
+    }
+
+    /// --stream: complete lines of a host's chunk, printed as `host | line`.
+    pub fn stream_chunk(&self, host: &str, stream: Stream, data: &[u8]) {
+        let is_err = stream == Stream::Stderr;
+        let mut lines = Vec::new();
+        if let Ok(mut partial) = self.partial.lock() {
+            let buf = partial.entry((host.to_owned(), is_err)).or_default();
+            buf.extend_from_slice(data);
+            while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=pos).collect();
+                lines.push(line);
+            }
+        }
+        if !lines.is_empty() {
+            let mut text = Vec::new();
+            for line in lines {
+                text.extend_from_slice(host.as_bytes());
+                text.extend_from_slice(b" | ");
+                text.extend_from_slice(&self.clean(&line));
+            }
+            if is_err {
+                self.eprint(&text);
+            } else {
+                self.print(&text);
+            }
+        }
+    }
+
+    fn finish_stream(&self, result: &HostResult<Output>) {
+        for is_err in [false, true] {
+            let rest = self
+                .partial
+                .lock()
+                .ok()
+                .and_then(|mut p| p.remove(&(result.host.clone(), is_err)));
+            if let Some(rest) = rest.filter(|r| !r.is_empty()) {
+                let mut text = format!("{} | ", result.host).into_bytes();
+                text.extend_from_slice(&self.clean(&rest));
+                text.push(b'\n');
+                if is_err {
+                    self.eprint(&text);
+                } else {
+                    self.print(&text);
+                }
+            }
+        }
+        if result.outcome() != Outcome::Ok {
+            self.eprint(format!("{} | [{}]\n", result.host, describe(result)).as_bytes());
+        }
+    }
+
+    /// Replaces control characters (but newline and tab) when writing to a terminal.
+    fn clean(&self, bytes: &[u8]) -> Vec<u8> {
+        if !self.sanitize {
+            return bytes.to_vec();
+        }
+        sanitize(bytes)
+    }
+
+    fn block(&self, result: &HostResult<Output>) -> Vec<u8> {
+        let mut text = format!("=== {}: {}\n", result.host, describe(result)).into_bytes();
+        let output = match &result.result {
+            Ok(o) => Some(o),
+            Err(e) => e.output(),
+        };
+        if let Some(o) = output {
+            text.extend_from_slice(&self.clean(&o.stdout));
+            if !o.stdout.is_empty() && !o.stdout.ends_with(b"\n") {
+                text.push(b'\n');
+            }
+            if !o.stderr.is_empty() {
+                text.extend_from_slice(format!("--- {} stderr:\n", result.host).as_bytes());
+                text.extend_from_slice(&self.clean(&o.stderr));
+                if !o.stderr.ends_with(b"\n") {
+                    text.push(b'\n');
+                }
+            }
+        }
+        text
+    }
+
+    /// --group: hosts with identical stdout, stderr and status in one block each, in the
+    /// order their first host appears.
+    pub fn print_groups(&self, results: &[HostResult<Output>]) {
+        type Key<'a> = (String, &'a [u8], &'a [u8]);
+        let mut groups: Vec<(Key<'_>, Vec<String>)> = Vec::new();
+        for r in results {
+            let (out, err): (&[u8], &[u8]) = match &r.result {
+                Ok(o) => (&o.stdout, &o.stderr),
+                Err(e) => match e.output() {
+                    Some(o) => (&o.stdout, &o.stderr),
+                    None => (b"", b""),
+                },
+            };
+            let key = (describe_short(r), out, err);
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, hosts)) => hosts.push(r.host.clone()),
+                None => groups.push((key, vec![r.host.clone()])),
+            }
+        }
+        let mut text = Vec::new();
+        for ((status, out, err), hosts) in groups {
+            text.extend_from_slice(
+                format!("=== {} ({}): {}\n", fold(&hosts), hosts.len(), status).as_bytes(),
+            );
+            text.extend_from_slice(&self.clean(out));
+            if !out.is_empty() && !out.ends_with(b"\n") {
+                text.push(b'\n');
+            }
+            if !err.is_empty() {
+                text.extend_from_slice(b"--- stderr:\n");
+                text.extend_from_slice(&self.clean(err));
+                if !err.ends_with(b"\n") {
+                    text.push(b'\n');
+                }
+            }
+        }
+        self.print(&text);
+    }
+
+    pub fn finish(&self, results: &[HostResult<Output>], quiet: bool) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        let elapsed = self.started.elapsed();
+        if self.mode == OutputMode::Json {
+            let mut counts = serde_json::Map::new();
+            for outcome in Outcome::ALL {
+                let n = results.iter().filter(|r| r.outcome() == outcome).count();
+                if n > 0 {
+                    counts.insert(outcome.as_str().to_owned(), json!(n));
+                }
+            }
+            let failed: Vec<&str> = results
+                .iter()
+                .filter(|r| r.outcome() != Outcome::Ok)
+                .map(|r| r.host.as_str())
+                .collect();
+            let summary = json!({
+                "summary": {
+                    "hosts": results.len(),
+                    "outcomes": counts,
+                    "failed_hosts": failed,
+                    "elapsed_ms": elapsed.as_millis() as u64,
+                    "exit_code": rexec::RunExit::of(results.iter().map(|r| r.outcome())).code(),
+                }
+            });
+            self.print(format!("{summary}\n").as_bytes());
+            return;
+        }
+        if quiet {
+            return;
+        }
+        let mut text = String::new();
+        let mut counts = Vec::new();
+        for outcome in Outcome::ALL {
+            let n = results.iter().filter(|r| r.outcome() == outcome).count();
+            if n > 0 {
+                counts.push(format!("{n} {outcome}"));
+            }
+        }
+        text.push_str(&format!(
+            "--- {} host{} in {}: {}\n",
+            results.len(),
+            if results.len() == 1 { "" } else { "s" },
+            seconds(elapsed),
+            counts.join(", ")
+        ));
+        for outcome in Outcome::ALL.into_iter().filter(|o| *o != Outcome::Ok) {
+            let hosts: Vec<String> = results
+                .iter()
+                .filter(|r| r.outcome() == outcome)
+                .map(|r| r.host.clone())
+                .collect();
+            if !hosts.is_empty() {
+                text.push_str(&format!("    {outcome}: {}\n", fold(&hosts)));
+            }
+        }
+        self.eprint(text.as_bytes());
+    }
+}
+
+/// Opens DIR/<host>.out and DIR/<host>.err and returns a callback that appends to them.
+pub fn out_dir_writer(dir: &Path, host: &str) -> std::io::Result<rexec::DataCallback> {
+    let out = Mutex::new(File::create(dir.join(format!("{host}.out")))?);
+    let err = Mutex::new(File::create(dir.join(format!("{host}.err")))?);
+    Ok(Arc::new(move |stream, data| {
+        let file = if stream == Stream::Stdout { &out } else { &err };
+        if let Ok(mut f) = file.lock() {
+            let _ = f.write_all(data);
+        }
+    }))
+}
+
+fn status_text(status: &ExitStatus) -> String {
+    match status {
+        ExitStatus::Exited(c) => format!("exit {c}"),
+        other => other.to_string(),
+    }
+}
+
+/// `ok (exit 0) in 0.31s`, `timed-out in 1.00s: timed out after 1s running the command`.
+pub fn describe(result: &HostResult<Output>) -> String {
+    let secs = seconds(result.timings.total);
+    match &result.result {
+        Ok(o) => format!(
+            "{} ({}) in {secs}",
+            result.outcome(),
+            status_text(&o.status)
+        ),
+        Err(e) => format!("{} in {secs}: {}", result.outcome(), e.message()),
+    }
+}
+
+/// The outcome and its detail, without timings (what --group compares).
+fn describe_short(result: &HostResult<Output>) -> String {
+    let outcome = result.outcome();
+    match &result.result {
+        Ok(o) => format!("{outcome} ({})", status_text(&o.status)),
+        Err(e) => format!("{outcome}: {}", e.message()),
+    }
+}
+
+fn json_line(result: &HostResult<Output>, out_dir: Option<&Path>) -> serde_json::Value {
+    let mut v = json!({
+        "host": result.host,
+        "outcome": result.outcome().as_str(),
+        "timings_ms": {
+            "connect": result.timings.connect.as_millis() as u64,
+            "run": result.timings.run.as_millis() as u64,
+            "total": result.timings.total.as_millis() as u64,
+        },
+    });
+    let output = match &result.result {
+        Ok(o) => Some(o),
+        Err(e) => {
+            v["error"] = json!({
+                "kind": e.kind().as_str(),
+                "message": e.message(),
+                "phase": timeout_phase(e).or_else(|| e.phase().map(|p| p.as_str())),
+            });
+            e.output()
+        }
+    };
+    if let Some(o) = output {
+        match &o.status {
+            ExitStatus::Exited(c) => v["exit_code"] = json!(c),
+            ExitStatus::Signaled {
+                signal,
+                core_dumped,
+                ..
+            } => {
+                v["signal"] = json!(signal);
+                v["core_dumped"] = json!(core_dumped);
+            }
+            ExitStatus::Unknown => {}
+        }
+        match out_dir {
+            Some(dir) => {
+                v["stdout_file"] = json!(dir.join(format!("{}.out", result.host)));
+                v["stderr_file"] = json!(dir.join(format!("{}.err", result.host)));
+            }
+            None => {
+                put_bytes(&mut v, "stdout", &o.stdout);
+                put_bytes(&mut v, "stderr", &o.stderr);
+                v["stdout_truncated"] = json!(o.stdout_truncated);
+                v["stderr_truncated"] = json!(o.stderr_truncated);
+            }
+        }
+    }
+    v
+}
+
+/// Text as a string; bytes that are not UTF-8 as `<field>_base64`.
+fn put_bytes(v: &mut serde_json::Value, field: &str, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => v[field] = json!(s),
+        Err(_) => {
+            v[format!("{field}_base64")] = json!(data_encoding::BASE64.encode(bytes));
+        }
+    }
+}
+
+/// Makes remote output harmless on a terminal: control characters other than newline and
+/// tab become `^X` (ESC becomes `^[`), C1 controls `\u{..}`; invalid UTF-8 is replaced.
+pub fn sanitize(bytes: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\n' | '\t' => out.push(c),
+            // A pty's line ends.
+            '\r' if chars.peek() == Some(&'\n') => {}
+            c if (c as u32) < 0x20 => {
+                out.push('^');
+                out.push(char::from(b'@' + c as u8));
+            }
+            '\u{7f}' => out.push_str("^?"),
+            c if ('\u{80}'..='\u{9f}').contains(&c) => {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.into_bytes()
+}
