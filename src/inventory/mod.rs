@@ -142,15 +142,27 @@ impl Inventory {
             )
             .with_source(e)
         })?;
-        Inventory::parse(&text, &path.display().to_string(), overrides)
+        Parser {
+            text: &text,
+            file: &path.display().to_string(),
+            base: path.parent(),
+        }
+        .parse(overrides)
     }
 
-    /// Parses inventory text; `file` names it in errors.
+    /// Parses inventory text; `file` names it in errors. Relative paths in it are taken
+    /// relative to the current directory (from [`Inventory::from_file`]: to the file's
+    /// directory).
     ///
     /// # Errors
     /// As [`Inventory::from_file`].
     pub fn parse(text: &str, file: &str, overrides: &HostSettings) -> Result<Inventory> {
-        Parser { text, file }.parse(overrides)
+        Parser {
+            text,
+            file,
+            base: None,
+        }
+        .parse(overrides)
     }
 
     /// An inventory from a comma-separated list like `web1,web2:2222,deploy@db1,[::1]:22`.
@@ -351,6 +363,8 @@ struct SettingsRef<'a> {
 struct Parser<'a> {
     text: &'a str,
     file: &'a str,
+    /// Directory that relative paths in the file are relative to.
+    base: Option<&'a Path>,
 }
 
 impl Parser<'_> {
@@ -577,7 +591,7 @@ impl Parser<'_> {
             s.user = Some(u.get_ref().clone());
         }
         if let Some(files) = raw.identity_files {
-            s.identity_files = Some(files.iter().map(|f| expand_tilde(f.get_ref())).collect());
+            s.identity_files = Some(files.iter().map(|f| self.path(f.get_ref())).collect());
         }
         if let Some(v) = raw.password_env {
             let ok = v
@@ -601,7 +615,7 @@ impl Parser<'_> {
             );
         }
         if let Some(k) = raw.known_hosts {
-            s.known_hosts = Some(expand_tilde(k.get_ref()));
+            s.known_hosts = Some(self.path(k.get_ref()));
         }
         if let Some(t) = raw.connect_timeout {
             s.connect_timeout = Some(self.duration(t)?);
@@ -692,9 +706,15 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
     }
 }
 
-fn expand_tilde(path: &str) -> PathBuf {
-    match (path.strip_prefix("~/"), home::home_dir()) {
-        (Some(rest), Some(home)) => home.join(rest),
-        _ => PathBuf::from(path),
+impl Parser<'_> {
+    /// `~/x` is in the home directory; other relative paths are relative to the file.
+    fn path(&self, path: &str) -> PathBuf {
+        if let (Some(rest), Some(home)) = (path.strip_prefix("~/"), home::home_dir()) {
+            return home.join(rest);
+        }
+        match self.base {
+            Some(base) if Path::new(path).is_relative() => base.join(path),
+            _ => PathBuf::from(path),
+        }
     }
 }
