@@ -87,65 +87,84 @@ pub fn expand(pattern: &str) -> Result<Vec<String>> {
 }
 
 /// Folds names into range form, keeping first-appearance order of the groups:
-/// `["web01","web02","web03","web07","db1"]` becomes `"web[01-03,07],db1"`.
+/// `["web01","web02","web03","web07","db1"]` becomes `"web[01-03,07],db1"`. Numbers as
+/// wide as a zero-padded one (`web10` beside `web01`) join its padded group.
 pub fn fold(names: &[String]) -> String {
-    // Key: (prefix, digit width or 0 when unpadded, suffix) -> numbers.
-    let mut groups: Vec<((String, usize, String), Vec<u64>)> = Vec::new();
-    let mut plain: Vec<(usize, String)> = Vec::new();
+    // Names split at their last number, grouped by (prefix, suffix) in first-seen order.
+    let mut families: Vec<((&str, &str), Vec<&str>)> = Vec::new();
+    // Names without digits, with the number of families seen before them.
+    let mut plain: Vec<(usize, &str)> = Vec::new();
     for name in names {
         match split_number(name) {
             Some((prefix, digits, suffix)) => {
-                let width = if digits.len() > 1 && digits.starts_with('0') {
-                    digits.len()
-                } else {
-                    0
-                };
-                let n = digits.parse::<u64>().unwrap_or(0);
-                let key = (prefix.to_owned(), width, suffix.to_owned());
-                match groups.iter_mut().find(|(k, _)| *k == key) {
-                    Some((_, nums)) => nums.push(n),
-                    None => groups.push((key, vec![n])),
+                match families.iter_mut().find(|(k, _)| *k == (prefix, suffix)) {
+                    Some((_, members)) => members.push(digits),
+                    None => families.push(((prefix, suffix), vec![digits])),
                 }
             }
-            None => plain.push((groups.len(), name.clone())),
+            None => plain.push((families.len(), name)),
         }
     }
     let mut parts: Vec<String> = Vec::new();
     let mut plain_iter = plain.into_iter().peekable();
-    for (index, ((prefix, width, suffix), mut nums)) in groups.into_iter().enumerate() {
+    for (index, ((prefix, suffix), members)) in families.into_iter().enumerate() {
         while let Some((_, name)) = plain_iter.next_if(|(at, _)| *at <= index) {
-            parts.push(name);
+            parts.push(name.to_owned());
         }
-        nums.sort_unstable();
-        nums.dedup();
-        // Runs of consecutive numbers, as (start, end).
-        let mut runs: Vec<(u64, u64)> = Vec::new();
-        for n in nums {
-            match runs.last_mut() {
-                Some((_, end)) if *end + 1 == n => *end = n,
-                _ => runs.push((n, n)),
-            }
-        }
-        if let [(single, end)] = runs.as_slice() {
-            if single == end {
-                parts.push(format!("{prefix}{single:0width$}{suffix}"));
-                continue;
-            }
-        }
-        let spans: Vec<String> = runs
+        let padded_widths: Vec<usize> = members
             .iter()
-            .map(|&(start, end)| {
-                if start == end {
-                    format!("{start:0width$}")
-                } else {
-                    format!("{start:0width$}-{end:0width$}")
-                }
-            })
+            .filter(|d| d.len() > 1 && d.starts_with('0'))
+            .map(|d| d.len())
             .collect();
-        parts.push(format!("{prefix}[{}]{suffix}", spans.join(",")));
+        // (width, numbers): width 0 means unpadded.
+        let mut groups: Vec<(usize, Vec<u64>)> = Vec::new();
+        for digits in members {
+            let width = if padded_widths.contains(&digits.len()) {
+                digits.len()
+            } else {
+                0
+            };
+            let n = digits.parse::<u64>().unwrap_or(0);
+            match groups.iter_mut().find(|(w, _)| *w == width) {
+                Some((_, nums)) => nums.push(n),
+                None => groups.push((width, vec![n])),
+            }
+        }
+        for (width, nums) in groups {
+            parts.push(fold_numbers(prefix, suffix, width, nums));
+        }
     }
-    parts.extend(plain_iter.map(|(_, name)| name));
+    parts.extend(plain_iter.map(|(_, name)| name.to_owned()));
     parts.join(",")
+}
+
+fn fold_numbers(prefix: &str, suffix: &str, width: usize, mut nums: Vec<u64>) -> String {
+    nums.sort_unstable();
+    nums.dedup();
+    // Runs of consecutive numbers, as (start, end).
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for n in nums {
+        match runs.last_mut() {
+            Some((_, end)) if *end + 1 == n => *end = n,
+            _ => runs.push((n, n)),
+        }
+    }
+    if let [(single, end)] = runs.as_slice() {
+        if single == end {
+            return format!("{prefix}{single:0width$}{suffix}");
+        }
+    }
+    let spans: Vec<String> = runs
+        .iter()
+        .map(|&(start, end)| {
+            if start == end {
+                format!("{start:0width$}")
+            } else {
+                format!("{start:0width$}-{end:0width$}")
+            }
+        })
+        .collect();
+    format!("{prefix}[{}]{suffix}", spans.join(","))
 }
 
 /// Splits at the last run of digits: `web01.dc1` is ("web01.dc", "1", "")... the last run.
@@ -213,5 +232,7 @@ mod tests {
         assert_eq!(fold(&s(&["x"])), "x");
         let expanded = expand("n[01-20]").unwrap();
         assert_eq!(fold(&expanded), "n[01-20]");
+        assert_eq!(fold(&expand("n[1-12]").unwrap()), "n[1-12]");
+        assert_eq!(fold(&s(&["n01", "n10", "n1", "n100"])), "n[01,10],n[1,100]");
     }
 }

@@ -142,6 +142,8 @@ pub struct SshdConfig {
     pub kbd_interactive: bool,
     /// Extra sshd_config lines.
     pub extra: Vec<String>,
+    /// Loopback addresses to listen on (sshd takes at most 16).
+    pub addresses: Vec<String>,
 }
 
 impl Default for SshdConfig {
@@ -152,6 +154,7 @@ impl Default for SshdConfig {
             password_auth: true,
             kbd_interactive: false,
             extra: Vec::new(),
+            addresses: vec!["127.0.0.1".to_owned()],
         }
     }
 }
@@ -163,6 +166,7 @@ pub struct Sshd {
     pub user_key: PathBuf,
     pub host_keys: Vec<PathBuf>,
     pub known_hosts: PathBuf,
+    pub addresses: Vec<String>,
     child: Child,
 }
 
@@ -192,7 +196,7 @@ impl Sshd {
             let port = free_port();
             let config_path = dir.path().join("sshd_config");
             let mut text = format!(
-                "Port {port}\nListenAddress 127.0.0.1\nPidFile {dir}/sshd.pid\n\
+                "Port {port}\nPidFile {dir}/sshd.pid\n\
                  AuthorizedKeysFile {dir}/authorized_keys\nStrictModes no\n\
                  UsePAM {pam}\nPasswordAuthentication {pw}\nKbdInteractiveAuthentication {kbd}\n\
                  PermitRootLogin no\nAllowUsers {TEST_USER}\nMaxStartups 200:30:400\n\
@@ -204,6 +208,9 @@ impl Sshd {
             );
             for k in &host_keys {
                 text.push_str(&format!("HostKey {}\n", k.display()));
+            }
+            for a in &config.addresses {
+                text.push_str(&format!("ListenAddress {a}\n"));
             }
             for line in &config.extra {
                 text.push_str(line);
@@ -219,7 +226,11 @@ impl Sshd {
                 .stderr(log)
                 .spawn()
                 .unwrap();
-            if wait_listening(port, &mut child) {
+            if config
+                .addresses
+                .iter()
+                .all(|a| wait_listening(a, port, &mut child))
+            {
                 let known_hosts = dir.path().join("known_hosts");
                 let mut sshd = Sshd {
                     dir,
@@ -227,6 +238,7 @@ impl Sshd {
                     user_key,
                     host_keys,
                     known_hosts,
+                    addresses: config.addresses.clone(),
                     child,
                 };
                 sshd.write_known_hosts();
@@ -242,21 +254,23 @@ impl Sshd {
         );
     }
 
-    /// `[127.0.0.1]:port <key>` lines for every host key, in the harness's known_hosts.
+    /// `[address]:port <key>` lines for every address and host key, as in the harness's
+    /// known_hosts.
     pub fn known_hosts_lines(&self) -> String {
-        self.host_keys
-            .iter()
-            .map(|k| {
+        let mut text = String::new();
+        for address in &self.addresses {
+            for k in &self.host_keys {
                 let public = fs::read_to_string(k.with_extension("pub")).unwrap();
                 let mut parts = public.split_whitespace();
-                format!(
-                    "[127.0.0.1]:{} {} {}\n",
+                text.push_str(&format!(
+                    "[{address}]:{} {} {}\n",
                     self.port,
                     parts.next().unwrap(),
                     parts.next().unwrap()
-                )
-            })
-            .collect()
+                ));
+            }
+        }
+        text
     }
 
     fn write_known_hosts(&mut self) {
@@ -347,13 +361,13 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn wait_listening(port: u16, child: &mut Child) -> bool {
+fn wait_listening(address: &str, port: u16, child: &mut Child) -> bool {
     let until = Instant::now() + Duration::from_secs(10);
     while Instant::now() < until {
         if let Ok(Some(_)) = child.try_wait() {
             return false;
         }
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if TcpStream::connect((address, port)).is_ok() {
             return true;
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -422,5 +436,89 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
             return false;
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Several sshd servers, each on several loopback addresses, that all accept one user key
+/// and are all recorded in one known_hosts file: a fleet of hosts for fan-out tests.
+pub struct Cluster {
+    pub servers: Vec<Sshd>,
+    pub user_key: PathBuf,
+    pub known_hosts: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+/// One reachable host of a cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterHost {
+    pub address: String,
+    pub port: u16,
+}
+
+impl Cluster {
+    /// `servers` servers with `per_server` addresses each, from 127.0.0.`first` on.
+    pub fn start(servers: usize, per_server: usize, first: usize) -> Cluster {
+        assert!(per_server <= 16);
+        let dir = tempfile::tempdir().unwrap();
+        let mut started = Vec::new();
+        for s in 0..servers {
+            let addresses = (0..per_server)
+                .map(|i| format!("127.0.0.{}", first + s * per_server + i))
+                .collect();
+            started.push(Sshd::start_with(SshdConfig {
+                addresses,
+                ..SshdConfig::default()
+            }));
+        }
+        let user_key = started[0].user_key.clone();
+        for server in &started[1..] {
+            server.authorize(&user_key);
+        }
+        let known_hosts = dir.path().join("known_hosts");
+        let lines: String = started.iter().map(Sshd::known_hosts_lines).collect();
+        fs::write(&known_hosts, lines).unwrap();
+        Cluster {
+            servers: started,
+            user_key,
+            known_hosts,
+            dir,
+        }
+    }
+
+    pub fn hosts(&self) -> Vec<ClusterHost> {
+        self.servers
+            .iter()
+            .flat_map(|s| {
+                s.addresses.iter().map(|a| ClusterHost {
+                    address: a.clone(),
+                    port: s.port,
+                })
+            })
+            .collect()
+    }
+
+    /// An inventory file with `nodeNN` for each host (`overrides` replace a host's
+    /// entry by name), logging in as the test user with the cluster's key.
+    pub fn inventory(&self, overrides: &[(&str, String)], extra: &str) -> PathBuf {
+        let mut text = format!(
+            "[defaults]\nuser = \"{TEST_USER}\"\nidentity_files = [\"{}\"]\n\
+             known_hosts = \"{}\"\nconnect_timeout = \"10s\"\n\n[hosts]\n",
+            self.user_key.display(),
+            self.known_hosts.display()
+        );
+        for (i, h) in self.hosts().iter().enumerate() {
+            let name = format!("node{:02}", i + 1);
+            match overrides.iter().find(|(n, _)| *n == name) {
+                Some((_, entry)) => text.push_str(&format!("{name} = {entry}\n")),
+                None => text.push_str(&format!(
+                    "{name} = {{ address = \"{}\", port = {} }}\n",
+                    h.address, h.port
+                )),
+            }
+        }
+        text.push_str(extra);
+        let path = self.dir.path().join("hosts.toml");
+        fs::write(&path, text).unwrap();
+        path
     }
 }

@@ -1,0 +1,481 @@
+//! The `rexec` binary against fleets of real sshd servers on loopback addresses: per-host
+//! results, summaries, output modes, exit codes, failed-hosts round trip and Ctrl-C.
+
+mod harness;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use harness::{eventually, remote_processes, Cluster};
+use serde_json::Value;
+
+fn rexec(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rexec"))
+        .args(args)
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn json_lines(out: &Output) -> (HashMap<String, Value>, Value) {
+    let mut hosts = HashMap::new();
+    let mut summary = Value::Null;
+    for line in text(&out.stdout).lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if let Some(s) = v.get("summary") {
+            summary = s.clone();
+        } else {
+            hosts.insert(v["host"].as_str().unwrap().to_owned(), v);
+        }
+    }
+    (hosts, summary)
+}
+
+/// A different key than the server's, for `[address]:port`.
+fn wrong_key_line(cluster: &Cluster, address: &str, port: u16) -> String {
+    let key = harness::keygen(cluster.dir.path(), "impostor", "ed25519", "");
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let mut p = public.split_whitespace();
+    format!(
+        "[{address}]:{port} {} {}\n",
+        p.next().unwrap(),
+        p.next().unwrap()
+    )
+}
+
+fn replace_known_host(cluster: &Cluster, address: &str, port: u16) {
+    let text = std::fs::read_to_string(&cluster.known_hosts).unwrap();
+    let prefix = format!("[{address}]:{port} ");
+    let mut kept: String = text
+        .lines()
+        .filter(|l| !l.starts_with(&prefix))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    kept.push_str(&wrong_key_line(cluster, address, port));
+    std::fs::write(&cluster.known_hosts, kept).unwrap();
+}
+
+const MIXED_COMMAND: &str = "case {name} in \
+    node03) echo three; exit 3;; \
+    node04) sleep 60;; \
+    node07) head -c 20000000 /dev/zero;; \
+    esac; echo hello from {name}";
+
+#[test]
+fn thirty_hosts_each_get_their_own_result() {
+    let cluster = Cluster::start(2, 15, 2);
+    let hosts = cluster.hosts();
+    assert_eq!(hosts.len(), 30);
+    let closed = harness::free_port();
+    // node06's recorded key is wrong.
+    replace_known_host(&cluster, &hosts[5].address, hosts[5].port);
+    let inventory = cluster.inventory(
+        &[(
+            "node05",
+            format!("{{ address = \"127.0.0.6\", port = {closed} }}"),
+        )],
+        "",
+    );
+    let out = rexec(&[
+        "-i",
+        inventory.to_str().unwrap(),
+        "--no-agent",
+        "--json",
+        "-t",
+        "3s",
+        MIXED_COMMAND,
+    ]);
+    let (results, summary) = json_lines(&out);
+    assert_eq!(results.len(), 30, "{}", text(&out.stderr));
+    for i in 1..=30 {
+        let name = format!("node{i:02}");
+        let r = &results[&name];
+        match i {
+            3 => {
+                assert_eq!(r["outcome"], "exited-nonzero");
+                assert_eq!(r["exit_code"], 3);
+                assert_eq!(r["stdout"], "three\n");
+            }
+            4 => {
+                assert_eq!(r["outcome"], "timed-out");
+                assert_eq!(r["error"]["phase"], "command");
+            }
+            5 => {
+                assert_eq!(r["outcome"], "unreachable");
+                assert_eq!(r["error"]["kind"], "connect");
+            }
+            6 => {
+                assert_eq!(r["outcome"], "host-key-rejected");
+                assert_eq!(r["error"]["kind"], "host-key-changed");
+                assert!(r["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("HOST KEY CHANGED"));
+            }
+            7 => {
+                assert_eq!(r["outcome"], "ok");
+                let stdout = r["stdout"].as_str().unwrap();
+                assert_eq!(stdout.len(), 20_000_000 + "hello from node07\n".len());
+                assert!(stdout.ends_with("\0hello from node07\n"));
+            }
+            _ => {
+                assert_eq!(r["outcome"], "ok", "{name}: {r}");
+                assert_eq!(r["exit_code"], 0);
+                assert_eq!(r["stdout"], format!("hello from {name}\n"));
+                assert_eq!(r["stderr"], "");
+            }
+        }
+    }
+    assert_eq!(summary["hosts"], 30);
+    assert_eq!(summary["outcomes"]["ok"], 26);
+    assert_eq!(summary["outcomes"]["exited-nonzero"], 1);
+    assert_eq!(summary["outcomes"]["timed-out"], 1);
+    assert_eq!(summary["outcomes"]["unreachable"], 1);
+    assert_eq!(summary["outcomes"]["host-key-rejected"], 1);
+    assert_eq!(
+        summary["failed_hosts"],
+        serde_json::json!(["node03", "node04", "node05", "node06"])
+    );
+    // Timeout (4) outranks could-not-run (3) and non-zero exit (1).
+    assert_eq!(summary["exit_code"], 4);
+    assert_eq!(out.status.code(), Some(4));
+    // The timed-out command is gone from the server.
+    assert!(eventually(Duration::from_secs(10), || remote_processes(
+        "sleep 60"
+    )
+    .is_empty()));
+}
+
+#[test]
+fn default_output_prints_each_host_whole_with_a_summary() {
+    let cluster = Cluster::start(1, 4, 40);
+    let inventory = cluster.inventory(&[], "");
+    let out = rexec(&[
+        "-i",
+        inventory.to_str().unwrap(),
+        "--no-agent",
+        "echo out {name}; echo err {name} >&2; test {name} != node02",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    for i in 1..=4 {
+        let name = format!("node{i:02}");
+        let outcome = if i == 2 {
+            "exited-nonzero (exit 1)"
+        } else {
+            "ok (exit 0)"
+        };
+        let block = format!("=== {name}: {outcome} in ");
+        let at = stdout
+            .find(&block)
+            .unwrap_or_else(|| panic!("no {block:?} in {stdout}"));
+        let rest = &stdout[at..];
+        let body = rest.split_once('\n').unwrap().1;
+        assert!(
+            body.starts_with(&format!("out {name}\n--- {name} stderr:\nerr {name}\n")),
+            "{stdout}"
+        );
+    }
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("--- 4 hosts in "), "{stderr}");
+    assert!(stderr.contains(": 3 ok, 1 exited-nonzero\n"), "{stderr}");
+    assert!(stderr.contains("    exited-nonzero: node02\n"), "{stderr}");
+}
+
+#[test]
+fn group_folds_identical_results() {
+    let cluster = Cluster::start(1, 12, 60);
+    let inventory = cluster.inventory(&[], "");
+    let out = rexec(&[
+        "-i",
+        inventory.to_str().unwrap(),
+        "--no-agent",
+        "--group",
+        "-q",
+        "case {name} in node07|node09) echo odd; exit 2;; *) echo same;; esac",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stdout),
+        "=== node[01-06,08,10-12] (10): ok (exit 0)\nsame\n\
+         === node[07,09] (2): exited-nonzero (exit 2)\nodd\n"
+    );
+    assert_eq!(text(&out.stderr), "");
+}
+
+#[test]
+fn stream_prints_lines_as_they_come() {
+    let cluster = Cluster::start(1, 3, 80);
+    let inventory = cluster.inventory(&[], "");
+    let out = rexec(&[
+        "-i",
+        inventory.to_str().unwrap(),
+        "--no-agent",
+        "--stream",
+        "-q",
+        "echo one; echo oops >&2; printf 'two\\nno-newline'",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = text(&out.stdout);
+    for name in ["node01", "node02", "node03"] {
+        for line in ["one", "two", "no-newline"] {
+            assert!(stdout.contains(&format!("{name} | {line}\n")), "{stdout}");
+        }
+        assert!(text(&out.stderr).contains(&format!("{name} | oops\n")));
+    }
+    assert_eq!(stdout.lines().count(), 9);
+}
+
+#[test]
+fn out_dir_writes_each_hosts_output_to_files() {
+    let cluster = Cluster::start(1, 3, 90);
+    let inventory = cluster.inventory(&[], "");
+    let dir = tempfile::tempdir().unwrap();
+    let out = rexec(&[
+        "-i",
+        inventory.to_str().unwrap(),
+        "--no-agent",
+        "--json",
+        "--out-dir",
+        dir.path().to_str().unwrap(),
+        "head -c 5000000 /dev/zero; echo {name}; echo e-{name} >&2",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let (results, _) = json_lines(&out);
+    for name in ["node01", "node02", "node03"] {
+        let stdout = std::fs::read(dir.path().join(format!("{name}.out"))).unwrap();
+        assert_eq!(stdout.len(), 5_000_000 + name.len() + 1);
+        assert!(stdout.ends_with(format!("{name}\n").as_bytes()));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(format!("{name}.err"))).unwrap(),
+            format!("e-{name}\n")
+        );
+        let r = &results[name];
+        assert!(r.get("stdout").is_none(), "output kept in memory: {r}");
+        assert_eq!(
+            r["stdout_file"],
+            dir.path().join(format!("{name}.out")).to_str().unwrap()
+        );
+    }
+}
+
+#[test]
+fn failed_hosts_round_trip() {
+    let cluster = Cluster::start(1, 6, 100);
+    let inventory = cluster.inventory(&[], "");
+    let failed = cluster.dir.path().join("failed.txt");
+    let inv = inventory.to_str().unwrap();
+    let out = rexec(&[
+        "-i",
+        inv,
+        "--no-agent",
+        "-q",
+        "--failed-hosts",
+        failed.to_str().unwrap(),
+        "case {name} in node02|node05) exit 1;; esac",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        std::fs::read_to_string(&failed).unwrap(),
+        "node02\nnode05\n"
+    );
+    let list = rexec(&[
+        "-i",
+        inv,
+        "--list-hosts",
+        "-l",
+        &format!("@{}", failed.display()),
+    ]);
+    assert_eq!(text(&list.stdout), "node02\nnode05\n");
+    let rerun = rexec(&[
+        "-i",
+        inv,
+        "--no-agent",
+        "--json",
+        "-l",
+        &format!("@{}", failed.display()),
+        "echo again {name}",
+    ]);
+    let (results, summary) = json_lines(&rerun);
+    assert_eq!(results.len(), 2);
+    assert_eq!(results["node05"]["stdout"], "again node05\n");
+    assert_eq!(summary["exit_code"], 0);
+    assert_eq!(rerun.status.code(), Some(0));
+}
+
+#[test]
+fn exit_codes_follow_the_documented_table() {
+    let cluster = Cluster::start(1, 2, 110);
+    let inventory = cluster.inventory(&[], "");
+    let inv = inventory.to_str().unwrap();
+    let code = |args: &[&str]| {
+        let mut all = vec!["-i", inv, "--no-agent", "-q"];
+        all.extend_from_slice(args);
+        rexec(&all).status.code()
+    };
+    assert_eq!(code(&["true"]), Some(0));
+    assert_eq!(code(&["false"]), Some(1));
+    assert_eq!(code(&["-l", "node01", "kill -KILL $$"]), Some(4));
+    assert_eq!(code(&["-t", "1s", "sleep 30"]), Some(4));
+    assert_eq!(
+        code(&[
+            "--host-key-policy",
+            "strict",
+            "--known-hosts",
+            "/dev/null",
+            "true"
+        ]),
+        Some(3)
+    );
+    assert_eq!(code(&["-l", "nope", "true"]), Some(2));
+    assert_eq!(code(&[]), Some(2));
+    assert_eq!(code(&["echo {undefined}"]), Some(2));
+    // Mixed: one host exits 1, the other cannot authenticate: 3 wins.
+    let mixed = cluster.inventory(
+        &[(
+            "node02",
+            format!(
+                "{{ address = \"127.0.0.111\", port = {}, identity_files = [\"{}\"] }}",
+                cluster.hosts()[1].port,
+                harness::keygen(cluster.dir.path(), "stranger", "ed25519", "").display()
+            ),
+        )],
+        "",
+    );
+    let out = rexec(&["-i", mixed.to_str().unwrap(), "--no-agent", "-q", "false"]);
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn inventory_errors_stop_before_any_connection() {
+    let cluster = Cluster::start(1, 1, 120);
+    let bad = cluster.dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        format!(
+            "[hosts]\nnode01 = {{ address = \"127.0.0.120\", prot = {} }}\n",
+            cluster.servers[0].port
+        ),
+    )
+    .unwrap();
+    let out = rexec(&["-i", bad.to_str().unwrap(), "--no-agent", "true"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "rexec: {}:2:37: unknown field `prot`",
+            bad.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !cluster.servers[0].log().contains("Connection from"),
+        "something connected"
+    );
+}
+
+#[test]
+fn host_lists_and_local_hosts_work_without_an_inventory_file() {
+    let cluster = Cluster::start(1, 2, 130);
+    let h = cluster.hosts();
+    let list = format!(
+        "rexec-test@{}:{},rexec-test@{}:{}",
+        h[0].address, h[0].port, h[1].address, h[1].port
+    );
+    let out = rexec(&[
+        "-H",
+        &list,
+        "--no-agent",
+        "-I",
+        cluster.user_key.to_str().unwrap(),
+        "--known-hosts",
+        cluster.known_hosts.to_str().unwrap(),
+        "--json",
+        "id -un",
+    ]);
+    let (results, _) = json_lines(&out);
+    assert_eq!(results.len(), 2, "{}", text(&out.stderr));
+    for r in results.values() {
+        assert_eq!(r["stdout"], "rexec-test\n");
+    }
+    // A local host runs as this process's user, side by side with ssh hosts.
+    let inventory = cluster.inventory(&[], "here = { transport = \"local\" }\n");
+    let out = rexec(&[
+        "-i",
+        inventory.to_str().unwrap(),
+        "--no-agent",
+        "--json",
+        "id -un; echo {name}",
+    ]);
+    let (results, _) = json_lines(&out);
+    assert_eq!(results["here"]["stdout"], "root\nhere\n");
+    assert_eq!(results["node01"]["stdout"], "rexec-test\nnode01\n");
+}
+
+#[test]
+fn ctrl_c_interrupts_and_cleans_up_remote_commands() {
+    let cluster = Cluster::start(1, 4, 140);
+    let inventory = cluster.inventory(&[], "");
+    let marker = format!("sleep 38{:02}", harness::random_u64() % 100);
+    let child = Command::new(env!("CARGO_BIN_EXE_rexec"))
+        .args([
+            "-i",
+            inventory.to_str().unwrap(),
+            "--no-agent",
+            "--json",
+            "-f",
+            "2",
+        ])
+        .arg(format!("echo started; {marker}; echo never"))
+        .env_remove("SSH_AUTH_SOCK")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(20), || remote_processes(
+        &marker
+    )
+    .len()
+        >= 2));
+    // SAFETY: sending SIGINT to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    let (results, summary) = json_lines(&out);
+    let outcomes: Vec<&str> = (1..=4)
+        .map(|i| results[&format!("node{i:02}")]["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["interrupted", "interrupted", "not-started", "not-started"]
+    );
+    assert_eq!(results["node01"]["stdout"], "started\n");
+    assert_eq!(summary["exit_code"], 130);
+    assert!(
+        eventually(Duration::from_secs(10), || remote_processes(&marker)
+            .is_empty()),
+        "left behind: {:?}",
+        remote_processes(&marker)
+    );
+}
+
+#[test]
+fn list_hosts_prints_the_selection() {
+    let cluster = Cluster::start(1, 1, 150);
+    let inventory = cluster.inventory(
+        &[],
+        "\"extra[1-3]\" = { transport = \"local\" }\n[groups.extras]\nhosts = [\"extra[1-3]\"]\n",
+    );
+    let inv = inventory.to_str().unwrap();
+    let out = rexec(&["-i", inv, "--list-hosts", "-l", "extras:!extra2,node01"]);
+    assert_eq!(text(&out.stdout), "node01\nextra1\nextra3\n");
+    assert_eq!(out.status.code(), Some(0));
+    let _ = Path::new(inv);
+}
