@@ -10,7 +10,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -361,13 +361,30 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Whether a socket listens on `address:port`, read from /proc/net/tcp so that checking
+/// does not itself connect (tests count sshd's connections).
+fn is_listening(address: &str, port: u16) -> bool {
+    let ip: std::net::Ipv4Addr = address.parse().unwrap();
+    let o = ip.octets();
+    let local = format!(
+        "{:02X}{:02X}{:02X}{:02X}:{port:04X}",
+        o[3], o[2], o[1], o[0]
+    );
+    let table = fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table.lines().skip(1).any(|line| {
+        let mut fields = line.split_whitespace();
+        let (local_field, state) = (fields.nth(1), fields.nth(1));
+        local_field == Some(local.as_str()) && state == Some("0A")
+    })
+}
+
 fn wait_listening(address: &str, port: u16, child: &mut Child) -> bool {
     let until = Instant::now() + Duration::from_secs(10);
     while Instant::now() < until {
         if let Ok(Some(_)) = child.try_wait() {
             return false;
         }
-        if TcpStream::connect((address, port)).is_ok() {
+        if is_listening(address, port) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(10));

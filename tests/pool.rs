@@ -1,0 +1,270 @@
+//! The fan-out pool as a library: the closure API, results as they complete, the forks
+//! bound, pacing and retries against sshd's MaxStartups, and cancellation.
+
+mod harness;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use harness::{Cluster, Sshd, SshdConfig};
+use rexec::{Event, HostSettings, Inventory, Outcome, Pool, Target, TargetBuilder};
+
+fn targets(cluster: &Cluster) -> Vec<Target> {
+    let inventory =
+        Inventory::from_file(cluster.inventory(&[], ""), &HostSettings::default()).unwrap();
+    let mut builder = TargetBuilder::new();
+    builder.agent(rexec::Agent::Off);
+    builder.build_all(inventory.hosts()).unwrap()
+}
+
+/// `n` hosts that are all the same server (same address and port).
+fn same_server_targets(sshd: &Sshd, n: usize) -> Vec<Target> {
+    let list: Vec<String> = (0..n).map(|i| format!("h{i}")).collect();
+    let over = HostSettings {
+        address: Some("127.0.0.1".into()),
+        port: Some(sshd.port),
+        user: Some(harness::TEST_USER.into()),
+        identity_files: Some(vec![sshd.user_key.clone()]),
+        known_hosts: Some(sshd.known_hosts.clone()),
+        ..HostSettings::default()
+    };
+    let inventory = Inventory::from_host_list(&list.join(","), &over).unwrap();
+    let mut builder = TargetBuilder::new();
+    builder.agent(rexec::Agent::Off);
+    builder.build_all(inventory.hosts()).unwrap()
+}
+
+#[tokio::test]
+async fn a_custom_workflow_runs_on_every_host_in_order() {
+    let cluster = Cluster::start(1, 5, 160);
+    let targets = targets(&cluster);
+    let events = Mutex::new(Vec::new());
+    let pool = Pool::new(3);
+    let results = pool
+        .run(
+            &targets,
+            |session, target| async move {
+                let who = session.command("id -un").output().await?.check()?;
+                let echo = session.command("echo").arg(target.name()).output().await?;
+                Ok((
+                    who.stdout_lossy().trim().to_owned(),
+                    echo.stdout_lossy().trim().to_owned(),
+                ))
+            },
+            |event| {
+                let tag = match event {
+                    Event::Connecting { .. } => "connecting",
+                    Event::Running { .. } => "running",
+                    Event::Finished(_) => "finished",
+                };
+                events.lock().unwrap().push(tag);
+            },
+        )
+        .await;
+    assert_eq!(results.len(), 5);
+    for (i, r) in results.iter().enumerate() {
+        let name = format!("node{:02}", i + 1);
+        assert_eq!(r.host, name);
+        assert_eq!(r.index, i);
+        let (who, echoed) = r.result.as_ref().unwrap();
+        assert_eq!(
+            (who.as_str(), echoed.as_str()),
+            (harness::TEST_USER, name.as_str())
+        );
+        assert!(r.timings.total >= r.timings.connect);
+    }
+    let events = events.into_inner().unwrap();
+    for tag in ["connecting", "running", "finished"] {
+        assert_eq!(
+            events.iter().filter(|e| **e == tag).count(),
+            5,
+            "{events:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn results_come_as_hosts_finish() {
+    let cluster = Cluster::start(1, 4, 170);
+    let targets = targets(&cluster);
+    let go = cluster.dir.path().join("go");
+    let go_str = go.to_str().unwrap().to_owned();
+    let pool = Pool::new(4);
+    let work = |session: Arc<rexec::Session>, target: Target| {
+        let go = go_str.clone();
+        async move {
+            // node01 waits until the test has seen every other result.
+            let line = if target.name() == "node01" {
+                format!("while [ ! -e {go} ]; do sleep 0.05; done; echo last")
+            } else {
+                "echo early".to_owned()
+            };
+            session.command(line).output().await
+        }
+    };
+    let mut stream = Box::pin(pool.stream(&targets, work, |_| {}));
+    let mut order = Vec::new();
+    while let Some(result) = stream.next().await {
+        order.push(result.host.clone());
+        if order.len() == 3 {
+            std::fs::write(&go, "").unwrap();
+        }
+    }
+    assert_eq!(order.len(), 4);
+    assert_eq!(order.last().unwrap(), "node01");
+}
+
+#[tokio::test]
+async fn no_more_than_forks_hosts_run_at_once() {
+    let cluster = Cluster::start(1, 8, 180);
+    let targets = targets(&cluster);
+    let (now, peak) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let results = Pool::new(3)
+        .run_command(
+            &targets,
+            "sleep 0.2; echo {name}",
+            |_, _| {},
+            |event| match event {
+                Event::Connecting { .. } => {
+                    let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(n, Ordering::SeqCst);
+                }
+                Event::Finished(_) => {
+                    now.fetch_sub(1, Ordering::SeqCst);
+                }
+                Event::Running { .. } => {}
+            },
+        )
+        .await;
+    assert!(results.iter().all(|r| r.outcome() == Outcome::Ok));
+    assert_eq!(peak.load(Ordering::SeqCst), 3);
+}
+
+fn tight_server() -> Sshd {
+    // sshd drops every unauthenticated connection beyond 2.
+    Sshd::start_with(SshdConfig {
+        extra: vec!["MaxStartups 2:100:2".into()],
+        ..SshdConfig::default()
+    })
+}
+
+#[tokio::test]
+async fn pacing_keeps_a_burst_under_max_startups() {
+    let sshd = tight_server();
+    let targets = same_server_targets(&sshd, 12);
+    let results = Pool::new(12)
+        .max_handshakes_per_server(1)
+        .connect_attempts(1)
+        .run_command(&targets, "true", |_, _| {}, |_| {})
+        .await;
+    for r in &results {
+        assert_eq!(
+            r.outcome(),
+            Outcome::Ok,
+            "{}: {:?}",
+            r.host,
+            r.result.as_ref().err()
+        );
+    }
+    assert!(!sshd.log().contains("past MaxStartups"), "{}", sshd.log());
+}
+
+#[tokio::test]
+async fn connections_dropped_before_authentication_are_retried() {
+    let sshd = tight_server();
+    let targets = same_server_targets(&sshd, 12);
+    let results = Pool::new(12)
+        .max_handshakes_per_server(12)
+        .connect_attempts(10)
+        .run_command(&targets, "true", |_, _| {}, |_| {})
+        .await;
+    // sshd did drop connections, yet every host got through.
+    assert!(
+        sshd.log().contains("past MaxStartups"),
+        "no drops happened: {}",
+        sshd.log()
+    );
+    for r in &results {
+        assert_eq!(
+            r.outcome(),
+            Outcome::Ok,
+            "{}: {:?}",
+            r.host,
+            r.result.as_ref().err()
+        );
+    }
+}
+
+#[tokio::test]
+async fn authentication_failures_are_not_retried() {
+    let sshd = Sshd::start();
+    let mut targets = same_server_targets(&sshd, 1);
+    let stranger = harness::keygen(sshd.dir.path(), "stranger", "ed25519", "");
+    let mut creds = rexec::Credentials::new();
+    creds
+        .identity(rexec::Identity::from_file(&stranger, None).unwrap())
+        .agent(rexec::Agent::Off);
+    targets[0].connect = targets[0].connect.clone().credentials(creds);
+    let results = Pool::new(1)
+        .connect_attempts(5)
+        .run_command(&targets, "true", |_, _| {}, |_| {})
+        .await;
+    assert_eq!(results[0].outcome(), Outcome::AuthFailed);
+    assert_eq!(
+        sshd.log().matches("Connection from").count(),
+        1,
+        "{}",
+        sshd.log()
+    );
+    assert_eq!(
+        sshd.log().matches("Failed publickey").count(),
+        1,
+        "{}",
+        sshd.log()
+    );
+}
+
+#[tokio::test]
+async fn cancelling_interrupts_running_hosts_and_skips_the_rest() {
+    let cluster = Cluster::start(1, 5, 190);
+    let targets = targets(&cluster);
+    let pool = Pool::new(2);
+    let token = pool.cancel_token();
+    let marker = format!("sleep 39{:02}", harness::random_u64() % 100);
+    let running = AtomicUsize::new(0);
+    let results = pool
+        .run_command(
+            &targets,
+            &marker,
+            |_, _| {},
+            |event| {
+                if let Event::Running { .. } = event {
+                    if running.fetch_add(1, Ordering::SeqCst) + 1 == 2 {
+                        let token = token.clone();
+                        tokio::spawn(async move {
+                            // Let both commands start on the servers.
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            token.cancel();
+                        });
+                    }
+                }
+            },
+        )
+        .await;
+    let outcomes: Vec<Outcome> = results.iter().map(|r| r.outcome()).collect();
+    assert_eq!(
+        outcomes,
+        [
+            Outcome::Interrupted,
+            Outcome::Interrupted,
+            Outcome::NotStarted,
+            Outcome::NotStarted,
+            Outcome::NotStarted
+        ]
+    );
+    assert!(harness::eventually(Duration::from_secs(10), || {
+        harness::remote_processes(&marker).is_empty()
+    }));
+}
