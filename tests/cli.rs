@@ -479,3 +479,44 @@ fn list_hosts_prints_the_selection() {
     assert_eq!(out.status.code(), Some(0));
     let _ = Path::new(inv);
 }
+
+/// Runs rexec under a pseudo-terminal (util-linux `script`), returning what the terminal
+/// showed.
+fn rexec_on_a_terminal(args: &[&str]) -> String {
+    let mut line = String::from(env!("CARGO_BIN_EXE_rexec"));
+    for a in args {
+        line.push(' ');
+        line.push_str(&rexec::shell_quote(a));
+    }
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    text(&out.stdout)
+}
+
+#[test]
+fn a_terminal_gets_a_progress_bar_and_harmless_output() {
+    let cluster = Cluster::start(1, 3, 200);
+    let inventory = cluster.inventory(&[], "");
+    let inv = inventory.to_str().unwrap();
+    let command = "sleep 1; printf '\\033[31mred\\033]0;title\\007\\n'";
+    let shown = rexec_on_a_terminal(&["-i", inv, "--no-agent", command]);
+    assert!(shown.contains("/3 done"), "no progress bar: {shown:?}");
+    assert!(shown.contains("0 failed"), "{shown:?}");
+    assert!(shown.contains("^[[31mred^[]0;title^G"), "{shown:?}");
+    assert!(
+        !shown.contains("\x1b[31mred"),
+        "escape reached the terminal: {shown:?}"
+    );
+    // --quiet: no bar, no summary.
+    let shown = rexec_on_a_terminal(&["-i", inv, "--no-agent", "-q", command]);
+    assert!(!shown.contains("done"), "{shown:?}");
+    assert!(!shown.contains("--- 3 hosts"), "{shown:?}");
+    // Not a terminal: no bar, and output is passed through untouched.
+    let out = rexec(&["-i", inv, "--no-agent", "-l", "node01", command]);
+    assert!(!text(&out.stderr).contains("done"));
+    assert!(text(&out.stdout).contains("\x1b[31mred"));
+}

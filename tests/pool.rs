@@ -268,3 +268,42 @@ async fn cancelling_interrupts_running_hosts_and_skips_the_rest() {
         harness::remote_processes(&marker).is_empty()
     }));
 }
+
+#[tokio::test]
+async fn many_hosts_authenticate_through_one_agent() {
+    let cluster = Cluster::start(4, 16, 400);
+    let agent = harness::SshAgent::start();
+    agent.add(&cluster.user_key);
+    let inventory =
+        Inventory::from_file(cluster.inventory(&[], ""), &HostSettings::default()).unwrap();
+    let mut builder = TargetBuilder::new();
+    builder.agent(rexec::Agent::Socket(agent.socket.clone()));
+    // No key files: only the agent can sign.
+    let hosts: Vec<rexec::Host> = inventory
+        .hosts()
+        .iter()
+        .map(|h| {
+            let mut h = h.clone();
+            h.settings.identity_files = Some(Vec::new());
+            h
+        })
+        .collect();
+    let targets = builder.build_all(&hosts).unwrap();
+    assert_eq!(targets.len(), 64);
+    let results = Pool::new(64)
+        .run_command(&targets, "echo {name}", |_, _| {}, |_| {})
+        .await;
+    for r in &results {
+        assert_eq!(
+            r.outcome(),
+            Outcome::Ok,
+            "{}: {:?}",
+            r.host,
+            r.result.as_ref().err()
+        );
+        assert_eq!(
+            r.result.as_ref().unwrap().stdout,
+            format!("{}\n", r.host).into_bytes()
+        );
+    }
+}

@@ -473,14 +473,19 @@ pub struct ClusterHost {
 }
 
 impl Cluster {
-    /// `servers` servers with `per_server` addresses each, from 127.0.0.`first` on.
+    /// `servers` servers with `per_server` addresses each, host numbers from `first` on
+    /// (tests running at once use distinct ranges).
     pub fn start(servers: usize, per_server: usize, first: usize) -> Cluster {
         assert!(per_server <= 16);
         let dir = tempfile::tempdir().unwrap();
         let mut started = Vec::new();
         for s in 0..servers {
+            // Host number n is 127.0.(n / 200).(n % 200 + 2): distinct, never .0 or .255.
             let addresses = (0..per_server)
-                .map(|i| format!("127.0.0.{}", first + s * per_server + i))
+                .map(|i| {
+                    let n = first + s * per_server + i;
+                    format!("127.0.{}.{}", n / 200, n % 200 + 2)
+                })
                 .collect();
             started.push(Sshd::start_with(SshdConfig {
                 addresses,
