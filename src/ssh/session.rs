@@ -603,7 +603,9 @@ async fn authenticate(
     // 2. Agent keys.
     let socket = match creds.agent_setting() {
         Agent::Off => None,
-        Agent::FromEnv => std::env::var_os("SSH_AUTH_SOCK").map(std::path::PathBuf::from),
+        Agent::FromEnv => std::env::var_os("SSH_AUTH_SOCK")
+            .filter(|s| !s.is_empty())
+            .map(std::path::PathBuf::from),
         Agent::Socket(p) => Some(p.clone()),
     };
     if let Some(socket) = socket.filter(|_| allows(&allowed, MethodKind::PublicKey)) {
