@@ -132,8 +132,18 @@ impl Error {
     }
 
     /// Attaches the underlying cause, shown by `Display` and returned by `source()`.
+    ///
+    /// A cause that is, or wraps, "too many open files" (`EMFILE`, `ENFILE`) turns the
+    /// error into [`ErrorKind::LocalIo`] with advice, wherever it struck.
     #[must_use]
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Error {
+        if out_of_file_descriptors(&source) {
+            self.kind = ErrorKind::LocalIo;
+            self.message.push_str(
+                ": too many open files: raise the limit (ulimit -n) or lower the number of \
+                 hosts run at once (--forks)",
+            );
+        }
         self.source = Some(Box::new(source));
         self
     }
@@ -199,6 +209,20 @@ impl Error {
     pub fn output(&self) -> Option<&Output> {
         self.output.as_deref()
     }
+}
+
+/// Whether `error` or any error in its source chain is EMFILE or ENFILE.
+fn out_of_file_descriptors(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if matches!(io.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                return true;
+            }
+        }
+        current = e.source();
+    }
+    false
 }
 
 pub(crate) fn fmt_duration(d: Duration) -> String {

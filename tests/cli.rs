@@ -520,3 +520,140 @@ fn a_terminal_gets_a_progress_bar_and_harmless_output() {
     assert!(!text(&out.stderr).contains("done"));
     assert!(text(&out.stdout).contains("\x1b[31mred"));
 }
+
+#[test]
+fn stdin_and_pty_options_reach_every_host() {
+    let cluster = Cluster::start(1, 2, 220);
+    let inventory = cluster.inventory(&[], "");
+    let inv = inventory.to_str().unwrap();
+    let input = cluster.dir.path().join("input");
+    std::fs::write(&input, "line one\nline two\n").unwrap();
+    let out = rexec(&[
+        "-i",
+        inv,
+        "--no-agent",
+        "--json",
+        "--stdin",
+        input.to_str().unwrap(),
+        "wc -l",
+    ]);
+    let (results, _) = json_lines(&out);
+    for r in results.values() {
+        assert_eq!(r["stdout"].as_str().unwrap().trim(), "2");
+    }
+    let out = rexec(&[
+        "-i",
+        inv,
+        "--no-agent",
+        "--json",
+        "--pty",
+        "test -t 0 && echo tty",
+    ]);
+    let (results, _) = json_lines(&out);
+    assert_eq!(results["node01"]["stdout"], "tty\r\n");
+}
+
+#[test]
+fn ask_pass_prompts_on_the_terminal() {
+    let sshd = harness::Sshd::start();
+    let password = harness::setup();
+    let line = format!(
+        "{} -H rexec-test@127.0.0.1:{} --no-agent -I /dev/null --known-hosts {} --ask-pass --json 'echo in'",
+        env!("CARGO_BIN_EXE_rexec"),
+        sshd.port,
+        sshd.known_hosts.display()
+    );
+    // -I /dev/null: no usable key (it is not a key), so only the password can work; swap
+    // in an empty identity list instead.
+    let line = line.replace(" -I /dev/null", "");
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env_remove("SSH_AUTH_SOCK")
+        .env("HOME", sshd.dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        stdin.write_all(format!("{password}\n").as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let shown = text(&out.stdout);
+    assert!(shown.contains("Password:"), "{shown}");
+    assert!(shown.contains("\"outcome\":\"ok\""), "{shown}");
+    assert!(
+        !shown.contains(password),
+        "the password was echoed: {shown}"
+    );
+    assert!(sshd.log().contains("Accepted password"), "{}", sshd.log());
+}
+
+#[test]
+fn a_second_ctrl_c_exits_at_once() {
+    let cluster = Cluster::start(1, 1, 230);
+    let inventory = cluster.inventory(&[], "");
+    let marker = format!("sleep 40{:02}", harness::random_u64() % 100);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rexec"))
+        .args(["-i", inventory.to_str().unwrap(), "--no-agent", "--json"])
+        // Ignores TERM: the first Ctrl-C alone would wait for the KILL after 2 s.
+        .arg(format!("trap '' TERM; {marker}"))
+        .env_remove("SSH_AUTH_SOCK")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(20), || !remote_processes(
+        &marker
+    )
+    .is_empty()));
+    let pid = child.id() as i32;
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let mut stderr = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("interrupted") {
+        let n = std::io::Read::read(&mut stderr, &mut buf).unwrap();
+        assert!(
+            n > 0,
+            "rexec ended before the first interrupt was acknowledged"
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    // Exited before the host finished: no result line, no summary.
+    assert_eq!(text(&out.stdout), "");
+}
+
+#[test]
+fn running_out_of_file_descriptors_is_an_error_not_a_skipped_host() {
+    let cluster = Cluster::start(2, 15, 240);
+    let inventory = cluster.inventory(&[], "");
+    let line = format!(
+        "ulimit -n 40 && exec {} -i {} --no-agent --json -f 30 'sleep 1; echo ok'",
+        env!("CARGO_BIN_EXE_rexec"),
+        inventory.display()
+    );
+    let out = Command::new("sh").args(["-c", &line]).output().unwrap();
+    let (results, summary) = json_lines(&out);
+    assert_eq!(results.len(), 30, "{}", text(&out.stderr));
+    let starved: Vec<&Value> = results.values().filter(|r| r["outcome"] != "ok").collect();
+    assert!(!starved.is_empty(), "the limit was not reached");
+    for r in &starved {
+        assert_eq!(r["outcome"], "error", "{r}");
+        assert!(
+            r["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("too many open files"),
+            "{r}"
+        );
+    }
+    assert_eq!(summary["hosts"], 30);
+    assert_eq!(out.status.code(), Some(3));
+}

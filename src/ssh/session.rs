@@ -522,22 +522,14 @@ async fn tcp_connect(options: &ConnectOptions) -> Result<tokio::net::TcpStream> 
                 let _ = stream.set_nodelay(true);
                 return Ok(stream);
             }
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
-                return Err(Error::new(
-                    ErrorKind::LocalIo,
-                    "too many open files: raise the limit (ulimit -n) or lower the number of \
-                     hosts run at once (--forks)",
-                )
-                .with_source(e));
-            }
             Err(e) => last_error = Some((addr, e)),
         }
     }
     match last_error {
-        Some((addr, e)) => Err(Error::new(
-            ErrorKind::Connect,
-            format!("cannot connect to {addr}: {e}"),
-        )),
+        Some((addr, e)) => {
+            let message = format!("cannot connect to {addr}");
+            Err(Error::new(ErrorKind::Connect, message).with_source(e))
+        }
         None => Err(Error::new(
             ErrorKind::Resolve,
             format!("host name {:?} has no addresses", options.host),
