@@ -557,15 +557,13 @@ fn stdin_and_pty_options_reach_every_host() {
 fn ask_pass_prompts_on_the_terminal() {
     let sshd = harness::Sshd::start();
     let password = harness::setup();
+    // No agent and HOME without keys: only the password can log in.
     let line = format!(
-        "{} -H rexec-test@127.0.0.1:{} --no-agent -I /dev/null --known-hosts {} --ask-pass --json 'echo in'",
+        "{} -H rexec-test@127.0.0.1:{} --no-agent --known-hosts {} --ask-pass --json 'echo in'",
         env!("CARGO_BIN_EXE_rexec"),
         sshd.port,
         sshd.known_hosts.display()
     );
-    // -I /dev/null: no usable key (it is not a key), so only the password can work; swap
-    // in an empty identity list instead.
-    let line = line.replace(" -I /dev/null", "");
     let mut child = Command::new("script")
         .args(["-qec", &line, "/dev/null"])
         .env_remove("SSH_AUTH_SOCK")
@@ -574,14 +572,26 @@ fn ask_pass_prompts_on_the_terminal() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    // Type the password only once the prompt is up (echo is off from then on), as a
+    // person would; typed-ahead input would be echoed by the terminal.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("Password:") {
+        let n = std::io::Read::read(&mut stdout, &mut buf).unwrap();
+        assert!(n > 0, "no prompt: {}", text(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();
-        std::thread::sleep(Duration::from_millis(500));
         stdin.write_all(format!("{password}\n").as_bytes()).unwrap();
     }
-    let out = child.wait_with_output().unwrap();
-    let shown = text(&out.stdout);
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut stdout, &mut rest).unwrap();
+    child.wait().unwrap();
+    seen.extend_from_slice(&rest);
+    let shown = text(&seen);
     assert!(shown.contains("Password:"), "{shown}");
     assert!(shown.contains("\"outcome\":\"ok\""), "{shown}");
     assert!(
