@@ -298,3 +298,103 @@ async fn check_turns_a_failure_into_an_error_with_the_output() {
         format!("127.0.0.1:{}: command exited 2", sshd.port)
     );
 }
+
+#[tokio::test]
+async fn dropping_the_future_stops_the_remote_command() {
+    let sshd = Sshd::start();
+    let s = connect(&sshd).await;
+    let marker = format!("sleep 41{:02}", harness::random_u64() % 100);
+    let mut command = s.command(format!("{marker}; echo never"));
+    command.kill_grace(Duration::from_millis(500));
+    let run = command.output();
+    let seen = {
+        let m = marker.clone();
+        tokio::task::spawn_blocking(move || {
+            eventually(Duration::from_secs(10), || !remote_processes(&m).is_empty())
+        })
+    };
+    tokio::select! {
+        _ = run => panic!("the command finished by itself"),
+        seen = seen => assert!(seen.unwrap(), "the command never started"),
+    }
+    // The output future is dropped here, with the session still open.
+    let m = marker.clone();
+    let gone = tokio::task::spawn_blocking(move || {
+        eventually(Duration::from_secs(10), || remote_processes(&m).is_empty())
+    });
+    assert!(
+        gone.await.unwrap(),
+        "left behind: {:?}",
+        remote_processes(&marker)
+    );
+}
+
+#[tokio::test]
+async fn dropping_a_local_command_stops_its_process_group() {
+    let s = Session::local("here");
+    let marker = format!("sleep 42{:02}", harness::random_u64() % 100);
+    let command = s.command(format!("{marker}; echo never"));
+    let run = command.output();
+    let m = marker.clone();
+    let seen = tokio::task::spawn_blocking(move || {
+        eventually(Duration::from_secs(10), || local_processes(&m) > 0)
+    });
+    tokio::select! {
+        _ = run => panic!("the command finished by itself"),
+        seen = seen => assert!(seen.unwrap()),
+    }
+    let m = marker.clone();
+    let gone = tokio::task::spawn_blocking(move || {
+        eventually(Duration::from_secs(10), || local_processes(&m) == 0)
+    });
+    assert!(gone.await.unwrap());
+}
+
+fn local_processes(pattern: &str) -> usize {
+    let out = std::process::Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[tokio::test]
+async fn local_sessions_give_the_same_results() {
+    let s = Session::local("here");
+    let out = s
+        .command("printf out; printf err >&2; exit 3")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        (out.stdout.as_slice(), out.stderr.as_slice()),
+        (&b"out"[..], &b"err"[..])
+    );
+    assert_eq!(out.status, ExitStatus::Exited(3));
+    let out = s.command("kill -TERM $$").output().await.unwrap();
+    assert_eq!(out.status.signal(), Some("TERM"));
+    let out = s
+        .command("cat")
+        .stdin(b"piped".to_vec())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"piped");
+    let err = s
+        .command("echo started; sleep 30; echo never")
+        .timeout(Duration::from_millis(300))
+        .output()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    assert_eq!(err.output().unwrap().stdout, b"started\n");
+    assert_eq!(
+        s.command("true")
+            .pty(true)
+            .output()
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidInput
+    );
+}

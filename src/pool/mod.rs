@@ -144,8 +144,10 @@ impl Pool {
     /// and the target.
     ///
     /// # Cancel safety
-    /// Dropping the future drops every connection and stops reading; remote commands are
-    /// not signalled. Cancel through [`Pool::cancel_token`] to stop them cleanly.
+    /// Dropping the future stops launching hosts and drops every connection; commands
+    /// running through [`Command`](crate::Command) are signalled `TERM` then `KILL` by
+    /// their drop guard, but no result is reported for them. Cancel through
+    /// [`Pool::cancel_token`] to stop cleanly and get a result for every host.
     pub async fn run<T, F, Fut>(
         &self,
         targets: &[Target],

@@ -322,9 +322,10 @@ impl<'s> Command<'s> {
     /// (phase [`Phase::Command`]) when the timeout passes, with the output so far.
     ///
     /// # Cancel safety
-    /// Dropping the future stops reading; the channel is closed by the server when the
-    /// command ends, but the remote command is not signalled. Use [`Command::timeout`]
-    /// to bound a command.
+    /// Dropping the future while the command runs stops it: its process group gets
+    /// `TERM`, then `KILL` after the grace period, and the channel is closed, from a task
+    /// spawned on the current tokio runtime (the connection must stay open that long for
+    /// the signals to reach the server). The output so far is lost.
     pub async fn output(&self) -> Result<Output> {
         let host = self.session.host().to_owned();
         self.run().await.map_err(|e| e.with_host(host))
@@ -411,6 +412,12 @@ impl<'s> Command<'s> {
             replies_expected += 1;
         }
         write.exec(true, line.into_bytes()).await.map_err(lost)?;
+        let write = Arc::new(write);
+        // If this future is dropped from here on, the remote command is stopped anyway.
+        let mut guard = StopOnDrop::Ssh {
+            write: Some(write.clone()),
+            grace: self.kill_grace,
+        };
 
         let send_stdin = async {
             if let Some(bytes) = &self.stdin {
@@ -472,6 +479,7 @@ impl<'s> Command<'s> {
         // would otherwise deadlock on the channel windows. A command that exits without
         // reading its stdin makes that write fail, which is normal.
         let _ = tokio::join!(read_loop, send_stdin);
+        guard.disarm();
         if let Some(why) = refused {
             return Err(Error::new(ErrorKind::Channel, why));
         }
@@ -505,6 +513,10 @@ impl<'s> Command<'s> {
                 Error::new(ErrorKind::LocalIo, "cannot start a local shell").with_source(e)
             })?;
         let pid = child.id().and_then(|p| i32::try_from(p).ok());
+        let mut guard = StopOnDrop::Local {
+            pid,
+            grace: self.kill_grace,
+        };
         let stdin = child.stdin.take();
         let (Some(mut out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) else {
             return Err(Error::new(
@@ -537,9 +549,7 @@ impl<'s> Command<'s> {
                     action = stopper.next() => match action {
                         StopAction::Signal(sig) => {
                             if let Some(pid) = pid {
-                                // SAFETY: signalling the process group we created; at worst
-                                // the group is already gone and kill returns ESRCH.
-                                unsafe { libc::kill(-pid, local_signal(&sig)) };
+                                kill_group(pid, local_signal(&sig));
                             }
                         }
                         StopAction::Abandon => break,
@@ -551,6 +561,7 @@ impl<'s> Command<'s> {
             }
         };
         tokio::join!(read_loop, send_stdin);
+        guard.disarm();
         Ok(match exit {
             Some(Ok(status)) => Some(local_status(status)),
             Some(Err(e)) => {
@@ -577,6 +588,66 @@ impl fmt::Debug for Command<'_> {
             .field("max_output", &self.max_output)
             .finish_non_exhaustive()
     }
+}
+
+/// Stops a command whose future was dropped while it ran: `TERM` to the process group
+/// now, `KILL` after the grace period, then the channel is closed (from a spawned task,
+/// since `Drop` cannot wait). Disarmed once the command has ended.
+enum StopOnDrop {
+    Ssh {
+        write: Option<Arc<russh::ChannelWriteHalf<russh::client::Msg>>>,
+        grace: Duration,
+    },
+    Local {
+        pid: Option<i32>,
+        grace: Duration,
+    },
+}
+
+impl StopOnDrop {
+    fn disarm(&mut self) {
+        match self {
+            StopOnDrop::Ssh { write, .. } => *write = None,
+            StopOnDrop::Local { pid, .. } => *pid = None,
+        }
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        match self {
+            StopOnDrop::Ssh { write, grace } => {
+                if let Some(write) = write.take() {
+                    let grace = *grace;
+                    runtime.spawn(async move {
+                        let _ = write.signal(Sig::TERM).await;
+                        tokio::time::sleep(grace).await;
+                        let _ = write.signal(Sig::KILL).await;
+                        let _ = write.close().await;
+                    });
+                }
+            }
+            StopOnDrop::Local { pid, grace } => {
+                if let Some(pid) = pid.take() {
+                    kill_group(pid, libc::SIGTERM);
+                    let grace = *grace;
+                    runtime.spawn(async move {
+                        tokio::time::sleep(grace).await;
+                        kill_group(pid, libc::SIGKILL);
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn kill_group(pid: i32, signal: i32) {
+    // SAFETY: signalling a process group this crate created; at worst it is already gone
+    // and kill returns ESRCH.
+    unsafe { libc::kill(-pid, signal) };
 }
 
 struct Collector {
