@@ -44,6 +44,15 @@ pub enum ErrorKind {
     Interrupted,
     /// The run was cancelled before this host was started.
     NotStarted,
+    /// A file or directory does not exist (remote or local).
+    NotFound,
+    /// Permission denied (remote or local).
+    PermissionDenied,
+    /// No space left on the device (remote or local).
+    NoSpace,
+    /// An SFTP operation failed on the server for another reason, or a name the server
+    /// sent was refused.
+    Sftp,
 }
 
 impl ErrorKind {
@@ -66,6 +75,10 @@ impl ErrorKind {
             ErrorKind::CommandFailed => "command-failed",
             ErrorKind::Interrupted => "interrupted",
             ErrorKind::NotStarted => "not-started",
+            ErrorKind::NotFound => "not-found",
+            ErrorKind::PermissionDenied => "permission-denied",
+            ErrorKind::NoSpace => "no-space",
+            ErrorKind::Sftp => "sftp",
         }
     }
 }

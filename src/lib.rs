@@ -53,7 +53,8 @@ pub use secret::Secret;
 pub use ssh::quote::shell_quote;
 pub use ssh::{
     Agent, Command, ConnectOptions, Credentials, DataCallback, ExitStatus, HostKeyPolicy,
-    HostKeyStatus, Identity, KeyLocation, KnownHosts, Output, Session, Stream,
+    HostKeyStatus, Identity, KeyLocation, KnownHosts, Output, Session, Sftp, Stream,
+    TransferOptions, TransferStats,
 };
 
 /// The README's examples, compiled as doctests.

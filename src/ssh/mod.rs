@@ -6,8 +6,12 @@ pub mod command;
 pub mod known_hosts;
 pub mod quote;
 pub mod session;
+pub mod sftp;
 
 pub use auth::{Agent, Credentials, Identity};
 pub use command::{Command, DataCallback, ExitStatus, Output, Stream};
 pub use known_hosts::{HostKeyPolicy, HostKeyStatus, KeyLocation, KnownHosts};
 pub use session::{ConnectOptions, Session};
+pub use sftp::{
+    DirEntry, ProgressCallback, RemoteKind, RemoteMetadata, Sftp, TransferOptions, TransferStats,
+};

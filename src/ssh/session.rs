@@ -304,7 +304,7 @@ pub struct Session {
 }
 
 pub(crate) enum SessionTransport {
-    Ssh(Handle<ClientHandler>),
+    Ssh(Arc<Handle<ClientHandler>>),
     Local,
 }
 
@@ -394,16 +394,33 @@ impl Session {
             )
             .with_host(&self.name));
         };
-        handle.channel_open_session().await.map_err(|e| {
-            if handle.is_closed() {
-                Error::new(ErrorKind::Disconnected, "connection lost").with_source(e)
-            } else {
-                russh_error(e, "opening a channel")
-            }
-            .with_host(&self.name)
-        })
+        open_channel_on(handle, &self.name).await
+    }
+
+    /// The connection, for opening more channels later (SFTP cleanup).
+    pub(crate) fn connection(&self) -> Option<Arc<Handle<ClientHandler>>> {
+        match &self.transport {
+            SessionTransport::Ssh(handle) => Some(handle.clone()),
+            SessionTransport::Local => None,
+        }
     }
 }
+
+pub(crate) async fn open_channel_on(
+    handle: &Handle<ClientHandler>,
+    host: &str,
+) -> Result<russh::Channel<client::Msg>> {
+    handle.channel_open_session().await.map_err(|e| {
+        if handle.is_closed() {
+            Error::new(ErrorKind::Disconnected, "connection lost").with_source(e)
+        } else {
+            russh_error(e, "opening a channel")
+        }
+        .with_host(host)
+    })
+}
+
+impl Session {}
 
 /// Maps a russh error to ours, with `doing` saying what was under way.
 pub(crate) fn russh_error(e: russh::Error, doing: &str) -> Error {
@@ -497,7 +514,7 @@ async fn connect_inner(options: &ConnectOptions, name: &str) -> Result<Session> 
         Err(_) => Err(Error::timeout(Phase::Auth, options.auth_timeout)),
         Ok(Err(e)) => Err(e.in_phase(Phase::Auth)),
         Ok(Ok(())) => Ok(Session {
-            transport: SessionTransport::Ssh(handle),
+            transport: SessionTransport::Ssh(Arc::new(handle)),
             name: name.to_owned(),
         }),
     }

@@ -200,7 +200,7 @@ impl Sshd {
                  AuthorizedKeysFile {dir}/authorized_keys\nStrictModes no\n\
                  UsePAM {pam}\nPasswordAuthentication {pw}\nKbdInteractiveAuthentication {kbd}\n\
                  PermitRootLogin no\nAllowUsers {TEST_USER}\nMaxStartups 200:30:400\n\
-                 MaxSessions 32\nLogLevel VERBOSE\nSubsystem sftp internal-sftp\n",
+                 MaxSessions 32\nLogLevel VERBOSE\nSubsystem sftp /usr/lib/openssh/sftp-server\n",
                 dir = dir.path().display(),
                 pam = yes(config.use_pam),
                 pw = yes(config.password_auth),
@@ -327,6 +327,14 @@ impl Sshd {
         let key = keygen(self.dir.path(), name, key_type, passphrase);
         self.authorize(&key);
         key
+    }
+
+    /// A directory in the server's temp dir owned by the test user (for uploads).
+    pub fn user_dir(&self, name: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        fs::create_dir_all(&p).unwrap();
+        run(Command::new("chown").arg(format!("{TEST_USER}:")).arg(&p));
+        p
     }
 
     pub fn pid(&self) -> u32 {
@@ -543,4 +551,29 @@ impl Cluster {
         fs::write(&path, text).unwrap();
         path
     }
+}
+
+/// Kills the descendants of `root` whose command name is `name`; returns how many.
+pub fn kill_children_named(root: u32, name: &str) -> usize {
+    let mut killed = 0;
+    let mut queue = vec![root];
+    while let Some(p) = queue.pop() {
+        let out = Command::new("pgrep")
+            .args(["-P", &p.to_string()])
+            .output()
+            .unwrap();
+        for child in String::from_utf8_lossy(&out.stdout).lines() {
+            let c: u32 = child.trim().parse().unwrap();
+            let comm = fs::read_to_string(format!("/proc/{c}/comm")).unwrap_or_default();
+            if comm.trim() == name {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &c.to_string()])
+                    .status();
+                killed += 1;
+            } else {
+                queue.push(c);
+            }
+        }
+    }
+    killed
 }
