@@ -504,7 +504,7 @@ fn a_terminal_gets_a_progress_bar_and_harmless_output() {
     let inv = inventory.to_str().unwrap();
     let command = "sleep 1; printf '\\033[31mred\\033]0;title\\007\\n'";
     let shown = rexec_on_a_terminal(&["-i", inv, "--no-agent", command]);
-    assert!(shown.contains("/3 done"), "no progress bar: {shown:?}");
+    assert!(shown.contains("/3 hosts, "), "no progress bar: {shown:?}");
     assert!(shown.contains("0 failed"), "{shown:?}");
     assert!(shown.contains("^[[31mred^[]0;title^G"), "{shown:?}");
     assert!(
@@ -513,11 +513,11 @@ fn a_terminal_gets_a_progress_bar_and_harmless_output() {
     );
     // --quiet: no bar, no summary.
     let shown = rexec_on_a_terminal(&["-i", inv, "--no-agent", "-q", command]);
-    assert!(!shown.contains("done"), "{shown:?}");
+    assert!(!shown.contains("/3 hosts, "), "{shown:?}");
     assert!(!shown.contains("--- 3 hosts"), "{shown:?}");
     // Not a terminal: no bar, and output is passed through untouched.
     let out = rexec(&["-i", inv, "--no-agent", "-l", "node01", command]);
-    assert!(!text(&out.stderr).contains("done"));
+    assert!(!text(&out.stderr).contains("/1 hosts, "));
     assert!(text(&out.stdout).contains("\x1b[31mred"));
 }
 
@@ -666,4 +666,182 @@ fn running_out_of_file_descriptors_is_an_error_not_a_skipped_host() {
     }
     assert_eq!(summary["hosts"], 30);
     assert_eq!(out.status.code(), Some(3));
+}
+
+/// An inventory whose hosts have `updir` (a directory the test user may write) as a
+/// variable; `node04` gets a directory it may not write.
+fn transfer_cluster(first: usize) -> (Cluster, std::path::PathBuf, std::path::PathBuf) {
+    let cluster = Cluster::start(1, 4, first);
+    let up = cluster.servers[0].user_dir("up");
+    let locked = cluster.dir.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    let h = cluster.hosts();
+    let inventory = cluster.inventory(
+        &[(
+            "node04",
+            format!(
+                "{{ address = \"{}\", port = {}, vars = {{ updir = \"{}\" }} }}",
+                h[3].address,
+                h[3].port,
+                locked.display()
+            ),
+        )],
+        "",
+    );
+    // Default updir for every other host.
+    let text = std::fs::read_to_string(&inventory).unwrap().replacen(
+        "[defaults]\n",
+        &format!("[defaults]\nvars = {{ updir = \"{}\" }}\n", up.display()),
+        1,
+    );
+    std::fs::write(&inventory, text).unwrap();
+    (cluster, inventory, up)
+}
+
+#[test]
+fn put_and_get_fan_out_with_per_host_results() {
+    let (_cluster, inventory, up) = transfer_cluster(250);
+    let inv = inventory.to_str().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let local = work.path().join("payload.bin");
+    let data: Vec<u8> = (0..5_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&local, &data).unwrap();
+    let out = rexec(&[
+        "-i",
+        inv,
+        "--no-agent",
+        "--json",
+        "put",
+        local.to_str().unwrap(),
+        "{updir}/{name}.bin",
+    ]);
+    let (results, summary) = json_lines(&out);
+    assert_eq!(results.len(), 4, "{}", text(&out.stderr));
+    for name in ["node01", "node02", "node03"] {
+        assert_eq!(results[name]["outcome"], "ok");
+        assert_eq!(results[name]["bytes"], 5_000_000);
+        assert!(
+            std::fs::read(up.join(format!("{name}.bin"))).unwrap() == data,
+            "{name}"
+        );
+    }
+    assert_eq!(results["node04"]["outcome"], "error");
+    assert_eq!(results["node04"]["error"]["kind"], "permission-denied");
+    assert_eq!(summary["exit_code"], 3);
+    assert_eq!(out.status.code(), Some(3));
+
+    // get: each host's copy in its own directory.
+    let dest = work.path().join("fetched");
+    let out = rexec(&[
+        "-i",
+        inv,
+        "--no-agent",
+        "-q",
+        "get",
+        "{updir}/{name}.bin",
+        dest.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    for name in ["node01", "node02", "node03"] {
+        let got = std::fs::read(dest.join(name).join(format!("{name}.bin"))).unwrap();
+        assert!(got == data, "{name}");
+    }
+    let line = text(&out.stdout);
+    assert!(line.contains("=== node04: error in "), "{line}");
+    assert!(line.contains("no such file or directory"), "{line}");
+    assert!(
+        line.contains("=== node01: ok, 1 file, 4.8 MiB in "),
+        "{line}"
+    );
+
+    // A template for the local side, and a recursive get.
+    let tree = up.join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("sub/x"), "x").unwrap();
+    harness::run(
+        std::process::Command::new("chown")
+            .args(["-R", "rexec-test:"])
+            .arg(&tree),
+    );
+    let out = rexec(&[
+        "-i",
+        inv,
+        "--no-agent",
+        "-q",
+        "-l",
+        "node01,node02",
+        "get",
+        "-r",
+        tree.to_str().unwrap(),
+        &format!("{}/{{name}}-copy", work.path().display()),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(work.path().join("node02-copy/tree/sub/x")).unwrap(),
+        "x"
+    );
+}
+
+#[test]
+fn transfer_errors_seen_locally_stop_before_connecting() {
+    let (cluster, inventory, _) = transfer_cluster(260);
+    let inv = inventory.to_str().unwrap();
+    let out = rexec(&[
+        "-i",
+        inv,
+        "--no-agent",
+        "put",
+        "/no/such/local/file",
+        "/tmp/x",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("cannot read /no/such/local/file"),
+        "{}",
+        text(&out.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = rexec(&[
+        "-i",
+        inv,
+        "--no-agent",
+        "put",
+        dir.path().to_str().unwrap(),
+        "/tmp/x",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("is a directory: use put -r"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = rexec(&[
+        "-i",
+        inv,
+        "--no-agent",
+        "put",
+        "--stream",
+        dir.path().to_str().unwrap(),
+        "/tmp/x",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        !cluster.servers[0].log().contains("Connection from"),
+        "something connected"
+    );
+    // `--` makes `put` a command name again.
+    let out = rexec(&[
+        "-i",
+        inv,
+        "--no-agent",
+        "--json",
+        "-l",
+        "node01",
+        "--",
+        "put",
+        "a",
+        "b",
+    ]);
+    let (results, _) = json_lines(&out);
+    assert_eq!(results["node01"]["outcome"], "exited-nonzero");
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgAction, Parser};
+use clap::{ArgAction, Parser, Subcommand};
 use rexec::inventory::parse_duration;
 use rexec::{Error, ErrorKind, HostKeyPolicy, HostSettings};
 
@@ -17,6 +17,10 @@ use rexec::{Error, ErrorKind, HostKeyPolicy, HostSettings};
 /// 130 > 2 > 4 > 3 > 1 > 0.
 #[derive(Debug, Parser)]
 #[command(name = "rexec", version, about, long_about = None)]
+#[command(
+    args_conflicts_with_subcommands = false,
+    subcommand_negates_reqs = true
+)]
 #[command(
     after_help = "Examples:\n  rexec -i hosts.toml df -h\n  rexec -i hosts.toml -l 'web:!web03' --group uptime\n  rexec -H web1,deploy@db1:2222 --json -- systemctl is-active nginx"
 )]
@@ -98,6 +102,10 @@ pub struct Args {
     #[arg(short = 'q', long, action = ArgAction::SetTrue)]
     pub quiet: bool,
 
+    /// File transfer instead of a command (`--` before a command named put or get).
+    #[command(subcommand)]
+    pub transfer: Option<TransferArgs>,
+
     /// The command line, run by each host's login shell. {name}, {host}, {port}, {user}
     /// and inventory variables are replaced by quoted values.
     #[arg(
@@ -106,6 +114,59 @@ pub struct Args {
         value_name = "COMMAND"
     )]
     pub command: Vec<String>,
+}
+
+/// `put` and `get`.
+#[derive(Debug, Subcommand)]
+pub enum TransferArgs {
+    /// Upload LOCAL to REMOTE on every selected host (REMOTE may use {name} etc.).
+    Put {
+        /// Copy directories recursively.
+        #[arg(short = 'r', long)]
+        recursive: bool,
+        /// Do not keep mode and modification time.
+        #[arg(long)]
+        no_preserve: bool,
+        /// Local file or directory.
+        local: PathBuf,
+        /// Remote path (an existing directory receives the file under its own name).
+        remote: String,
+    },
+    /// Download REMOTE from every selected host into LOCAL_DIR/<host>/ (or a LOCAL_DIR
+    /// template using {name}).
+    Get {
+        /// Copy directories recursively.
+        #[arg(short = 'r', long)]
+        recursive: bool,
+        /// Do not keep mode and modification time.
+        #[arg(long)]
+        no_preserve: bool,
+        /// Remote file or directory (may use {name} etc.).
+        remote: String,
+        /// Local directory; each host's copy goes into LOCAL_DIR/<host>/.
+        local_dir: String,
+    },
+}
+
+/// What to do on each host.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Run a command line.
+    Run(String),
+    /// Upload.
+    Put {
+        local: PathBuf,
+        remote: String,
+        recursive: bool,
+        preserve: bool,
+    },
+    /// Download.
+    Get {
+        remote: String,
+        local_dir: String,
+        recursive: bool,
+        preserve: bool,
+    },
 }
 
 /// How to present results.
@@ -146,7 +207,7 @@ pub struct Config {
     pub out_dir: Option<PathBuf>,
     pub failed_hosts: Option<PathBuf>,
     pub quiet: bool,
-    pub command: Option<String>,
+    pub action: Option<Action>,
 }
 
 fn usage(msg: impl Into<String>) -> Error {
@@ -201,9 +262,43 @@ impl Args {
                 "--out-dir cannot be combined with --stream or --group",
             ));
         }
-        let command = (!self.command.is_empty()).then(|| self.command.join(" "));
-        if command.is_none() && !self.list_hosts {
+        let action = match self.transfer {
+            Some(TransferArgs::Put {
+                recursive,
+                no_preserve,
+                local,
+                remote,
+            }) => Some(Action::Put {
+                local,
+                remote,
+                recursive,
+                preserve: !no_preserve,
+            }),
+            Some(TransferArgs::Get {
+                recursive,
+                no_preserve,
+                remote,
+                local_dir,
+            }) => Some(Action::Get {
+                remote,
+                local_dir,
+                recursive,
+                preserve: !no_preserve,
+            }),
+            None => (!self.command.is_empty()).then(|| Action::Run(self.command.join(" "))),
+        };
+        if action.is_none() && !self.list_hosts {
             return Err(usage("no command given (see rexec --help)"));
+        }
+        let transfer = matches!(action, Some(Action::Put { .. } | Action::Get { .. }));
+        let command_only = matches!(mode, OutputMode::Stream | OutputMode::Group)
+            || self.out_dir.is_some()
+            || self.pty
+            || self.stdin.is_some();
+        if transfer && command_only {
+            return Err(usage(
+                "put and get take neither --stream, --group, --out-dir, --pty nor --stdin",
+            ));
         }
         Ok(Config {
             inventory: self.inventory,
@@ -227,7 +322,7 @@ impl Args {
             out_dir: self.out_dir,
             failed_hosts: self.failed_hosts,
             quiet: self.quiet,
-            command,
+            action,
         })
     }
 }

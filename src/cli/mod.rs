@@ -3,13 +3,14 @@
 
 pub mod args;
 pub mod report;
+mod transfer;
 
 use std::io::{IsTerminal, Read};
 use std::sync::Arc;
 
 use rexec::{Error, ErrorKind, Inventory, Pool, RunExit, Secret, TargetBuilder};
 
-use args::{Config, OutputMode, StdinSource};
+use args::{Action, Config, OutputMode, StdinSource};
 use report::Reporter;
 
 /// Runs the CLI and returns the exit code.
@@ -29,10 +30,64 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
         print!("{text}");
         return Ok(RunExit::Success);
     }
-    let Some(command) = config.command.clone() else {
+    let Some(action) = config.action.clone() else {
         return Err(Error::new(ErrorKind::InvalidInput, "no command given"));
     };
+    // Local problems that can be seen before connecting fail before connecting.
+    if let Action::Put {
+        local, recursive, ..
+    } = &action
+    {
+        let meta = std::fs::metadata(local).map_err(|e| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("cannot read {}", local.display()),
+            )
+            .with_source(e)
+        })?;
+        if meta.is_dir() && !recursive {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("{} is a directory: use put -r", local.display()),
+            ));
+        }
+    }
 
+    let targets = build_targets(&config, selected.iter().copied())?;
+    // Every placeholder must resolve before anything connects.
+    for t in &targets {
+        match &action {
+            Action::Run(command) => {
+                t.render(command)?;
+            }
+            Action::Put { remote, .. } => {
+                t.render_path(remote)?;
+            }
+            Action::Get {
+                remote, local_dir, ..
+            } => {
+                t.render_path(remote)?;
+                t.render_path(local_dir)?;
+            }
+        }
+    }
+    let pool = Pool::new(config.forks);
+    watch_interrupts(&pool);
+    let exit = match action {
+        Action::Run(command) => run_command(&config, &pool, &targets, &command).await?,
+        transfer => transfer::run(&config, &pool, &targets, &transfer).await?,
+    };
+    Ok(if pool.cancel_token().is_cancelled() {
+        exit.merge(RunExit::Interrupted)
+    } else {
+        exit
+    })
+}
+
+fn build_targets<'a>(
+    config: &Config,
+    hosts: impl IntoIterator<Item = &'a rexec::Host>,
+) -> Result<Vec<rexec::Target>, Error> {
     let mut builder = TargetBuilder::new();
     if config.no_agent {
         builder.agent(rexec::Agent::Off);
@@ -54,11 +109,15 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
             ),
         )),
     });
-    let targets = builder.build_all(selected.iter().copied())?;
-    // Every placeholder must resolve before anything connects.
-    for t in &targets {
-        t.render(&command)?;
-    }
+    builder.build_all(hosts)
+}
+
+async fn run_command(
+    config: &Config,
+    pool: &Pool,
+    targets: &[rexec::Target],
+    command: &str,
+) -> Result<RunExit, Error> {
     let stdin = match &config.stdin {
         None => None,
         Some(StdinSource::File(path)) => Some(std::fs::read(path).map_err(|e| {
@@ -85,9 +144,6 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
             .with_source(e)
         })?;
     }
-
-    let pool = Pool::new(config.forks);
-    watch_interrupts(&pool);
     let reporter = Arc::new(Reporter::new(
         config.mode,
         targets.len(),
@@ -97,8 +153,8 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
     let stream_to = reporter.clone();
     let results = pool
         .run_command(
-            &targets,
-            &command,
+            targets,
+            command,
             |target, cmd| {
                 cmd.pty(config.pty);
                 if let Some(bytes) = &stdin {
@@ -129,26 +185,32 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
     if config.mode == OutputMode::Group {
         reporter.print_groups(&results);
     }
-    reporter.finish(&results, config.quiet);
-    if let Some(path) = &config.failed_hosts {
-        let failed: String = results
-            .iter()
-            .filter(|r| r.outcome() != rexec::Outcome::Ok)
-            .map(|r| format!("{}\n", r.host))
-            .collect();
-        std::fs::write(path, failed).map_err(|e| {
-            Error::new(
-                ErrorKind::LocalIo,
-                format!("cannot write {}", path.display()),
-            )
-            .with_source(e)
-        })?;
-    }
-    let mut exit = RunExit::of(results.iter().map(|r| r.outcome()));
-    if pool.cancel_token().is_cancelled() {
-        exit = exit.merge(RunExit::Interrupted);
-    }
-    Ok(exit)
+    let outcomes: Vec<(String, rexec::Outcome)> = results
+        .iter()
+        .map(|r| (r.host.clone(), r.outcome()))
+        .collect();
+    reporter.finish(&outcomes, config.quiet);
+    write_failed_hosts(config, &outcomes)?;
+    Ok(RunExit::of(outcomes.iter().map(|(_, o)| *o)))
+}
+
+/// `--failed-hosts FILE`: the hosts that did not succeed, one per line.
+fn write_failed_hosts(config: &Config, outcomes: &[(String, rexec::Outcome)]) -> Result<(), Error> {
+    let Some(path) = &config.failed_hosts else {
+        return Ok(());
+    };
+    let failed: String = outcomes
+        .iter()
+        .filter(|(_, o)| *o != rexec::Outcome::Ok)
+        .map(|(h, _)| format!("{h}\n"))
+        .collect();
+    std::fs::write(path, failed).map_err(|e| {
+        Error::new(
+            ErrorKind::LocalIo,
+            format!("cannot write {}", path.display()),
+        )
+        .with_source(e)
+    })
 }
 
 /// First Ctrl-C: stop launching, signal running commands. Second: exit at once.

@@ -23,6 +23,8 @@ pub struct Reporter {
     sanitize: bool,
     failed: Mutex<usize>,
     in_flight: Mutex<usize>,
+    done: Mutex<usize>,
+    total: usize,
     /// --stream: partial lines per (host, stream).
     partial: Mutex<HashMap<(String, bool), Vec<u8>>>,
     out_dir: Option<PathBuf>,
@@ -37,10 +39,8 @@ impl Reporter {
                 ProgressDrawTarget::stderr_with_hz(10),
             );
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} done {msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             bar.enable_steady_tick(Duration::from_millis(100));
             bar
@@ -51,6 +51,8 @@ impl Reporter {
             sanitize: std::io::stdout().is_terminal(),
             failed: Mutex::new(0),
             in_flight: Mutex::new(0),
+            done: Mutex::new(0),
+            total,
             partial: Mutex::new(HashMap::new()),
             out_dir,
             started: Instant::now(),
@@ -85,7 +87,11 @@ impl Reporter {
         if let Some(bar) = &self.bar {
             let failed = self.failed.lock().map(|g| *g).unwrap_or(0);
             let running = self.in_flight.lock().map(|g| *g).unwrap_or(0);
-            bar.set_message(format!("{failed} failed, {running} running"));
+            let done = self.done.lock().map(|g| *g).unwrap_or(0);
+            bar.set_message(format!(
+                "{done}/{} hosts, {failed} failed, {running} running",
+                self.total
+            ));
         }
     }
 
@@ -106,6 +112,9 @@ impl Reporter {
                     if let Ok(mut n) = self.failed.lock() {
                         *n += 1;
                     }
+                }
+                if let Ok(mut n) = self.done.lock() {
+                    *n += 1;
                 }
                 match self.mode {
                     OutputMode::PerHost => self.print(&self.block(result)),
@@ -244,31 +253,32 @@ impl Reporter {
         self.print(&text);
     }
 
-    pub fn finish(&self, results: &[HostResult<Output>], quiet: bool) {
+    /// The end of a run: the JSON summary object, or the summary on stderr.
+    pub fn finish(&self, outcomes: &[(String, Outcome)], quiet: bool) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
         let elapsed = self.started.elapsed();
+        let count = |o: Outcome| outcomes.iter().filter(|(_, x)| *x == o).count();
         if self.mode == OutputMode::Json {
             let mut counts = serde_json::Map::new();
             for outcome in Outcome::ALL {
-                let n = results.iter().filter(|r| r.outcome() == outcome).count();
-                if n > 0 {
-                    counts.insert(outcome.as_str().to_owned(), json!(n));
+                if count(outcome) > 0 {
+                    counts.insert(outcome.as_str().to_owned(), json!(count(outcome)));
                 }
             }
-            let failed: Vec<&str> = results
+            let failed: Vec<&str> = outcomes
                 .iter()
-                .filter(|r| r.outcome() != Outcome::Ok)
-                .map(|r| r.host.as_str())
+                .filter(|(_, o)| *o != Outcome::Ok)
+                .map(|(h, _)| h.as_str())
                 .collect();
             let summary = json!({
                 "summary": {
-                    "hosts": results.len(),
+                    "hosts": outcomes.len(),
                     "outcomes": counts,
                     "failed_hosts": failed,
                     "elapsed_ms": elapsed.as_millis() as u64,
-                    "exit_code": rexec::RunExit::of(results.iter().map(|r| r.outcome())).code(),
+                    "exit_code": rexec::RunExit::of(outcomes.iter().map(|(_, o)| *o)).code(),
                 }
             });
             self.print(format!("{summary}\n").as_bytes());
@@ -277,32 +287,136 @@ impl Reporter {
         if quiet {
             return;
         }
-        let mut text = String::new();
-        let mut counts = Vec::new();
-        for outcome in Outcome::ALL {
-            let n = results.iter().filter(|r| r.outcome() == outcome).count();
-            if n > 0 {
-                counts.push(format!("{n} {outcome}"));
-            }
-        }
-        text.push_str(&format!(
+        let counts: Vec<String> = Outcome::ALL
+            .into_iter()
+            .filter(|o| count(*o) > 0)
+            .map(|o| format!("{} {o}", count(o)))
+            .collect();
+        let mut text = format!(
             "--- {} host{} in {}: {}\n",
-            results.len(),
-            if results.len() == 1 { "" } else { "s" },
+            outcomes.len(),
+            if outcomes.len() == 1 { "" } else { "s" },
             seconds(elapsed),
             counts.join(", ")
-        ));
+        );
         for outcome in Outcome::ALL.into_iter().filter(|o| *o != Outcome::Ok) {
-            let hosts: Vec<String> = results
+            let hosts: Vec<String> = outcomes
                 .iter()
-                .filter(|r| r.outcome() == outcome)
-                .map(|r| r.host.clone())
+                .filter(|(_, o)| *o == outcome)
+                .map(|(h, _)| h.clone())
                 .collect();
             if !hosts.is_empty() {
                 text.push_str(&format!("    {outcome}: {}\n", fold(&hosts)));
             }
         }
         self.eprint(text.as_bytes());
+    }
+
+    /// Transfers: a progress bar in bytes with throughput.
+    pub fn bytes_mode(&self, total_bytes: Option<u64>) {
+        if let Some(bar) = &self.bar {
+            match total_bytes {
+                Some(total) => bar.set_length(total),
+                None => bar.unset_length(),
+            }
+            bar.set_position(0);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+        }
+    }
+
+    /// Transfers: `n` more bytes moved.
+    pub fn add_bytes(&self, n: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc(n);
+        }
+    }
+
+    /// Transfers: one host's line (or JSON object) as it finishes.
+    pub fn transfer_event(&self, event: Event<'_, rexec::TransferStats>) {
+        match event {
+            Event::Connecting { .. } => {
+                if let Ok(mut n) = self.in_flight.lock() {
+                    *n += 1;
+                }
+                self.update_bar();
+            }
+            Event::Running { .. } => {}
+            Event::Finished(r) => {
+                if let Ok(mut n) = self.in_flight.lock() {
+                    *n = n.saturating_sub(1);
+                }
+                let outcome = match &r.result {
+                    Ok(_) => Outcome::Ok,
+                    Err(e) => Outcome::of_error(e),
+                };
+                if outcome != Outcome::Ok {
+                    if let Ok(mut n) = self.failed.lock() {
+                        *n += 1;
+                    }
+                }
+                if let Ok(mut n) = self.done.lock() {
+                    *n += 1;
+                }
+                let secs = seconds(r.timings.total);
+                let line = if self.mode == OutputMode::Json {
+                    let mut v = json!({
+                        "host": r.host,
+                        "outcome": outcome.as_str(),
+                        "timings_ms": {
+                            "connect": r.timings.connect.as_millis() as u64,
+                            "run": r.timings.run.as_millis() as u64,
+                            "total": r.timings.total.as_millis() as u64,
+                        },
+                    });
+                    match &r.result {
+                        Ok(s) => {
+                            v["files"] = json!(s.files);
+                            v["dirs"] = json!(s.dirs);
+                            v["symlinks"] = json!(s.symlinks);
+                            v["bytes"] = json!(s.bytes);
+                        }
+                        Err(e) => {
+                            v["error"] = json!({"kind": e.kind().as_str(), "message": e.message()});
+                        }
+                    }
+                    format!("{v}\n")
+                } else {
+                    match &r.result {
+                        Ok(s) => format!(
+                            "=== {}: ok, {} file{}, {} in {secs}\n",
+                            r.host,
+                            s.files,
+                            if s.files == 1 { "" } else { "s" },
+                            human_bytes(s.bytes)
+                        ),
+                        Err(e) => format!("=== {}: {outcome} in {secs}: {}\n", r.host, e.message()),
+                    }
+                };
+                self.print(line.as_bytes());
+                self.update_bar();
+            }
+        }
+    }
+}
+
+/// `12.3 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", units.get(unit).copied().unwrap_or("B"))
     }
 }
 

@@ -53,10 +53,37 @@ impl Target {
     }
 }
 
-/// Replaces `{identifier}` placeholders; returns the first unknown identifier as error.
+impl Target {
+    /// `template` with placeholders replaced by the raw values, unquoted: for paths
+    /// (remote SFTP paths, local directories), which no shell interprets.
+    ///
+    /// # Errors
+    /// As [`Target::render`].
+    pub fn render_path(&self, template: &str) -> Result<String> {
+        render_with(template, |key| self.host.var(key), false).map_err(|key| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("the path uses {{{key}}}, which is not defined for this host"),
+            )
+            .with_host(self.name())
+        })
+    }
+}
+
+/// Replaces `{identifier}` placeholders with quoted words.
 pub(crate) fn render(
     template: &str,
     lookup: impl Fn(&str) -> Option<String>,
+) -> std::result::Result<String, String> {
+    render_with(template, lookup, true)
+}
+
+/// Replaces `{identifier}` placeholders (quoted as shell words when `quote`); returns the
+/// first unknown identifier as the error.
+fn render_with(
+    template: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+    quote: bool,
 ) -> std::result::Result<String, String> {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
@@ -87,7 +114,11 @@ pub(crate) fn render(
                     && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
             {
                 let value = lookup(key).ok_or_else(|| key.to_owned())?;
-                out.push_str(&crate::shell_quote(&value));
+                if quote {
+                    out.push_str(&crate::shell_quote(&value));
+                } else {
+                    out.push_str(&value);
+                }
                 rest = from.get(key.len() + 2..).unwrap_or_default();
             }
             _ => {
