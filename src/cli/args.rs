@@ -22,7 +22,8 @@ use rexec::{Error, ErrorKind, HostKeyPolicy, HostSettings};
     subcommand_negates_reqs = true
 )]
 #[command(
-    after_help = "Examples:\n  rexec -i hosts.toml df -h\n  rexec -i hosts.toml -l 'web:!web03' --group uptime\n  rexec -H web1,deploy@db1:2222 --json -- systemctl is-active nginx"
+    override_usage = "rexec [OPTIONS] COMMAND...\n       rexec [OPTIONS] put [-r] LOCAL REMOTE\n       rexec [OPTIONS] get [-r] REMOTE LOCAL_DIR",
+    after_help = "Examples:\n  rexec -i hosts.toml df -h\n  rexec -i hosts.toml -l 'web:!web03' --group uptime\n  rexec -H web1,deploy@db1:2222 --json -- systemctl is-active nginx\n  rexec -i hosts.toml put -r ./conf /etc/app\n  rexec -i hosts.toml get /var/log/syslog ./logs\n\nExit codes: 0 all ok; 1 a command exited non-zero; 3 a host could not run it\n(unreachable, host key, auth, transfer error); 4 timed out, killed, connection lost\nor no exit status; 2 usage or inventory error (nothing ran); 130 interrupted.\nThe most severe wins: 130 > 2 > 4 > 3 > 1 > 0."
 )]
 pub struct Args {
     /// Inventory file (hosts.toml).
