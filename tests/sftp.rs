@@ -386,3 +386,65 @@ async fn a_download_cut_off_midway_leaves_the_old_local_file() {
 fn kill_sftp_server_under(sshd_pid: u32) {
     assert!(harness::kill_children_named(sshd_pid, "sftp-server") > 0);
 }
+
+/// A 1 MiB tmpfs, unmounted on drop.
+struct SmallFs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFs {
+    fn mount() -> SmallFs {
+        let dir = tempfile::tempdir().unwrap();
+        harness::run(
+            std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=1m,mode=0777", "tmpfs"])
+                .arg(dir.path()),
+        );
+        SmallFs { dir }
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_is_reported_as_no_space_and_leaves_nothing_behind() {
+    let sshd = Sshd::start();
+    let s = connect(&sshd).await;
+    let sftp = s.sftp().await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let big = work.path().join("big");
+    fs::write(&big, pattern(3_000_000, 11)).unwrap();
+
+    // Remote side full.
+    let full = SmallFs::mount();
+    let dest = format!("{}/big", full.dir.path().display());
+    sftp.write(&dest, b"old").await.unwrap();
+    let err = sftp.put(&big, &dest).await.unwrap_err();
+    assert_eq!(err.kind(), rexec::ErrorKind::NoSpace, "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("no space left on the device for {dest}")),
+        "{err}"
+    );
+    assert_eq!(fs::read(&dest).unwrap(), b"old");
+    assert!(no_temp_files(full.dir.path()));
+
+    // Local side full.
+    let remote = sshd.write_file("remote-big", &pattern(3_000_000, 12));
+    let local_full = SmallFs::mount();
+    let local = local_full.dir.path().join("copy");
+    fs::write(&local, "old").unwrap();
+    let err = sftp
+        .get(remote.to_str().unwrap(), &local)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), rexec::ErrorKind::NoSpace, "{err}");
+    assert_eq!(fs::read(&local).unwrap(), b"old");
+    assert!(no_temp_files(local_full.dir.path()));
+}

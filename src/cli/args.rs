@@ -128,6 +128,9 @@ pub enum TransferArgs {
         /// Do not keep mode and modification time.
         #[arg(long)]
         no_preserve: bool,
+        /// Do not wait for each file to reach the disk before it replaces the destination.
+        #[arg(long)]
+        no_fsync: bool,
         /// Local file or directory.
         local: PathBuf,
         /// Remote path (an existing directory receives the file under its own name).
@@ -142,6 +145,9 @@ pub enum TransferArgs {
         /// Do not keep mode and modification time.
         #[arg(long)]
         no_preserve: bool,
+        /// Do not wait for each file to reach the disk before it replaces the destination.
+        #[arg(long)]
+        no_fsync: bool,
         /// Remote file or directory (may use {name} etc.).
         remote: String,
         /// Local directory; each host's copy goes into LOCAL_DIR/<host>/.
@@ -160,6 +166,7 @@ pub enum Action {
         remote: String,
         recursive: bool,
         preserve: bool,
+        fsync: bool,
     },
     /// Download.
     Get {
@@ -167,6 +174,7 @@ pub enum Action {
         local_dir: String,
         recursive: bool,
         preserve: bool,
+        fsync: bool,
     },
 }
 
@@ -267,6 +275,7 @@ impl Args {
             Some(TransferArgs::Put {
                 recursive,
                 no_preserve,
+                no_fsync,
                 local,
                 remote,
             }) => Some(Action::Put {
@@ -274,10 +283,12 @@ impl Args {
                 remote,
                 recursive,
                 preserve: !no_preserve,
+                fsync: !no_fsync,
             }),
             Some(TransferArgs::Get {
                 recursive,
                 no_preserve,
+                no_fsync,
                 remote,
                 local_dir,
             }) => Some(Action::Get {
@@ -285,6 +296,7 @@ impl Args {
                 local_dir,
                 recursive,
                 preserve: !no_preserve,
+                fsync: !no_fsync,
             }),
             None => (!self.command.is_empty()).then(|| Action::Run(self.command.join(" "))),
         };

@@ -35,20 +35,22 @@ pub async fn run(
         async move {
             let last = Arc::new(AtomicU64::new(0));
             let mut options = TransferOptions::new();
-            let (recursive, preserve) = match action {
+            let (recursive, preserve, fsync) = match action {
                 Action::Put {
                     recursive,
                     preserve,
+                    fsync,
                     ..
                 }
                 | Action::Get {
                     recursive,
                     preserve,
+                    fsync,
                     ..
-                } => (*recursive, *preserve),
-                Action::Run(_) => (false, true),
+                } => (*recursive, *preserve, *fsync),
+                Action::Run(_) => (false, true, true),
             };
-            options.recursive(recursive).preserve(preserve);
+            options.recursive(recursive).preserve(preserve).fsync(fsync);
             let seen = last.clone();
             let bytes_to = reporter.clone();
             options.progress(Arc::new(move |done, _total| {
