@@ -84,7 +84,7 @@ async fn a_dead_peer_is_noticed_by_keepalive() {
     assert!(s.command("true").status().await.unwrap().success());
     // Freeze every sshd process of this server: the peer stops answering but the TCP
     // connection stays open.
-    let frozen = descendants(sshd.pid());
+    let frozen = harness::descendants(sshd.pid());
     assert!(!frozen.is_empty());
     for pid in &frozen {
         Command::new("kill")
@@ -102,21 +102,4 @@ async fn a_dead_peer_is_noticed_by_keepalive() {
     let err = result.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Disconnected, "{err}");
     assert!(s.is_closed());
-}
-
-fn descendants(pid: u32) -> Vec<u32> {
-    let mut all = Vec::new();
-    let mut queue = vec![pid];
-    while let Some(p) = queue.pop() {
-        let out = Command::new("pgrep")
-            .args(["-P", &p.to_string()])
-            .output()
-            .unwrap();
-        for child in String::from_utf8_lossy(&out.stdout).lines() {
-            let c: u32 = child.trim().parse().unwrap();
-            all.push(c);
-            queue.push(c);
-        }
-    }
-    all
 }

@@ -142,6 +142,12 @@ async fn no_more_than_forks_hosts_run_at_once() {
     assert_eq!(peak.load(Ordering::SeqCst), 3);
 }
 
+fn assert_all_ok(results: &[rexec::HostResult<rexec::Output>]) {
+    for r in results {
+        assert_eq!(r.outcome(), Outcome::Ok, "{}: {:?}", r.host, r.result.as_ref().err());
+    }
+}
+
 fn tight_server() -> Sshd {
     // sshd drops every unauthenticated connection beyond 2.
     Sshd::start_with(SshdConfig {
@@ -159,15 +165,7 @@ async fn pacing_keeps_a_burst_under_max_startups() {
         .connect_attempts(1)
         .run_command(&targets, "true", |_, _| {}, |_| {})
         .await;
-    for r in &results {
-        assert_eq!(
-            r.outcome(),
-            Outcome::Ok,
-            "{}: {:?}",
-            r.host,
-            r.result.as_ref().err()
-        );
-    }
+    assert_all_ok(&results);
     assert!(!sshd.log().contains("past MaxStartups"), "{}", sshd.log());
 }
 
@@ -186,15 +184,7 @@ async fn connections_dropped_before_authentication_are_retried() {
         "no drops happened: {}",
         sshd.log()
     );
-    for r in &results {
-        assert_eq!(
-            r.outcome(),
-            Outcome::Ok,
-            "{}: {:?}",
-            r.host,
-            r.result.as_ref().err()
-        );
-    }
+    assert_all_ok(&results);
 }
 
 #[tokio::test]

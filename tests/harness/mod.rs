@@ -553,26 +553,29 @@ impl Cluster {
     }
 }
 
+/// Every descendant process of `root`.
+pub fn descendants(root: u32) -> Vec<u32> {
+    let mut all = Vec::new();
+    let mut queue = vec![root];
+    while let Some(p) = queue.pop() {
+        let out = Command::new("pgrep").args(["-P", &p.to_string()]).output().unwrap();
+        for child in String::from_utf8_lossy(&out.stdout).lines() {
+            let c: u32 = child.trim().parse().unwrap();
+            all.push(c);
+            queue.push(c);
+        }
+    }
+    all
+}
+
 /// Kills the descendants of `root` whose command name is `name`; returns how many.
 pub fn kill_children_named(root: u32, name: &str) -> usize {
     let mut killed = 0;
-    let mut queue = vec![root];
-    while let Some(p) = queue.pop() {
-        let out = Command::new("pgrep")
-            .args(["-P", &p.to_string()])
-            .output()
-            .unwrap();
-        for child in String::from_utf8_lossy(&out.stdout).lines() {
-            let c: u32 = child.trim().parse().unwrap();
-            let comm = fs::read_to_string(format!("/proc/{c}/comm")).unwrap_or_default();
-            if comm.trim() == name {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &c.to_string()])
-                    .status();
-                killed += 1;
-            } else {
-                queue.push(c);
-            }
+    for pid in descendants(root) {
+        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == name {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            killed += 1;
         }
     }
     killed
