@@ -144,7 +144,13 @@ async fn no_more_than_forks_hosts_run_at_once() {
 
 fn assert_all_ok(results: &[rexec::HostResult<rexec::Output>]) {
     for r in results {
-        assert_eq!(r.outcome(), Outcome::Ok, "{}: {:?}", r.host, r.result.as_ref().err());
+        assert_eq!(
+            r.outcome(),
+            Outcome::Ok,
+            "{}: {:?}",
+            r.host,
+            r.result.as_ref().err()
+        );
     }
 }
 

@@ -558,7 +558,10 @@ pub fn descendants(root: u32) -> Vec<u32> {
     let mut all = Vec::new();
     let mut queue = vec![root];
     while let Some(p) = queue.pop() {
-        let out = Command::new("pgrep").args(["-P", &p.to_string()]).output().unwrap();
+        let out = Command::new("pgrep")
+            .args(["-P", &p.to_string()])
+            .output()
+            .unwrap();
         for child in String::from_utf8_lossy(&out.stdout).lines() {
             let c: u32 = child.trim().parse().unwrap();
             all.push(c);
@@ -574,7 +577,9 @@ pub fn kill_children_named(root: u32, name: &str) -> usize {
     for pid in descendants(root) {
         let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
         if comm.trim() == name {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
             killed += 1;
         }
     }
