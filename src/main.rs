@@ -9,6 +9,7 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = cli::args::Args::parse();
+    cli::log::init();
     let outcome = match args.into_config() {
         Ok(config) => cli::run(config).await,
         Err(e) => Err(e),

@@ -845,3 +845,27 @@ fn transfer_errors_seen_locally_stop_before_connecting() {
     let (results, _) = json_lines(&out);
     assert_eq!(results["node01"]["outcome"], "exited-nonzero");
 }
+
+#[test]
+fn host_key_checking_off_is_loud() {
+    let cluster = Cluster::start(1, 1, 270);
+    let inventory = cluster.inventory(&[], "");
+    let out = rexec(&[
+        "-i",
+        inventory.to_str().unwrap(),
+        "--no-agent",
+        "-q",
+        "--host-key-policy",
+        "off",
+        "--known-hosts",
+        "/dev/null",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("WARN"), "{stderr}");
+    assert!(
+        stderr.contains("accepted without checking (policy off)"),
+        "{stderr}"
+    );
+}

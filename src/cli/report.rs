@@ -43,6 +43,7 @@ impl Reporter {
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             bar.enable_steady_tick(Duration::from_millis(100));
+            crate::cli::log::attach_bar(&bar);
             bar
         });
         Reporter {
