@@ -2,110 +2,22 @@
 # Transfer benchmark: rexec put/get against OpenSSH's sftp and scp (one loopback host, a
 # 1 GiB file), and a 64 MiB upload to 20 loopback hosts against parallel-scp (pssh) and
 # clush --copy (clustershell). Not a test: it prints figures and writes them to
-# bench/results/transfer-<date>.md.
+# bench/results/transfer-<date>-<size>MiB.md.
 #
 #   bench/transfer.sh            # RUNS=3 runs per tool, alternating A B A B
 #   RUNS=5 SIZE_MIB=1024 FLEET_MIB=64 HOSTS=20 bench/transfer.sh
 #
 # Needs root (it creates the users rexec-bench00..20 with a minimal shell and starts
-# throw-away sshd servers on 127.0.0.1-21). Everything runs on this machine.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$(pwd)
+# throw-away sshd servers on 127.1.0.1-21, see bench/lib.sh). Everything runs on this
+# machine.
 RUNS=${RUNS:-3}
 SIZE_MIB=${SIZE_MIB:-1024}
 FLEET_MIB=${FLEET_MIB:-64}
-HOSTS=${HOSTS:-20}
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+bench_install
+bench_setup transfer "${HOSTS:-20}" 1
 
-need() { command -v "$1" >/dev/null 2>&1; }
-if [ ! -x /usr/sbin/sshd ] || ! need parallel-scp || ! need clush || [ ! -x /usr/bin/time ]; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client pssh clustershell time >/dev/null
-fi
-mkdir -p /run/sshd
-cargo build --release --locked --quiet
-REXEC=$ROOT/target/release/rexec
-
-W=$ROOT/target/bench-transfer
-rm -rf "$W"
-mkdir -p "$W"
-chmod 755 "$W"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-
-# Users with no shell start-up files: we measure transfers, not rc files.
-for i in $(seq 0 "$HOSTS"); do
-    u=$(printf 'rexec-bench%02d' "$i")
-    id "$u" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh "$u"
-    usermod -p "*" "$u"   # no password, but not "locked" (sshd refuses locked accounts)
-    h=$(getent passwd "$u" | cut -d: -f6)
-    rm -f "$h/.bashrc" "$h/.profile" "$h/.bash_logout" "$h"/*.bin
-    rm -rf "$h/dl"
-done
-
-ssh-keygen -q -t ed25519 -N '' -f "$W/host_key"
-ssh-keygen -q -t ed25519 -N '' -f "$W/user_key"
-cp "$W/user_key.pub" "$W/authorized_keys"
-chmod 644 "$W/authorized_keys"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# Address i (0 = the single-host tests, 1..HOSTS = the fleet) -> 127.0.0.(i+1).
-addr() { echo "127.0.0.$(( $1 + 1 ))"; }
-# Up to 16 addresses per sshd.
-start_sshd() { # name first last
-    local port; port=$(free_port)
-    {
-        echo "Port $port"
-        for i in $(seq "$2" "$3"); do echo "ListenAddress $(addr "$i")"; done
-        echo "HostKey $W/host_key"
-        echo "PidFile $W/$1.pid"
-        echo "AuthorizedKeysFile $W/authorized_keys"
-        echo "StrictModes no"
-        echo "UsePAM no"
-        echo "PasswordAuthentication no"
-        echo "MaxStartups 200:30:400"
-        echo "MaxSessions 32"
-        echo "Subsystem sftp /usr/lib/openssh/sftp-server"
-    } >"$W/$1.conf"
-    /usr/sbin/sshd -D -f "$W/$1.conf" -E "$W/$1.log" &
-    PIDS+=($!)
-    for i in $(seq "$2" "$3"); do PORT[$i]=$port; done
-}
-declare -a PORT
-start_sshd sshd0 0 0
-last=0
-while [ "$last" -lt "$HOSTS" ]; do
-    first=$(( last + 1 )); end=$(( first + 15 )); [ "$end" -gt "$HOSTS" ] && end=$HOSTS
-    start_sshd "sshd$first" "$first" "$end"
-    last=$end
-done
-sleep 0.5
-
-# known_hosts, an ssh_config for the OpenSSH-based tools, an inventory for rexec.
-: >"$W/known_hosts"
-: >"$W/ssh_config"
-{
-    echo "[defaults]"
-    echo "identity_files = [\"$W/user_key\"]"
-    echo "known_hosts = \"$W/known_hosts\""
-    echo "[hosts]"
-} >"$W/hosts.toml"
-for i in $(seq 0 "$HOSTS"); do
-    a=$(addr "$i"); p=${PORT[$i]}; u=$(printf 'rexec-bench%02d' "$i"); n=$(printf 'node%02d' "$i")
-    echo "[$a]:$p $(cut -d' ' -f1,2 "$W/host_key.pub")" >>"$W/known_hosts"
-    printf 'Host %s\n  HostName %s\n  Port %s\n  User %s\n' "$n" "$a" "$p" "$u" >>"$W/ssh_config"
-    echo "$n = { address = \"$a\", port = $p, user = \"$u\" }" >>"$W/hosts.toml"
-done
-cat >>"$W/ssh_config" <<CFG
-Host *
-  IdentityFile $W/user_key
-  IdentitiesOnly yes
-  UserKnownHostsFile $W/known_hosts
-  StrictHostKeyChecking yes
-  BatchMode yes
-CFG
-seq -f 'node%02g' 1 "$HOSTS" >"$W/fleet.txt"
 HOME0=$(getent passwd rexec-bench00 | cut -d: -f6)
 
 echo "creating the test files (${SIZE_MIB} MiB, ${FLEET_MIB} MiB)"
@@ -115,20 +27,6 @@ cp "$W/big.bin" "$HOME0/src.bin"; chown rexec-bench00: "$HOME0/src.bin"
 BIG_SUM=$(sha256sum <"$W/big.bin" | cut -d' ' -f1)
 FLEET_SUM=$(sha256sum <"$W/fleet.bin" | cut -d' ' -f1)
 
-# measure NAME CHECK -- COMMAND...: runs COMMAND under GNU time, checks, records a line.
-RESULTS=$W/results.tsv
-: >"$RESULTS"
-measure() {
-    local name=$1 check=$2; shift 3
-    local t; t=$(mktemp)
-    if ! /usr/bin/time -f '%e %U %S %M' -o "$t" "$@" >/dev/null 2>"$W/last.err"; then
-        echo "  $name FAILED: $(tail -3 "$W/last.err")"; rm -f "$t"; return 0
-    fi
-    if ! eval "$check"; then echo "  $name: result check FAILED"; rm -f "$t"; return 0; fi
-    read -r wall user sys rss <"$t"; rm -f "$t"
-    printf '%s\t%s\t%s\t%s\n' "$name" "$wall" "$(echo "$user + $sys" | bc)" "$rss" >>"$RESULTS"
-    printf '  %-28s wall %6.2fs  cpu %6.2fs  peak rss %7d KiB\n' "$name" "$wall" "$(echo "$user + $sys" | bc)" "$rss"
-}
 sum_of() { sha256sum <"$1" | cut -d' ' -f1; }
 fleet_ok() { for i in $(seq 1 "$HOSTS"); do h=$(getent passwd "$(printf 'rexec-bench%02d' "$i")" | cut -d: -f6); [ "$(sum_of "$h/fleet.bin")" = "$FLEET_SUM" ] || return 1; done; }
 fleet_clean() { for i in $(seq 1 "$HOSTS"); do h=$(getent passwd "$(printf 'rexec-bench%02d' "$i")" | cut -d: -f6); rm -f "$h/fleet.bin"; done; }
@@ -165,7 +63,7 @@ for run in $(seq 1 "$RUNS"); do
 done
 
 # Medians and ratios.
-OUT=$ROOT/bench/results/transfer-$(date -u +%Y-%m-%d).md
+OUT=$ROOT/bench/results/transfer-$(date -u +%Y-%m-%d)-${SIZE_MIB}MiB.md
 mkdir -p "$ROOT/bench/results"
 python3 - "$RESULTS" "$OUT" "$SIZE_MIB" "$FLEET_MIB" "$HOSTS" "$RUNS" <<'PY'
 import statistics, sys, collections, subprocess, platform, os

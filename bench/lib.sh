@@ -1,0 +1,145 @@
+# Shared setup for the benchmarks (sourced, not run): tools, users with no shell start-up
+# files, a fleet of loopback hosts served by throw-away sshd processes, known_hosts, an
+# ssh_config for the OpenSSH-based tools, an inventory for rexec, and measurement.
+#
+# After `bench_setup NAME HOSTS PER_HOST_USERS`:
+#   $W            work directory (target/bench-NAME)
+#   node00..nodeN host names in $W/ssh_config and $W/hosts.toml (node00 is a spare host)
+#   $W/fleet.txt  node01..nodeN, one per line
+#   $REXEC        the release binary
+#   measure NAME CHECK -- COMMAND...   appends "name wall cpu rss" to $RESULTS
+
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+need() { command -v "$1" >/dev/null 2>&1; }
+
+bench_install() {
+    local missing=0
+    [ -x /usr/sbin/sshd ] || missing=1
+    for t in parallel-scp parallel-ssh clush pdsh bc; do need "$t" || missing=1; done
+    [ -x /usr/bin/time ] || missing=1
+    if [ "$missing" = 1 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            openssh-server openssh-client pssh clustershell pdsh time bc >/dev/null
+    fi
+    mkdir -p /run/sshd
+    cargo build --release --locked --quiet
+    REXEC=$ROOT/target/release/rexec
+}
+
+# Host i: 127.1.(i / 250).(i % 250 + 1), apart from the tests' 127.0.x.y.
+addr() { echo "127.1.$(( $1 / 250 )).$(( $1 % 250 + 1 ))"; }
+host_user() { if [ "$PER_HOST_USERS" = 1 ]; then printf 'rexec-bench%02d' "$1"; else echo rexec-bench00; fi; }
+home_of() { getent passwd "$1" | cut -d: -f6; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+declare -a PORT
+PIDS=()
+bench_cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+
+start_sshd() { # name first last   (at most 16 addresses per sshd)
+    local port; port=$(free_port)
+    {
+        echo "Port $port"
+        for i in $(seq "$2" "$3"); do echo "ListenAddress $(addr "$i")"; done
+        echo "HostKey $W/host_key"
+        echo "PidFile $W/$1.pid"
+        echo "AuthorizedKeysFile $W/authorized_keys"
+        echo "StrictModes no"
+        echo "UsePAM no"
+        echo "PasswordAuthentication no"
+        echo "MaxStartups 1000:30:2000"
+        echo "MaxSessions 32"
+        echo "Subsystem sftp /usr/lib/openssh/sftp-server"
+    } >"$W/$1.conf"
+    /usr/sbin/sshd -D -f "$W/$1.conf" -E "$W/$1.log" &
+    PIDS+=($!)
+    for i in $(seq "$2" "$3"); do PORT[$i]=$port; done
+}
+
+bench_setup() { # name hosts per_host_users
+    W=$ROOT/target/bench-$1
+    HOSTS=$2
+    PER_HOST_USERS=$3
+    rm -rf "$W"
+    mkdir -p "$W"
+    chmod 755 "$W"
+    trap bench_cleanup EXIT
+    local users=0
+    [ "$PER_HOST_USERS" = 1 ] && users=$HOSTS
+    for i in $(seq 0 "$users"); do
+        local u; u=$(printf 'rexec-bench%02d' "$i")
+        id "$u" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh "$u"
+        usermod -p '*' "$u"   # no password, but not "locked" (sshd refuses locked accounts)
+        local h; h=$(home_of "$u")
+        rm -rf "$h/.bashrc" "$h/.profile" "$h/.bash_logout" "$h"/*.bin "$h/dl"
+    done
+    ssh-keygen -q -t ed25519 -N '' -f "$W/host_key"
+    ssh-keygen -q -t ed25519 -N '' -f "$W/user_key"
+    cp "$W/user_key.pub" "$W/authorized_keys"
+    chmod 644 "$W/authorized_keys"
+    start_sshd sshd0 0 0
+    local last=0 first end
+    while [ "$last" -lt "$HOSTS" ]; do
+        first=$(( last + 1 )); end=$(( first + 15 )); [ "$end" -gt "$HOSTS" ] && end=$HOSTS
+        start_sshd "sshd$first" "$first" "$end"
+        last=$end
+    done
+    : >"$W/known_hosts"
+    : >"$W/ssh_config"
+    {
+        echo "[defaults]"
+        echo "identity_files = [\"$W/user_key\"]"
+        echo "known_hosts = \"$W/known_hosts\""
+        echo "[hosts]"
+    } >"$W/hosts.toml"
+    local a p u n key
+    key=$(cut -d' ' -f1,2 "$W/host_key.pub")
+    for i in $(seq 0 "$HOSTS"); do
+        a=$(addr "$i"); p=${PORT[$i]}; u=$(host_user "$i"); n=$(printf 'node%02d' "$i")
+        echo "[$a]:$p $key" >>"$W/known_hosts"
+        printf 'Host %s\n  HostName %s\n  Port %s\n  User %s\n' "$n" "$a" "$p" "$u" >>"$W/ssh_config"
+        echo "$n = { address = \"$a\", port = $p, user = \"$u\" }" >>"$W/hosts.toml"
+    done
+    cat >>"$W/ssh_config" <<CFG
+Host *
+  IdentityFile $W/user_key
+  IdentitiesOnly yes
+  UserKnownHostsFile $W/known_hosts
+  StrictHostKeyChecking yes
+  BatchMode yes
+CFG
+    seq -f 'node%02g' 1 "$HOSTS" >"$W/fleet.txt"
+    RESULTS=$W/results.tsv
+    : >"$RESULTS"
+    # Wait until every sshd listens.
+    for _ in $(seq 100); do
+        [ "$(ls "$W"/sshd*.pid 2>/dev/null | wc -l)" -ge "${#PIDS[@]}" ] && break
+        sleep 0.1
+    done
+}
+
+# measure NAME CHECK -- COMMAND...: runs COMMAND under GNU time (wall, user+sys of the
+# whole process tree, peak RSS of the largest process), evaluates CHECK, records a line.
+measure() {
+    local name=$1 check=$2; shift 3
+    local t; t=$(mktemp)
+    if ! /usr/bin/time -f '%e %U %S %M' -o "$t" "$@" >"$W/last.out" 2>"$W/last.err"; then
+        echo "  $name FAILED: $(tail -3 "$W/last.err")"; rm -f "$t"; return 0
+    fi
+    if ! eval "$check"; then echo "  $name: result check FAILED"; rm -f "$t"; return 0; fi
+    local wall user sys rss cpu
+    read -r wall user sys rss <"$t"; rm -f "$t"
+    cpu=$(echo "$user + $sys" | bc)
+    printf '%s\t%s\t%s\t%s\n' "$name" "$wall" "$cpu" "$rss" >>"$RESULTS"
+    printf '  %-34s wall %6.2fs  cpu %6.2fs  peak rss %7d KiB\n' "$name" "$wall" "$cpu" "$rss"
+}
+
+# machine_line: cores, CPU model, memory, load, OpenSSH version.
+machine_line() {
+    echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr); load $(cut -d' ' -f1-3 /proc/loadavg); $(ssh -V 2>&1)."
+}
