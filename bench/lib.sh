@@ -4,7 +4,8 @@
 #
 # After `bench_setup NAME HOSTS PER_HOST_USERS`:
 #   $W            work directory (target/bench-NAME)
-#   node00..nodeN host names in $W/ssh_config and $W/hosts.toml (node00 is a spare host)
+#   $(node 0)..$(node N)  host names in $W/ssh_config and $W/hosts.toml ($(node 0) is a
+#                 spare host for single-host tests); $(fleet_range) is node[1..N]
 #   $W/fleet.txt  node01..nodeN, one per line
 #   $REXEC        the release binary
 #   measure NAME CHECK -- COMMAND...   appends "name wall cpu rss" to $RESULTS
@@ -34,6 +35,10 @@ bench_install() {
 addr() { echo "127.1.$(( $1 / 250 )).$(( $1 % 250 + 1 ))"; }
 host_user() { if [ "$PER_HOST_USERS" = 1 ]; then printf 'rexec-bench%02d' "$1"; else echo rexec-bench00; fi; }
 home_of() { getent passwd "$1" | cut -d: -f6; }
+# Host names have one width for the whole fleet (node01..node20, node001..node500): clush
+# refuses ranges with mixed padding.
+node() { printf "node%0${NODE_WIDTH}d" "$1"; }
+fleet_range() { echo "node[$(node 1 | sed 's/node//')-$(node "$HOSTS" | sed 's/node//')]"; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -65,6 +70,8 @@ bench_setup() { # name hosts per_host_users
     W=$ROOT/target/bench-$1
     HOSTS=$2
     PER_HOST_USERS=$3
+    NODE_WIDTH=${#HOSTS}
+    [ "$NODE_WIDTH" -lt 2 ] && NODE_WIDTH=2
     rm -rf "$W"
     mkdir -p "$W"
     chmod 755 "$W"
@@ -100,7 +107,7 @@ bench_setup() { # name hosts per_host_users
     local a p u n key
     key=$(cut -d' ' -f1,2 "$W/host_key.pub")
     for i in $(seq 0 "$HOSTS"); do
-        a=$(addr "$i"); p=${PORT[$i]}; u=$(host_user "$i"); n=$(printf 'node%02d' "$i")
+        a=$(addr "$i"); p=${PORT[$i]}; u=$(host_user "$i"); n=$(node "$i")
         echo "[$a]:$p $key" >>"$W/known_hosts"
         printf 'Host %s\n  HostName %s\n  Port %s\n  User %s\n' "$n" "$a" "$p" "$u" >>"$W/ssh_config"
         echo "$n = { address = \"$a\", port = $p, user = \"$u\" }" >>"$W/hosts.toml"
@@ -113,7 +120,7 @@ Host *
   StrictHostKeyChecking yes
   BatchMode yes
 CFG
-    seq -f 'node%02g' 1 "$HOSTS" >"$W/fleet.txt"
+    for i in $(seq 1 "$HOSTS"); do node "$i"; echo; done >"$W/fleet.txt"
     RESULTS=$W/results.tsv
     : >"$RESULTS"
     # Wait until every sshd listens.

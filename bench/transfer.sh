@@ -17,6 +17,7 @@ FLEET_MIB=${FLEET_MIB:-64}
 source "$(dirname "$0")/lib.sh"
 bench_install
 bench_setup transfer "${HOSTS:-20}" 1
+N0=$(node 0)
 
 HOME0=$(getent passwd rexec-bench00 | cut -d: -f6)
 
@@ -36,29 +37,29 @@ RX=("$REXEC" -i "$W/hosts.toml" --no-agent -q)
 for run in $(seq 1 "$RUNS"); do
     echo "run $run/$RUNS"
     rm -f "$HOME0/up.bin"
-    measure "put ${SIZE_MIB}MiB: rexec" '[ "$(sum_of "$HOME0/up.bin")" = "$BIG_SUM" ]' -- "${RX[@]}" -l node00 put "$W/big.bin" up.bin
+    measure "put ${SIZE_MIB}MiB: rexec" '[ "$(sum_of "$HOME0/up.bin")" = "$BIG_SUM" ]' -- "${RX[@]}" -l "$N0" put "$W/big.bin" up.bin
     rm -f "$HOME0/up.bin"
-    measure "put ${SIZE_MIB}MiB: rexec --no-fsync" '[ "$(sum_of "$HOME0/up.bin")" = "$BIG_SUM" ]' -- "${RX[@]}" -l node00 put --no-fsync "$W/big.bin" up.bin
+    measure "put ${SIZE_MIB}MiB: rexec --no-fsync" '[ "$(sum_of "$HOME0/up.bin")" = "$BIG_SUM" ]' -- "${RX[@]}" -l "$N0" put --no-fsync "$W/big.bin" up.bin
     rm -f "$HOME0/up.bin"
-    measure "put ${SIZE_MIB}MiB: sftp" '[ "$(sum_of "$HOME0/up.bin")" = "$BIG_SUM" ]' -- sh -c "echo 'put $W/big.bin up.bin' | sftp -q -b - ${SSHF[*]} node00"
+    measure "put ${SIZE_MIB}MiB: sftp" '[ "$(sum_of "$HOME0/up.bin")" = "$BIG_SUM" ]' -- sh -c "echo 'put $W/big.bin up.bin' | sftp -q -b - ${SSHF[*]} $N0"
     rm -f "$HOME0/up.bin"
-    measure "put ${SIZE_MIB}MiB: scp" '[ "$(sum_of "$HOME0/up.bin")" = "$BIG_SUM" ]' -- scp -q "${SSHF[@]}" "$W/big.bin" node00:up.bin
+    measure "put ${SIZE_MIB}MiB: scp" '[ "$(sum_of "$HOME0/up.bin")" = "$BIG_SUM" ]' -- scp -q "${SSHF[@]}" "$W/big.bin" "$N0:up.bin"
     rm -rf "$W/dl"; mkdir -p "$W/dl"
-    measure "get ${SIZE_MIB}MiB: rexec" '[ "$(sum_of "$W/dl/node00/src.bin")" = "$BIG_SUM" ]' -- "${RX[@]}" -l node00 get src.bin "$W/dl"
+    measure "get ${SIZE_MIB}MiB: rexec" '[ "$(sum_of "$W/dl/$N0/src.bin")" = "$BIG_SUM" ]' -- "${RX[@]}" -l "$N0" get src.bin "$W/dl"
     rm -rf "$W/dl"; mkdir -p "$W/dl"
-    measure "get ${SIZE_MIB}MiB: rexec --no-fsync" '[ "$(sum_of "$W/dl/node00/src.bin")" = "$BIG_SUM" ]' -- "${RX[@]}" -l node00 get --no-fsync src.bin "$W/dl"
+    measure "get ${SIZE_MIB}MiB: rexec --no-fsync" '[ "$(sum_of "$W/dl/$N0/src.bin")" = "$BIG_SUM" ]' -- "${RX[@]}" -l "$N0" get --no-fsync src.bin "$W/dl"
     rm -rf "$W/dl"; mkdir -p "$W/dl"
-    measure "get ${SIZE_MIB}MiB: sftp" '[ "$(sum_of "$W/dl/src.bin")" = "$BIG_SUM" ]' -- sh -c "echo 'get src.bin $W/dl/src.bin' | sftp -q -b - ${SSHF[*]} node00"
+    measure "get ${SIZE_MIB}MiB: sftp" '[ "$(sum_of "$W/dl/src.bin")" = "$BIG_SUM" ]' -- sh -c "echo 'get src.bin $W/dl/src.bin' | sftp -q -b - ${SSHF[*]} $N0"
     rm -rf "$W/dl"; mkdir -p "$W/dl"
-    measure "get ${SIZE_MIB}MiB: scp" '[ "$(sum_of "$W/dl/src.bin")" = "$BIG_SUM" ]' -- scp -q "${SSHF[@]}" node00:src.bin "$W/dl/src.bin"
+    measure "get ${SIZE_MIB}MiB: scp" '[ "$(sum_of "$W/dl/src.bin")" = "$BIG_SUM" ]' -- scp -q "${SSHF[@]}" "$N0:src.bin" "$W/dl/src.bin"
     fleet_clean
-    measure "put ${FLEET_MIB}MiB x${HOSTS}: rexec" fleet_ok -- "${RX[@]}" -l "node[01-$(printf %02d "$HOSTS")]" put "$W/fleet.bin" fleet.bin
+    measure "put ${FLEET_MIB}MiB x${HOSTS}: rexec" fleet_ok -- "${RX[@]}" -l "$(fleet_range)" put "$W/fleet.bin" fleet.bin
     fleet_clean
-    measure "put ${FLEET_MIB}MiB x${HOSTS}: rexec --no-fsync" fleet_ok -- "${RX[@]}" -l "node[01-$(printf %02d "$HOSTS")]" put --no-fsync "$W/fleet.bin" fleet.bin
+    measure "put ${FLEET_MIB}MiB x${HOSTS}: rexec --no-fsync" fleet_ok -- "${RX[@]}" -l "$(fleet_range)" put --no-fsync "$W/fleet.bin" fleet.bin
     fleet_clean
     measure "put ${FLEET_MIB}MiB x${HOSTS}: parallel-scp" fleet_ok -- parallel-scp -p "$HOSTS" -h "$W/fleet.txt" -x "-F $W/ssh_config" "$W/fleet.bin" fleet.bin
     fleet_clean
-    measure "put ${FLEET_MIB}MiB x${HOSTS}: clush --copy" fleet_ok -- clush -f "$HOSTS" -o "-F $W/ssh_config" -w "node[01-$(printf %02d "$HOSTS")]" --copy "$W/fleet.bin" --dest fleet.bin
+    measure "put ${FLEET_MIB}MiB x${HOSTS}: clush --copy" fleet_ok -- clush -f "$HOSTS" -o "-F $W/ssh_config" -w "$(fleet_range)" --copy "$W/fleet.bin" --dest fleet.bin
     fleet_clean
 done
 

@@ -95,11 +95,22 @@ pub struct KnownHosts {
     files: Vec<PathBuf>,
 }
 
-struct Entry {
+/// One line. The key is decoded only when needed (the host matched, or the line is
+/// `@revoked`): with hundreds of hosts in a file, decoding every key on every connection
+/// made connecting quadratic in the fleet size.
+struct Entry<'t> {
     marker: Marker,
-    hosts: String,
-    key: PublicKey,
+    hosts: &'t str,
+    key_type: &'t str,
+    key_base64: &'t str,
     line: usize,
+}
+
+impl Entry<'_> {
+    /// The key, or `None` for a line that does not parse (skipped, as OpenSSH does).
+    fn key(&self) -> Option<PublicKey> {
+        PublicKey::from_openssh(&format!("{} {}", self.key_type, self.key_base64)).ok()
+    }
 }
 
 #[derive(PartialEq, Eq)]
@@ -158,16 +169,23 @@ impl KnownHosts {
                     file: file.clone(),
                     line: entry.line,
                 };
-                let same_key = entry.key.key_data() == key.key_data();
+                let same_key = |e: &Entry<'_>| e.key().map(|k| k.key_data() == key.key_data());
                 match entry.marker {
                     // A revoked key is refused for every host, as OpenSSH does.
-                    Marker::Revoked if same_key => return Ok(HostKeyStatus::Revoked(location())),
-                    Marker::Revoked | Marker::CertAuthority => {}
+                    Marker::Revoked => {
+                        if same_key(&entry) == Some(true) {
+                            return Ok(HostKeyStatus::Revoked(location()));
+                        }
+                    }
+                    Marker::CertAuthority => {}
                     Marker::None => {
-                        if !host_matches(&name, &entry.hosts) {
+                        if !host_matches(&name, entry.hosts) {
                             continue;
                         }
-                        if same_key {
+                        let Some(same) = same_key(&entry) else {
+                            continue;
+                        };
+                        if same {
                             known.get_or_insert_with(location);
                         } else {
                             first_recorded.get_or_insert_with(location);
@@ -193,8 +211,11 @@ impl KnownHosts {
                 continue;
             };
             for entry in parse(&text) {
-                if entry.marker == Marker::None && host_matches(&name, &entry.hosts) {
-                    let algorithm = entry.key.algorithm();
+                if entry.marker == Marker::None && host_matches(&name, entry.hosts) {
+                    let Some(key) = entry.key() else {
+                        continue;
+                    };
+                    let algorithm = key.algorithm();
                     if !algorithms.contains(&algorithm) {
                         algorithms.push(algorithm);
                     }
@@ -296,7 +317,7 @@ fn read_optional(path: &Path) -> Result<Option<String>> {
     }
 }
 
-fn parse(text: &str) -> impl Iterator<Item = Entry> + '_ {
+fn parse(text: &str) -> impl Iterator<Item = Entry<'_>> + '_ {
     text.lines().enumerate().filter_map(|(index, raw)| {
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -313,14 +334,11 @@ fn parse(text: &str) -> impl Iterator<Item = Entry> + '_ {
         if marker != Marker::None {
             first = fields.next()?;
         }
-        let key_type = fields.next()?;
-        let key_b64 = fields.next()?;
-        // Lines that do not parse are skipped, as OpenSSH skips them.
-        let key = PublicKey::from_openssh(&format!("{key_type} {key_b64}")).ok()?;
         Some(Entry {
             marker,
-            hosts: first.to_owned(),
-            key,
+            hosts: first,
+            key_type: fields.next()?,
+            key_base64: fields.next()?,
             line: index + 1,
         })
     })
