@@ -359,7 +359,13 @@ fn host_matches(name: &str, hosts: &str) -> bool {
             Some(p) => (true, p),
             None => (false, pattern),
         };
-        if glob_match(&pattern.to_ascii_lowercase(), name) {
+        let hit = if pattern.contains(['*', '?']) {
+            glob_match(&pattern.to_ascii_lowercase(), name)
+        } else {
+            // Most lines name hosts plainly: no allocation, no backtracking.
+            pattern.eq_ignore_ascii_case(name)
+        };
+        if hit {
             if negated {
                 return false;
             }
