@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,9 +22,9 @@ pub struct Reporter {
     mode: OutputMode,
     bar: Option<ProgressBar>,
     sanitize: bool,
-    failed: Mutex<usize>,
-    in_flight: Mutex<usize>,
-    done: Mutex<usize>,
+    failed: AtomicUsize,
+    in_flight: AtomicUsize,
+    done: AtomicUsize,
     total: usize,
     /// --stream: partial lines per (host, stream).
     partial: Mutex<HashMap<(String, bool), Vec<u8>>>,
@@ -50,9 +51,9 @@ impl Reporter {
             mode,
             bar,
             sanitize: std::io::stdout().is_terminal(),
-            failed: Mutex::new(0),
-            in_flight: Mutex::new(0),
-            done: Mutex::new(0),
+            failed: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
             total,
             partial: Mutex::new(HashMap::new()),
             out_dir,
@@ -86,9 +87,9 @@ impl Reporter {
 
     fn update_bar(&self) {
         if let Some(bar) = &self.bar {
-            let failed = self.failed.lock().map(|g| *g).unwrap_or(0);
-            let running = self.in_flight.lock().map(|g| *g).unwrap_or(0);
-            let done = self.done.lock().map(|g| *g).unwrap_or(0);
+            let failed = self.failed.load(Ordering::Relaxed);
+            let running = self.in_flight.load(Ordering::Relaxed);
+            let done = self.done.load(Ordering::Relaxed);
             bar.set_message(format!(
                 "{done}/{} hosts, {failed} failed, {running} running",
                 self.total
@@ -96,27 +97,27 @@ impl Reporter {
         }
     }
 
+    /// A host got a slot.
+    fn host_started(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.update_bar();
+    }
+
+    /// A host finished with `outcome` (the bar is updated by the caller after printing).
+    fn host_finished(&self, outcome: Outcome) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.done.fetch_add(1, Ordering::Relaxed);
+        if outcome != Outcome::Ok {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     pub fn event(&self, event: Event<'_, Output>) {
         match event {
-            Event::Connecting { .. } => {
-                if let Ok(mut n) = self.in_flight.lock() {
-                    *n += 1;
-                }
-                self.update_bar();
-            }
+            Event::Connecting { .. } => self.host_started(),
             Event::Running { .. } => {}
             Event::Finished(result) => {
-                if let Ok(mut n) = self.in_flight.lock() {
-                    *n = n.saturating_sub(1);
-                }
-                if result.outcome() != Outcome::Ok {
-                    if let Ok(mut n) = self.failed.lock() {
-                        *n += 1;
-                    }
-                }
-                if let Ok(mut n) = self.done.lock() {
-                    *n += 1;
-                }
+                self.host_finished(result.outcome());
                 match self.mode {
                     OutputMode::PerHost => self.print(&self.block(result)),
                     OutputMode::Stream => self.finish_stream(result),
@@ -340,29 +341,11 @@ impl Reporter {
     /// Transfers: one host's line (or JSON object) as it finishes.
     pub fn transfer_event(&self, event: Event<'_, rexec::TransferStats>) {
         match event {
-            Event::Connecting { .. } => {
-                if let Ok(mut n) = self.in_flight.lock() {
-                    *n += 1;
-                }
-                self.update_bar();
-            }
+            Event::Connecting { .. } => self.host_started(),
             Event::Running { .. } => {}
             Event::Finished(r) => {
-                if let Ok(mut n) = self.in_flight.lock() {
-                    *n = n.saturating_sub(1);
-                }
-                let outcome = match &r.result {
-                    Ok(_) => Outcome::Ok,
-                    Err(e) => Outcome::of_error(e),
-                };
-                if outcome != Outcome::Ok {
-                    if let Ok(mut n) = self.failed.lock() {
-                        *n += 1;
-                    }
-                }
-                if let Ok(mut n) = self.done.lock() {
-                    *n += 1;
-                }
+                let outcome = Outcome::of_result(&r.result);
+                self.host_finished(outcome);
                 let secs = seconds(r.timings.total);
                 let line = if self.mode == OutputMode::Json {
                     let mut v = json!({

@@ -112,13 +112,7 @@ pub async fn run(
         .await;
     let outcomes: Vec<(String, Outcome)> = results
         .iter()
-        .map(|r| {
-            let outcome = match &r.result {
-                Ok(_) => Outcome::Ok,
-                Err(e) => Outcome::of_error(e),
-            };
-            (r.host.clone(), outcome)
-        })
+        .map(|r| (r.host.clone(), Outcome::of_result(&r.result)))
         .collect();
     reporter.finish(&outcomes, config.quiet);
     super::write_failed_hosts(config, &outcomes)?;

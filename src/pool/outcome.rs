@@ -60,6 +60,15 @@ impl Outcome {
         }
     }
 
+    /// The outcome of any work's result: `Ok` for a value, else the error's outcome (for
+    /// command outputs, whose exit status matters, use [`Outcome::of_command`]).
+    pub fn of_result<T>(result: &Result<T, Error>) -> Outcome {
+        match result {
+            Ok(_) => Outcome::Ok,
+            Err(e) => Outcome::of_error(e),
+        }
+    }
+
     /// The outcome of an exit status.
     pub fn of_status(status: &ExitStatus) -> Outcome {
         match status {

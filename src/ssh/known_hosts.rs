@@ -152,77 +152,27 @@ impl KnownHosts {
         &self.files
     }
 
-    /// Looks `key` up for `host` on `port`. Missing files count as empty.
+    /// Reads every file once, for [`Recorded::check`] and [`Recorded::algorithms`].
+    /// Missing files count as empty.
     ///
     /// # Errors
     /// [`ErrorKind::LocalIo`] when a file exists but cannot be read.
-    pub(crate) fn check(&self, host: &str, port: u16, key: &PublicKey) -> Result<HostKeyStatus> {
-        let name = lookup_name(host, port);
-        let mut first_recorded: Option<KeyLocation> = None;
-        let mut known: Option<KeyLocation> = None;
+    pub(crate) fn read(&self) -> Result<Recorded> {
+        let mut files = Vec::new();
         for file in &self.files {
-            let Some(text) = read_optional(file)? else {
-                continue;
-            };
-            for entry in parse(&text) {
-                let location = || KeyLocation {
-                    file: file.clone(),
-                    line: entry.line,
-                };
-                let same_key = |e: &Entry<'_>| e.key().map(|k| k.key_data() == key.key_data());
-                match entry.marker {
-                    // A revoked key is refused for every host, as OpenSSH does.
-                    Marker::Revoked => {
-                        if same_key(&entry) == Some(true) {
-                            return Ok(HostKeyStatus::Revoked(location()));
-                        }
-                    }
-                    Marker::CertAuthority => {}
-                    Marker::None => {
-                        if !host_matches(&name, entry.hosts) {
-                            continue;
-                        }
-                        let Some(same) = same_key(&entry) else {
-                            continue;
-                        };
-                        if same {
-                            known.get_or_insert_with(location);
-                        } else {
-                            first_recorded.get_or_insert_with(location);
-                        }
-                    }
-                }
+            if let Some(text) = read_optional(file)? {
+                files.push((file.clone(), text));
             }
         }
-        Ok(match (known, first_recorded) {
-            (Some(at), _) => HostKeyStatus::Known(at),
-            (None, Some(at)) => HostKeyStatus::Changed(at),
-            (None, None) => HostKeyStatus::Unknown,
-        })
+        Ok(Recorded { files })
     }
 
-    /// The algorithms of the keys recorded for `host`:`port`, in file order. Unreadable
-    /// files count as empty here; [`KnownHosts::check`] reports them.
-    pub(crate) fn recorded_algorithms(&self, host: &str, port: u16) -> Vec<russh::keys::Algorithm> {
-        let name = lookup_name(host, port);
-        let mut algorithms = Vec::new();
-        for file in &self.files {
-            let Ok(Some(text)) = read_optional(file) else {
-                continue;
-            };
-            for entry in parse(&text) {
-                if entry.marker == Marker::None && host_matches(&name, entry.hosts) {
-                    let Some(key) = entry.key() else {
-                        continue;
-                    };
-                    let algorithm = key.algorithm();
-                    if !algorithms.contains(&algorithm) {
-                        algorithms.push(algorithm);
-                    }
-                }
-            }
-        }
-        algorithms
+    /// Looks `key` up for `host` on `port` (reading the files now).
+    ///
+    /// # Errors
+    /// As [`KnownHosts::read`].
+    pub(crate) fn check(&self, host: &str, port: u16, key: &PublicKey) -> Result<HostKeyStatus> {
+        Ok(self.read()?.check(host, port, key))
     }
 
     /// Records `key` for `host`:`port` in the first file, unless by now (another connection
@@ -289,6 +239,78 @@ impl KnownHosts {
             .and_then(|_| file.sync_data())
             .map_err(|e| io_err("write", e))?;
         Ok(HostKeyStatus::Unknown)
+    }
+}
+
+/// The contents of the known_hosts files, read once per connection and used twice: to
+/// order host key algorithms before the handshake, and to check the server's key.
+#[derive(Debug)]
+pub(crate) struct Recorded {
+    files: Vec<(PathBuf, String)>,
+}
+
+impl Recorded {
+    /// Looks `key` up for `host` on `port`.
+    pub(crate) fn check(&self, host: &str, port: u16, key: &PublicKey) -> HostKeyStatus {
+        let name = lookup_name(host, port);
+        let mut first_recorded: Option<KeyLocation> = None;
+        let mut known: Option<KeyLocation> = None;
+        for (file, text) in &self.files {
+            for entry in parse(text) {
+                let location = || KeyLocation {
+                    file: file.clone(),
+                    line: entry.line,
+                };
+                let same_key = |e: &Entry<'_>| e.key().map(|k| k.key_data() == key.key_data());
+                match entry.marker {
+                    // A revoked key is refused for every host, as OpenSSH does.
+                    Marker::Revoked => {
+                        if same_key(&entry) == Some(true) {
+                            return HostKeyStatus::Revoked(location());
+                        }
+                    }
+                    Marker::CertAuthority => {}
+                    Marker::None => {
+                        if !host_matches(&name, entry.hosts) {
+                            continue;
+                        }
+                        let Some(same) = same_key(&entry) else {
+                            continue;
+                        };
+                        if same {
+                            known.get_or_insert_with(location);
+                        } else {
+                            first_recorded.get_or_insert_with(location);
+                        }
+                    }
+                }
+            }
+        }
+        match (known, first_recorded) {
+            (Some(at), _) => HostKeyStatus::Known(at),
+            (None, Some(at)) => HostKeyStatus::Changed(at),
+            (None, None) => HostKeyStatus::Unknown,
+        }
+    }
+
+    /// The algorithms of the keys recorded for `host`:`port`, in file order.
+    pub(crate) fn algorithms(&self, host: &str, port: u16) -> Vec<russh::keys::Algorithm> {
+        let name = lookup_name(host, port);
+        let mut algorithms = Vec::new();
+        for (_, text) in &self.files {
+            for entry in parse(text) {
+                if entry.marker == Marker::None && host_matches(&name, entry.hosts) {
+                    let Some(key) = entry.key() else {
+                        continue;
+                    };
+                    let algorithm = key.algorithm();
+                    if !algorithms.contains(&algorithm) {
+                        algorithms.push(algorithm);
+                    }
+                }
+            }
+        }
+        algorithms
     }
 }
 

@@ -15,7 +15,7 @@ use russh::MethodSet;
 use crate::error::{Error, ErrorKind, Phase, Result};
 use crate::ssh::auth::{Agent, Credentials};
 use crate::ssh::command::Command;
-use crate::ssh::known_hosts::{fingerprint, HostKeyPolicy, HostKeyStatus, KnownHosts};
+use crate::ssh::known_hosts::{fingerprint, HostKeyPolicy, HostKeyStatus, KnownHosts, Recorded};
 
 /// Everything needed to connect to one host. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -181,6 +181,8 @@ pub(crate) struct ClientHandler {
     host: String,
     port: u16,
     known_hosts: KnownHosts,
+    /// The files as read before the handshake (taken by the first key check).
+    snapshot: Option<Result<Recorded>>,
     policy: HostKeyPolicy,
     verdict: Arc<Mutex<HostKeyVerdict>>,
 }
@@ -209,14 +211,18 @@ impl client::Handler for ClientHandler {
         };
         let fp = fingerprint(&key);
         let algo = key.algorithm().to_string();
-        let (known_hosts, host, port) = (self.known_hosts.clone(), self.host.clone(), self.port);
-        let check_key = key.clone();
-        let status =
-            tokio::task::spawn_blocking(move || known_hosts.check(&host, port, &check_key))
-                .await
-                .map_err(|_| russh::Error::Inconsistent)?;
-        let status = match status {
-            Ok(s) => s,
+        let snapshot = match self.snapshot.take() {
+            Some(s) => s,
+            // A later key exchange (rekey): read the files again.
+            None => {
+                let known_hosts = self.known_hosts.clone();
+                tokio::task::spawn_blocking(move || known_hosts.read())
+                    .await
+                    .map_err(|_| russh::Error::Inconsistent)?
+            }
+        };
+        let status = match snapshot {
+            Ok(recorded) => recorded.check(&self.host, self.port, &key),
             Err(e) => return Ok(self.reject(e)),
         };
         match (status, self.policy) {
@@ -452,15 +458,15 @@ async fn connect_inner(options: &ConnectOptions, name: &str) -> Result<Session> 
 
     // Like OpenSSH, prefer the host key algorithms already recorded for this host, so a
     // server with several keys presents the one we know.
-    let recorded = {
-        let (known_hosts, host, port) = (
-            options.known_hosts.clone(),
-            options.host.clone(),
-            options.port,
-        );
-        tokio::task::spawn_blocking(move || known_hosts.recorded_algorithms(&host, port))
-            .await
-            .unwrap_or_default()
+    // The files are read once here and reused for the key check below.
+    let known_hosts = options.known_hosts.clone();
+    let snapshot = tokio::task::spawn_blocking(move || known_hosts.read())
+        .await
+        .map_err(|_| Error::new(ErrorKind::LocalIo, "cannot read known_hosts"))
+        .and_then(|r| r);
+    let recorded = match &snapshot {
+        Ok(r) => r.algorithms(&options.host, options.port),
+        Err(_) => Vec::new(),
     };
     let mut preferred = russh::Preferred::default();
     if !recorded.is_empty() {
@@ -490,6 +496,7 @@ async fn connect_inner(options: &ConnectOptions, name: &str) -> Result<Session> 
         host: options.host.clone(),
         port: options.port,
         known_hosts: options.known_hosts.clone(),
+        snapshot: Some(snapshot),
         policy: options.policy,
         verdict: verdict.clone(),
     };
