@@ -1,69 +1,158 @@
 #!/usr/bin/env bash
-# Command fan-out benchmark, scenario 1 of issue 5: `true` on N loopback hosts with
-# parallelism 100, rexec against parallel-ssh (pssh), clush (clustershell) and pdsh, all
-# as the same plain user with no shell start-up files. Not a test: it prints figures and
-# writes bench/results/exec-<date>-<N>hosts.md.
+# Command fan-out benchmarks of issue 5: rexec against parallel-ssh (pssh), clush
+# (clustershell), pdsh, Ansible (ad-hoc, `command` module) and the Python parallel-ssh
+# library, on loopback hosts, as plain users with no shell start-up files. Not a test:
+# it prints figures and writes bench/results/exec-<scenario>-<date>.md.
 #
-#   bench/exec.sh                 # HOSTS=100 RUNS=3
-#   HOSTS=500 RUNS=3 bench/exec.sh
+#   bench/exec.sh fanout      # `true` on HOSTS hosts (default 100), parallelism 100
+#   bench/exec.sh defaults    # `true` on 100 hosts, every tool with its default parallelism
+#   bench/exec.sh output      # 10 MB of stdout from each of 20 hosts
+#   bench/exec.sh latency     # `true` on 100 hosts behind 20 ms of round-trip time
+#   bench/exec.sh reuse       # the same command twice on 100 hosts: one client vs two runs
 #
-# Defaults of the tools (not used here; every tool runs with -f/-p 100): rexec 64,
-# parallel-ssh 32, clush 64, pdsh 32.
-#
-# Not yet covered from issue 5: Ansible and parallel-ssh (Python) from PyPI, 1000 hosts,
-# 10 MB outputs, 20 ms latency, connection reuse.
+# Environment: HOSTS, RUNS (default 3), PAR (default 100), TOOLS (space-separated subset
+# of: rexec parallel-ssh clush pdsh ansible pssh-lib), RUNS_<tool> (fewer runs for one
+# tool, e.g. RUNS_ansible=1), LATENCY_MS (latency scenario, 20).
 set -euo pipefail
+SCENARIO=${1:-fanout}
+# The command line as given, for the results file.
+CMDLINE="$(env | grep -E '^(HOSTS|RUNS|RUNS_[a-z_]+|PAR|TOOLS|LATENCY_MS)=' | sed -E "s/=(.* .*)/='\1'/" | sort | tr '\n' ' ')bench/exec.sh $SCENARIO"
 RUNS=${RUNS:-3}
 PAR=${PAR:-100}
+ALL_TOOLS="rexec parallel-ssh clush pdsh ansible pssh-lib"
+TOOLS=${TOOLS:-$ALL_TOOLS}
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
+unset SSH_AUTH_SOCK
 bench_install
-bench_setup exec "${HOSTS:-100}" 0
+bench_install_python
 
+case $SCENARIO in
+    fanout) HOSTS=${HOSTS:-100} ;;
+    defaults | latency | reuse) HOSTS=${HOSTS:-100} ;;
+    output) HOSTS=${HOSTS:-20} ;;
+    *) echo "unknown scenario $SCENARIO" >&2; exit 2 ;;
+esac
+[ "$SCENARIO" = latency ] && LATENCY_MS=${LATENCY_MS:-20}
+bench_setup "exec-$SCENARIO" "$HOSTS" 0
 RANGE=$(fleet_range)
 export PDSH_SSH_ARGS="-F $W/ssh_config %h"
-lines_ok() { [ "$(grep -c "$1" "$W/last.out")" -ge "$HOSTS" ]; }
+RX=("$REXEC" -i "$W/hosts.toml" --no-agent -q -l "$RANGE")
+ANS=("$ANSIBLE" all -i "$W/ansible.ini" -m command)
+
+count() { grep -c -- "$1" "$W/last.out" || true; }
+expect() { local n; n=$(count "$1"); [ "$n" = "$2" ] || { echo "  expected $2 lines matching $1, got $n"; false; }; }
+# uses TOOL: TOOL is in $TOOLS and has runs left in this round: RUNS_<TOOL> (dashes as
+# underscores, e.g. RUNS_ansible=1, RUNS_pssh_lib=1) caps one tool's runs below RUNS.
+uses() {
+    local cap="RUNS_${1//-/_}"
+    [[ " $TOOLS " == *" $1 "* ]] && [ "$run" -le "${!cap:-$RUNS}" ]
+}
+
+# One round of `$CMD` (a command with no output) on every host; $1: "" for each
+# tool's default parallelism, or a number. $2: a suffix for the tool names.
+round_true() {
+    local par=$1 tag=${2:-} f=() p=() a=() l=100
+    if [ -n "$par" ]; then f=(-f "$par"); p=(-p "$par"); a=(-f "$par"); l=$par; fi
+    uses rexec && measure "rexec$tag" 'expect "ok (exit 0)" "$HOSTS"' -- \
+        "${RX[@]}" "${f[@]}" true
+    uses parallel-ssh && measure "parallel-ssh$tag" 'expect "\[SUCCESS\]" "$HOSTS"' -- \
+        parallel-ssh "${p[@]}" -h "$W/fleet.txt" -x "-F $W/ssh_config" true
+    uses clush && measure "clush$tag" '[ ! -s "$W/last.err" ]' -- \
+        clush "${f[@]}" -o "-F $W/ssh_config" -w "$RANGE" true
+    uses pdsh && measure "pdsh$tag" '[ ! -s "$W/last.err" ]' -- \
+        pdsh -S -R ssh "${f[@]}" -w "$RANGE" true
+    uses ansible && measure "ansible$tag" 'expect "rc=0" "$HOSTS"' -- \
+        "${ANS[@]}" "${a[@]}" -a true
+    # The library's default pool_size is 100 (there is no "default" run without one).
+    uses pssh-lib && measure "pssh-lib$tag" 'expect "exit=0" "$HOSTS"' -- \
+        "$PYTHON" "$ROOT/bench/pssh_lib.py" "$W/pssh_lib_hosts" "$W/user_key" "$l" 1 true
+    return 0
+}
+
+# 10 MB of stdout per host: 160,000 lines of 64 characters.
+LINE=0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ@#
+BIG="yes $LINE | head -n 160000"
+round_output() {
+    local total=$(( HOSTS * 160000 ))
+    rm -rf "$W"/out-*
+    uses rexec && measure "rexec" 'expect "^$LINE\$" "$total"' -- \
+        "${RX[@]}" -f "$PAR" "$BIG"
+    uses rexec && measure "rexec --out-dir" \
+        '[ "$(cat "$W"/out-rexec/*.out | grep -c -x "$LINE")" = "$total" ]' -- \
+        "${RX[@]}" -f "$PAR" --out-dir "$W/out-rexec" "$BIG"
+    uses parallel-ssh && measure "parallel-ssh -i" 'expect "^$LINE\$" "$total"' -- \
+        parallel-ssh -i -p "$PAR" -h "$W/fleet.txt" -x "-F $W/ssh_config" "$BIG"
+    uses parallel-ssh && measure "parallel-ssh -o" \
+        '[ "$(cat "$W"/out-pssh/* | grep -c -x "$LINE")" = "$total" ]' -- \
+        parallel-ssh -o "$W/out-pssh" -p "$PAR" -h "$W/fleet.txt" -x "-F $W/ssh_config" "$BIG"
+    uses clush && measure "clush" 'expect ": $LINE\$" "$total"' -- \
+        clush -f "$PAR" -o "-F $W/ssh_config" -w "$RANGE" "$BIG"
+    uses pdsh && measure "pdsh" 'expect ": $LINE\$" "$total"' -- \
+        pdsh -S -R ssh -f "$PAR" -w "$RANGE" "$BIG"
+    uses ansible && measure "ansible" 'expect "^$LINE\$" "$total"' -- \
+        "${ANS[@]}" -f "$PAR" -a "sh -c '$BIG'"
+    uses pssh-lib && measure "pssh-lib" 'expect "lines=160000" "$HOSTS"' -- \
+        "$PYTHON" "$ROOT/bench/pssh_lib.py" "$W/pssh_lib_hosts" "$W/user_key" "$PAR" 1 "$BIG"
+    return 0
+}
+
+# The same command twice on the same hosts.
+round_reuse() {
+    local twice=$(( 2 * HOSTS ))
+    uses rexec && measure "rexec library, 2 runs on one connection" \
+        'expect "^run 2: $HOSTS/$HOSTS ok" 1' -- \
+        "$ROOT/target/release/examples/reuse" "$W/hosts.toml" "$RANGE" 2 true "$PAR"
+    uses rexec && measure "rexec CLI, run twice" 'expect "ok (exit 0)" "$twice"' -- \
+        sh -c '"$@" && "$@"' sh "${RX[@]}" -f "$PAR" true
+    uses pssh-lib && measure "pssh-lib, 2 runs on one client" 'expect "exit=0" "$twice"' -- \
+        "$PYTHON" "$ROOT/bench/pssh_lib.py" "$W/pssh_lib_hosts" "$W/user_key" "$PAR" 2 true
+    uses parallel-ssh && measure "parallel-ssh, run twice" 'expect "\[SUCCESS\]" "$twice"' -- \
+        sh -c '"$@" && "$@"' sh parallel-ssh -p "$PAR" -h "$W/fleet.txt" -x "-F $W/ssh_config" true
+    uses clush && measure "clush, run twice" '[ ! -s "$W/last.err" ]' -- \
+        sh -c '"$@" && "$@"' sh clush -f "$PAR" -o "-F $W/ssh_config" -w "$RANGE" true
+    uses pdsh && measure "pdsh, run twice" '[ ! -s "$W/last.err" ]' -- \
+        sh -c '"$@" && "$@"' sh pdsh -S -R ssh -f "$PAR" -w "$RANGE" true
+    uses ansible && measure "ansible, run twice" 'expect "rc=0" "$twice"' -- \
+        sh -c '"$@" && "$@"' sh "${ANS[@]}" -f "$PAR" -a true
+    return 0
+}
+
+[ "$SCENARIO" = reuse ] && cargo build --release --locked --quiet --example reuse
 
 for run in $(seq 1 "$RUNS"); do
-    echo "run $run/$RUNS ($HOSTS hosts, parallelism $PAR)"
-    measure "rexec" '[ "$(grep -c "ok (exit 0)" "$W/last.out")" = "$HOSTS" ]' -- \
-        "$REXEC" -i "$W/hosts.toml" --no-agent -q -f "$PAR" -l "$RANGE" true
-    measure "parallel-ssh" 'lines_ok "\[SUCCESS\]"' -- \
-        parallel-ssh -p "$PAR" -h "$W/fleet.txt" -x "-F $W/ssh_config" true
-    measure "clush" '[ ! -s "$W/last.err" ]' -- \
-        clush -f "$PAR" -o "-F $W/ssh_config" -w "$RANGE" true
-    measure "pdsh" '[ ! -s "$W/last.err" ]' -- \
-        pdsh -S -R ssh -f "$PAR" -w "$RANGE" true
+    echo "run $run/$RUNS: $SCENARIO, $HOSTS hosts"
+    case $SCENARIO in
+        fanout | latency) round_true "$PAR" ;;
+        defaults) round_true "" " (default)" ;;
+        output) round_output ;;
+        reuse) round_reuse ;;
+    esac
 done
 
-OUT=$ROOT/bench/results/exec-$(date -u +%Y-%m-%d)-${HOSTS}hosts.md
-mkdir -p "$ROOT/bench/results"
-{
-    echo "# Command fan-out: \`true\` on $HOSTS hosts, parallelism $PAR"
-    echo
-    machine_line
-    echo "Loopback; one plain user with no rc files; medians of $RUNS runs, tools alternating. Command: \`HOSTS=$HOSTS bench/exec.sh\`."
-    echo
-    python3 - "$RESULTS" "$HOSTS" <<'PY'
-import statistics, sys, collections
-rows = collections.defaultdict(list)
-for line in open(sys.argv[1]):
-    name, wall, cpu, rss = line.rstrip("\n").split("\t")
-    rows[name].append((float(wall), float(cpu), int(rss)))
-hosts = int(sys.argv[2])
-med = lambda n, i: statistics.median(r[i] for r in rows[n])
-print("| tool | wall s | client CPU s | CPU ms per host | peak RSS MiB | rexec wall ratio | rexec CPU ratio |")
-print("| --- | --- | --- | --- | --- | --- | --- |")
-for n in sorted(rows, key=lambda n: (n != "rexec", n)):
-    w, c, r = med(n, 0), med(n, 1), med(n, 2)
-    wr = "" if n == "rexec" or "rexec" not in rows else f"{med('rexec', 0) / w:.2f}"
-    cr = "" if n == "rexec" or "rexec" not in rows or c == 0 else f"{med('rexec', 1) / c:.2f}"
-    print(f"| {n} | {w:.2f} | {c:.2f} | {1000 * c / hosts:.1f} | {r / 1024:.0f} | {wr} | {cr} |")
-print()
-print("Client CPU is user + system time of the tool and every process it started (ssh per host")
-print("for parallel-ssh, clush and pdsh). The sshd servers run on the same 2 cores, so wall")
-print("time includes their work; peak RSS is the largest single process.")
-PY
-} >"$OUT"
-cat "$OUT"
-echo "written to $OUT"
+TOOLNOTE="parallel-ssh, clush and pdsh run OpenSSH's ssh (one process per host); Ansible
+(ansible-core, ad-hoc, \`command\` module, no ControlPersist between runs) runs ssh and a
+Python module on each host; pssh-lib is the Python parallel-ssh library (libssh2, no host key
+check; bench/pssh_lib.py). $(ansible_version); $(pssh_lib_version)."
+case $SCENARIO in
+    fanout)
+        REPORT_NAME=exec-fanout-${HOSTS}hosts
+        report "Command fan-out: \`true\` on $HOSTS hosts, parallelism $PAR" \
+            "$CMDLINE" "$TOOLNOTE" ;;
+    defaults)
+        REPORT_NAME=exec-defaults
+        report "Command fan-out: \`true\` on $HOSTS hosts, each tool's default parallelism" \
+            "$CMDLINE" "Defaults: rexec 64 hosts at once, parallel-ssh (pssh) 32, clush 64, pdsh 32, Ansible 5 forks; the pssh-lib line uses the library's default pool_size of 100. $TOOLNOTE" ;;
+    output)
+        REPORT_NAME=exec-output
+        report "10 MB of stdout from each of $HOSTS hosts, parallelism $PAR" \
+            "$CMDLINE" "Each host prints 160,000 lines of 64 characters (10.4 MB); every tool's output was checked complete (line count). rexec without --out-dir and parallel-ssh -i hold each host's output until the host is done, then print it; rexec --out-dir streams to DIR/<host>.out; clush and pdsh print lines as they arrive, prefixed with the host. $TOOLNOTE" ;;
+    latency)
+        REPORT_NAME=exec-latency
+        report "Command fan-out: \`true\` on $HOSTS hosts behind ${LATENCY_MS} ms of round-trip time, parallelism $PAR" \
+            "$CMDLINE" "Every connection goes through bench/delay-proxy (one process, delaying each direction by $(( LATENCY_MS / 2 )) ms); its own CPU is not counted for any tool. $TOOLNOTE" ;;
+    reuse)
+        REPORT_NAME=exec-reuse
+        report "The same command (\`true\`) twice on $HOSTS hosts: one client keeping its connections against two separate runs, parallelism $PAR" \
+            "$CMDLINE" "rexec library: examples/reuse.rs (Pool::connect_all, then Pool::run_command_on twice); pssh-lib: one ParallelSSHClient, run_command twice. The other lines run the tool twice in a row. $TOOLNOTE" ;;
+esac

@@ -24,15 +24,41 @@ bench_install() {
     if [ "$missing" = 1 ]; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-            openssh-server openssh-client pssh clustershell pdsh time bc >/dev/null
+            openssh-server openssh-client pssh clustershell pdsh time bc python3-venv >/dev/null
     fi
     mkdir -p /run/sshd
     cargo build --release --locked --quiet
     REXEC=$ROOT/target/release/rexec
 }
 
-# Host i: 127.1.(i / 250).(i % 250 + 1), apart from the tests' 127.0.x.y.
+# Ansible and the Python parallel-ssh library, from PyPI in a virtual environment; the
+# delay proxy (bench/delay-proxy). Only the scenarios that use them call this.
+bench_install_python() {
+    VENV=$ROOT/target/bench-venv
+    if [ ! -x "$VENV/bin/ansible" ] || ! "$VENV/bin/python" -c 'import pssh' 2>/dev/null; then
+        python3 -m venv "$VENV" 2>/dev/null || {
+            apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+            python3 -m venv "$VENV"
+        }
+        "$VENV/bin/pip" install -q ansible-core parallel-ssh
+    fi
+    ANSIBLE=$VENV/bin/ansible
+    PYTHON=$VENV/bin/python
+}
+
+bench_install_proxy() {
+    CARGO_TARGET_DIR=$ROOT/target/delay-proxy cargo build --release --quiet \
+        --manifest-path "$ROOT/bench/delay-proxy/Cargo.toml"
+    DELAY_PROXY=$ROOT/target/delay-proxy/release/delay-proxy
+}
+
+# Host i: 127.1.(i / 250).(i % 250 + 1), apart from the tests' 127.0.x.y. With
+# LATENCY_MS set, clients reach host i through the delay proxy at 127.2.(same).
 addr() { echo "127.1.$(( $1 / 250 )).$(( $1 % 250 + 1 ))"; }
+client_addr() {
+    if [ "${LATENCY_MS:-0}" -gt 0 ]; then echo "127.2.$(( $1 / 250 )).$(( $1 % 250 + 1 ))"; else addr "$1"; fi
+}
 host_user() { if [ "$PER_HOST_USERS" = 1 ]; then printf 'rexec-bench%02d' "$1"; else echo rexec-bench00; fi; }
 home_of() { getent passwd "$1" | cut -d: -f6; }
 # Host names have one width for the whole fleet (node01..node20, node001..node500): clush
@@ -104,13 +130,20 @@ bench_setup() { # name hosts per_host_users
         echo "known_hosts = \"$W/known_hosts\""
         echo "[hosts]"
     } >"$W/hosts.toml"
+    : >"$W/ansible.ini"
+    : >"$W/pssh_lib_hosts"
+    : >"$W/proxy.map"
     local a p u n key
     key=$(cut -d' ' -f1,2 "$W/host_key.pub")
     for i in $(seq 0 "$HOSTS"); do
-        a=$(addr "$i"); p=${PORT[$i]}; u=$(host_user "$i"); n=$(node "$i")
+        a=$(client_addr "$i"); p=${PORT[$i]}; u=$(host_user "$i"); n=$(node "$i")
         echo "[$a]:$p $key" >>"$W/known_hosts"
         printf 'Host %s\n  HostName %s\n  Port %s\n  User %s\n' "$n" "$a" "$p" "$u" >>"$W/ssh_config"
         echo "$n = { address = \"$a\", port = $p, user = \"$u\" }" >>"$W/hosts.toml"
+        echo "$a:$p $(addr "$i"):$p" >>"$W/proxy.map"
+        [ "$i" -gt 0 ] || continue
+        echo "$n ansible_host=$a ansible_port=$p ansible_user=$u" >>"$W/ansible.ini"
+        echo "$a $p $u" >>"$W/pssh_lib_hosts"
     done
     cat >>"$W/ssh_config" <<CFG
 Host *
@@ -123,6 +156,19 @@ CFG
     for i in $(seq 1 "$HOSTS"); do node "$i"; echo; done >"$W/fleet.txt"
     RESULTS=$W/results.tsv
     : >"$RESULTS"
+    if [ "${LATENCY_MS:-0}" -gt 0 ]; then
+        bench_install_proxy
+        "$DELAY_PROXY" "$LATENCY_MS" "$W/proxy.map" >"$W/proxy.ready" 2>"$W/proxy.log" &
+        PIDS+=($!)
+        for _ in $(seq 100); do grep -q ready "$W/proxy.ready" && break; sleep 0.1; done
+        grep -q ready "$W/proxy.ready" || { cat "$W/proxy.log"; exit 1; }
+    fi
+    # Ansible: no connection sharing between runs (ControlPersist would let a later run
+    # reuse an earlier run's connections), the fleet's known_hosts, strict checking.
+    export ANSIBLE_HOST_KEY_CHECKING=True ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3
+    export ANSIBLE_SSH_ARGS="-o ControlMaster=no -o UserKnownHostsFile=$W/known_hosts -o IdentitiesOnly=yes"
+    export ANSIBLE_PRIVATE_KEY_FILE=$W/user_key ANSIBLE_LOCAL_TEMP=$W/ansible-tmp
+    export ANSIBLE_NOCOLOR=1 ANSIBLE_DEPRECATION_WARNINGS=False ANSIBLE_SYSTEM_WARNINGS=False
     # Wait until every sshd listens.
     for _ in $(seq 100); do
         [ "$(ls "$W"/sshd*.pid 2>/dev/null | wc -l)" -ge "${#PIDS[@]}" ] && break
@@ -150,3 +196,47 @@ measure() {
 machine_line() {
     echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr); load $(cut -d' ' -f1-3 /proc/loadavg); $(ssh -V 2>&1)."
 }
+
+# report TITLE COMMAND NOTE: the results of this run as a Markdown file under
+# bench/results/ (named by $REPORT_NAME), printed too.
+report() {
+    local title=$1 command=$2 note=$3
+    OUT=$ROOT/bench/results/$REPORT_NAME-$(date -u +%Y-%m-%d).md
+    mkdir -p "$ROOT/bench/results"
+    {
+        echo "# $title"
+        echo
+        machine_line
+        echo "Loopback; plain users with no rc files; medians over the runs of each tool (column runs), tools alternating. Command: \`$command\`."
+        echo
+        python3 - "$RESULTS" "$HOSTS" <<'PY'
+import statistics, sys, collections
+rows = collections.OrderedDict()
+for line in open(sys.argv[1]):
+    name, wall, cpu, rss = line.rstrip("\n").split("\t")
+    rows.setdefault(name, []).append((float(wall), float(cpu), int(rss)))
+hosts = int(sys.argv[2])
+med = lambda n, i: statistics.median(r[i] for r in rows[n])
+base = next((n for n in rows if n.startswith("rexec")), None)
+print("| tool | runs | wall s | client CPU s | CPU ms per host | peak RSS MiB | rexec wall ratio | rexec CPU ratio |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+for n in rows:
+    w, c, r = med(n, 0), med(n, 1), med(n, 2)
+    peer = base is not None and not n.startswith("rexec")
+    wr = f"{med(base, 0) / w:.2f}" if peer and w > 0 else ""
+    cr = f"{med(base, 1) / c:.2f}" if peer and c > 0 else ""
+    print(f"| {n} | {len(rows[n])} | {w:.2f} | {c:.2f} | {1000 * c / hosts:.1f} | {r / 1024:.0f} | {wr} | {cr} |")
+print()
+print("Ratios are against the first rexec line. Client CPU is user + system time of the tool")
+print("and every process it waited for (one `ssh` per host for parallel-ssh, clush, pdsh and")
+print("Ansible). The sshd servers run on the same 2 cores, so wall time includes their work;")
+print("peak RSS is that of the largest single process.")
+PY
+        [ -z "$note" ] || { echo; echo "$note"; }
+    } >"$OUT"
+    cat "$OUT"
+    echo "written to $OUT"
+}
+
+ansible_version() { "$ANSIBLE" --version 2>/dev/null | head -1 | sed 's/\[//; s/\]//'; }
+pssh_lib_version() { echo "parallel-ssh $("$PYTHON" -c 'import importlib.metadata as m; print(m.version("parallel-ssh"))')"; }

@@ -196,6 +196,23 @@ impl Error {
         self
     }
 
+    /// A copy for reporting the same failure again (the cause's text is kept in the
+    /// message; the cause itself is not cloneable).
+    pub(crate) fn replicate(&self) -> Error {
+        let mut message = self.message.clone();
+        if let Some(source) = &self.source {
+            message.push_str(&format!(": {source}"));
+        }
+        Error {
+            kind: self.kind,
+            host: self.host.clone(),
+            message,
+            phase: self.phase,
+            output: self.output.clone(),
+            source: None,
+        }
+    }
+
     /// What went wrong, for programs.
     pub fn kind(&self) -> ErrorKind {
         self.kind

@@ -48,7 +48,9 @@ pub mod ssh;
 
 pub use error::{Error, ErrorKind, Phase, Result};
 pub use inventory::{Host, HostSettings, Inventory, Transport};
-pub use pool::{Event, HostResult, Outcome, Pool, RunExit, Target, TargetBuilder, Timings};
+pub use pool::{
+    Event, HostResult, Outcome, Pool, RunExit, Sessions, Target, TargetBuilder, Timings,
+};
 pub use secret::Secret;
 pub use ssh::quote::shell_quote;
 pub use ssh::{

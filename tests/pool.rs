@@ -303,3 +303,82 @@ async fn many_hosts_authenticate_through_one_agent() {
         );
     }
 }
+
+/// `connect_all` + `run_command_on`: two runs over the same connections (the client's
+/// source port seen by the server does not change), a host that could not connect
+/// reports its error in every run, and the sessions stay usable until closed.
+#[tokio::test]
+async fn sessions_are_reused_across_runs() {
+    let cluster = Cluster::start(1, 3, 300);
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let path = cluster.inventory(
+        &[(
+            "node03",
+            format!("{{ address = \"127.0.0.1\", port = {closed_port} }}"),
+        )],
+        "",
+    );
+    let inventory = Inventory::from_file(path, &HostSettings::default()).unwrap();
+    let mut builder = TargetBuilder::new();
+    builder.agent(rexec::Agent::Off);
+    let targets = builder.build_all(inventory.hosts()).unwrap();
+
+    let pool = Pool::new(2);
+    let connected = AtomicUsize::new(0);
+    let sessions = pool
+        .connect_all(&targets, |event| {
+            if let Event::Finished(r) = event {
+                if r.result.is_ok() {
+                    connected.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        })
+        .await;
+    assert_eq!(sessions.len(), 3);
+    assert_eq!(sessions.connected(), 2);
+    assert_eq!(connected.load(Ordering::SeqCst), 2);
+    let failed: Vec<_> = sessions
+        .iter()
+        .filter_map(|(t, s, _)| s.err().map(|e| (t.name().to_owned(), e.kind())))
+        .collect();
+    assert_eq!(
+        failed,
+        vec![("node03".to_owned(), rexec::ErrorKind::Connect)]
+    );
+
+    let source_ports = |results: &[rexec::HostResult<rexec::Output>]| -> Vec<String> {
+        results
+            .iter()
+            .take(2)
+            .map(|r| {
+                let out = r.result.as_ref().unwrap().stdout_lossy();
+                // SSH_CONNECTION: client address, client port, server address, server port.
+                out.split_whitespace().nth(1).unwrap().to_owned()
+            })
+            .collect()
+    };
+    let first = pool
+        .run_command_on(&sessions, "echo $SSH_CONNECTION", |_, _| {}, |_| {})
+        .await;
+    let second = pool
+        .run_command_on(&sessions, "echo $SSH_CONNECTION", |_, _| {}, |_| {})
+        .await;
+    for results in [&first, &second] {
+        assert_eq!(results.len(), 3);
+        assert_eq!(results[0].host, "node01");
+        assert_eq!(results[2].outcome(), Outcome::Unreachable);
+        let e = results[2].result.as_ref().unwrap_err();
+        assert_eq!(e.kind(), rexec::ErrorKind::Connect);
+        assert!(e.to_string().starts_with("node03: "), "{e}");
+        assert!(results[0].timings.connect.is_zero());
+    }
+    let ports = source_ports(&first);
+    assert_ne!(ports[0], ports[1]);
+    assert_eq!(ports, source_ports(&second), "the second run reconnected");
+
+    sessions.close().await;
+}

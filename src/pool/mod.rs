@@ -91,6 +91,58 @@ impl Default for Pool {
     }
 }
 
+/// Sessions kept open across runs on the same hosts, from [`Pool::connect_all`]: the
+/// connection reuse of paramiko's `SSHClient` or parallel-ssh's `ParallelSSHClient`.
+/// Dropping it drops the connections; [`Sessions::close`] closes them politely.
+#[derive(Debug)]
+pub struct Sessions {
+    hosts: Vec<Connection>,
+}
+
+#[derive(Debug)]
+struct Connection {
+    target: Target,
+    session: Result<Arc<Session>>,
+    connect: Duration,
+}
+
+impl Sessions {
+    /// The number of targets, connected or not.
+    pub fn len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    /// Whether there are no targets.
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+
+    /// Each target, in target order, with its session or the error that kept it from
+    /// connecting, and how long connecting took.
+    pub fn iter(&self) -> impl Iterator<Item = (&Target, Result<&Arc<Session>, &Error>, Duration)> {
+        self.hosts
+            .iter()
+            .map(|c| (&c.target, c.session.as_ref(), c.connect))
+    }
+
+    /// The number of targets that connected.
+    pub fn connected(&self) -> usize {
+        self.hosts.iter().filter(|c| c.session.is_ok()).count()
+    }
+
+    /// Closes every session (each given at most 500 ms to close politely).
+    pub async fn close(self) {
+        let closing = self
+            .hosts
+            .iter()
+            .filter_map(|c| c.session.as_ref().ok())
+            .map(|s| async move {
+                let _ = tokio::time::timeout(Duration::from_millis(500), s.close()).await;
+            });
+        futures_util::future::join_all(closing).await;
+    }
+}
+
 impl Pool {
     /// The default number of hosts run at once.
     pub const DEFAULT_FORKS: usize = 64;
@@ -207,19 +259,136 @@ impl Pool {
         let configure = &configure;
         self.run(
             targets,
-            |session, target| async move {
-                let line = target.render(command_line)?;
-                let mut command = session.command(line);
-                if let Some(t) = target.command_timeout {
-                    command.timeout(t);
-                }
-                command.cancel_on(self.cancel.clone());
-                configure(&target, &mut command);
-                command.output().await
-            },
+            |session, target| self.command_work(session, target, command_line, configure),
             events,
         )
         .await
+    }
+
+    /// Connects every target and keeps the sessions open for several runs on the same
+    /// hosts ([`Pool::run_on`], [`Pool::run_command_on`]): the handshake and
+    /// authentication are paid once. `events` sees each host connect
+    /// ([`Event::Connecting`]) and finish connecting ([`Event::Finished`] with the
+    /// session or the error).
+    pub async fn connect_all(
+        &self,
+        targets: &[Target],
+        events: impl Fn(Event<'_, Arc<Session>>),
+    ) -> Sessions {
+        raise_open_file_limit();
+        let pacing = Pacing::default();
+        let events = &events;
+        let pacing = &pacing;
+        let mut hosts: Vec<(usize, Connection)> = stream::iter(targets.iter().enumerate())
+            .map(|(index, target)| async move {
+                let started = Instant::now();
+                let session = self
+                    .connect_one(index, target, pacing, |index, host| {
+                        events(Event::Connecting { index, host })
+                    })
+                    .await;
+                let connect = started.elapsed();
+                let result = host_result(
+                    index,
+                    target,
+                    session,
+                    Timings {
+                        connect,
+                        run: Duration::ZERO,
+                        total: connect,
+                    },
+                );
+                events(Event::Finished(&result));
+                let connection = Connection {
+                    target: target.clone(),
+                    session: result.result,
+                    connect,
+                };
+                (index, connection)
+            })
+            .buffer_unordered(self.forks)
+            .collect()
+            .await;
+        hosts.sort_by_key(|(index, _)| *index);
+        Sessions {
+            hosts: hosts.into_iter().map(|(_, c)| c).collect(),
+        }
+    }
+
+    /// Like [`Pool::run`] on sessions opened by [`Pool::connect_all`]: no connecting,
+    /// the sessions stay open afterwards. A host that did not connect gets its connect
+    /// error again; a session the server has closed since fails with
+    /// [`ErrorKind::Disconnected`]. Timings have a zero `connect`.
+    pub async fn run_on<T, F, Fut>(
+        &self,
+        sessions: &Sessions,
+        work: F,
+        events: impl Fn(Event<'_, T>),
+    ) -> Vec<HostResult<T>>
+    where
+        F: Fn(Arc<Session>, Target) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let work = &work;
+        let events = &events;
+        let mut results: Vec<HostResult<T>> = stream::iter(sessions.hosts.iter().enumerate())
+            .map(|(index, connection)| async move {
+                let target = &connection.target;
+                let result = match &connection.session {
+                    _ if self.cancel.is_cancelled() => host_result(
+                        index,
+                        target,
+                        Err(Error::new(
+                            ErrorKind::NotStarted,
+                            "not started: the run was interrupted",
+                        )),
+                        Timings::default(),
+                    ),
+                    Err(e) => host_result(index, target, Err(e.replicate()), Timings::default()),
+                    Ok(session) => self.work_one(index, target, session, work, events).await,
+                };
+                events(Event::Finished(&result));
+                result
+            })
+            .buffer_unordered(self.forks)
+            .collect()
+            .await;
+        results.sort_by_key(|r| r.index);
+        results
+    }
+
+    /// [`Pool::run_command`] on sessions opened by [`Pool::connect_all`].
+    pub async fn run_command_on(
+        &self,
+        sessions: &Sessions,
+        command_line: &str,
+        configure: impl Fn(&Target, &mut crate::Command<'_>),
+        events: impl Fn(Event<'_, Output>),
+    ) -> Vec<HostResult<Output>> {
+        let configure = &configure;
+        self.run_on(
+            sessions,
+            |session, target| self.command_work(session, target, command_line, configure),
+            events,
+        )
+        .await
+    }
+
+    async fn command_work(
+        &self,
+        session: Arc<Session>,
+        target: Target,
+        command_line: &str,
+        configure: &impl Fn(&Target, &mut crate::Command<'_>),
+    ) -> Result<Output> {
+        let line = target.render(command_line)?;
+        let mut command = session.command(line);
+        if let Some(t) = target.command_timeout {
+            command.timeout(t);
+        }
+        command.cancel_on(self.cancel.clone());
+        configure(&target, &mut command);
+        command.output().await
     }
 
     async fn run_one<T, F, Fut>(
@@ -234,43 +403,76 @@ impl Pool {
         F: Fn(Arc<Session>, Target) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let name = target.name().to_owned();
         let started = Instant::now();
-        let mut timings = Timings::default();
-        let finish = |result: Result<T>, timings: Timings| HostResult {
-            index,
-            host: name.clone(),
-            result: result.map_err(|e| e.with_host(&name)),
-            timings,
+        let connected = self
+            .connect_one(index, target, pacing, |index, host| {
+                events(Event::Connecting { index, host })
+            })
+            .await;
+        let connect = started.elapsed();
+        let session = match connected {
+            Ok(s) => s,
+            Err(e) => {
+                let timings = Timings {
+                    connect,
+                    run: Duration::ZERO,
+                    total: connect,
+                };
+                return host_result(index, target, Err(e), timings);
+            }
         };
+        let mut result = self.work_one(index, target, &session, work, events).await;
+        // Closing politely is best effort; the connection is dropped either way.
+        let _ = tokio::time::timeout(Duration::from_millis(500), session.close()).await;
+        result.timings.connect = connect;
+        result.timings.total = started.elapsed();
+        result
+    }
+
+    /// Connects one target (or makes its local session), unless the run was cancelled.
+    async fn connect_one(
+        &self,
+        index: usize,
+        target: &Target,
+        pacing: &Pacing,
+        connecting: impl Fn(usize, &str),
+    ) -> Result<Arc<Session>> {
         if self.cancel.is_cancelled() {
-            return finish(
-                Err(Error::new(
-                    ErrorKind::NotStarted,
-                    "not started: the run was interrupted",
-                )),
-                timings,
-            );
+            return Err(Error::new(
+                ErrorKind::NotStarted,
+                "not started: the run was interrupted",
+            ));
         }
-        events(Event::Connecting { index, host: &name });
+        connecting(index, target.name());
         let session = if target.is_local() {
-            Ok(Session::local(name.clone()))
+            Ok(Session::local(target.name().to_owned()))
         } else {
             tokio::select! {
                 s = self.connect(target, pacing) => s,
                 _ = self.cancel.cancelled() => Err(Error::new(ErrorKind::Interrupted, "interrupted while connecting")),
             }
         };
-        timings.connect = started.elapsed();
-        let session = match session {
-            Ok(s) => Arc::new(s),
-            Err(e) => {
-                timings.total = started.elapsed();
-                return finish(Err(e), timings);
-            }
-        };
-        events(Event::Running { index, host: &name });
-        let run_started = Instant::now();
+        session.map(Arc::new)
+    }
+
+    /// Runs `work` on a connected session; `timings.connect` is left zero.
+    async fn work_one<T, F, Fut>(
+        &self,
+        index: usize,
+        target: &Target,
+        session: &Arc<Session>,
+        work: &F,
+        events: &impl Fn(Event<'_, T>),
+    ) -> HostResult<T>
+    where
+        F: Fn(Arc<Session>, Target) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        events(Event::Running {
+            index,
+            host: target.name(),
+        });
+        let started = Instant::now();
         let grace = self.stop_grace;
         let result = tokio::select! {
             r = work(session.clone(), target.clone()) => r,
@@ -278,11 +480,13 @@ impl Pool {
                 Err(Error::new(ErrorKind::Interrupted, "interrupted"))
             }
         };
-        timings.run = run_started.elapsed();
-        // Closing politely is best effort; the connection is dropped either way.
-        let _ = tokio::time::timeout(Duration::from_millis(500), session.close()).await;
-        timings.total = started.elapsed();
-        finish(result, timings)
+        let run = started.elapsed();
+        let timings = Timings {
+            connect: Duration::ZERO,
+            run,
+            total: run,
+        };
+        host_result(index, target, result, timings)
     }
 
     /// Connects with pacing per server and retries of drops before authentication.
@@ -307,6 +511,21 @@ impl Pool {
                 other => return other,
             }
         }
+    }
+}
+
+fn host_result<T>(
+    index: usize,
+    target: &Target,
+    result: Result<T>,
+    timings: Timings,
+) -> HostResult<T> {
+    let name = target.name();
+    HostResult {
+        index,
+        host: name.to_owned(),
+        result: result.map_err(|e| e.with_host(name)),
+        timings,
     }
 }
 

@@ -450,6 +450,36 @@ pub(crate) fn russh_error(e: russh::Error, doing: &str) -> Error {
     Error::new(kind, msg).with_source(e)
 }
 
+/// The ciphers offered, best first: the AES-GCM modes first where the CPU has AES and
+/// carry-less multiply instructions (they then cost a fraction of chacha20-poly1305 on
+/// both ends: OpenSSH's sshd uses OpenSSL's AES-NI code), chacha20-poly1305 first
+/// elsewhere, as OpenSSH orders them. The server picks the first one it also allows.
+fn cipher_order() -> Vec<russh::cipher::Name> {
+    use russh::cipher::{AES_128_CTR, AES_192_CTR, AES_256_CTR, AES_256_GCM, CHACHA20_POLY1305};
+    let (first, second) = if aes_in_hardware() {
+        (AES_256_GCM, CHACHA20_POLY1305)
+    } else {
+        (CHACHA20_POLY1305, AES_256_GCM)
+    };
+    vec![first, second, AES_256_CTR, AES_192_CTR, AES_128_CTR]
+}
+
+#[cfg(target_arch = "x86_64")]
+fn aes_in_hardware() -> bool {
+    std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq")
+}
+
+#[cfg(target_arch = "aarch64")]
+fn aes_in_hardware() -> bool {
+    std::arch::is_aarch64_feature_detected!("aes")
+        && std::arch::is_aarch64_feature_detected!("pmull")
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn aes_in_hardware() -> bool {
+    false
+}
+
 async fn connect_inner(options: &ConnectOptions, name: &str) -> Result<Session> {
     let stream = tokio::time::timeout(options.connect_timeout, tcp_connect(options))
         .await
@@ -482,6 +512,8 @@ async fn connect_inner(options: &ConnectOptions, name: &str) -> Result<Session> 
         first.extend(rest);
         preferred.key = first.into();
     }
+    preferred.cipher = cipher_order().into();
+    preferred.cipher = cipher_order().into();
     let config = Arc::new(client::Config {
         preferred,
         keepalive_interval: Some(options.keepalive_interval),
