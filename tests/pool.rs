@@ -382,3 +382,29 @@ async fn sessions_are_reused_across_runs() {
 
     sessions.close().await;
 }
+
+/// `stream_command` yields each host's command result as it finishes, with the
+/// `{name}` placeholder rendered per host.
+#[tokio::test]
+async fn command_results_stream_as_hosts_finish() {
+    let cluster = Cluster::start(1, 3, 310);
+    let targets = targets(&cluster);
+    let go = cluster.dir.path().join("go");
+    let line = format!(
+        "if [ {{name}} = node01 ]; then while [ ! -e {} ]; do sleep 0.05; done; fi; echo {{name}}",
+        go.display()
+    );
+    let pool = Pool::new(3);
+    let mut stream = Box::pin(pool.stream_command(&targets, &line, |_, _| {}, |_| {}));
+    let mut seen = Vec::new();
+    while let Some(r) = stream.next().await {
+        let out = r.result.as_ref().unwrap().stdout_lossy().trim().to_owned();
+        assert_eq!(out, r.host);
+        seen.push(r.host.clone());
+        if seen.len() == 2 {
+            std::fs::write(&go, "").unwrap();
+        }
+    }
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen.last().unwrap(), "node01");
+}

@@ -9,6 +9,7 @@ mod transfer;
 use std::io::{IsTerminal, Read};
 use std::sync::Arc;
 
+use futures_util::StreamExt;
 use rexec::{Error, ErrorKind, Inventory, Pool, RunExit, Secret, TargetBuilder};
 
 use args::{Action, Config, OutputMode, StdinSource};
@@ -152,44 +153,50 @@ async fn run_command(
         config.out_dir.clone(),
     ));
     let stream_to = reporter.clone();
-    let results = pool
-        .run_command(
-            targets,
-            command,
-            |target, cmd| {
-                cmd.pty(config.pty);
-                if let Some(bytes) = &stdin {
-                    cmd.stdin(bytes.clone());
-                }
-                if let Some(dir) = &config.out_dir {
-                    match report::out_dir_writer(dir, target.name()) {
-                        Ok(writer) => {
-                            cmd.on_data(writer).max_output(0);
-                        }
-                        Err(e) => tracing::error!(
-                            "{}: cannot write to {}: {e}",
-                            target.name(),
-                            dir.display()
-                        ),
+    let results = pool.stream_command(
+        targets,
+        command,
+        |target, cmd| {
+            cmd.pty(config.pty);
+            if let Some(bytes) = &stdin {
+                cmd.stdin(bytes.clone());
+            }
+            if let Some(dir) = &config.out_dir {
+                match report::out_dir_writer(dir, target.name()) {
+                    Ok(writer) => {
+                        cmd.on_data(writer).max_output(0);
                     }
-                } else if config.mode == OutputMode::Stream {
-                    let reporter = stream_to.clone();
-                    let host = target.name().to_owned();
-                    cmd.on_data(Arc::new(move |stream, data| {
-                        reporter.stream_chunk(&host, stream, data)
-                    }));
+                    Err(e) => {
+                        tracing::error!("{}: cannot write to {}: {e}", target.name(), dir.display())
+                    }
                 }
-            },
-            |event| reporter.event(event),
-        )
-        .await;
-    if config.mode == OutputMode::Group {
-        reporter.print_groups(&results);
+            } else if config.mode == OutputMode::Stream {
+                let reporter = stream_to.clone();
+                let host = target.name().to_owned();
+                cmd.on_data(Arc::new(move |stream, data| {
+                    reporter.stream_chunk(&host, stream, data)
+                }));
+            }
+        },
+        |event| reporter.event(event),
+    );
+    // Each host's output was printed when it finished; only --group needs it afterwards.
+    let mut kept = Vec::new();
+    let mut outcomes: Vec<(usize, String, rexec::Outcome)> = Vec::with_capacity(targets.len());
+    let mut results = std::pin::pin!(results);
+    while let Some(r) = results.next().await {
+        outcomes.push((r.index, r.host.clone(), r.outcome()));
+        if config.mode == OutputMode::Group {
+            kept.push(r);
+        }
     }
-    let outcomes: Vec<(String, rexec::Outcome)> = results
-        .iter()
-        .map(|r| (r.host.clone(), r.outcome()))
-        .collect();
+    if config.mode == OutputMode::Group {
+        kept.sort_by_key(|r| r.index);
+        reporter.print_groups(&kept);
+    }
+    outcomes.sort_by_key(|(index, _, _)| *index);
+    let outcomes: Vec<(String, rexec::Outcome)> =
+        outcomes.into_iter().map(|(_, h, o)| (h, o)).collect();
     reporter.finish(&outcomes, config.quiet);
     write_failed_hosts(config, &outcomes)?;
     Ok(RunExit::of(outcomes.iter().map(|(_, o)| *o)))

@@ -256,13 +256,36 @@ impl Pool {
         configure: impl Fn(&Target, &mut crate::Command<'_>),
         events: impl Fn(Event<'_, Output>),
     ) -> Vec<HostResult<Output>> {
-        let configure = &configure;
-        self.run(
+        let mut results: Vec<HostResult<Output>> = self
+            .stream_command(targets, command_line, configure, events)
+            .collect()
+            .await;
+        results.sort_by_key(|r| r.index);
+        results
+    }
+
+    /// Like [`Pool::run_command`], but yields each host's result as soon as it finishes
+    /// (`imap_unordered`), so a caller that is done with a result can drop it: memory
+    /// then holds the output of the hosts running, not of every host.
+    pub fn stream_command<'a>(
+        &'a self,
+        targets: &'a [Target],
+        command_line: &'a str,
+        configure: impl Fn(&Target, &mut crate::Command<'_>) + 'a,
+        events: impl Fn(Event<'_, Output>) + 'a,
+    ) -> impl Stream<Item = HostResult<Output>> + 'a {
+        let configure = Arc::new(configure);
+        self.stream(
             targets,
-            |session, target| self.command_work(session, target, command_line, configure),
+            move |session, target| {
+                let configure = configure.clone();
+                async move {
+                    self.command_work(session, target, command_line, &*configure)
+                        .await
+                }
+            },
             events,
         )
-        .await
     }
 
     /// Connects every target and keeps the sessions open for several runs on the same
