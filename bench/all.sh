@@ -11,6 +11,7 @@ run RUNS=3 bench/exec.sh fanout
 run RUNS=3 RUNS_ansible=1 HOSTS=500 bench/exec.sh fanout
 run RUNS=3 RUNS_ansible=1 RUNS_parallel_ssh=1 RUNS_clush=1 RUNS_pdsh=1 HOSTS=1000 bench/exec.sh fanout
 run RUNS=3 RUNS_ansible=1 bench/exec.sh defaults
-run RUNS=3 bench/exec.sh output
+run MEASURE_TIMEOUT=300 RUNS=3 RUNS_pssh_lib=1 bench/exec.sh output
+run OUTPUT_MB=100 TOOLS=rexec RUNS=3 bench/exec.sh output
 run RUNS=3 bench/exec.sh latency
 run RUNS=3 bench/exec.sh reuse

@@ -6,17 +6,18 @@
 #
 #   bench/exec.sh fanout      # `true` on HOSTS hosts (default 100), parallelism 100
 #   bench/exec.sh defaults    # `true` on 100 hosts, every tool with its default parallelism
-#   bench/exec.sh output      # 10 MB of stdout from each of 20 hosts
+#   bench/exec.sh output      # 10 MB of stdout from each of 20 hosts (OUTPUT_MB)
 #   bench/exec.sh latency     # `true` on 100 hosts behind 20 ms of round-trip time
 #   bench/exec.sh reuse       # the same command twice on 100 hosts: one client vs two runs
 #
 # Environment: HOSTS, RUNS (default 3), PAR (default 100), TOOLS (space-separated subset
 # of: rexec parallel-ssh clush pdsh ansible pssh-lib), RUNS_<tool> (fewer runs for one
-# tool, e.g. RUNS_ansible=1), LATENCY_MS (latency scenario, 20).
+# tool, e.g. RUNS_ansible=1), LATENCY_MS (latency scenario, 20), OUTPUT_MB (output
+# scenario, 10), MEASURE_TIMEOUT (seconds before a tool is stopped, 900).
 set -euo pipefail
 SCENARIO=${1:-fanout}
 # The command line as given, for the results file.
-CMDLINE="$(env | grep -E '^(HOSTS|RUNS|RUNS_[a-z_]+|PAR|TOOLS|LATENCY_MS)=' | sed -E "s/=(.* .*)/='\1'/" | sort | tr '\n' ' ')bench/exec.sh $SCENARIO"
+CMDLINE="$(env | grep -E '^(HOSTS|RUNS|RUNS_[a-z_]+|PAR|TOOLS|LATENCY_MS|OUTPUT_MB|MEASURE_TIMEOUT)=' | sed -E "s/=(.* .*)/='\1'/" | sort | tr '\n' ' ')bench/exec.sh $SCENARIO"
 RUNS=${RUNS:-3}
 PAR=${PAR:-100}
 ALL_TOOLS="rexec parallel-ssh clush pdsh ansible pssh-lib"
@@ -70,11 +71,14 @@ round_true() {
     return 0
 }
 
-# 10 MB of stdout per host: 160,000 lines of 64 characters.
+# OUTPUT_MB (default 10) of stdout per host: lines of 64 characters (65 bytes with the
+# newline), 160,000 lines for 10 MB.
+OUTPUT_MB=${OUTPUT_MB:-10}
+LINES=$(( OUTPUT_MB * 16000 ))
 LINE=0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ@#
-BIG="yes $LINE | head -n 160000"
+BIG="yes $LINE | head -n $LINES"
 round_output() {
-    local total=$(( HOSTS * 160000 ))
+    local total=$(( HOSTS * LINES ))
     rm -rf "$W"/out-*
     uses rexec && measure "rexec" 'expect "^$LINE\$" "$total"' -- \
         "${RX[@]}" -f "$PAR" "$BIG"
@@ -92,7 +96,7 @@ round_output() {
         pdsh -S -R ssh -f "$PAR" -w "$RANGE" "$BIG"
     uses ansible && measure "ansible" 'expect "^$LINE\$" "$total"' -- \
         "${ANS[@]}" -f "$PAR" -a "sh -c '$BIG'"
-    uses pssh-lib && measure "pssh-lib" 'expect "lines=160000" "$HOSTS"' -- \
+    uses pssh-lib && measure "pssh-lib" 'expect "lines=$LINES" "$HOSTS"' -- \
         "$PYTHON" "$ROOT/bench/pssh_lib.py" "$W/pssh_lib_hosts" "$W/user_key" "$PAR" 1 "$BIG"
     return 0
 }
@@ -144,9 +148,9 @@ case $SCENARIO in
         report "Command fan-out: \`true\` on $HOSTS hosts, each tool's default parallelism" \
             "$CMDLINE" "Defaults: rexec 64 hosts at once, parallel-ssh (pssh) 32, clush 64, pdsh 32, Ansible 5 forks; the pssh-lib line uses the library's default pool_size of 100. $TOOLNOTE" ;;
     output)
-        REPORT_NAME=exec-output
-        report "10 MB of stdout from each of $HOSTS hosts, parallelism $PAR" \
-            "$CMDLINE" "Each host prints 160,000 lines of 64 characters (10.4 MB); every tool's output was checked complete (line count). rexec without --out-dir and parallel-ssh -i hold each host's output until the host is done, then print it; rexec --out-dir streams to DIR/<host>.out; clush and pdsh print lines as they arrive, prefixed with the host. $TOOLNOTE" ;;
+        REPORT_NAME=exec-output-${OUTPUT_MB}MB
+        report "$OUTPUT_MB MB of stdout from each of $HOSTS hosts, parallelism $PAR" \
+            "$CMDLINE" "Each host prints $LINES lines of 64 characters ($(( LINES * 65 )) bytes); every tool's output was checked complete (line count). rexec without --out-dir and parallel-ssh -i hold each host's output until the host is done, then print it; rexec --out-dir streams to DIR/<host>.out; clush and pdsh print lines as they arrive, prefixed with the host. $TOOLNOTE" ;;
     latency)
         REPORT_NAME=exec-latency
         report "Command fan-out: \`true\` on $HOSTS hosts behind ${LATENCY_MS} ms of round-trip time, parallelism $PAR" \

@@ -93,6 +93,7 @@ start_sshd() { # name first last   (at most 16 addresses per sshd)
 }
 
 bench_setup() { # name hosts per_host_users
+    LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
     W=$ROOT/target/bench-$1
     HOSTS=$2
     PER_HOST_USERS=$3
@@ -156,6 +157,7 @@ CFG
     for i in $(seq 1 "$HOSTS"); do node "$i"; echo; done >"$W/fleet.txt"
     RESULTS=$W/results.tsv
     : >"$RESULTS"
+    rm -f "$W/unfinished.tsv"
     if [ "${LATENCY_MS:-0}" -gt 0 ]; then
         bench_install_proxy
         "$DELAY_PROXY" "$LATENCY_MS" "$W/proxy.map" >"$W/proxy.ready" 2>"$W/proxy.log" &
@@ -180,8 +182,16 @@ CFG
 # whole process tree, peak RSS of the largest process), evaluates CHECK, records a line.
 measure() {
     local name=$1 check=$2; shift 3
-    local t; t=$(mktemp)
-    if ! /usr/bin/time -f '%e %U %S %M' -o "$t" "$@" >"$W/last.out" 2>"$W/last.err"; then
+    local t rc=0; t=$(mktemp)
+    # A tool that runs past MEASURE_TIMEOUT seconds (default 900) is stopped and
+    # reported as not finished.
+    /usr/bin/time -f '%e %U %S %M' -o "$t" timeout "${MEASURE_TIMEOUT:-900}" "$@" \
+        >"$W/last.out" 2>"$W/last.err" || rc=$?
+    if [ "$rc" = 124 ]; then
+        echo "  $name did not finish within ${MEASURE_TIMEOUT:-900} s: stopped"
+        printf '%s\t%s\n' "$name" "${MEASURE_TIMEOUT:-900}" >>"$W/unfinished.tsv"
+        rm -f "$t"; return 0
+    elif [ "$rc" != 0 ]; then
         echo "  $name FAILED: $(tail -3 "$W/last.err")"; rm -f "$t"; return 0
     fi
     if ! eval "$check"; then echo "  $name: result check FAILED"; rm -f "$t"; return 0; fi
@@ -194,7 +204,7 @@ measure() {
 
 # machine_line: cores, CPU model, memory, load, OpenSSH version.
 machine_line() {
-    echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr); load $(cut -d' ' -f1-3 /proc/loadavg); $(ssh -V 2>&1)."
+    echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr); load (1, 5, 15 min) before the runs ${LOAD_BEFORE:-?}, after $(cut -d' ' -f1-3 /proc/loadavg); $(ssh -V 2>&1)."
 }
 
 # report TITLE COMMAND NOTE: the results of this run as a Markdown file under
@@ -226,6 +236,12 @@ for n in rows:
     wr = f"{med(base, 0) / w:.2f}" if peer and w > 0 else ""
     cr = f"{med(base, 1) / c:.2f}" if peer and c > 0 else ""
     print(f"| {n} | {len(rows[n])} | {w:.2f} | {c:.2f} | {1000 * c / hosts:.1f} | {r / 1024:.0f} | {wr} | {cr} |")
+import os
+unfinished = os.path.join(os.path.dirname(sys.argv[1]), "unfinished.tsv")
+if os.path.exists(unfinished):
+    for line in open(unfinished):
+        name, limit = line.rstrip("\n").split("\t")
+        print(f"| {name} | stopped | did not finish within {limit} s | | | | | |")
 print()
 print("Ratios are against the first rexec line. Client CPU is user + system time of the tool")
 print("and every process it waited for (one `ssh` per host for parallel-ssh, clush, pdsh and")

@@ -5,11 +5,13 @@
 //! russh's own helpers are not used: they ignore `@revoked`, wildcards and tabs, and report
 //! a known host offering a key of another type as unknown, which accept-new would then learn.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use data_encoding::BASE64;
 use hmac::{Hmac, KeyInit, Mac};
@@ -106,14 +108,7 @@ struct Entry<'t> {
     line: usize,
 }
 
-impl Entry<'_> {
-    /// The key, or `None` for a line that does not parse (skipped, as OpenSSH does).
-    fn key(&self) -> Option<PublicKey> {
-        PublicKey::from_openssh(&format!("{} {}", self.key_type, self.key_base64)).ok()
-    }
-}
-
-#[derive(PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Marker {
     None,
     Revoked,
@@ -160,8 +155,8 @@ impl KnownHosts {
     pub(crate) fn read(&self) -> Result<Recorded> {
         let mut files = Vec::new();
         for file in &self.files {
-            if let Some(text) = read_optional(file)? {
-                files.push((file.clone(), text));
+            if let Some(indexed) = load(file)? {
+                files.push((file.clone(), indexed));
             }
         }
         Ok(Recorded { files })
@@ -246,7 +241,7 @@ impl KnownHosts {
 /// order host key algorithms before the handshake, and to check the server's key.
 #[derive(Debug)]
 pub(crate) struct Recorded {
-    files: Vec<(PathBuf, String)>,
+    files: Vec<(PathBuf, Arc<Indexed>)>,
 }
 
 impl Recorded {
@@ -255,13 +250,13 @@ impl Recorded {
         let name = lookup_name(host, port);
         let mut first_recorded: Option<KeyLocation> = None;
         let mut known: Option<KeyLocation> = None;
-        for (file, text) in &self.files {
-            for entry in parse(text) {
+        for (file, indexed) in &self.files {
+            for entry in indexed.candidates(&name) {
                 let location = || KeyLocation {
                     file: file.clone(),
                     line: entry.line,
                 };
-                let same_key = |e: &Entry<'_>| e.key().map(|k| k.key_data() == key.key_data());
+                let same_key = |e: &Line| e.key().map(|k| k.key_data() == key.key_data());
                 match entry.marker {
                     // A revoked key is refused for every host, as OpenSSH does.
                     Marker::Revoked => {
@@ -271,7 +266,7 @@ impl Recorded {
                     }
                     Marker::CertAuthority => {}
                     Marker::None => {
-                        if !host_matches(&name, entry.hosts) {
+                        if !host_matches(&name, &entry.hosts) {
                             continue;
                         }
                         let Some(same) = same_key(&entry) else {
@@ -297,9 +292,9 @@ impl Recorded {
     pub(crate) fn algorithms(&self, host: &str, port: u16) -> Vec<russh::keys::Algorithm> {
         let name = lookup_name(host, port);
         let mut algorithms = Vec::new();
-        for (_, text) in &self.files {
-            for entry in parse(text) {
-                if entry.marker == Marker::None && host_matches(&name, entry.hosts) {
+        for (_, indexed) in &self.files {
+            for entry in indexed.candidates(&name) {
+                if entry.marker == Marker::None && host_matches(&name, &entry.hosts) {
                     let Some(key) = entry.key() else {
                         continue;
                     };
@@ -327,15 +322,145 @@ fn lookup_name(host: &str, port: u16) -> String {
     }
 }
 
-fn read_optional(path: &Path) -> Result<Option<String>> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::new(
-            ErrorKind::LocalIo,
-            format!("cannot read known_hosts file {}", path.display()),
-        )
-        .with_source(e)),
+fn read_error(path: &Path, e: std::io::Error) -> Error {
+    Error::new(
+        ErrorKind::LocalIo,
+        format!("cannot read known_hosts file {}", path.display()),
+    )
+    .with_source(e)
+}
+
+/// What identifies one version of a file: any write changes the size or the change time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+type Cache = std::sync::Mutex<HashMap<PathBuf, (Stamp, Arc<Indexed>)>>;
+
+/// A known_hosts file parsed and indexed once per version of the file, for the whole
+/// process: a fan-out to N hosts otherwise reads and scans every line of an N-line file
+/// for each of the N connections. A missing file is `None`.
+fn load(path: &Path) -> Result<Option<Arc<Indexed>>> {
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(read_error(path, e)),
+    };
+    // Stamped before reading: a write racing with the read changes the stamp, so the
+    // next connection reads again.
+    let stamp = Stamp::of(&meta);
+    let cache = CACHE.get_or_init(Cache::default);
+    if let Ok(map) = cache.lock() {
+        if let Some((s, indexed)) = map.get(path) {
+            if *s == stamp {
+                return Ok(Some(indexed.clone()));
+            }
+        }
+    }
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(read_error(path, e)),
+    };
+    let indexed = Arc::new(Indexed::new(&String::from_utf8_lossy(&bytes)));
+    if let Ok(mut map) = cache.lock() {
+        map.insert(path.to_owned(), (stamp, indexed.clone()));
+    }
+    Ok(Some(indexed))
+}
+
+/// One line of a known_hosts file, owned.
+#[derive(Debug)]
+struct Line {
+    marker: Marker,
+    hosts: Box<str>,
+    key_type: Box<str>,
+    key_base64: Box<str>,
+    line: usize,
+}
+
+impl Line {
+    /// The key, or `None` for a line that does not parse (skipped, as OpenSSH does).
+    fn key(&self) -> Option<PublicKey> {
+        PublicKey::from_openssh(&format!("{} {}", self.key_type, self.key_base64)).ok()
+    }
+}
+
+/// The lines of a file, with the lines that name hosts plainly indexed by name: a lookup
+/// visits the lines recorded under its name plus the lines that need matching (hashed
+/// names, wildcards, negations, markers), in file order.
+#[derive(Debug)]
+struct Indexed {
+    lines: Vec<Line>,
+    by_name: HashMap<String, Vec<usize>>,
+    others: Vec<usize>,
+}
+
+impl Indexed {
+    fn new(text: &str) -> Indexed {
+        let mut indexed = Indexed {
+            lines: Vec::new(),
+            by_name: HashMap::new(),
+            others: Vec::new(),
+        };
+        for entry in parse(text) {
+            let i = indexed.lines.len();
+            let plain = entry.marker == Marker::None
+                && entry.hosts.split(',').all(|p| {
+                    !p.is_empty() && !p.starts_with(['!', '|']) && !p.contains(['*', '?'])
+                });
+            if plain {
+                let mut names: Vec<String> = entry
+                    .hosts
+                    .split(',')
+                    .map(str::to_ascii_lowercase)
+                    .collect();
+                names.dedup();
+                for name in names {
+                    indexed.by_name.entry(name).or_default().push(i);
+                }
+            } else {
+                indexed.others.push(i);
+            }
+            indexed.lines.push(Line {
+                marker: entry.marker,
+                hosts: entry.hosts.into(),
+                key_type: entry.key_type.into(),
+                key_base64: entry.key_base64.into(),
+                line: entry.line,
+            });
+        }
+        indexed
+    }
+
+    /// The lines that may concern `name` (already lowercased), in file order.
+    fn candidates<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a Line> + 'a {
+        let mut picked: Vec<usize> = self.others.clone();
+        if let Some(named) = self.by_name.get(name) {
+            picked.extend_from_slice(named);
+            picked.sort_unstable();
+            picked.dedup();
+        }
+        picked.into_iter().filter_map(|i| self.lines.get(i))
     }
 }
 
@@ -436,5 +561,25 @@ mod tests {
         let entry = format!("|1|{}|{}", BASE64.encode(&salt), BASE64.encode(&hash));
         assert!(host_matches("localhost", &entry));
         assert!(!host_matches("otherhost", &entry));
+    }
+
+    #[test]
+    fn a_lookup_visits_its_named_lines_and_every_line_that_needs_matching() {
+        let text = "\
+a.example ssh-ed25519 AAAA1
+b.example,[B.example]:2222 ssh-ed25519 AAAA2
+*.example ssh-ed25519 AAAA3
+@revoked c.example ssh-ed25519 AAAA4
+|1|c2FsdA==|aGFzaA== ssh-ed25519 AAAA5
+A.EXAMPLE ssh-rsa AAAA6
+# comment
+d.example,!a.example ssh-ed25519 AAAA7
+";
+        let indexed = Indexed::new(text);
+        let lines =
+            |name: &str| -> Vec<usize> { indexed.candidates(name).map(|l| l.line).collect() };
+        assert_eq!(lines("a.example"), vec![1, 3, 4, 5, 6, 8]);
+        assert_eq!(lines("[b.example]:2222"), vec![2, 3, 4, 5, 8]);
+        assert_eq!(lines("z.example"), vec![3, 4, 5, 8]);
     }
 }

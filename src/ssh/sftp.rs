@@ -34,9 +34,13 @@ const WRITES_IN_FLIGHT: usize = 16;
 const READS_IN_FLIGHT: usize = 32;
 
 /// Uploads at least this large flush to disk while they run (see [`Flusher`]).
-const EARLY_FLUSH_MIN: u64 = 128 * 1024 * 1024;
-/// How often (in bytes acknowledged) an early flush is asked for.
-const EARLY_FLUSH_EVERY: u64 = 64 * 1024 * 1024;
+const EARLY_FLUSH_MIN: u64 = 32 * 1024 * 1024;
+
+/// How often (in bytes acknowledged) an upload of `size` bytes asks for an early flush:
+/// an eighth of the file, between 16 and 64 MiB.
+fn early_flush_every(size: u64) -> u64 {
+    (size / 8).clamp(16 * 1024 * 1024, 64 * 1024 * 1024)
+}
 
 /// Called with (bytes done, bytes total) as a transfer progresses.
 pub type ProgressCallback = Arc<dyn Fn(u64, u64) + Send + Sync>;
@@ -853,7 +857,8 @@ impl Sftp {
         let mut in_flight = FuturesUnordered::new();
         let mut offset = 0u64;
         let mut acked = 0u64;
-        let mut next_flush = EARLY_FLUSH_EVERY;
+        let flush_every = early_flush_every(expected);
+        let mut next_flush = flush_every;
         let mut eof = false;
         loop {
             while !eof && in_flight.len() < WRITES_IN_FLIGHT {
@@ -894,7 +899,7 @@ impl Sftp {
                     acked += len;
                     progress.add(len);
                     if acked >= next_flush {
-                        next_flush = acked + EARLY_FLUSH_EVERY;
+                        next_flush = acked + flush_every;
                         if let Some(f) = flusher {
                             f.request();
                         }
