@@ -260,7 +260,7 @@ impl Recorded {
                 match entry.marker {
                     // A revoked key is refused for every host, as OpenSSH does.
                     Marker::Revoked => {
-                        if same_key(&entry) == Some(true) {
+                        if same_key(entry) == Some(true) {
                             return HostKeyStatus::Revoked(location());
                         }
                     }
@@ -269,7 +269,7 @@ impl Recorded {
                         if !host_matches(&name, &entry.hosts) {
                             continue;
                         }
-                        let Some(same) = same_key(&entry) else {
+                        let Some(same) = same_key(entry) else {
                             continue;
                         };
                         if same {
