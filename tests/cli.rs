@@ -645,7 +645,7 @@ fn running_out_of_file_descriptors_is_an_error_not_a_skipped_host() {
     let cluster = Cluster::start(2, 15, 240);
     let inventory = cluster.inventory(&[], "");
     let line = format!(
-        "ulimit -n 40 && exec {} -i {} --no-agent --json -f 30 'sleep 1; echo ok'",
+        "ulimit -n 30 && exec {} -i {} --no-agent --json -f 30 'sleep 1; echo ok'",
         env!("CARGO_BIN_EXE_rexec"),
         inventory.display()
     );

@@ -33,15 +33,6 @@ const WRITES_IN_FLIGHT: usize = 16;
 /// Read requests in flight per download: 8 MiB, the channel window rexec grants.
 const READS_IN_FLIGHT: usize = 32;
 
-/// Uploads at least this large flush to disk while they run (see [`Flusher`]).
-const EARLY_FLUSH_MIN: u64 = 32 * 1024 * 1024;
-
-/// How often (in bytes acknowledged) an upload of `size` bytes asks for an early flush:
-/// an eighth of the file, between 16 and 64 MiB.
-fn early_flush_every(size: u64) -> u64 {
-    (size / 8).clamp(16 * 1024 * 1024, 64 * 1024 * 1024)
-}
-
 /// Called with (bytes done, bytes total) as a transfer progresses.
 pub type ProgressCallback = Arc<dyn Fn(u64, u64) + Send + Sync>;
 
@@ -805,19 +796,11 @@ impl Sftp {
             raw: Some(self.raw.clone()),
             path: temp.clone(),
         };
-        let flusher = (finish.2 && self.fsync && expected >= EARLY_FLUSH_MIN)
-            .then(|| Flusher::start(self.connection.clone(), self.host.clone(), temp.clone()));
         let result = self
-            .write_all(&handle, source, expected, progress, dest, flusher.as_ref())
+            .write_all(&handle, source, expected, progress, dest)
             .await;
         let result = match result {
-            Ok(()) => {
-                let r = self.finish_upload(&handle, &temp, dest, finish).await;
-                if let Some(f) = flusher {
-                    f.finish().await;
-                }
-                r
-            }
+            Ok(()) => self.finish_upload(&handle, &temp, dest, finish).await,
             Err(e) => {
                 let _ = self.raw.close(handle.as_str()).await;
                 Err(e)
@@ -852,13 +835,10 @@ impl Sftp {
         expected: u64,
         progress: &mut Progress<'_>,
         dest: &str,
-        flusher: Option<&Flusher>,
     ) -> Result<()> {
         let mut in_flight = FuturesUnordered::new();
         let mut offset = 0u64;
         let mut acked = 0u64;
-        let flush_every = early_flush_every(expected);
-        let mut next_flush = flush_every;
         let mut eof = false;
         loop {
             while !eof && in_flight.len() < WRITES_IN_FLIGHT {
@@ -898,12 +878,6 @@ impl Sftp {
                 Some(Ok(len)) => {
                     acked += len;
                     progress.add(len);
-                    if acked >= next_flush {
-                        next_flush = acked + flush_every;
-                        if let Some(f) = flusher {
-                            f.request();
-                        }
-                    }
                 }
                 Some(Err(e)) => {
                     let mut err = sftp_error(e, "cannot write", dest);
@@ -1309,70 +1283,6 @@ impl Sftp {
         .await;
         let _ = self.raw.close(handle).await;
         result.map(|()| written)
-    }
-}
-
-/// Flushes an upload's temporary file to disk while the upload runs, so that the final
-/// `fsync@openssh.com` has little left to wait for. OpenSSH's sftp-server handles one
-/// request at a time: an fsync sent on the upload's own channel would stall its writes,
-/// so the flushes go over a second SFTP channel (a second sftp-server process) holding
-/// its own handle on the same file: `fsync(2)` on any descriptor flushes the file. The
-/// flushes are hints: any failure here only disables them; the final fsync on the
-/// upload's own handle is what reports errors.
-struct Flusher {
-    requests: tokio::sync::mpsc::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Flusher {
-    fn start(connection: Arc<Handle<ClientHandler>>, host: String, path: String) -> Flusher {
-        // One flush running and one waiting at most: requests beyond are dropped.
-        let (requests, mut pending) = tokio::sync::mpsc::channel::<()>(1);
-        let task = tokio::spawn(async move {
-            // Nothing to open until the first request (small uploads never get one).
-            if pending.recv().await.is_none() {
-                return;
-            }
-            let raw = match open_raw(&connection, &host).await {
-                Ok((raw, features)) if features.fsync => raw,
-                Ok((raw, _)) => {
-                    let _ = raw.close_session();
-                    return;
-                }
-                Err(e) => {
-                    tracing::debug!("{host}: no early flush of {path}: {e}");
-                    return;
-                }
-            };
-            if let Ok(handle) = raw
-                .open(path.as_str(), OpenFlags::READ, FileAttributes::empty())
-                .await
-            {
-                let handle = handle.handle;
-                loop {
-                    if let Err(e) = raw.fsync(handle.as_str()).await {
-                        tracing::debug!("{host}: early flush of {path} failed: {e}");
-                        break;
-                    }
-                    if pending.recv().await.is_none() {
-                        break;
-                    }
-                }
-                let _ = raw.close(handle.as_str()).await;
-            }
-            let _ = raw.close_session();
-        });
-        Flusher { requests, task }
-    }
-
-    fn request(&self) {
-        let _ = self.requests.try_send(());
-    }
-
-    /// Stops asking and waits (briefly) for the second channel to close.
-    async fn finish(self) {
-        drop(self.requests);
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
     }
 }
 

@@ -571,19 +571,6 @@ pub fn descendants(root: u32) -> Vec<u32> {
     all
 }
 
-/// How many descendants of `root` have the command name `name`.
-pub fn count_children_named(root: u32, name: &str) -> usize {
-    descendants(root)
-        .into_iter()
-        .filter(|pid| {
-            fs::read_to_string(format!("/proc/{pid}/comm"))
-                .unwrap_or_default()
-                .trim()
-                == name
-        })
-        .count()
-}
-
 /// Kills the descendants of `root` whose command name is `name`; returns how many.
 pub fn kill_children_named(root: u32, name: &str) -> usize {
     let mut killed = 0;
