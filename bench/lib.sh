@@ -194,7 +194,11 @@ measure() {
     elif [ "$rc" != 0 ]; then
         echo "  $name FAILED: $(tail -3 "$W/last.err")"; rm -f "$t"; return 0
     fi
-    if ! eval "$check"; then echo "  $name: result check FAILED"; rm -f "$t"; return 0; fi
+    if ! eval "$check"; then
+        echo "  $name: result check FAILED (not every host ok, or output incomplete)"
+        printf '%s\t%s\n' "$name" "check" >>"$W/unfinished.tsv"
+        rm -f "$t"; return 0
+    fi
     local wall user sys rss cpu
     read -r wall user sys rss <"$t"; rm -f "$t"
     cpu=$(echo "$user + $sys" | bc)
@@ -228,20 +232,23 @@ for line in open(sys.argv[1]):
 hosts = int(sys.argv[2])
 med = lambda n, i: statistics.median(r[i] for r in rows[n])
 base = next((n for n in rows if n.startswith("rexec")), None)
-print("| tool | runs | wall s | client CPU s | CPU ms per host | peak RSS MiB | rexec wall ratio | rexec CPU ratio |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+print("| tool | runs | hosts ok | wall s | client CPU s | CPU ms per host | peak RSS MiB | rexec wall ratio | rexec CPU ratio |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for n in rows:
     w, c, r = med(n, 0), med(n, 1), med(n, 2)
     peer = base is not None and not n.startswith("rexec")
     wr = f"{med(base, 0) / w:.2f}" if peer and w > 0 else ""
     cr = f"{med(base, 1) / c:.2f}" if peer and c > 0 else ""
-    print(f"| {n} | {len(rows[n])} | {w:.2f} | {c:.2f} | {1000 * c / hosts:.1f} | {r / 1024:.0f} | {wr} | {cr} |")
+    print(f"| {n} | {len(rows[n])} | {hosts}/{hosts} in every run | {w:.2f} | {c:.2f} | {1000 * c / hosts:.1f} | {r / 1024:.0f} | {wr} | {cr} |")
 import os
 unfinished = os.path.join(os.path.dirname(sys.argv[1]), "unfinished.tsv")
 if os.path.exists(unfinished):
     for line in open(unfinished):
         name, limit = line.rstrip("\n").split("\t")
-        print(f"| {name} | stopped | did not finish within {limit} s | | | | | |")
+        if limit == "check":
+            print(f"| {name} | 1 | failed its check: not every host ok, or output incomplete | | | | | | |")
+        else:
+            print(f"| {name} | stopped | did not finish within {limit} s | | | | | | |")
 print()
 print("Ratios are against the first rexec line. Client CPU is user + system time of the tool")
 print("and every process it waited for (one `ssh` per host for parallel-ssh, clush, pdsh and")

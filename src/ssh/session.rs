@@ -521,6 +521,10 @@ async fn connect_inner(options: &ConnectOptions, name: &str) -> Result<Session> 
         inactivity_timeout: None,
         nodelay: true,
         window_size: 8 * 1024 * 1024,
+        // Messages queued per channel before the connection stops reading its socket
+        // (russh's default 100 is up to 3.2 MiB of data per channel): a consumer slower
+        // than the network (--out-dir onto a busy disk) holds at most ~1 MiB per host.
+        channel_buffer_size: 32,
         ..Default::default()
     });
     let verdict = Arc::new(Mutex::new(HostKeyVerdict::default()));

@@ -33,6 +33,10 @@ const WRITES_IN_FLIGHT: usize = 16;
 /// Read requests in flight per download: 8 MiB, the channel window rexec grants.
 const READS_IN_FLIGHT: usize = 32;
 
+/// How long cleanup requests (close, remove) may take on the channel of a failed
+/// transfer before rexec gives up on that channel and cleans up over a fresh one.
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Called with (bytes done, bytes total) as a transfer progresses.
 pub type ProgressCallback = Arc<dyn Fn(u64, u64) + Send + Sync>;
 
@@ -802,7 +806,8 @@ impl Sftp {
         let result = match result {
             Ok(()) => self.finish_upload(&handle, &temp, dest, finish).await,
             Err(e) => {
-                let _ = self.raw.close(handle.as_str()).await;
+                let _ =
+                    tokio::time::timeout(CLEANUP_TIMEOUT, self.raw.close(handle.as_str())).await;
                 Err(e)
             }
         };
@@ -902,7 +907,9 @@ impl Sftp {
     /// Removes an upload's temporary file: over this SFTP channel, or, if the channel died
     /// (the server's sftp process was killed) while the connection lives, over a new one.
     async fn remove_temp(&self, temp: &str) -> bool {
-        if self.raw.remove(temp).await.is_ok() {
+        // A live server answers in milliseconds; on a channel whose sftp-server died,
+        // russh-sftp may leave the request waiting for its 60 s timeout.
+        if let Ok(Ok(_)) = tokio::time::timeout(CLEANUP_TIMEOUT, self.raw.remove(temp)).await {
             return true;
         }
         if self.connection.is_closed() {
