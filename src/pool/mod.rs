@@ -136,9 +136,7 @@ impl Sessions {
             .hosts
             .iter()
             .filter_map(|c| c.session.as_ref().ok())
-            .map(|s| async move {
-                let _ = tokio::time::timeout(Duration::from_millis(500), s.close()).await;
-            });
+            .map(|s| close_politely(s));
         futures_util::future::join_all(closing).await;
     }
 }
@@ -304,28 +302,16 @@ impl Pool {
         let pacing = &pacing;
         let mut hosts: Vec<(usize, Connection)> = stream::iter(targets.iter().enumerate())
             .map(|(index, target)| async move {
-                let started = Instant::now();
-                let session = self
+                let result = self
                     .connect_one(index, target, pacing, |index, host| {
                         events(Event::Connecting { index, host })
                     })
                     .await;
-                let connect = started.elapsed();
-                let result = host_result(
-                    index,
-                    target,
-                    session,
-                    Timings {
-                        connect,
-                        run: Duration::ZERO,
-                        total: connect,
-                    },
-                );
                 events(Event::Finished(&result));
                 let connection = Connection {
                     target: target.clone(),
                     session: result.result,
-                    connect,
+                    connect: result.timings.connect,
                 };
                 (index, connection)
             })
@@ -358,15 +344,9 @@ impl Pool {
             .map(|(index, connection)| async move {
                 let target = &connection.target;
                 let result = match &connection.session {
-                    _ if self.cancel.is_cancelled() => host_result(
-                        index,
-                        target,
-                        Err(Error::new(
-                            ErrorKind::NotStarted,
-                            "not started: the run was interrupted",
-                        )),
-                        Timings::default(),
-                    ),
+                    _ if self.cancel.is_cancelled() => {
+                        host_result(index, target, Err(not_started()), Timings::default())
+                    }
                     Err(e) => host_result(index, target, Err(e.replicate()), Timings::default()),
                     Ok(session) => self.work_one(index, target, session, work, events).await,
                 };
@@ -432,50 +412,54 @@ impl Pool {
                 events(Event::Connecting { index, host })
             })
             .await;
-        let connect = started.elapsed();
-        let session = match connected {
-            Ok(s) => s,
+        let (session, connect) = match connected.result {
+            Ok(s) => (s, connected.timings.connect),
             Err(e) => {
-                let timings = Timings {
-                    connect,
-                    run: Duration::ZERO,
-                    total: connect,
+                return HostResult {
+                    index,
+                    host: connected.host,
+                    result: Err(e),
+                    timings: connected.timings,
                 };
-                return host_result(index, target, Err(e), timings);
             }
         };
         let mut result = self.work_one(index, target, &session, work, events).await;
-        // Closing politely is best effort; the connection is dropped either way.
-        let _ = tokio::time::timeout(Duration::from_millis(500), session.close()).await;
+        close_politely(&session).await;
         result.timings.connect = connect;
         result.timings.total = started.elapsed();
         result
     }
 
-    /// Connects one target (or makes its local session), unless the run was cancelled.
+    /// Connects one target (or makes its local session), unless the run was cancelled;
+    /// the result's timings hold the time it took.
     async fn connect_one(
         &self,
         index: usize,
         target: &Target,
         pacing: &Pacing,
         connecting: impl Fn(usize, &str),
-    ) -> Result<Arc<Session>> {
-        if self.cancel.is_cancelled() {
-            return Err(Error::new(
-                ErrorKind::NotStarted,
-                "not started: the run was interrupted",
-            ));
-        }
-        connecting(index, target.name());
-        let session = if target.is_local() {
-            Ok(Session::local(target.name().to_owned()))
+    ) -> HostResult<Arc<Session>> {
+        let started = Instant::now();
+        let session = if self.cancel.is_cancelled() {
+            Err(not_started())
         } else {
-            tokio::select! {
-                s = self.connect(target, pacing) => s,
-                _ = self.cancel.cancelled() => Err(Error::new(ErrorKind::Interrupted, "interrupted while connecting")),
+            connecting(index, target.name());
+            if target.is_local() {
+                Ok(Session::local(target.name().to_owned()))
+            } else {
+                tokio::select! {
+                    s = self.connect(target, pacing) => s,
+                    _ = self.cancel.cancelled() => Err(Error::new(ErrorKind::Interrupted, "interrupted while connecting")),
+                }
             }
         };
-        session.map(Arc::new)
+        let connect = started.elapsed();
+        let timings = Timings {
+            connect,
+            run: Duration::ZERO,
+            total: connect,
+        };
+        host_result(index, target, session.map(Arc::new), timings)
     }
 
     /// Runs `work` on a connected session; `timings.connect` is left zero.
@@ -535,6 +519,18 @@ impl Pool {
             }
         }
     }
+}
+
+/// Closing politely is best effort (500 ms at most); the connection is dropped either way.
+async fn close_politely(session: &Session) {
+    let _ = tokio::time::timeout(Duration::from_millis(500), session.close()).await;
+}
+
+fn not_started() -> Error {
+    Error::new(
+        ErrorKind::NotStarted,
+        "not started: the run was interrupted",
+    )
 }
 
 fn host_result<T>(
