@@ -513,7 +513,6 @@ async fn connect_inner(options: &ConnectOptions, name: &str) -> Result<Session> 
         preferred.key = first.into();
     }
     preferred.cipher = cipher_order().into();
-    preferred.cipher = cipher_order().into();
     let config = Arc::new(client::Config {
         preferred,
         keepalive_interval: Some(options.keepalive_interval),
