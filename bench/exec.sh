@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2016,SC2034  # result checks are strings that measure() evals later
 # Command fan-out benchmarks of issue 5: rexec against parallel-ssh (pssh), clush
 # (clustershell), pdsh, Ansible (ad-hoc, `command` module) and the Python parallel-ssh
 # library, on loopback hosts, as plain users with no shell start-up files. Not a test:

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # variables here are used by the scripts that source it
 # Shared setup for the benchmarks (sourced, not run): tools, users with no shell start-up
 # files, a fleet of loopback hosts served by throw-away sshd processes, known_hosts, an
 # ssh_config for the OpenSSH-based tools, an inventory for rexec, and measurement.
@@ -89,7 +90,7 @@ start_sshd() { # name first last   (at most 16 addresses per sshd)
     } >"$W/$1.conf"
     /usr/sbin/sshd -D -f "$W/$1.conf" -E "$W/$1.log" &
     PIDS+=($!)
-    for i in $(seq "$2" "$3"); do PORT[$i]=$port; done
+    for i in $(seq "$2" "$3"); do PORT[i]=$port; done
 }
 
 bench_setup() { # name hosts per_host_users

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2016,SC2034  # result checks are strings that measure() evals later
 # A/B of two rexec builds on one loopback host: put and get of a SIZE_MIB file (default
 # 1024), alternating A, B and OpenSSH's sftp as a reference, `sync` (untimed) before every
 # measurement. Prints every run and the medians; for deciding whether a change to the

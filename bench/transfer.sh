@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2016,SC2034  # result checks are strings that measure() evals later
 # Transfer benchmark: rexec put/get against OpenSSH's sftp and scp (one loopback host, a
 # 1 GiB file), and a 64 MiB upload to 20 loopback hosts against parallel-scp (pssh) and
 # clush --copy (clustershell); each on tmpfs (the engines) and on the disk (what a flush
