@@ -97,17 +97,6 @@ pub struct KnownHosts {
     files: Vec<PathBuf>,
 }
 
-/// One line. The key is decoded only when needed (the host matched, or the line is
-/// `@revoked`): with hundreds of hosts in a file, decoding every key on every connection
-/// made connecting quadratic in the fleet size.
-struct Entry<'t> {
-    marker: Marker,
-    hosts: &'t str,
-    key_type: &'t str,
-    key_base64: &'t str,
-    line: usize,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Marker {
     None,
@@ -388,7 +377,9 @@ fn load(path: &Path) -> Result<Option<Arc<Indexed>>> {
     Ok(Some(indexed))
 }
 
-/// One line of a known_hosts file, owned.
+/// One line of a known_hosts file. The key is decoded only when needed (the host matched,
+/// or the line is `@revoked`): with hundreds of hosts in a file, decoding every key on
+/// every connection made connecting quadratic in the fleet size.
 #[derive(Debug)]
 struct Line {
     marker: Marker,
@@ -441,13 +432,7 @@ impl Indexed {
             } else {
                 indexed.others.push(i);
             }
-            indexed.lines.push(Line {
-                marker: entry.marker,
-                hosts: entry.hosts.into(),
-                key_type: entry.key_type.into(),
-                key_base64: entry.key_base64.into(),
-                line: entry.line,
-            });
+            indexed.lines.push(entry);
         }
         indexed
     }
@@ -464,7 +449,7 @@ impl Indexed {
     }
 }
 
-fn parse(text: &str) -> impl Iterator<Item = Entry<'_>> + '_ {
+fn parse(text: &str) -> impl Iterator<Item = Line> + '_ {
     text.lines().enumerate().filter_map(|(index, raw)| {
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -481,11 +466,11 @@ fn parse(text: &str) -> impl Iterator<Item = Entry<'_>> + '_ {
         if marker != Marker::None {
             first = fields.next()?;
         }
-        Some(Entry {
+        Some(Line {
             marker,
-            hosts: first,
-            key_type: fields.next()?,
-            key_base64: fields.next()?,
+            hosts: first.into(),
+            key_type: fields.next()?.into(),
+            key_base64: fields.next()?.into(),
             line: index + 1,
         })
     })
