@@ -207,6 +207,13 @@ measure() {
     printf '  %-34s wall %6.2fs  cpu %6.2fs  peak rss %7d KiB\n' "$name" "$wall" "$cpu" "$rss"
 }
 
+# tmeasure: measure, after writing out the page cache's dirty data (`sync`, untimed), so
+# that no tool's flush to disk waits for an earlier tool's writeback (transfer benchmarks).
+tmeasure() { sync; measure "$@"; }
+
+# sum_of FILE: its SHA-256, for result checks.
+sum_of() { sha256sum <"$1" | cut -d' ' -f1; }
+
 # machine_line: cores, CPU model, memory, load, OpenSSH version.
 machine_line() {
     echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr); load (1, 5, 15 min) before the runs ${LOAD_BEFORE:-?}, after $(cut -d' ' -f1-3 /proc/loadavg); $(ssh -V 2>&1)."

@@ -19,9 +19,7 @@ N1=$(node 1)
 H1=$(home_of "$(host_user 1)")
 head -c "$(( SIZE_MIB * 1048576 ))" /dev/urandom >"$W/big.bin"
 cp "$W/big.bin" "$H1/src.bin"; chown "$(host_user 1):" "$H1/src.bin"
-SUM=$(sha256sum <"$W/big.bin" | cut -d' ' -f1)
-sum_of() { sha256sum <"$1" | cut -d' ' -f1; }
-tmeasure() { sync; measure "$@"; }
+SUM=$(sum_of "$W/big.bin")
 # shellcheck disable=SC2206
 EXTRA_ARGS=(${EXTRA:-})
 for run in $(seq 1 "$RUNS"); do

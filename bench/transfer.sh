@@ -37,15 +37,10 @@ transfer_cleanup() {
 }
 trap transfer_cleanup EXIT
 
-home() { home_of "$(printf 'rexec-bench%02d' "$1")"; }
+home() { home_of "$(host_user "$1")"; }
 HOME0=$(home 0)
-sum_of() { sha256sum <"$1" | cut -d' ' -f1; }
 fleet_ok() { for i in $(seq 1 "$HOSTS"); do [ "$(sum_of "$(home "$i")/fleet.bin")" = "$FLEET_SUM" ] || return 1; done; }
 fleet_clean() { for i in $(seq 1 "$HOSTS"); do rm -f "$(home "$i")/fleet.bin"; done; }
-
-# Every measurement starts with the page cache's dirty data written out (`sync`,
-# untimed), so that no tool's flush waits for an earlier tool's writeback.
-tmeasure() { sync; measure "$@"; }
 
 # use_storage tmpfs|disk: mounts (or unmounts) a tmpfs on every home of the fleet and on
 # $L, the local side's directory, and puts the test files there.
@@ -59,7 +54,7 @@ use_storage() {
         for i in $(seq 0 "$HOSTS"); do
             h=$(home "$i")
             mount -t tmpfs -o "size=$(( SIZE_MIB * 2 + FLEET_MIB + 64 ))m,mode=755" tmpfs "$h"
-            chown "$(printf 'rexec-bench%02d' "$i"):" "$h"
+            chown "$(host_user "$i"):" "$h"
             MOUNTS+=("$h")
         done
         mount -t tmpfs -o "size=$(( SIZE_MIB * 2 + FLEET_MIB + 64 ))m,mode=755" tmpfs "$L"
