@@ -22,7 +22,7 @@ async fn main() -> ExitCode {
     {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {e:#}");
             return ExitCode::from(2);
         }
     };
@@ -43,7 +43,7 @@ async fn main() -> ExitCode {
         let outcome = Outcome::of_command(&r.result);
         match &r.result {
             Ok(out) => println!("{:>10} {}: {}", outcome, r.host, out.stdout_lossy().trim()),
-            Err(e) => println!("{outcome:>10} {e}"),
+            Err(e) => println!("{outcome:>10} {e:#}"),
         }
         if outcome != Outcome::Ok {
             failures += 1;

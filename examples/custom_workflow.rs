@@ -64,7 +64,7 @@ async fn main() -> ExitCode {
     {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {e:#}");
             return ExitCode::from(2);
         }
     };
@@ -86,7 +86,7 @@ async fn main() -> ExitCode {
             }
             Err(e) => {
                 ok = false;
-                println!("{e}");
+                println!("{e:#}");
             }
         }
     }

@@ -20,7 +20,7 @@ async fn main() -> ExitCode {
     match run(inventory, group, command).await {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
     }
@@ -41,7 +41,7 @@ async fn run(inventory: &str, group: &str, command: &str) -> rexec::Result<RunEx
     for r in results.iter().filter(|r| r.outcome() != Outcome::Ok) {
         match &r.result {
             Ok(out) => eprintln!("{}: {} {}", r.host, out.status, out.stderr_lossy().trim()),
-            Err(e) => eprintln!("{e}"),
+            Err(e) => eprintln!("{e:#}"),
         }
     }
     if failed.is_empty() {

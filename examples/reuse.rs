@@ -37,7 +37,7 @@ async fn main() -> ExitCode {
     }) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {e:#}");
             return ExitCode::from(2);
         }
     };
@@ -69,7 +69,7 @@ async fn main() -> ExitCode {
             all_ok = false;
             match &r.result {
                 Ok(out) => eprintln!("{}: {}", r.host, out.status),
-                Err(e) => eprintln!("{e}"),
+                Err(e) => eprintln!("{e:#}"),
             }
         }
     }

@@ -18,7 +18,7 @@ async fn main() -> ExitCode {
     match run().await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {e:#}");
             ExitCode::from(if e.kind() == ErrorKind::InvalidInput {
                 2
             } else {

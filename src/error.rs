@@ -144,7 +144,8 @@ impl Error {
         }
     }
 
-    /// Attaches the underlying cause, shown by `Display` and returned by `source()`.
+    /// Attaches the underlying cause, returned by `source()` and shown by the alternate
+    /// form of `Display` (`{:#}`, see [`Error::full_message`]).
     ///
     /// A cause that is, or wraps, "too many open files" (`EMFILE`, `ENFILE`) turns the
     /// error into [`ErrorKind::LocalIo`] with advice, wherever it struck.
@@ -199,10 +200,7 @@ impl Error {
     /// A copy for reporting the same failure again (the cause's text is kept in the
     /// message; the cause itself is not cloneable).
     pub(crate) fn replicate(&self) -> Error {
-        let mut message = self.message.clone();
-        if let Some(source) = &self.source {
-            message.push_str(&format!(": {source}"));
-        }
+        let message = self.full_message();
         Error {
             kind: self.kind,
             host: self.host.clone(),
@@ -223,9 +221,33 @@ impl Error {
         self.host.as_deref()
     }
 
-    /// The message without the host prefix.
+    /// The message without the host prefix and without the cause.
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// The message followed by each cause of the [`source`](std::error::Error::source)
+    /// chain, joined by `": "`, without the host: `cannot connect to 127.0.0.1:1: connection
+    /// refused`. Operating-system errors read as `strerror(3)` text in lower case, without
+    /// `(os error N)`; a cause whose text the message already ends with is not repeated.
+    /// This is what the CLI prints and what its JSON `message` holds.
+    pub fn full_message(&self) -> String {
+        let mut text = self.message.clone();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = self
+            .source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static));
+        while let Some(e) = cause {
+            let part = cause_text(e);
+            if !part.is_empty() && !text.ends_with(&part) {
+                if !text.is_empty() {
+                    text.push_str(": ");
+                }
+                text.push_str(&part);
+            }
+            cause = e.source();
+        }
+        text
     }
 
     /// The phase the error happened in: for [`ErrorKind::Timeout`] the phase that timed
@@ -264,16 +286,64 @@ pub(crate) fn fmt_duration(d: Duration) -> String {
     }
 }
 
+/// One cause's text: an OS error as lower-case `strerror` text; a wrapper whose text
+/// only repeats its own source's (russh's `IO(e)`, tokio's elapsed) as nothing, so the
+/// inner text is shown once.
+fn cause_text(e: &(dyn std::error::Error + 'static)) -> String {
+    if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        if let Some(code) = io.raw_os_error() {
+            let text = std::io::Error::from_raw_os_error(code).to_string();
+            let text = text
+                .strip_suffix(&format!(" (os error {code})"))
+                .unwrap_or(&text);
+            return lowercase_first(text);
+        }
+        if io.get_ref().is_some() {
+            // A custom io::Error: its own text is the inner error's, shown next.
+            return if e.source().is_some() {
+                String::new()
+            } else {
+                io.to_string()
+            };
+        }
+        return io.kind().to_string();
+    }
+    let text = e.to_string();
+    match e.source() {
+        Some(inner) if text.ends_with(&inner.to_string()) => {
+            let prefix = text
+                .strip_suffix(&inner.to_string())
+                .unwrap_or_default()
+                .trim_end_matches([':', ' ']);
+            lowercase_first(prefix)
+        }
+        _ => text,
+    }
+}
+
+fn lowercase_first(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        // Only a capital followed by a lower-case letter: keep acronyms ("SSH", "EOF").
+        Some(c) if c.is_uppercase() && chars.clone().next().is_some_and(char::is_lowercase) => {
+            c.to_lowercase().chain(chars).collect()
+        }
+        _ => text.to_owned(),
+    }
+}
+
+/// `host: message`; the alternate form (`{:#}`) adds the causes, as
+/// [`Error::full_message`] does.
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(host) = &self.host {
             write!(f, "{host}: ")?;
         }
-        f.write_str(&self.message)?;
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
+        if f.alternate() {
+            f.write_str(&self.full_message())
+        } else {
+            f.write_str(&self.message)
         }
-        Ok(())
     }
 }
 

@@ -17,7 +17,7 @@ async fn main() -> ExitCode {
     match outcome {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(e) => {
-            eprintln!("rexec: {e}");
+            eprintln!("rexec: {e:#}");
             // Errors before anything ran: bad usage, inventory, local files, secrets.
             ExitCode::from(rexec::RunExit::Usage.code())
         }

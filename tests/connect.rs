@@ -25,9 +25,22 @@ async fn a_port_nothing_listens_on_is_a_connect_error() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Connect);
+    // The cause is shown once: by the alternate form and full_message, not by Display.
     assert_eq!(
         err.to_string(),
-        format!("127.0.0.1:{port}: cannot connect to 127.0.0.1:{port}: Connection refused (os error 111)")
+        format!("127.0.0.1:{port}: cannot connect to 127.0.0.1:{port}")
+    );
+    assert_eq!(
+        format!("{err:#}"),
+        format!("127.0.0.1:{port}: cannot connect to 127.0.0.1:{port}: connection refused")
+    );
+    assert_eq!(
+        err.full_message(),
+        format!("cannot connect to 127.0.0.1:{port}: connection refused")
+    );
+    assert_eq!(
+        std::error::Error::source(&err).unwrap().to_string(),
+        "Connection refused (os error 111)"
     );
 }
 

@@ -365,7 +365,8 @@ impl Reporter {
                             v["bytes"] = json!(s.bytes);
                         }
                         Err(e) => {
-                            v["error"] = json!({"kind": e.kind().as_str(), "message": e.message()});
+                            v["error"] =
+                                json!({"kind": e.kind().as_str(), "message": e.full_message()});
                         }
                     }
                     format!("{v}\n")
@@ -378,7 +379,11 @@ impl Reporter {
                             if s.files == 1 { "" } else { "s" },
                             human_bytes(s.bytes)
                         ),
-                        Err(e) => format!("=== {}: {outcome} in {secs}: {}\n", r.host, e.message()),
+                        Err(e) => format!(
+                            "=== {}: {outcome} in {secs}: {}\n",
+                            r.host,
+                            e.full_message()
+                        ),
                     }
                 };
                 self.print(line.as_bytes());
@@ -432,7 +437,7 @@ pub fn describe(result: &HostResult<Output>) -> String {
             result.outcome(),
             status_text(&o.status)
         ),
-        Err(e) => format!("{} in {secs}: {}", result.outcome(), e.message()),
+        Err(e) => format!("{} in {secs}: {}", result.outcome(), e.full_message()),
     }
 }
 
@@ -441,7 +446,7 @@ fn describe_short(result: &HostResult<Output>) -> String {
     let outcome = result.outcome();
     match &result.result {
         Ok(o) => format!("{outcome} ({})", status_text(&o.status)),
-        Err(e) => format!("{outcome}: {}", e.message()),
+        Err(e) => format!("{outcome}: {}", e.full_message()),
     }
 }
 
@@ -460,7 +465,7 @@ fn json_line(result: &HostResult<Output>, out_dir: Option<&Path>) -> serde_json:
         Err(e) => {
             v["error"] = json!({
                 "kind": e.kind().as_str(),
-                "message": e.message(),
+                "message": e.full_message(),
                 "phase": timeout_phase(e).or_else(|| e.phase().map(|p| p.as_str())),
             });
             e.output()

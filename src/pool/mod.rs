@@ -512,7 +512,7 @@ impl Pool {
                     if Instant::now() + backoff >= deadline {
                         return Err(e);
                     }
-                    tracing::debug!("{}: retrying after {e}", target.name());
+                    tracing::debug!("{}: retrying after {e:#}", target.name());
                     tokio::time::sleep(backoff).await;
                 }
                 other => return other,

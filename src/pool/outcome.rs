@@ -17,13 +17,15 @@ pub enum Outcome {
     Killed,
     /// The command ended without an exit status.
     NoStatus,
-    /// A deadline passed (see the error's phase).
+    /// The command (or transfer) started and its deadline passed.
     TimedOut,
-    /// Name resolution or the TCP connection failed.
+    /// Name resolution or the TCP connection failed, or the server did not complete the
+    /// banner and key exchange in time (the error's kind and phase say which).
     Unreachable,
     /// The host key was unknown, changed or revoked.
     HostKeyRejected,
-    /// Authentication failed (or a key file or the agent could not be used).
+    /// Authentication failed or did not finish in time (or a key file or the agent
+    /// could not be used).
     AuthFailed,
     /// The connection was lost.
     ConnectionLost,
@@ -79,10 +81,17 @@ impl Outcome {
         }
     }
 
-    /// The outcome of an error.
+    /// The outcome of an error. A deadline that passed before the command started is
+    /// not `TimedOut` (the command never ran): connect and handshake deadlines are
+    /// `Unreachable`, the authentication deadline `AuthFailed`, as Ansible reports a
+    /// connection timeout as unreachable.
     pub fn of_error(error: &Error) -> Outcome {
         match error.kind() {
-            ErrorKind::Timeout => Outcome::TimedOut,
+            ErrorKind::Timeout => match error.phase() {
+                Some(Phase::Connect | Phase::Handshake) => Outcome::Unreachable,
+                Some(Phase::Auth) => Outcome::AuthFailed,
+                Some(Phase::Command) | None => Outcome::TimedOut,
+            },
             ErrorKind::Resolve | ErrorKind::Connect => Outcome::Unreachable,
             ErrorKind::HostKeyUnknown | ErrorKind::HostKeyChanged => Outcome::HostKeyRejected,
             ErrorKind::Auth | ErrorKind::KeyFile | ErrorKind::Agent => Outcome::AuthFailed,

@@ -167,7 +167,7 @@ impl Credentials {
             }
             match Identity::from_file(&path, None) {
                 Ok(id) => self.identities.push(id),
-                Err(e) => tracing::debug!("skipping default key: {e}"),
+                Err(e) => tracing::debug!("skipping default key: {e:#}"),
             }
         }
         self

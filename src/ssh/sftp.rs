@@ -823,7 +823,7 @@ impl Sftp {
                         e.kind(),
                         format!(
                             "{}; the temporary file {temp} could not be removed",
-                            e.message()
+                            e.full_message()
                         ),
                     )
                     .with_host(&self.host));
