@@ -183,6 +183,12 @@ impl Error {
         self
     }
 
+    /// Replaces the message (the kind, host, phase, output and cause stay).
+    pub(crate) fn with_message(mut self, message: impl Into<String>) -> Error {
+        self.message = message.into();
+        self
+    }
+
     pub(crate) fn with_output(mut self, output: Output) -> Error {
         self.output = Some(Box::new(output));
         self

@@ -107,18 +107,21 @@ async fn stdin_is_delivered_and_closed() {
 }
 
 #[tokio::test]
-async fn output_written_after_the_exit_status_is_kept() {
+async fn output_written_just_after_the_exit_status_is_kept() {
     let sshd = Sshd::start();
     let s = connect(&sshd).await;
-    // The shell exits at once (exit status sent); its background child writes later.
+    // The shell exits at once (exit status sent); its background child writes a moment
+    // later and then closes the output: that output belongs to the result.
     let out = s
-        .command("(sleep 1; echo late; echo late-err >&2) & echo early; exit 7")
+        .command("(sleep 0.1; echo late; echo late-err >&2) & echo early; exit 7")
         .output()
         .await
         .unwrap();
     assert_eq!(out.status, ExitStatus::Exited(7));
     assert_eq!(out.stdout, b"early\nlate\n");
     assert_eq!(out.stderr, b"late-err\n");
+    assert!(!out.output_open_after_exit);
+    assert_eq!(out.note(), None);
 }
 
 #[tokio::test]

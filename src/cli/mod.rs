@@ -120,21 +120,24 @@ async fn run_command(
     targets: &[rexec::Target],
     command: &str,
 ) -> Result<RunExit, Error> {
-    let stdin = match &config.stdin {
+    // Read once and shared by every host (Bytes clones are reference counts).
+    let stdin: Option<bytes::Bytes> = match &config.stdin {
         None => None,
-        Some(StdinSource::File(path)) => Some(std::fs::read(path).map_err(|e| {
-            Error::new(
-                ErrorKind::LocalIo,
-                format!("cannot read {}", path.display()),
-            )
-            .with_source(e)
-        })?),
+        Some(StdinSource::File(path)) => {
+            Some(std::fs::read(path).map(bytes::Bytes::from).map_err(|e| {
+                Error::new(
+                    ErrorKind::LocalIo,
+                    format!("cannot read {}", path.display()),
+                )
+                .with_source(e)
+            })?)
+        }
         Some(StdinSource::Inherit) => {
             let mut bytes = Vec::new();
             std::io::stdin()
                 .read_to_end(&mut bytes)
                 .map_err(|e| Error::new(ErrorKind::LocalIo, "cannot read stdin").with_source(e))?;
-            Some(bytes)
+            Some(bytes::Bytes::from(bytes))
         }
     };
     if let Some(dir) = &config.out_dir {

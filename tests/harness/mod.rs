@@ -144,6 +144,9 @@ pub struct SshdConfig {
     pub extra: Vec<String>,
     /// Loopback addresses to listen on (sshd takes at most 16).
     pub addresses: Vec<String>,
+    /// Also let root log in with the server's user key (OpenSSH treats root sessions
+    /// differently: it ignores `signal` requests for them).
+    pub root_login: bool,
 }
 
 impl Default for SshdConfig {
@@ -155,6 +158,7 @@ impl Default for SshdConfig {
             kbd_interactive: false,
             extra: Vec::new(),
             addresses: vec!["127.0.0.1".to_owned()],
+            root_login: false,
         }
     }
 }
@@ -199,9 +203,12 @@ impl Sshd {
                 "Port {port}\nPidFile {dir}/sshd.pid\n\
                  AuthorizedKeysFile {dir}/authorized_keys\nStrictModes no\n\
                  UsePAM {pam}\nPasswordAuthentication {pw}\nKbdInteractiveAuthentication {kbd}\n\
-                 PermitRootLogin no\nAllowUsers {TEST_USER}\nMaxStartups 200:30:400\n\
-                 MaxSessions 32\nLogLevel VERBOSE\nSubsystem sftp /usr/lib/openssh/sftp-server\n",
+                 PermitRootLogin {root}\nAllowUsers {TEST_USER}{also_root}\nMaxStartups 200:30:400\n\
+                 MaxSessions 32\nLogLevel VERBOSE\nSubsystem sftp /usr/lib/openssh/sftp-server\n\
+                 SetEnv {LEAK_TAG}={dir}\n",
                 dir = dir.path().display(),
+                root = if config.root_login { "prohibit-password" } else { "no" },
+                also_root = if config.root_login { " root" } else { "" },
                 pam = yes(config.use_pam),
                 pw = yes(config.password_auth),
                 kbd = yes(config.kbd_interactive),
@@ -346,10 +353,73 @@ impl Sshd {
     }
 }
 
+/// Every session of a harness sshd carries `REXEC_TEST_SSHD=<its directory>` in its
+/// environment (sshd_config `SetEnv`), so the processes a test left behind can be found.
+pub const LEAK_TAG: &str = "REXEC_TEST_SSHD";
+
+/// Processes whose environment has `REXEC_TEST_SSHD=<tag>`: the sessions of one harness
+/// sshd and everything they started (unless it cleared its environment).
+pub fn tagged_processes(tag: &str) -> Vec<(u32, String)> {
+    let needle = format!("{LEAK_TAG}={tag}");
+    let mut found = Vec::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(environ) = fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if environ
+            .split(|b| *b == 0)
+            .any(|var| var == needle.as_bytes())
+        {
+            let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            found.push((pid, cmdline.trim().to_owned()));
+        }
+    }
+    found
+}
+
+impl Sshd {
+    /// The processes this server's sessions left running.
+    pub fn leftovers(&self) -> Vec<(u32, String)> {
+        tagged_processes(&self.dir.path().display().to_string())
+    }
+
+    /// Kills whatever this server's sessions left running (for tests that leave a process
+    /// on purpose, e.g. one rexec cannot stop); returns what was killed.
+    pub fn kill_leftovers(&self) -> Vec<(u32, String)> {
+        let left = self.leftovers();
+        for (pid, _) in &left {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        left
+    }
+}
+
 impl Drop for Sshd {
+    /// Stops the server, then asserts that no process of its sessions outlived the test
+    /// (the leftovers are killed either way). Waits a few seconds first: a command being
+    /// stopped may still be on its way out.
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let tag = self.dir.path().display().to_string();
+        if eventually(Duration::from_secs(10), || {
+            tagged_processes(&tag).is_empty()
+        }) {
+            return;
+        }
+        let left = self.kill_leftovers();
+        if !std::thread::panicking() {
+            panic!("the test left processes running on its sshd: {left:?}");
+        }
     }
 }
 

@@ -1,0 +1,369 @@
+//! A command on an SSH channel: the exec request, stdin written while output is read,
+//! the end of the command (exit status, then the channel's close or a short drain), and
+//! the stop sequence on deadline, cancellation or drop.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use russh::{ChannelMsg, Sig};
+use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+
+use super::output::{Collector, ExitStatus, Stream};
+use super::stop::{
+    marker_line, nonce, spawn_reaper, PidMarker, Reaped, SharedPid, StopPlan, StopReason, Stopping,
+    EXIT_DRAIN,
+};
+use super::{Command, RunEnd};
+use crate::error::{Error, ErrorKind, Phase, Result};
+use crate::ssh::session::{russh_error, ClientHandler};
+
+type Connection = Arc<russh::client::Handle<ClientHandler>>;
+type Writer = Arc<russh::ChannelWriteHalf<russh::client::Msg>>;
+
+/// The next timed step of the loop.
+#[derive(Debug, Clone, Copy)]
+enum Timer {
+    /// Start stopping: the deadline is one grace away.
+    Term,
+    /// The grace is over: `KILL`.
+    Kill,
+    /// Give up on the channel.
+    End,
+    /// The output stayed silent after the exit status: stop waiting for it.
+    DrainEnd,
+}
+
+pub(super) async fn run(
+    cmd: &Command<'_>,
+    line: String,
+    collector: &mut Collector,
+    plan: &StopPlan,
+) -> Result<RunEnd> {
+    let connection = cmd.session.connection().ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            "a local session has no ssh channels",
+        )
+    })?;
+    let nonce = nonce();
+    let mut line = line;
+    if cmd.report_pid {
+        line.insert_str(0, &marker_line(&nonce));
+    }
+    // Opening the channel and sending the request count against the deadline too.
+    let start = async {
+        let channel = cmd.session.open_channel().await?;
+        let (read, write) = channel.split();
+        let lost = |e: russh::Error| russh_error(e, "starting the command");
+        if cmd.pty {
+            write
+                .request_pty(true, "xterm", 80, 24, 0, 0, &[])
+                .await
+                .map_err(lost)?;
+        }
+        write.exec(true, line.into_bytes()).await.map_err(lost)?;
+        Ok::<_, Error>((read, write))
+    };
+    let (read, write) = match plan.deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, start)
+            .await
+            .map_err(|_| Error::timeout(Phase::Command, cmd.timeout.unwrap_or_default()))??,
+        None => start.await?,
+    };
+    let write: Writer = Arc::new(write);
+    // The channel is driven by a task of its own, so that dropping this future does not
+    // drop the channel: the drop cancels `dropped`, and the task stops the command with
+    // the same sequence as a cancellation (it keeps reading, so the process-id marker can
+    // still arrive).
+    let dropped = CancellationToken::new();
+    let guard = dropped.clone().drop_guard();
+    let driver = Driver {
+        read,
+        write,
+        connection,
+        collector: std::mem::replace(collector, Collector::new(None, None)),
+        plan: plan.clone(),
+        dropped,
+        stdin: cmd.stdin.clone(),
+        pty: cmd.pty,
+        marker: cmd.report_pid.then(|| PidMarker::new(&nonce)),
+    };
+    let (end, returned) = tokio::spawn(driver.drive())
+        .await
+        .map_err(|_| Error::new(ErrorKind::LocalIo, "the command's task failed"))?;
+    guard.disarm();
+    *collector = returned;
+    end
+}
+
+struct Driver {
+    read: russh::ChannelReadHalf,
+    write: Writer,
+    connection: Connection,
+    collector: Collector,
+    plan: StopPlan,
+    dropped: CancellationToken,
+    stdin: Option<bytes::Bytes>,
+    pty: bool,
+    marker: Option<PidMarker>,
+}
+
+impl Driver {
+    async fn drive(self) -> (Result<RunEnd>, Collector) {
+        let Driver {
+            mut read,
+            write,
+            connection,
+            mut collector,
+            plan,
+            dropped,
+            stdin,
+            pty,
+            mut marker,
+        } = self;
+        let plan = &plan;
+        let collector = &mut collector;
+        let pid: SharedPid = SharedPid::default();
+        let replies_expected = if pty { 2 } else { 1 };
+
+        let stdin_writer = write.clone();
+        let send_stdin = async move {
+            if let Some(bytes) = stdin {
+                stdin_writer.data_bytes(bytes).await?;
+            }
+            stdin_writer.eof().await
+        };
+        tokio::pin!(send_stdin);
+        let mut stdin_done = false;
+
+        // The marker comes on stderr, or on stdout through a pty.
+        let marker_stream = if pty { Stream::Stdout } else { Stream::Stderr };
+        let deliver =
+            |collector: &mut Collector, marker: &mut Option<PidMarker>, stream, data: &[u8]| {
+                match marker.as_mut().filter(|_| stream == marker_stream) {
+                    Some(m) => {
+                        let passed = m.push(data);
+                        collector.push(stream, &passed);
+                        if let Some(p) = m.pid() {
+                            pid.store(p, Ordering::Relaxed);
+                        }
+                    }
+                    None => collector.push(stream, data),
+                }
+            };
+
+        let mut status: Option<ExitStatus> = None;
+        let mut eof = false;
+        let mut closed = false;
+        let mut replies_seen = 0;
+        let mut refused: Option<&'static str> = None;
+        let mut stopping: Option<Stopping> = None;
+        let mut drain_until: Option<Instant> = None;
+        let mut output_open_after_exit = false;
+        let mut reaper: Option<tokio::task::JoinHandle<Reaped>> = None;
+        let mut reaped: Reaped = None;
+        let cancel = plan.cancel.clone();
+        let term_at = plan.term_at();
+        let stop_requested = async {
+            match &cancel {
+                Some(t) => tokio::select! {
+                    _ = t.cancelled() => {}
+                    _ = dropped.cancelled() => {}
+                },
+                None => dropped.cancelled().await,
+            }
+        };
+        tokio::pin!(stop_requested);
+
+        let mut reaper_started = false;
+        loop {
+            // A stop that began before the process-id marker arrived gets its reaper now.
+            if let (Some(s), false) = (&stopping, reaper_started) {
+                let p = pid.load(Ordering::Relaxed);
+                if p > 1 && !closed {
+                    let now = Instant::now();
+                    reaper = Some(spawn_reaper(
+                        connection.clone(),
+                        p,
+                        s.reaper_grace(now),
+                        s.end_at.saturating_duration_since(now),
+                    ));
+                    reaper_started = true;
+                }
+            }
+            if closed && reaper.is_none() {
+                break;
+            }
+            let timer: Option<(Instant, Timer)> = match (&stopping, drain_until) {
+                (Some(s), _) if !s.kill_sent => Some((s.kill_at, Timer::Kill)),
+                (Some(s), _) => Some((s.end_at, Timer::End)),
+                (None, Some(until)) => Some((
+                    plan.deadline.map_or(until, |d| d.min(until)),
+                    Timer::DrainEnd,
+                )),
+                (None, None) if status.is_none() && !closed => term_at.map(|t| (t, Timer::Term)),
+                (None, None) => None,
+            };
+            let can_cancel = stopping.is_none() && status.is_none() && !closed;
+            tokio::select! {
+                biased;
+                msg = read.wait(), if !closed => match msg {
+                    None | Some(ChannelMsg::Close) => closed = true,
+                    Some(ChannelMsg::Data { data }) => {
+                        deliver(collector, &mut marker, Stream::Stdout, &data);
+                        if let Some(until) = drain_until.as_mut() {
+                            *until = Instant::now() + EXIT_DRAIN;
+                        }
+                    }
+                    Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                        deliver(collector, &mut marker, Stream::Stderr, &data);
+                        if let Some(until) = drain_until.as_mut() {
+                            *until = Instant::now() + EXIT_DRAIN;
+                        }
+                    }
+                    Some(ChannelMsg::Eof) => eof = true,
+                    Some(ChannelMsg::ExitStatus { exit_status }) => {
+                        status = Some(ExitStatus::Exited(exit_status));
+                        if stopping.is_none() {
+                            drain_until = Some(Instant::now() + EXIT_DRAIN);
+                        }
+                    }
+                    Some(ChannelMsg::ExitSignal { signal_name, core_dumped, error_message, .. }) => {
+                        status = Some(ExitStatus::Signaled {
+                            signal: signal_name_of(&signal_name),
+                            core_dumped,
+                            message: error_message,
+                        });
+                        if stopping.is_none() {
+                            drain_until = Some(Instant::now() + EXIT_DRAIN);
+                        }
+                    }
+                    Some(ChannelMsg::Success) => replies_seen += 1,
+                    Some(ChannelMsg::Failure) => {
+                        replies_seen += 1;
+                        refused = Some(if pty && replies_seen == 1 {
+                            "the server refused to allocate a pty"
+                        } else {
+                            "the server refused to run the command"
+                        });
+                        // The server will close the channel; keep reading until then.
+                        if replies_seen >= replies_expected {
+                            let _ = write.close().await;
+                        }
+                    }
+                    Some(_) => {}
+                },
+                _ = &mut send_stdin, if !stdin_done => stdin_done = true,
+                r = async { match reaper.as_mut() { Some(h) => h.await.ok().flatten(), None => std::future::pending().await } }, if reaper.is_some() => {
+                    reaped = r;
+                    reaper = None;
+                }
+                _ = &mut stop_requested, if can_cancel => {
+                    let now = Instant::now();
+                    let s = plan.sequence(StopReason::Cancelled, now);
+                    reaper = begin_stop(&write, &connection, &pid, &s, now).await;
+                    reaper_started = reaper.is_some();
+                    stopping = Some(s);
+                }
+                _ = async { match timer { Some((at, _)) => sleep_until(at).await, None => std::future::pending().await } }, if timer.is_some() => {
+                    let now = Instant::now();
+                    match timer.map(|(_, t)| t) {
+                        Some(Timer::Term) => {
+                            let s = plan.sequence(StopReason::Timeout, now);
+                            reaper = begin_stop(&write, &connection, &pid, &s, now).await;
+                            reaper_started = reaper.is_some();
+                            stopping = Some(s);
+                        }
+                        Some(Timer::Kill) => {
+                            let _ = write.signal(Sig::KILL).await;
+                            if let Some(s) = stopping.as_mut() {
+                                s.kill_sent = true;
+                            }
+                        }
+                        Some(Timer::End) => {
+                            let _ = write.close().await;
+                            if let Some(h) = reaper.take() {
+                                h.abort();
+                            }
+                            break;
+                        }
+                        Some(Timer::DrainEnd) => {
+                            output_open_after_exit = !eof;
+                            let _ = write.close().await;
+                            break;
+                        }
+                        None => {}
+                    }
+                }
+            }
+        }
+        if let Some(m) = marker.as_mut() {
+            let rest = m.finish();
+            collector.push(marker_stream, &rest);
+        }
+        if let Some(why) = refused {
+            return (
+                Err(Error::new(ErrorKind::Channel, why)),
+                std::mem::replace(collector, Collector::new(None, None)),
+            );
+        }
+        let confirmed = match (stopping.is_some(), reaped) {
+            (false, _) => true,
+            (true, Some(gone)) => gone,
+            // No reaper ran (no process id) or it could not report: the command's own end
+            // is the best there is.
+            (true, None) => status.is_some() && closed,
+        };
+        let end = RunEnd {
+            status,
+            stop: stopping.map(|s| s.reason),
+            confirmed,
+            output_open_after_exit,
+        };
+        (
+            Ok(end),
+            std::mem::replace(collector, Collector::new(None, None)),
+        )
+    }
+}
+
+/// `TERM` by `signal` request, and the reaper on a second channel when the process id
+/// is known.
+async fn begin_stop(
+    write: &Writer,
+    connection: &Connection,
+    pid: &SharedPid,
+    stopping: &Stopping,
+    now: Instant,
+) -> Option<tokio::task::JoinHandle<Reaped>> {
+    let _ = write.signal(Sig::TERM).await;
+    let pid = pid.load(Ordering::Relaxed);
+    (pid > 1).then(|| {
+        spawn_reaper(
+            connection.clone(),
+            pid,
+            stopping.reaper_grace(now),
+            stopping.end_at.saturating_duration_since(now),
+        )
+    })
+}
+
+fn signal_name_of(sig: &Sig) -> String {
+    match sig {
+        Sig::ABRT => "ABRT",
+        Sig::ALRM => "ALRM",
+        Sig::FPE => "FPE",
+        Sig::HUP => "HUP",
+        Sig::ILL => "ILL",
+        Sig::INT => "INT",
+        Sig::KILL => "KILL",
+        Sig::PIPE => "PIPE",
+        Sig::QUIT => "QUIT",
+        Sig::SEGV => "SEGV",
+        Sig::TERM => "TERM",
+        Sig::USR1 => "USR1",
+        Sig::Custom(name) => return name.clone(),
+    }
+    .to_owned()
+}
