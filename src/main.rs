@@ -2,23 +2,45 @@
 
 mod cli;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let args = cli::args::Args::parse();
-    cli::log::init();
-    let outcome = match args.into_config() {
-        Ok(config) => cli::run(config).await,
-        Err(e) => Err(e),
+fn main() -> ExitCode {
+    let args = match cli::args::Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => return cli::args::report_clap_error(&e),
     };
+    let config = match args.into_config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("rexec: {e:#}\n{}", cli::args::HELP_HINT);
+            return ExitCode::from(rexec::RunExit::Usage.code());
+        }
+    };
+    cli::log::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("rexec: cannot start: {e}");
+            return ExitCode::from(rexec::RunExit::Usage.code());
+        }
+    };
+    let outcome = runtime.block_on(cli::run(config));
+    // A name lookup that never answers keeps a blocking thread busy (getaddrinfo cannot
+    // be cancelled): its host already failed at the connect deadline, so do not wait for
+    // it here.
+    runtime.shutdown_background();
+    let _ = std::io::stdout().flush();
     match outcome {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(e) => {
-            eprintln!("rexec: {e:#}");
             // Errors before anything ran: bad usage, inventory, local files, secrets.
+            eprintln!("rexec: {e:#}");
             ExitCode::from(rexec::RunExit::Usage.code())
         }
     }

@@ -27,80 +27,106 @@ use rexec::{Error, ErrorKind, HostKeyPolicy, HostSettings};
 )]
 pub struct Args {
     /// Inventory file (hosts.toml).
-    #[arg(short = 'i', long, value_name = "FILE")]
+    #[arg(short = 'i', long, value_name = "FILE", global = true)]
     pub inventory: Option<PathBuf>,
     /// Hosts without an inventory: web1,web2:2222,deploy@db1,node[1-4].
-    #[arg(short = 'H', long, value_name = "LIST")]
+    #[arg(short = 'H', long, value_name = "LIST", global = true)]
     pub hosts: Option<String>,
     /// Select hosts: names, groups, globs, ranges, @FILE; `,` union, `:!x` exclude, `:&x` intersect.
-    #[arg(short = 'l', long, value_name = "PATTERN", default_value = "all")]
+    #[arg(
+        short = 'l',
+        long,
+        value_name = "PATTERN",
+        default_value = "all",
+        global = true
+    )]
     pub limit: String,
     /// Print the selected hosts and exit.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub list_hosts: bool,
 
     /// Remote user (replaces the inventory's [defaults]; hosts and groups may still set their own).
-    #[arg(short = 'u', long)]
+    #[arg(short = 'u', long, global = true)]
     pub user: Option<String>,
     /// SSH port (as --user).
-    #[arg(short = 'p', long)]
+    #[arg(short = 'p', long, global = true)]
     pub port: Option<u16>,
     /// Private key file; repeat for several (as --user).
-    #[arg(short = 'I', long = "identity", value_name = "FILE")]
+    #[arg(short = 'I', long = "identity", value_name = "FILE", global = true)]
     pub identity: Vec<PathBuf>,
     /// Prompt for a password (used for password and keyboard-interactive auth) for every host.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub ask_pass: bool,
     /// Read the password from this environment variable.
-    #[arg(long, value_name = "VAR")]
+    #[arg(long, value_name = "VAR", global = true)]
     pub password_env: Option<String>,
     /// Read the passphrase of encrypted key files from this environment variable
     /// (otherwise rexec prompts when stdin is a terminal).
-    #[arg(long, value_name = "VAR")]
+    #[arg(long, value_name = "VAR", global = true)]
     pub key_passphrase_env: Option<String>,
     /// Do not use the ssh-agent.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub no_agent: bool,
     /// Host key policy: strict (default), accept-new or off.
-    #[arg(long, value_name = "POLICY")]
+    #[arg(long, value_name = "POLICY", global = true)]
     pub host_key_policy: Option<String>,
     /// known_hosts file.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub known_hosts: Option<PathBuf>,
 
     /// Hosts run at once.
-    #[arg(short = 'f', long, default_value_t = rexec::Pool::DEFAULT_FORKS)]
+    #[arg(short = 'f', long, default_value_t = rexec::Pool::DEFAULT_FORKS, global = true)]
     pub forks: usize,
     /// Deadline for each connection phase (connect, handshake, auth): 10s, 500ms, 2m.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", global = true)]
     pub connect_timeout: Option<String>,
-    /// Deadline for the command; it is then sent TERM, then KILL.
-    #[arg(short = 't', long, value_name = "DURATION")]
+    /// Deadline for each host's command, from the exec request to the last byte
+    /// (TERM one kill grace before it, then KILL); for put/get, for the whole transfer.
+    #[arg(short = 't', long, value_name = "DURATION", global = true)]
     pub timeout: Option<String>,
+    /// Time between TERM and KILL when a command is stopped (default 2s; before a
+    /// deadline at most a quarter of it).
+    #[arg(long, value_name = "DURATION", global = true)]
+    pub kill_grace: Option<String>,
+    /// Keep at most this much of each host's stdout and of its stderr (e.g. 10MB, 1MiB);
+    /// the rest is read and dropped, and the result says it was cut.
+    #[arg(long, value_name = "BYTES", global = true)]
+    pub max_output: Option<String>,
+    /// Connection attempts after the first when the server drops the connection before
+    /// authentication (sshd's MaxStartups); refused connections, host key and
+    /// authentication failures are never retried.
+    #[arg(long, value_name = "N", default_value_t = 2, global = true)]
+    pub retries: u32,
+    /// Probe a silent server this often (default 15s)...
+    #[arg(long, value_name = "DURATION", global = true)]
+    pub keepalive: Option<String>,
+    /// ...and call the connection lost after this many unanswered probes (default 3).
+    #[arg(long, value_name = "N", global = true)]
+    pub keepalive_max: Option<usize>,
     /// Request a pseudo-terminal (stdout and stderr merge).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub pty: bool,
     /// Send this file ('-' for rexec's own stdin) to the command's stdin on every host.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub stdin: Option<PathBuf>,
 
     /// Print output lines live as `host | line`.
-    #[arg(long, conflicts_with_all = ["group", "json"])]
+    #[arg(long, conflicts_with_all = ["group", "json"], global = true)]
     pub stream: bool,
     /// Fold hosts with identical output and exit status into one block.
-    #[arg(long, conflicts_with = "json")]
+    #[arg(long, conflicts_with = "json", global = true)]
     pub group: bool,
     /// One JSON object per host as it finishes, then a summary object.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
     /// Write each host's stdout and stderr to DIR/<host>.out and DIR/<host>.err.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     pub out_dir: Option<PathBuf>,
     /// Write the hosts that did not succeed to FILE (reuse with -l @FILE).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub failed_hosts: Option<PathBuf>,
     /// No progress bar and no summary.
-    #[arg(short = 'q', long, action = ArgAction::SetTrue)]
+    #[arg(short = 'q', long, action = ArgAction::SetTrue, global = true)]
     pub quiet: bool,
 
     /// File transfer instead of a command (`--` before a command named put or get).
@@ -109,11 +135,7 @@ pub struct Args {
 
     /// The command line, run by each host's login shell. {name}, {host}, {port}, {user}
     /// and inventory variables are replaced by quoted values.
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "COMMAND"
-    )]
+    #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
 
@@ -210,6 +232,11 @@ pub struct Config {
     pub key_passphrase_env: Option<String>,
     pub no_agent: bool,
     pub forks: usize,
+    pub kill_grace: Option<Duration>,
+    pub max_output: Option<usize>,
+    pub retries: u32,
+    pub keepalive: Option<Duration>,
+    pub keepalive_max: Option<usize>,
     pub pty: bool,
     pub stdin: Option<StdinSource>,
     pub mode: OutputMode,
@@ -217,6 +244,36 @@ pub struct Config {
     pub failed_hosts: Option<PathBuf>,
     pub quiet: bool,
     pub action: Option<Action>,
+}
+
+/// The second line of every usage error.
+pub const HELP_HINT: &str = "Try 'rexec --help' for more information.";
+
+/// Prints a clap error in rexec's one format for usage errors (`rexec: message`, clap's
+/// tips, the help hint) and returns exit code 2; `--help` and `--version` print as
+/// usual and return 0.
+pub fn report_clap_error(e: &clap::Error) -> std::process::ExitCode {
+    use clap::error::ErrorKind as Kind;
+    if matches!(
+        e.kind(),
+        Kind::DisplayHelp | Kind::DisplayVersion | Kind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return std::process::ExitCode::SUCCESS;
+    }
+    let text = e.to_string();
+    let mut lines = text.lines();
+    let first = lines
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ");
+    let mut out = format!("rexec: {first}\n");
+    for tip in lines.filter(|l| l.trim_start().starts_with("tip:")) {
+        out.push_str(&format!("rexec: {}\n", tip.trim()));
+    }
+    out.push_str(HELP_HINT);
+    eprintln!("{out}");
+    std::process::ExitCode::from(rexec::RunExit::Usage.code())
 }
 
 fn usage(msg: impl Into<String>) -> Error {
@@ -256,6 +313,28 @@ impl Args {
         }
         if let Some(t) = &self.timeout {
             overrides.command_timeout = Some(parse_duration(t)?);
+        }
+        let kill_grace = match &self.kill_grace {
+            Some(g) if g.trim() == "0" => Some(Duration::ZERO),
+            Some(g) => Some(parse_duration(g)?),
+            None => None,
+        };
+        let max_output = match &self.max_output {
+            Some(text) => Some(
+                parse_size::parse_size(text)
+                    .ok()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .ok_or_else(|| {
+                        usage(format!(
+                            "invalid --max-output {text:?} (a number of bytes, e.g. 65536, 10MB, 1MiB)"
+                        ))
+                    })?,
+            ),
+            None => None,
+        };
+        let keepalive = self.keepalive.as_deref().map(parse_duration).transpose()?;
+        if self.keepalive_max == Some(0) {
+            return Err(usage("--keepalive-max must be at least 1"));
         }
         let mode = if self.stream {
             OutputMode::Stream
@@ -301,7 +380,7 @@ impl Args {
             None => (!self.command.is_empty()).then(|| Action::Run(self.command.join(" "))),
         };
         if action.is_none() && !self.list_hosts {
-            return Err(usage("no command given (see rexec --help)"));
+            return Err(usage("no command given"));
         }
         let transfer = matches!(action, Some(Action::Put { .. } | Action::Get { .. }));
         let command_only = matches!(mode, OutputMode::Stream | OutputMode::Group)
@@ -323,6 +402,11 @@ impl Args {
             key_passphrase_env: self.key_passphrase_env,
             no_agent: self.no_agent,
             forks: self.forks,
+            kill_grace,
+            max_output,
+            retries: self.retries,
+            keepalive,
+            keepalive_max: self.keepalive_max,
             pty: self.pty,
             stdin: self.stdin.map(|p| {
                 if p.as_os_str() == "-" {

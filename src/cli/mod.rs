@@ -6,7 +6,8 @@ pub mod log;
 pub mod report;
 mod transfer;
 
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -24,13 +25,7 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
     };
     let selected = inventory.select(&config.limit)?;
     if config.list_hosts {
-        let mut text = String::new();
-        for host in &selected {
-            text.push_str(&host.name);
-            text.push('\n');
-        }
-        print!("{text}");
-        return Ok(RunExit::Success);
+        return Ok(list_hosts(&selected));
     }
     let Some(action) = config.action.clone() else {
         return Err(Error::new(ErrorKind::InvalidInput, "no command given"));
@@ -55,7 +50,19 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
         }
     }
 
-    let targets = build_targets(&config, selected.iter().copied())?;
+    let mut targets = build_targets(&config, selected.iter().copied())?;
+    if config.keepalive.is_some() || config.keepalive_max.is_some() {
+        for t in &mut targets {
+            t.connect = t.connect.clone().keepalive(
+                config
+                    .keepalive
+                    .unwrap_or(rexec::ConnectOptions::DEFAULT_KEEPALIVE),
+                config
+                    .keepalive_max
+                    .unwrap_or(rexec::ConnectOptions::DEFAULT_KEEPALIVE_MAX),
+            );
+        }
+    }
     // Every placeholder must resolve before anything connects.
     for t in &targets {
         match &action {
@@ -73,17 +80,41 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
             }
         }
     }
-    let pool = Pool::new(config.forks);
-    watch_interrupts(&pool);
+    let kill_grace = config
+        .kill_grace
+        .unwrap_or(rexec::Command::DEFAULT_KILL_GRACE);
+    let pool = Pool::new(config.forks)
+        .connect_attempts(config.retries.saturating_add(1))
+        // Commands stop themselves within the kill grace plus the time to confirm it.
+        .stop_grace(kill_grace + std::time::Duration::from_secs(4));
+    let interrupted = watch_interrupts(&pool);
     let exit = match action {
         Action::Run(command) => run_command(&config, &pool, &targets, &command).await?,
         transfer => transfer::run(&config, &pool, &targets, &transfer).await?,
     };
-    Ok(if pool.cancel_token().is_cancelled() {
+    Ok(if interrupted.load(Ordering::Relaxed) {
         exit.merge(RunExit::Interrupted)
     } else {
         exit
     })
+}
+
+/// `--list-hosts`: one name per line; a reader that goes away (`| head`) ends it quietly.
+fn list_hosts(hosts: &[&rexec::Host]) -> RunExit {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let written = hosts
+        .iter()
+        .try_for_each(|h| writeln!(out, "{}", h.name))
+        .and_then(|()| out.flush());
+    match written {
+        Ok(()) => RunExit::Success,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => RunExit::OutputClosed,
+        Err(e) => {
+            eprintln!("rexec: cannot write the host list: {e}");
+            RunExit::Usage
+        }
+    }
 }
 
 fn build_targets<'a>(
@@ -96,6 +127,14 @@ fn build_targets<'a>(
     }
     if config.ask_pass {
         builder.password(Secret::prompt("Password: ")?);
+    } else if let Some(var) = &config.overrides.password_env {
+        // A local problem, reported once (not once per host, not with a host's name).
+        builder.password(Secret::from_env(var).map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("--password-env {var}: the environment variable {var} is not set (or not UTF-8)"),
+            )
+        })?);
     }
     let passphrase_env = config.key_passphrase_env.clone();
     builder.passphrase_source(move |path| match &passphrase_env {
@@ -155,12 +194,25 @@ async fn run_command(
         config.quiet,
         config.out_dir.clone(),
     ));
+    // A reader that goes away stops the run as Ctrl-C does.
+    let closed = reporter.closed();
+    let cancel = pool.cancel_token();
+    let stop_on_close = tokio::spawn(async move {
+        closed.cancelled().await;
+        cancel.cancel();
+    });
     let stream_to = reporter.clone();
     let results = pool.stream_command(
         targets,
         command,
         |target, cmd| {
             cmd.pty(config.pty);
+            if let Some(grace) = config.kill_grace {
+                cmd.kill_grace(grace);
+            }
+            if let Some(max) = config.max_output {
+                cmd.max_output(max);
+            }
             if let Some(bytes) = &stdin {
                 cmd.stdin(bytes.clone());
             }
@@ -176,9 +228,11 @@ async fn run_command(
             } else if config.mode == OutputMode::Stream {
                 let reporter = stream_to.clone();
                 let host = target.name().to_owned();
+                // Printed as it comes; nothing is kept.
                 cmd.on_data(Arc::new(move |stream, data| {
                     reporter.stream_chunk(&host, stream, data)
-                }));
+                }))
+                .max_output(0);
             }
         },
         |event| reporter.event(event),
@@ -200,9 +254,17 @@ async fn run_command(
     outcomes.sort_by_key(|(index, _, _)| *index);
     let outcomes: Vec<(String, rexec::Outcome)> =
         outcomes.into_iter().map(|(_, h, o)| (h, o)).collect();
-    reporter.finish(&outcomes, config.quiet);
+    stop_on_close.abort();
+    // Hosts stopped because the reader went away end `interrupted`; the run's code says
+    // why.
+    let exit = if reporter.closed().is_cancelled() {
+        RunExit::OutputClosed
+    } else {
+        RunExit::of(outcomes.iter().map(|(_, o)| *o))
+    };
+    reporter.finish(&outcomes, exit, config.quiet);
     write_failed_hosts(config, &outcomes)?;
-    Ok(RunExit::of(outcomes.iter().map(|(_, o)| *o)))
+    Ok(exit)
 }
 
 /// `--failed-hosts FILE`: the hosts that did not succeed, one per line.
@@ -224,17 +286,22 @@ fn write_failed_hosts(config: &Config, outcomes: &[(String, rexec::Outcome)]) ->
     })
 }
 
-/// First Ctrl-C: stop launching, signal running commands. Second: exit at once.
-fn watch_interrupts(pool: &Pool) {
+/// First Ctrl-C: stop launching, signal running commands. Second: exit at once. The
+/// flag says whether a Ctrl-C came.
+fn watch_interrupts(pool: &Pool) -> Arc<AtomicBool> {
     let token = pool.cancel_token();
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_err() {
             return;
         }
+        flag.store(true, Ordering::Relaxed);
         eprintln!("\nrexec: interrupted: stopping running commands (Ctrl-C again to exit now)");
         token.cancel();
         if tokio::signal::ctrl_c().await.is_ok() {
             std::process::exit(130);
         }
     });
+    interrupted
 }

@@ -1,10 +1,14 @@
 //! Everything the CLI draws: per-host blocks, live lines, folded groups, JSON lines, the
 //! progress bar and the summary. The pool only emits events; this module alone writes to
-//! the terminal, and one host's output is written whole under one lock.
+//! the terminal, and one host's output is written whole under one lock, straight from
+//! the host's buffers (no second copy, also for JSON).
+//!
+//! When stdout goes away (EPIPE: `rexec ... | head`), the reporter stops writing and
+//! cancels [`Reporter::closed`], which the run turns into a stop of every host.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{IsTerminal, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,8 +19,13 @@ use rexec::inventory::range::fold;
 use rexec::pool::timeout_phase;
 use rexec::{Event, ExitStatus, HostResult, Outcome, Output, Stream};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::args::{seconds, OutputMode};
+
+/// `--stream`: a line longer than this is printed in pieces of this size, each as its own
+/// `host | ` line, so memory stays bounded whatever the output.
+pub const MAX_STREAM_LINE: usize = 1024 * 1024;
 
 pub struct Reporter {
     mode: OutputMode,
@@ -26,10 +35,11 @@ pub struct Reporter {
     in_flight: AtomicUsize,
     done: AtomicUsize,
     total: usize,
-    /// --stream: partial lines per (host, stream).
+    /// --stream: the unfinished line per (host, is stderr).
     partial: Mutex<HashMap<(String, bool), Vec<u8>>>,
     out_dir: Option<PathBuf>,
     started: Instant,
+    closed: CancellationToken,
 }
 
 impl Reporter {
@@ -58,20 +68,39 @@ impl Reporter {
             partial: Mutex::new(HashMap::new()),
             out_dir,
             started: Instant::now(),
+            closed: CancellationToken::new(),
         }
     }
 
-    /// Writes to stdout above the progress bar, whole.
-    fn print(&self, bytes: &[u8]) {
-        let write = || {
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(bytes);
-            let _ = out.flush();
-        };
-        match &self.bar {
-            Some(bar) => bar.suspend(write),
-            None => write(),
+    /// Cancelled when stdout was closed by its reader.
+    pub fn closed(&self) -> CancellationToken {
+        self.closed.clone()
+    }
+
+    /// Writes to stdout above the progress bar, whole, under one lock. A closed stdout
+    /// (EPIPE) cancels [`Reporter::closed`]; nothing is written after that.
+    fn write_out(&self, write: impl FnOnce(&mut dyn Write) -> io::Result<()>) {
+        if self.closed.is_cancelled() {
+            return;
         }
+        let run = || {
+            let stdout = io::stdout();
+            let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+            write(&mut out).and_then(|()| out.flush())
+        };
+        let result = match &self.bar {
+            Some(bar) => bar.suspend(run),
+            None => run(),
+        };
+        if let Err(e) = result {
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                self.closed.cancel();
+            }
+        }
+    }
+
+    fn print(&self, bytes: &[u8]) {
+        self.write_out(|w| w.write_all(bytes));
     }
 
     fn eprint(&self, bytes: &[u8]) {
@@ -119,13 +148,12 @@ impl Reporter {
             Event::Finished(result) => {
                 self.host_finished(result.outcome());
                 match self.mode {
-                    OutputMode::PerHost => self.print(&self.block(result)),
+                    OutputMode::PerHost => self.write_out(|w| self.write_block(w, result)),
                     OutputMode::Stream => self.finish_stream(result),
-                    OutputMode::Json => {
-                        let mut line = json_line(result, self.out_dir.as_deref()).to_string();
-                        line.push('\n');
-                        self.print(line.as_bytes());
-                    }
+                    OutputMode::Json => self.write_out(|w| {
+                        write_json_line(w, result, self.out_dir.as_deref())?;
+                        w.write_all(b"\n")
+                    }),
                     OutputMode::Group => {}
                 }
                 if let Some(bar) = &self.bar {
@@ -136,30 +164,42 @@ impl Reporter {
         }
     }
 
-    /// --stream: complete lines of a host's chunk, printed as `host | line`.
+    /// --stream: the complete lines of a host's chunk, printed as `host | line`; the
+    /// unfinished rest waits for the next chunk (a line over [`MAX_STREAM_LINE`] is
+    /// printed in pieces). Only the new bytes are searched for line ends.
     pub fn stream_chunk(&self, host: &str, stream: Stream, data: &[u8]) {
         let is_err = stream == Stream::Stderr;
-        let mut lines = Vec::new();
+        let mut lines: Vec<Vec<u8>> = Vec::new();
         if let Ok(mut partial) = self.partial.lock() {
             let buf = partial.entry((host.to_owned(), is_err)).or_default();
-            buf.extend_from_slice(data);
-            while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=pos).collect();
-                lines.push(line);
+            let mut rest = data;
+            while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+                let (line, after) = rest.split_at(pos + 1);
+                let mut whole = std::mem::take(buf);
+                whole.extend_from_slice(line);
+                lines.push(whole);
+                rest = after;
+            }
+            buf.extend_from_slice(rest);
+            while buf.len() >= MAX_STREAM_LINE {
+                let mut piece: Vec<u8> = buf.drain(..MAX_STREAM_LINE).collect();
+                piece.push(b'\n');
+                lines.push(piece);
             }
         }
-        if !lines.is_empty() {
-            let mut text = Vec::new();
-            for line in lines {
-                text.extend_from_slice(host.as_bytes());
-                text.extend_from_slice(b" | ");
-                text.extend_from_slice(&self.clean(&line));
-            }
-            if is_err {
-                self.eprint(&text);
-            } else {
-                self.print(&text);
-            }
+        if lines.is_empty() {
+            return;
+        }
+        let mut text = Vec::new();
+        for line in lines {
+            text.extend_from_slice(host.as_bytes());
+            text.extend_from_slice(b" | ");
+            text.extend_from_slice(&self.clean(&line));
+        }
+        if is_err {
+            self.eprint(&text);
+        } else {
+            self.print(&text);
         }
     }
 
@@ -181,39 +221,43 @@ impl Reporter {
                 }
             }
         }
-        if result.outcome() != Outcome::Ok {
+        let note = match &result.result {
+            Ok(o) => o.note(),
+            Err(_) => None,
+        };
+        if result.outcome() != Outcome::Ok || note.is_some() {
             self.eprint(format!("{} | [{}]\n", result.host, describe(result)).as_bytes());
         }
     }
 
     /// Replaces control characters (but newline and tab) when writing to a terminal.
-    fn clean(&self, bytes: &[u8]) -> Vec<u8> {
+    fn clean<'a>(&self, bytes: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
         if !self.sanitize {
-            return bytes.to_vec();
+            return std::borrow::Cow::Borrowed(bytes);
         }
-        sanitize(bytes)
+        std::borrow::Cow::Owned(sanitize(bytes))
     }
 
-    fn block(&self, result: &HostResult<Output>) -> Vec<u8> {
-        let mut text = format!("=== {}: {}\n", result.host, describe(result)).into_bytes();
+    fn write_block(&self, w: &mut dyn Write, result: &HostResult<Output>) -> io::Result<()> {
+        w.write_all(format!("=== {}: {}\n", result.host, describe(result)).as_bytes())?;
         let output = match &result.result {
             Ok(o) => Some(o),
             Err(e) => e.output(),
         };
         if let Some(o) = output {
-            text.extend_from_slice(&self.clean(&o.stdout));
+            w.write_all(&self.clean(&o.stdout))?;
             if !o.stdout.is_empty() && !o.stdout.ends_with(b"\n") {
-                text.push(b'\n');
+                w.write_all(b"\n")?;
             }
             if !o.stderr.is_empty() {
-                text.extend_from_slice(format!("--- {} stderr:\n", result.host).as_bytes());
-                text.extend_from_slice(&self.clean(&o.stderr));
+                w.write_all(format!("--- {} stderr:\n", result.host).as_bytes())?;
+                w.write_all(&self.clean(&o.stderr))?;
                 if !o.stderr.ends_with(b"\n") {
-                    text.push(b'\n');
+                    w.write_all(b"\n")?;
                 }
             }
         }
-        text
+        Ok(())
     }
 
     /// --group: hosts with identical stdout, stderr and status in one block each, in the
@@ -221,6 +265,7 @@ impl Reporter {
     pub fn print_groups(&self, results: &[HostResult<Output>]) {
         type Key<'a> = (String, &'a [u8], &'a [u8]);
         let mut groups: Vec<(Key<'_>, Vec<String>)> = Vec::new();
+        let mut index: HashMap<Key<'_>, usize> = HashMap::new();
         for r in results {
             let (out, err): (&[u8], &[u8]) = match &r.result {
                 Ok(o) => (&o.stdout, &o.stderr),
@@ -230,44 +275,56 @@ impl Reporter {
                 },
             };
             let key = (describe_short(r), out, err);
-            match groups.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, hosts)) => hosts.push(r.host.clone()),
-                None => groups.push((key, vec![r.host.clone()])),
-            }
-        }
-        let mut text = Vec::new();
-        for ((status, out, err), hosts) in groups {
-            text.extend_from_slice(
-                format!("=== {} ({}): {}\n", fold(&hosts), hosts.len(), status).as_bytes(),
-            );
-            text.extend_from_slice(&self.clean(out));
-            if !out.is_empty() && !out.ends_with(b"\n") {
-                text.push(b'\n');
-            }
-            if !err.is_empty() {
-                text.extend_from_slice(b"--- stderr:\n");
-                text.extend_from_slice(&self.clean(err));
-                if !err.ends_with(b"\n") {
-                    text.push(b'\n');
+            match index.get(&key) {
+                Some(&i) => {
+                    if let Some((_, hosts)) = groups.get_mut(i) {
+                        hosts.push(r.host.clone());
+                    }
+                }
+                None => {
+                    index.insert(key.clone(), groups.len());
+                    groups.push((key, vec![r.host.clone()]));
                 }
             }
         }
-        self.print(&text);
+        self.write_out(|w| {
+            for ((status, out, err), hosts) in &groups {
+                w.write_all(
+                    format!("=== {} ({}): {}\n", fold(hosts), hosts.len(), status).as_bytes(),
+                )?;
+                w.write_all(&self.clean(out))?;
+                if !out.is_empty() && !out.ends_with(b"\n") {
+                    w.write_all(b"\n")?;
+                }
+                if !err.is_empty() {
+                    w.write_all(b"--- stderr:\n")?;
+                    w.write_all(&self.clean(err))?;
+                    if !err.ends_with(b"\n") {
+                        w.write_all(b"\n")?;
+                    }
+                }
+            }
+            Ok(())
+        });
     }
 
     /// The end of a run: the JSON summary object, or the summary on stderr.
-    pub fn finish(&self, outcomes: &[(String, Outcome)], quiet: bool) {
+    pub fn finish(&self, outcomes: &[(String, Outcome)], exit: rexec::RunExit, quiet: bool) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
         let elapsed = self.started.elapsed();
-        let count = |o: Outcome| outcomes.iter().filter(|(_, x)| *x == o).count();
+        let mut counts: Vec<(Outcome, usize)> = Vec::new();
+        for outcome in Outcome::ALL {
+            let n = outcomes.iter().filter(|(_, x)| *x == outcome).count();
+            if n > 0 {
+                counts.push((outcome, n));
+            }
+        }
         if self.mode == OutputMode::Json {
-            let mut counts = serde_json::Map::new();
-            for outcome in Outcome::ALL {
-                if count(outcome) > 0 {
-                    counts.insert(outcome.as_str().to_owned(), json!(count(outcome)));
-                }
+            let mut by_outcome = serde_json::Map::new();
+            for (outcome, n) in &counts {
+                by_outcome.insert(outcome.as_str().to_owned(), json!(n));
             }
             let failed: Vec<&str> = outcomes
                 .iter()
@@ -277,10 +334,10 @@ impl Reporter {
             let summary = json!({
                 "summary": {
                     "hosts": outcomes.len(),
-                    "outcomes": counts,
+                    "outcomes": by_outcome,
                     "failed_hosts": failed,
                     "elapsed_ms": elapsed.as_millis() as u64,
-                    "exit_code": rexec::RunExit::of(outcomes.iter().map(|(_, o)| *o)).code(),
+                    "exit_code": exit.code(),
                 }
             });
             self.print(format!("{summary}\n").as_bytes());
@@ -289,27 +346,26 @@ impl Reporter {
         if quiet {
             return;
         }
-        let counts: Vec<String> = Outcome::ALL
-            .into_iter()
-            .filter(|o| count(*o) > 0)
-            .map(|o| format!("{} {o}", count(o)))
-            .collect();
+        let listed: Vec<String> = counts.iter().map(|(o, n)| format!("{n} {o}")).collect();
         let mut text = format!(
             "--- {} host{} in {}: {}\n",
             outcomes.len(),
             if outcomes.len() == 1 { "" } else { "s" },
             seconds(elapsed),
-            counts.join(", ")
+            listed.join(", ")
         );
-        for outcome in Outcome::ALL.into_iter().filter(|o| *o != Outcome::Ok) {
+        for (outcome, _) in counts.iter().filter(|(o, _)| *o != Outcome::Ok) {
             let hosts: Vec<String> = outcomes
                 .iter()
-                .filter(|(_, o)| *o == outcome)
+                .filter(|(_, o)| o == outcome)
                 .map(|(h, _)| h.clone())
                 .collect();
-            if !hosts.is_empty() {
-                text.push_str(&format!("    {outcome}: {}\n", fold(&hosts)));
-            }
+            text.push_str(&format!("    {outcome}: {}\n", fold(&hosts)));
+        }
+        if self.closed.is_cancelled() {
+            text.push_str(
+                "    stdout was closed by its reader: the running commands were stopped\n",
+            );
         }
         self.eprint(text.as_bytes());
     }
@@ -348,28 +404,25 @@ impl Reporter {
                 self.host_finished(outcome);
                 let secs = seconds(r.timings.total);
                 let line = if self.mode == OutputMode::Json {
-                    let mut v = json!({
-                        "host": r.host,
-                        "outcome": outcome.as_str(),
-                        "timings_ms": {
-                            "connect": r.timings.connect.as_millis() as u64,
-                            "run": r.timings.run.as_millis() as u64,
-                            "total": r.timings.total.as_millis() as u64,
-                        },
-                    });
+                    let mut v = serde_json::Map::new();
+                    v.insert("host".into(), json!(r.host));
+                    v.insert("outcome".into(), json!(outcome.as_str()));
                     match &r.result {
                         Ok(s) => {
-                            v["files"] = json!(s.files);
-                            v["dirs"] = json!(s.dirs);
-                            v["symlinks"] = json!(s.symlinks);
-                            v["bytes"] = json!(s.bytes);
+                            v.insert("files".into(), json!(s.files));
+                            v.insert("dirs".into(), json!(s.dirs));
+                            v.insert("symlinks".into(), json!(s.symlinks));
+                            v.insert("bytes".into(), json!(s.bytes));
                         }
                         Err(e) => {
-                            v["error"] =
-                                json!({"kind": e.kind().as_str(), "message": e.full_message()});
+                            v.insert(
+                                "error".into(),
+                                json!({"kind": e.kind().as_str(), "message": e.full_message()}),
+                            );
                         }
                     }
-                    format!("{v}\n")
+                    v.insert("timings_ms".into(), timings_json(&r.timings));
+                    format!("{}\n", serde_json::Value::Object(v))
                 } else {
                     match &r.result {
                         Ok(s) => format!(
@@ -379,11 +432,13 @@ impl Reporter {
                             if s.files == 1 { "" } else { "s" },
                             human_bytes(s.bytes)
                         ),
-                        Err(e) => format!(
-                            "=== {}: {outcome} in {secs}: {}\n",
-                            r.host,
-                            e.full_message()
-                        ),
+                        Err(e) => {
+                            format!(
+                                "=== {}: {outcome} in {secs}: {}\n",
+                                r.host,
+                                e.full_message()
+                            )
+                        }
                     }
                 };
                 self.print(line.as_bytes());
@@ -391,6 +446,14 @@ impl Reporter {
             }
         }
     }
+}
+
+fn timings_json(t: &rexec::Timings) -> serde_json::Value {
+    json!({
+        "connect": t.connect.as_millis() as u64,
+        "run": t.run.as_millis() as u64,
+        "total": t.total.as_millis() as u64,
+    })
 }
 
 /// `12.3 MiB`.
@@ -428,15 +491,30 @@ fn status_text(status: &ExitStatus) -> String {
     }
 }
 
-/// `ok (exit 0) in 0.31s`, `timed-out in 1.00s: timed out after 1s running the command`.
+/// `ok (exit 0) in 0.31s`, `timed-out in 1.00s: timed out after 1s running the command`,
+/// `no-status (no exit status) in 2.00s: the server closed the channel ...`.
 pub fn describe(result: &HostResult<Output>) -> String {
     let secs = seconds(result.timings.total);
     match &result.result {
-        Ok(o) => format!(
-            "{} ({}) in {secs}",
-            result.outcome(),
-            status_text(&o.status)
-        ),
+        Ok(o) => {
+            let mut text = format!(
+                "{} ({}) in {secs}",
+                result.outcome(),
+                status_text(&o.status)
+            );
+            if let Some(note) = o.note() {
+                text.push_str(&format!(": {note}"));
+            }
+            for (cut, stream) in [
+                (o.stdout_truncated, "stdout"),
+                (o.stderr_truncated, "stderr"),
+            ] {
+                if cut {
+                    text.push_str(&format!("; {stream} cut at --max-output"));
+                }
+            }
+            text
+        }
         Err(e) => format!("{} in {secs}: {}", result.outcome(), e.full_message()),
     }
 }
@@ -445,67 +523,119 @@ pub fn describe(result: &HostResult<Output>) -> String {
 fn describe_short(result: &HostResult<Output>) -> String {
     let outcome = result.outcome();
     match &result.result {
-        Ok(o) => format!("{outcome} ({})", status_text(&o.status)),
+        Ok(o) => {
+            let mut text = format!("{outcome} ({})", status_text(&o.status));
+            if let Some(note) = o.note() {
+                text.push_str(&format!(": {note}"));
+            }
+            text
+        }
         Err(e) => format!("{outcome}: {}", e.full_message()),
     }
 }
 
-fn json_line(result: &HostResult<Output>, out_dir: Option<&Path>) -> serde_json::Value {
-    let mut v = json!({
-        "host": result.host,
-        "outcome": result.outcome().as_str(),
-        "timings_ms": {
-            "connect": result.timings.connect.as_millis() as u64,
-            "run": result.timings.run.as_millis() as u64,
-            "total": result.timings.total.as_millis() as u64,
-        },
-    });
+/// Writes a serializable value as JSON to `w`.
+fn json_to(w: &mut dyn Write, value: &impl serde::Serialize) -> io::Result<()> {
+    serde_json::to_writer(&mut *w, value).map_err(|e| match e.io_error_kind() {
+        Some(kind) => io::Error::from(kind),
+        None => io::Error::other(e),
+    })
+}
+
+/// One host's JSON object, in the README's key order, written straight to `w`: output
+/// that is UTF-8 is escaped as it is written, other output is base64-encoded in pieces,
+/// so no second copy of a large output is made.
+fn write_json_line(
+    w: &mut dyn Write,
+    result: &HostResult<Output>,
+    out_dir: Option<&Path>,
+) -> io::Result<()> {
+    w.write_all(b"{\"host\":")?;
+    json_to(w, &result.host)?;
+    w.write_all(b",\"outcome\":")?;
+    json_to(w, &result.outcome().as_str())?;
     let output = match &result.result {
         Ok(o) => Some(o),
-        Err(e) => {
-            v["error"] = json!({
-                "kind": e.kind().as_str(),
-                "message": e.full_message(),
-                "phase": timeout_phase(e).or_else(|| e.phase().map(|p| p.as_str())),
-            });
-            e.output()
-        }
+        Err(e) => e.output(),
     };
     if let Some(o) = output {
         match &o.status {
-            ExitStatus::Exited(c) => v["exit_code"] = json!(c),
+            ExitStatus::Exited(c) => {
+                w.write_all(format!(",\"exit_code\":{c}").as_bytes())?;
+            }
             ExitStatus::Signaled {
                 signal,
                 core_dumped,
                 ..
             } => {
-                v["signal"] = json!(signal);
-                v["core_dumped"] = json!(core_dumped);
+                w.write_all(b",\"signal\":")?;
+                json_to(w, signal)?;
+                w.write_all(format!(",\"core_dumped\":{core_dumped}").as_bytes())?;
             }
             ExitStatus::Unknown => {}
         }
-        match out_dir {
-            Some(dir) => {
-                v["stdout_file"] = json!(dir.join(format!("{}.out", result.host)));
-                v["stderr_file"] = json!(dir.join(format!("{}.err", result.host)));
-            }
-            None => {
-                put_bytes(&mut v, "stdout", &o.stdout);
-                put_bytes(&mut v, "stderr", &o.stderr);
-                v["stdout_truncated"] = json!(o.stdout_truncated);
-                v["stderr_truncated"] = json!(o.stderr_truncated);
+    }
+    match &result.result {
+        Err(e) => {
+            let error = json!({
+                "kind": e.kind().as_str(),
+                "phase": timeout_phase(e).or_else(|| e.phase().map(|p| p.as_str())),
+                "message": e.full_message(),
+            });
+            w.write_all(b",\"error\":")?;
+            json_to(w, &error)?;
+        }
+        Ok(o) => {
+            if let Some(note) = o.note() {
+                w.write_all(b",\"note\":")?;
+                json_to(w, &note)?;
             }
         }
     }
-    v
+    if let Some(o) = output {
+        match out_dir {
+            Some(dir) => {
+                w.write_all(b",\"stdout_file\":")?;
+                json_to(w, &dir.join(format!("{}.out", result.host)))?;
+                w.write_all(b",\"stderr_file\":")?;
+                json_to(w, &dir.join(format!("{}.err", result.host)))?;
+            }
+            None => {
+                write_bytes_field(w, "stdout", &o.stdout)?;
+                write_bytes_field(w, "stderr", &o.stderr)?;
+            }
+        }
+        w.write_all(
+            format!(
+                ",\"stdout_truncated\":{},\"stderr_truncated\":{},\
+                 \"output_open_after_exit\":{},\"may_still_be_running\":{}",
+                o.stdout_truncated,
+                o.stderr_truncated,
+                o.output_open_after_exit,
+                o.may_still_be_running
+            )
+            .as_bytes(),
+        )?;
+    }
+    w.write_all(b",\"timings_ms\":")?;
+    json_to(w, &timings_json(&result.timings))?;
+    w.write_all(b"}")
 }
 
-/// Text as a string; bytes that are not UTF-8 as `<field>_base64`.
-fn put_bytes(v: &mut serde_json::Value, field: &str, bytes: &[u8]) {
+/// `"field":"text"` for UTF-8, `"field_base64":"..."` otherwise, streamed.
+fn write_bytes_field(w: &mut dyn Write, field: &str, bytes: &[u8]) -> io::Result<()> {
     match std::str::from_utf8(bytes) {
-        Ok(s) => v[field] = json!(s),
+        Ok(text) => {
+            w.write_all(format!(",\"{field}\":").as_bytes())?;
+            json_to(w, &text)
+        }
         Err(_) => {
-            v[format!("{field}_base64")] = json!(data_encoding::BASE64.encode(bytes));
+            w.write_all(format!(",\"{field}_base64\":\"").as_bytes())?;
+            // Whole 3-byte groups per piece, so the pieces join into one valid encoding.
+            for piece in bytes.chunks(3 * 16 * 1024) {
+                w.write_all(data_encoding::BASE64.encode(piece).as_bytes())?;
+            }
+            w.write_all(b"\"")
         }
     }
 }
@@ -533,4 +663,45 @@ pub fn sanitize(bytes: &[u8]) -> Vec<u8> {
         }
     }
     out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(stdout: &[u8]) -> HostResult<Output> {
+        let out = Output::new(
+            "web01",
+            ExitStatus::Exited(0),
+            stdout.to_vec(),
+            b"err".to_vec(),
+        );
+        HostResult {
+            index: 0,
+            host: "web01".into(),
+            result: Ok(out),
+            timings: rexec::Timings::default(),
+        }
+    }
+
+    #[test]
+    fn json_lines_keep_the_readme_order_and_stream_base64() {
+        let mut buf = Vec::new();
+        write_json_line(&mut buf, &result(b"hi\n"), None).unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        assert!(
+            text.starts_with("{\"host\":\"web01\",\"outcome\":\"ok\",\"exit_code\":0,\"stdout\":\"hi\\n\",\"stderr\":\"err\""),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["timings_ms"]["total"], 0);
+        let binary: Vec<u8> = (0..200_000u32).map(|i| (i % 256) as u8).collect();
+        let mut buf = Vec::new();
+        write_json_line(&mut buf, &result(&binary), None).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        let decoded = data_encoding::BASE64
+            .decode(v["stdout_base64"].as_str().unwrap().as_bytes())
+            .unwrap();
+        assert_eq!(decoded, binary);
+    }
 }

@@ -114,7 +114,8 @@ pub async fn run(
         .iter()
         .map(|r| (r.host.clone(), Outcome::of_result(&r.result)))
         .collect();
-    reporter.finish(&outcomes, config.quiet);
+    let exit = RunExit::of(outcomes.iter().map(|(_, o)| *o));
+    reporter.finish(&outcomes, exit, config.quiet);
     super::write_failed_hosts(config, &outcomes)?;
-    Ok(RunExit::of(outcomes.iter().map(|(_, o)| *o)))
+    Ok(exit)
 }

@@ -152,8 +152,19 @@ impl Pool {
             max_handshakes_per_server: 8,
             connect_attempts: 3,
             cancel: CancellationToken::new(),
-            stop_grace: Duration::from_secs(3),
+            stop_grace: crate::Command::DEFAULT_KILL_GRACE + Duration::from_secs(4),
         }
+    }
+
+    /// How long work may take to stop after cancellation before the pool drops it and
+    /// reports the host [`Outcome::Interrupted`] without its output (default 6 s: a
+    /// command's default kill grace, 2 s, plus time to confirm the stop). Commands given
+    /// the pool's token stop themselves within their kill grace plus a few seconds; set
+    /// this above that when you raise [`Command::kill_grace`](crate::Command::kill_grace).
+    #[must_use]
+    pub fn stop_grace(mut self, grace: Duration) -> Pool {
+        self.stop_grace = grace;
+        self
     }
 
     /// Unauthenticated connections in flight at once to one address and port (default 8,
@@ -176,8 +187,8 @@ impl Pool {
     /// The token that cancels this pool's runs: no new host starts (they end
     /// [`Outcome::NotStarted`]), connecting hosts stop, and running commands that were
     /// given the token (as [`Pool::run_command`] does) are signalled and end
-    /// [`Outcome::Interrupted`]. Work that ignores the token is dropped after a grace
-    /// period of 3 s.
+    /// [`Outcome::Interrupted`]. Work that ignores the token is dropped after
+    /// [`Pool::stop_grace`].
     pub fn cancel_token(&self) -> CancellationToken {
         self.cancel.clone()
     }

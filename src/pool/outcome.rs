@@ -148,8 +148,8 @@ impl fmt::Display for Outcome {
 }
 
 /// A whole run's exit code. [`RunExit::merge`] keeps the most severe:
-/// `Interrupted` (130) > `Usage` (2) > `Incomplete` (4) > `CouldNotRun` (3) >
-/// `CommandFailed` (1) > `Success` (0).
+/// `Interrupted` (130) > `OutputClosed` (141) > `Usage` (2) > `Incomplete` (4) >
+/// `CouldNotRun` (3) > `CommandFailed` (1) > `Success` (0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunExit {
     /// 0: every host ran the command and it exited 0.
@@ -165,6 +165,10 @@ pub enum RunExit {
     Incomplete,
     /// 130: the run was interrupted.
     Interrupted,
+    /// 141 (128 + SIGPIPE, what a shell reports for a process killed by a closed pipe):
+    /// the reader of the output went away (`rexec ... | head`); the running commands were
+    /// stopped as for an interruption.
+    OutputClosed,
 }
 
 impl RunExit {
@@ -177,6 +181,7 @@ impl RunExit {
             RunExit::CouldNotRun => 3,
             RunExit::Incomplete => 4,
             RunExit::Interrupted => 130,
+            RunExit::OutputClosed => 141,
         }
     }
 
@@ -187,7 +192,8 @@ impl RunExit {
             RunExit::CouldNotRun => 2,
             RunExit::Incomplete => 3,
             RunExit::Usage => 4,
-            RunExit::Interrupted => 5,
+            RunExit::OutputClosed => 5,
+            RunExit::Interrupted => 6,
         }
     }
 

@@ -35,6 +35,12 @@ pub struct ConnectOptions {
 }
 
 impl ConnectOptions {
+    /// The default keepalive interval: a probe after 15 s of silence.
+    pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
+    /// The default number of unanswered keepalive probes after which the connection counts
+    /// as lost.
+    pub const DEFAULT_KEEPALIVE_MAX: usize = 3;
+
     /// Options for `host` (a name or an address) with the defaults: port 22, the local
     /// user name, keys from the agent, OpenSSH's known_hosts files, [`HostKeyPolicy::Strict`],
     /// 10 s to connect, 10 s for the banner and key exchange, 30 s to authenticate, and a
@@ -50,8 +56,8 @@ impl ConnectOptions {
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             auth_timeout: Duration::from_secs(30),
-            keepalive_interval: Duration::from_secs(15),
-            keepalive_max: 3,
+            keepalive_interval: ConnectOptions::DEFAULT_KEEPALIVE,
+            keepalive_max: ConnectOptions::DEFAULT_KEEPALIVE_MAX,
             label: None,
         }
     }

@@ -655,3 +655,5 @@ pub fn kill_children_named(root: u32, name: &str) -> usize {
     }
     killed
 }
+
+pub mod cli;

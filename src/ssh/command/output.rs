@@ -97,6 +97,28 @@ pub struct Output {
 }
 
 impl Output {
+    /// An output of `host` with this status and these bytes, nothing cut, no notes, zero
+    /// duration: what a command would have produced (for tests of code that handles
+    /// outputs, and for work that is not a command).
+    pub fn new(
+        host: impl Into<String>,
+        status: ExitStatus,
+        stdout: impl Into<Vec<u8>>,
+        stderr: impl Into<Vec<u8>>,
+    ) -> Output {
+        Output {
+            stdout: stdout.into(),
+            stderr: stderr.into(),
+            status,
+            stdout_truncated: false,
+            stderr_truncated: false,
+            output_open_after_exit: false,
+            may_still_be_running: false,
+            duration: Duration::ZERO,
+            host: host.into(),
+        }
+    }
+
     /// `Ok(self)` when the command exited 0; otherwise an [`ErrorKind::CommandFailed`]
     /// error that carries this output (see [`Error::output`]), like Python's
     /// `CompletedProcess.check_returncode()`.
