@@ -45,14 +45,17 @@ pub mod inventory;
 pub mod pool;
 pub mod secret;
 pub mod ssh;
+mod template;
 
 pub use error::{Error, ErrorKind, Phase, Result};
 pub use inventory::{Host, HostSettings, Inventory, Transport};
 pub use pool::{
-    Event, HostResult, Outcome, Pool, RunExit, Sessions, Target, TargetBuilder, Timings,
+    CommandLine, Event, HostResult, Outcome, Pool, RunExit, Sessions, Target, TargetBuilder,
+    Timings,
 };
 pub use secret::Secret;
 pub use ssh::quote::shell_quote;
+pub use template::Template;
 pub use ssh::{
     Agent, Command, ConnectOptions, Credentials, DataCallback, ExitStatus, HostKeyPolicy,
     HostKeyStatus, Identity, KeyLocation, KnownHosts, Output, Session, Sftp, Stream,

@@ -10,7 +10,9 @@ use std::io::{IsTerminal, Read};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use rexec::{Error, ErrorKind, Inventory, Pool, RunExit, Secret, TargetBuilder};
+use rexec::{
+    CommandLine, Error, ErrorKind, Inventory, Pool, RunExit, Secret, TargetBuilder, Template,
+};
 
 use args::{Action, Config, OutputMode, StdinSource};
 use report::Reporter;
@@ -55,12 +57,19 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
         }
     }
 
+    // A template is checked (quoting contexts) before anything connects.
+    let template = match &action {
+        Action::Run(command) if !config.raw => Some(Template::parse(command)?),
+        _ => None,
+    };
     let targets = build_targets(&config, selected.iter().copied())?;
     // Every placeholder must resolve before anything connects.
-    for t in &targets {
+    for t in targets.iter().filter(|_| !config.raw) {
         match &action {
-            Action::Run(command) => {
-                t.render(command)?;
+            Action::Run(_) => {
+                if let Some(template) = &template {
+                    t.render(template)?;
+                }
             }
             Action::Put { remote, .. } => {
                 t.render_path(remote)?;
@@ -76,7 +85,13 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
     let pool = Pool::new(config.forks);
     watch_interrupts(&pool);
     let exit = match action {
-        Action::Run(command) => run_command(&config, &pool, &targets, &command).await?,
+        Action::Run(command) => {
+            let line = match &template {
+                Some(template) => CommandLine::Template(template),
+                None => CommandLine::Raw(&command),
+            };
+            run_command(&config, &pool, &targets, line).await?
+        }
         transfer => transfer::run(&config, &pool, &targets, &transfer).await?,
     };
     Ok(if pool.cancel_token().is_cancelled() {
@@ -118,7 +133,7 @@ async fn run_command(
     config: &Config,
     pool: &Pool,
     targets: &[rexec::Target],
-    command: &str,
+    command: CommandLine<'_>,
 ) -> Result<RunExit, Error> {
     let stdin = match &config.stdin {
         None => None,
