@@ -355,7 +355,13 @@ fn the_readme_example_cannot_inject() {
     let role = format!("a b; touch {}", pwned.display());
     let inv = inventory(&sshd, work.path(), &format!("role = \"{role}\""));
     let inv = inv.to_str().unwrap();
-    for line in ["echo '{{role}}'", "echo {{role}}", "echo \"{{ role }}\""] {
+    for line in [
+        "echo '{{role}}'",
+        "echo {{role}}",
+        "echo \"{{ role }}\"",
+        // The README's fix for a refused place: a variable.
+        "v={{role}}; echo \"$(printf %s \"$v\")\"",
+    ] {
         let out = rexec(&["-i", inv, "--json", line], &[]);
         assert_eq!(out.status.code(), Some(0), "{line}: {}", text(&out.stderr));
         assert_eq!(json_stdout(&out), format!("{role}\n"), "{line}");
@@ -447,6 +453,35 @@ fn raw_sends_go_templates_untouched_and_refusals_stop_before_connecting() {
     assert_eq!(
         json_stdout(&out),
         "{{.Names}} {{ json . }}jq{name}awk{print}{{end}}"
+    );
+}
+
+#[test]
+fn put_and_get_paths_use_placeholders_raw_unless_raw_is_given() {
+    let sshd = Sshd::start();
+    let up = sshd.user_dir("up");
+    let work = tempfile::tempdir().unwrap();
+    let inv = inventory(&sshd, work.path(), &format!("dir = \"{}\", tag = \"it's $x\"", up.display()));
+    let inv = inv.to_str().unwrap();
+    let local = work.path().join("payload");
+    std::fs::write(&local, "data").unwrap();
+    let out = rexec(&["-i", inv, "-q", "put", local.to_str().unwrap(), "{{dir}}/{{name}} {{ tag }}"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(up.join("web1 it's $x")).unwrap(), "data");
+    let literal = format!("{}/{{{{name}}}}", up.display());
+    let out = rexec(&["-i", inv, "-q", "--raw", "put", local.to_str().unwrap(), &literal], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(up.join("{{name}}")).unwrap(), "data");
+    // get: a LOCAL_DIR with a placeholder is each host's own directory.
+    let fetched = work.path().join("fetched-{{name}}");
+    let out = rexec(
+        &["-i", inv, "-q", "get", "{{dir}}/{{name}} {{tag}}", fetched.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(work.path().join("fetched-web1/web1 it's $x")).unwrap(),
+        "data"
     );
 }
 
@@ -710,7 +745,11 @@ fn rendered_values_arrive_exactly(user: &str, sshd: &Sshd, cases_to_run: u32) ->
             command.timeout(Duration::from_secs(20));
             let out = rt.block_on(command.output()).unwrap();
             counts.set((ran + 1, refusals));
-            prop_assert!(!canary.exists(), "the value ran: {line:?}");
+            if canary.exists() {
+                // Removed so that shrinking finds the smallest case that creates it.
+                std::fs::remove_file(&canary).unwrap();
+                prop_assert!(false, "the value ran: {line:?}");
+            }
             prop_assert_eq!(
                 text(&out.stdout),
                 case.prints(&value),
