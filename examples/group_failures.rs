@@ -35,7 +35,9 @@ async fn run(inventory: &str, group: &str, command: &str) -> rexec::Result<RunEx
     // Refused placeholders (see Template) fail here, before anything connects.
     let command = Template::parse(command)?;
 
-    let results = pool.run_command(&targets, &command, |_, _| {}, |_| {}).await;
+    let results = pool
+        .run_command(&targets, &command, |_, _| {}, |_| {})
+        .await;
     let failed: Vec<_> = results
         .iter()
         .filter(|r| r.outcome() != Outcome::Ok)

@@ -55,12 +55,12 @@ pub use pool::{
 };
 pub use secret::Secret;
 pub use ssh::quote::shell_quote;
-pub use template::Template;
 pub use ssh::{
     Agent, Command, ConnectOptions, Credentials, DataCallback, ExitStatus, HostKeyPolicy,
     HostKeyStatus, Identity, KeyLocation, KnownHosts, Output, Session, Sftp, Stream,
     TransferOptions, TransferStats,
 };
+pub use template::Template;
 
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]

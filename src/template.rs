@@ -145,7 +145,11 @@ impl Template {
             source: text.to_owned(),
             kind: Kind::Shell,
             segments: segments(items, |hole| {
-                quotings.get(hole).copied().flatten().unwrap_or(Quoting::Word)
+                quotings
+                    .get(hole)
+                    .copied()
+                    .flatten()
+                    .unwrap_or(Quoting::Word)
             }),
         })
     }
@@ -263,7 +267,7 @@ fn scan(text: &str) -> Vec<Item> {
     let mut backslashes = 0usize;
     let mut i = 0;
     while let Some(&(c, at)) = chars.get(i) {
-        if c == '{' && backslashes % 2 == 0 && char_at(&chars, i + 1) == Some('{') {
+        if c == '{' && backslashes.is_multiple_of(2) && char_at(&chars, i + 1) == Some('{') {
             if let Some((item, next)) = placeholder(&chars, i + 2) {
                 match item {
                     Found::Hole(name) => items.push(Item::Hole(name, at)),
@@ -343,8 +347,7 @@ fn placeholder(chars: &[(char, Pos)], mut i: usize) -> Option<(Found, usize)> {
     while blank(char_at(chars, i)) {
         i += 1;
     }
-    (char_at(chars, i) == Some('}') && char_at(chars, i + 1) == Some('}'))
-        .then_some((found, i + 2))
+    (char_at(chars, i) == Some('}') && char_at(chars, i + 1) == Some('}')).then_some((found, i + 2))
 }
 
 /// The template's text and values, with each value's quoting from `quoting(hole index)`.
@@ -486,10 +489,15 @@ impl<'a> Lexer<'a> {
             Err(Stop::Refused(e)) => Err(e),
             Err(Stop::Lost { what, at }) => {
                 // Every placeholder before this point has been placed or refused.
-                match self.items.get(self.i..).unwrap_or_default().iter().find_map(|item| match item {
-                    Item::Hole(name, hole_at) => Some((name, *hole_at)),
-                    Item::Char(..) => None,
-                }) {
+                match self
+                    .items
+                    .get(self.i..)
+                    .unwrap_or_default()
+                    .iter()
+                    .find_map(|item| match item {
+                        Item::Hole(name, hole_at) => Some((name, *hole_at)),
+                        Item::Char(..) => None,
+                    }) {
                     None => Ok(self.quotings),
                     Some((name, hole_at)) => Err(Error::new(
                         ErrorKind::InvalidInput,
@@ -822,7 +830,9 @@ impl<'a> Lexer<'a> {
                 }
                 '\'' if !double => single = !single,
                 '"' if !single => double = !double,
-                '`' if single || double => return self.lost("a backquote inside quotes inside `...`"),
+                '`' if single || double => {
+                    return self.lost("a backquote inside quotes inside `...`")
+                }
                 '`' => {
                     self.i += 1;
                     return Ok(());

@@ -37,7 +37,10 @@ fn a_placeholder_is_double_braces_around_an_identifier() {
     let t = Template::parse("a {{name}} {{ v }} {{\tv\t}} {{_x1}}").unwrap();
     assert_eq!(t.placeholders(), ["name", "v", "_x1"]);
     assert_eq!(
-        Template::parse("{{name}}-{{ v }}").unwrap().render(|n| Some(n.to_owned())).unwrap(),
+        Template::parse("{{name}}-{{ v }}")
+            .unwrap()
+            .render(|n| Some(n.to_owned()))
+            .unwrap(),
         "'name'-'v'"
     );
     // Everything else is text, sent untouched.
@@ -61,10 +64,16 @@ fn a_placeholder_is_double_braces_around_an_identifier() {
 fn a_go_template_word_reads_as_a_placeholder_and_fails_if_undefined() {
     let err = render("docker ps --format '{{range .}}{{end}}'", "x").unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
-    assert_eq!(err.to_string(), "{{end}} at 1:32 is not defined for this host");
+    assert_eq!(
+        err.to_string(),
+        "{{end}} at 1:32 is not defined for this host"
+    );
     // Positions count lines and characters.
     let err = render("echo é\n  {{nope}}", "x").unwrap_err();
-    assert_eq!(err.to_string(), "{{nope}} at 2:3 is not defined for this host");
+    assert_eq!(
+        err.to_string(),
+        "{{nope}} at 2:3 is not defined for this host"
+    );
 }
 
 #[test]
@@ -74,7 +83,12 @@ fn literals_and_backslashes_escape_placeholders() {
     assert_eq!(render("echo '{{ '{{' }}v}}'", "x").unwrap(), "echo '{{v}}'");
     assert_eq!(render("echo {{''}}", "x").unwrap(), "echo ");
     // An odd number of backslashes: not a placeholder.
-    for text in [r"echo \{{v}}", r#"echo "\{{v}}""#, r"echo '\{{v}}'", r"echo \\\{{v}}"] {
+    for text in [
+        r"echo \{{v}}",
+        r#"echo "\{{v}}""#,
+        r"echo '\{{v}}'",
+        r"echo \\\{{v}}",
+    ] {
         assert_eq!(render(text, "x").unwrap(), text);
     }
     // An even number: a backslash, then the value.
@@ -89,10 +103,7 @@ fn values_are_quoted_for_their_context() {
         render("echo {{v}}", v).unwrap(),
         r#"echo 'it'\''s "a" $b `c` \d'"#
     );
-    assert_eq!(
-        render("echo a{{v}}b", "x y").unwrap(),
-        "echo a'x y'b"
-    );
+    assert_eq!(render("echo a{{v}}b", "x y").unwrap(), "echo a'x y'b");
     assert_eq!(
         render("echo 'pre {{v}} post'", v).unwrap(),
         r#"echo 'pre it'\''s "a" $b `c` \d post'"#
@@ -107,10 +118,19 @@ fn values_are_quoted_for_their_context() {
     assert_eq!(render("echo {{v}}", "").unwrap(), "echo ''");
     // After constructs rexec follows, placeholders are still placed.
     for (before, expected) in [
-        (r#": "$(printf '%s' ')' )"; "#, r#": "$(printf '%s' ')' )"; "#),
-        (": ${NOPE:-x} $((1 + (2))) `echo a` $'a\\nb' $\"c\"; ", ": ${NOPE:-x} $((1 + (2))) `echo a` $'a\\nb' $\"c\"; "),
+        (
+            r#": "$(printf '%s' ')' )"; "#,
+            r#": "$(printf '%s' ')' )"; "#,
+        ),
+        (
+            ": ${NOPE:-x} $((1 + (2))) `echo a` $'a\\nb' $\"c\"; ",
+            ": ${NOPE:-x} $((1 + (2))) `echo a` $'a\\nb' $\"c\"; ",
+        ),
         ("# it's a comment\n", "# it's a comment\n"),
-        ("cat <<'E' >/dev/null\n'\"`$(\nE\n", "cat <<'E' >/dev/null\n'\"`$(\nE\n"),
+        (
+            "cat <<'E' >/dev/null\n'\"`$(\nE\n",
+            "cat <<'E' >/dev/null\n'\"`$(\nE\n",
+        ),
         ("cat <<-E\n\t' $x\n\tE\n", "cat <<-E\n\t' $x\n\tE\n"),
         ("case x in x) : ;; esac; ", "case x in x) : ;; esac; "),
         (": `echo \"a b\"`; ", ": `echo \"a b\"`; "),
@@ -224,15 +244,33 @@ fn each_refused_context_has_its_message() {
 #[test]
 fn constructs_rexec_cannot_follow_refuse_the_placeholders_after_them() {
     let lost = [
-        ("echo $(case a in a) :;; esac) {{v}}", "case inside $(...) at 1:8"),
+        (
+            "echo $(case a in a) :;; esac) {{v}}",
+            "case inside $(...) at 1:8",
+        ),
         ("((1 < 2)); echo {{v}}", "(( at 1:1"),
         ("cat <<<x; echo {{v}}", "<<< at 1:5"),
-        ("echo $(cat <<E\nE\n) {{v}}", "a here-document inside $(...) at 1:12"),
-        ("echo `echo \"`\"` {{v}}", "a backquote inside quotes inside `...` at 1:13"),
-        ("echo ${x:-'}'} {{v}}", "quotes or braces inside ${...} at 1:11"),
+        (
+            "echo $(cat <<E\nE\n) {{v}}",
+            "a here-document inside $(...) at 1:12",
+        ),
+        (
+            "echo `echo \"`\"` {{v}}",
+            "a backquote inside quotes inside `...` at 1:13",
+        ),
+        (
+            "echo ${x:-'}'} {{v}}",
+            "quotes or braces inside ${...} at 1:11",
+        ),
         ("echo $'a\\'b' {{v}}", "\\' inside $'...' at 1:9"),
-        ("cat <<E\n\\\nE\necho {{v}}", "a here-document body with \\, `, $( or ${ at 2:1"),
-        ("cat <<E'x'\nE\necho {{v}}", "a here-document delimiter rexec cannot read at 1:7"),
+        (
+            "cat <<E\n\\\nE\necho {{v}}",
+            "a here-document body with \\, `, $( or ${ at 2:1",
+        ),
+        (
+            "cat <<E'x'\nE\necho {{v}}",
+            "a here-document delimiter rexec cannot read at 1:7",
+        ),
     ];
     for (template, construct) in lost {
         let expected_end = format!(
@@ -258,11 +296,17 @@ fn constructs_rexec_cannot_follow_refuse_the_placeholders_after_them() {
 fn a_value_with_nul_is_an_error() {
     let err = render("echo {{v}}", "a\0b").unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
-    assert_eq!(err.to_string(), "the value of {{v}} contains a NUL character");
+    assert_eq!(
+        err.to_string(),
+        "the value of {{v}} contains a NUL character"
+    );
     let err = Template::parse_path("/tmp/{{v}}")
         .render(|_| Some("a\0b".to_owned()))
         .unwrap_err();
-    assert_eq!(err.to_string(), "the value of {{v}} contains a NUL character");
+    assert_eq!(
+        err.to_string(),
+        "the value of {{v}} contains a NUL character"
+    );
 }
 
 #[test]
@@ -275,7 +319,10 @@ fn path_templates_insert_values_raw() {
     );
     // No shell reading: quotes in the path are just characters.
     let t = Template::parse_path("/tmp/it's/{{name}}/{x}/{{ '{{' }}");
-    assert_eq!(t.render(|_| Some("w".to_owned())).unwrap(), "/tmp/it's/w/{x}/{{");
+    assert_eq!(
+        t.render(|_| Some("w".to_owned())).unwrap(),
+        "/tmp/it's/w/{x}/{{"
+    );
     let err = t.render(|_| None).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -339,8 +386,13 @@ fn inventory(sshd: &Sshd, dir: &Path, vars: &str) -> PathBuf {
 }
 
 fn json_stdout(out: &Output) -> String {
-    let first = text(&out.stdout).lines().next().unwrap_or_default().to_owned();
-    let v: serde_json::Value = serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first}"));
+    let first = text(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let v: serde_json::Value =
+        serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first}"));
     v["stdout"].as_str().unwrap_or_default().to_owned()
 }
 
@@ -375,7 +427,12 @@ fn placeholders_name_the_host_address_port_and_login_user() {
     let work = tempfile::tempdir().unwrap();
     let inv = inventory(&sshd, work.path(), "dc = \"x y\"");
     let out = rexec(
-        &["-i", inv.to_str().unwrap(), "--json", "printf '%s|' {{name}} {{host}} {{port}} {{user}} {{dc}}"],
+        &[
+            "-i",
+            inv.to_str().unwrap(),
+            "--json",
+            "printf '%s|' {{name}} {{host}} {{port}} {{user}} {{dc}}",
+        ],
         &[],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -396,7 +453,12 @@ fn the_user_placeholder_is_the_effective_login_user() {
     )
     .unwrap();
     let out = rexec(
-        &["-i", inv.to_str().unwrap(), "--json", "printf '%s@%s' {{user}} {{host}}"],
+        &[
+            "-i",
+            inv.to_str().unwrap(),
+            "--json",
+            "printf '%s@%s' {{user}} {{host}}",
+        ],
         &[("USER", "someone-local")],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -443,10 +505,18 @@ fn raw_sends_go_templates_untouched_and_refusals_stop_before_connecting() {
     // --raw: sent exactly as given.
     let out = rexec(&["-i", inv, "--json", "--raw", go], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(json_stdout(&out), "{{range .}}{{.Names}}{{end}} {name} {{role}}");
+    assert_eq!(
+        json_stdout(&out),
+        "{{range .}}{{.Names}}{{end}} {name} {{role}}"
+    );
     // Without --raw, the Go template words that are not identifiers stay untouched.
     let out = rexec(
-        &["-i", inv, "--json", "printf '%s' '{{.Names}} {{ json . }}' jq '{name}' awk '{print}' {{ '{{' }}end}}"],
+        &[
+            "-i",
+            inv,
+            "--json",
+            "printf '%s' '{{.Names}} {{ json . }}' jq '{name}' awk '{print}' {{ '{{' }}end}}",
+        ],
         &[],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -461,21 +531,59 @@ fn put_and_get_paths_use_placeholders_raw_unless_raw_is_given() {
     let sshd = Sshd::start();
     let up = sshd.user_dir("up");
     let work = tempfile::tempdir().unwrap();
-    let inv = inventory(&sshd, work.path(), &format!("dir = \"{}\", tag = \"it's $x\"", up.display()));
+    let inv = inventory(
+        &sshd,
+        work.path(),
+        &format!("dir = \"{}\", tag = \"it's $x\"", up.display()),
+    );
     let inv = inv.to_str().unwrap();
     let local = work.path().join("payload");
     std::fs::write(&local, "data").unwrap();
-    let out = rexec(&["-i", inv, "-q", "put", local.to_str().unwrap(), "{{dir}}/{{name}} {{ tag }}"], &[]);
+    let out = rexec(
+        &[
+            "-i",
+            inv,
+            "-q",
+            "put",
+            local.to_str().unwrap(),
+            "{{dir}}/{{name}} {{ tag }}",
+        ],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(std::fs::read_to_string(up.join("web1 it's $x")).unwrap(), "data");
+    assert_eq!(
+        std::fs::read_to_string(up.join("web1 it's $x")).unwrap(),
+        "data"
+    );
     let literal = format!("{}/{{{{name}}}}", up.display());
-    let out = rexec(&["-i", inv, "-q", "--raw", "put", local.to_str().unwrap(), &literal], &[]);
+    let out = rexec(
+        &[
+            "-i",
+            inv,
+            "-q",
+            "--raw",
+            "put",
+            local.to_str().unwrap(),
+            &literal,
+        ],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(std::fs::read_to_string(up.join("{{name}}")).unwrap(), "data");
+    assert_eq!(
+        std::fs::read_to_string(up.join("{{name}}")).unwrap(),
+        "data"
+    );
     // get: a LOCAL_DIR with a placeholder is each host's own directory.
     let fetched = work.path().join("fetched-{{name}}");
     let out = rexec(
-        &["-i", inv, "-q", "get", "{{dir}}/{{name}} {{tag}}", fetched.to_str().unwrap()],
+        &[
+            "-i",
+            inv,
+            "-q",
+            "get",
+            "{{dir}}/{{name}} {{tag}}",
+            fetched.to_str().unwrap(),
+        ],
         &[],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -500,14 +608,21 @@ async fn the_pool_renders_templates_and_sends_plain_lines_as_given() {
         .await;
     assert_eq!(plain[0].result.as_ref().unwrap().stdout, b"{{name}}{name}");
     let template = Template::parse("printf '%s' {{name}} \"{{role}}\"").unwrap();
-    let rendered = pool.run_command(&targets, &template, |_, _| {}, |_| {}).await;
+    let rendered = pool
+        .run_command(&targets, &template, |_, _| {}, |_| {})
+        .await;
     assert_eq!(rendered[0].result.as_ref().unwrap().stdout, b"web1it's");
     // An undefined placeholder is that host's error; nothing runs there.
     let template = Template::parse("printf x {{nope}}").unwrap();
-    let failed = pool.run_command(&targets, &template, |_, _| {}, |_| {}).await;
+    let failed = pool
+        .run_command(&targets, &template, |_, _| {}, |_| {})
+        .await;
     let err = failed[0].result.as_ref().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
-    assert_eq!(err.to_string(), "web1: {{nope}} at 1:10 is not defined for this host");
+    assert_eq!(
+        err.to_string(),
+        "web1: {{nope}} at 1:10 is not defined for this host"
+    );
 }
 
 // ----- Property test: random values and templates, dash and bash -----
@@ -635,7 +750,12 @@ struct Case {
 impl Case {
     fn template(&self) -> String {
         let words: Vec<&str> = self.words.iter().map(|w| w.text).collect();
-        format!("{}printf '%s' {}{}", self.before.text, words.join(" "), self.after.text)
+        format!(
+            "{}printf '%s' {}{}",
+            self.before.text,
+            words.join(" "),
+            self.after.text
+        )
     }
 
     fn refused(&self) -> bool {
@@ -712,7 +832,9 @@ fn values(canary: &Path) -> impl Strategy<Value = String> {
 /// cases ran remotely and how many were refused.
 fn rendered_values_arrive_exactly(user: &str, sshd: &Sshd, cases_to_run: u32) -> (usize, usize) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let session = rt.block_on(Session::connect(&sshd.options_as(user))).unwrap();
+    let session = rt
+        .block_on(Session::connect(&sshd.options_as(user)))
+        .unwrap();
     let canary_home = canary_dir();
     let canary = canary_home.path().join("canary");
     let counts = std::cell::Cell::new((0usize, 0usize));
@@ -727,17 +849,16 @@ fn rendered_values_arrive_exactly(user: &str, sshd: &Sshd, cases_to_run: u32) ->
             let parsed = Template::parse(&template);
             let (ran, refusals) = counts.get();
             if case.refused() {
-                let err = parsed.err().ok_or_else(|| {
-                    TestCaseError::fail(format!("not refused: {template:?}"))
-                })?;
+                let err = parsed
+                    .err()
+                    .ok_or_else(|| TestCaseError::fail(format!("not refused: {template:?}")))?;
                 prop_assert_eq!(err.kind(), ErrorKind::InvalidInput);
                 prop_assert!(err.to_string().starts_with("{{v}} at "), "{}", err);
                 counts.set((ran, refusals + 1));
                 return Ok(());
             }
-            let parsed = parsed.map_err(|e| {
-                TestCaseError::fail(format!("refused: {template:?}: {e}"))
-            })?;
+            let parsed =
+                parsed.map_err(|e| TestCaseError::fail(format!("refused: {template:?}: {e}")))?;
             let line = parsed
                 .render(|name| (name == "v").then(|| value.clone()))
                 .unwrap();
@@ -758,7 +879,12 @@ fn rendered_values_arrive_exactly(user: &str, sshd: &Sshd, cases_to_run: u32) ->
                 line,
                 text(&out.stderr)
             );
-            prop_assert!(out.stderr.is_empty(), "stderr {:?} for {:?}", text(&out.stderr), line);
+            prop_assert!(
+                out.stderr.is_empty(),
+                "stderr {:?} for {:?}",
+                text(&out.stderr),
+                line
+            );
             prop_assert!(out.status.success(), "{:?} for {:?}", out.status, line);
             Ok(())
         })
@@ -795,13 +921,18 @@ fn bash_reads_every_rendered_value_exactly() {
     let sshd = bash_sshd();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let shell = rt.block_on(async {
-        let session = Session::connect(&sshd.options_as(harness::BASH_USER)).await.unwrap();
-        session.command("echo $BASH_VERSION").output().await.unwrap()
+        let session = Session::connect(&sshd.options_as(harness::BASH_USER))
+            .await
+            .unwrap();
+        session
+            .command("echo $BASH_VERSION")
+            .output()
+            .await
+            .unwrap()
     });
     assert!(text(&shell.stdout).starts_with('5'), "not bash: {shell:?}");
     drop(rt);
-    let (ran, refused) =
-        rendered_values_arrive_exactly(harness::BASH_USER, &sshd, PROPERTY_CASES);
+    let (ran, refused) = rendered_values_arrive_exactly(harness::BASH_USER, &sshd, PROPERTY_CASES);
     eprintln!("bash: {ran} cases ran remotely, {refused} refused");
     assert!(ran >= PROPERTY_CASES as usize / 4, "only {ran} cases ran");
     assert!(refused > 0);
