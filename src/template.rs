@@ -572,6 +572,26 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    /// At a backslash outside single quotes: a line continuation (backslash, line break)
+    /// is removed before the shell splits tokens (2.2.1), so it joins what is around it
+    /// (`$\⏎(` is `$(`, `<\⏎<` is `<<`). rexec follows one only after a blank or a line
+    /// break, where it cannot join anything.
+    fn continuation(&self) -> Lex {
+        if self.char_ahead(1) != Some('\n') {
+            return Ok(());
+        }
+        let after_blank = match self.i.checked_sub(1).and_then(|i| self.items.get(i)) {
+            None => true,
+            Some(Item::Char(c, _)) => matches!(c, ' ' | '\t' | '\n'),
+            Some(Item::Hole(..)) => false,
+        };
+        if after_blank {
+            Ok(())
+        } else {
+            self.lost("a line continuation (\\ at the end of a line) inside a word")
+        }
+    }
+
     /// The command level (2.3 Token Recognition): the whole line, or the inside of a
     /// `$(...)` when `nested`, which ends at its unmatched `)`.
     fn commands(&mut self) -> Lex {
@@ -592,10 +612,11 @@ impl<'a> Lexer<'a> {
             };
             match c {
                 '\\' => {
+                    self.continuation()?;
                     self.i += 1;
                     match self.peek() {
                         Some(Item::Hole(..)) => return self.refuse(Refusal::AfterBackslash),
-                        Some(Item::Char('\n', _)) => self.i += 1, // a line continuation
+                        Some(Item::Char('\n', _)) => self.i += 1,
                         Some(Item::Char(..)) => {
                             self.i += 1;
                             word_start = false;
@@ -725,6 +746,9 @@ impl<'a> Lexer<'a> {
                 }
                 Item::Char(c, _) => *c,
             };
+            if c == '\\' {
+                self.continuation()?;
+            }
             self.i += 1;
             match c {
                 '"' => return Ok(()),
@@ -822,6 +846,9 @@ impl<'a> Lexer<'a> {
                 Item::Char(c, _) => *c,
             };
             match c {
+                '\\' if self.char_ahead(1) == Some('\n') => {
+                    return self.lost("a line continuation inside `...`");
+                }
                 '\\' => {
                     self.i += 1;
                     if let Some(Item::Hole(..)) = self.peek() {
@@ -858,6 +885,9 @@ impl<'a> Lexer<'a> {
                 Item::Char(c, _) => *c,
             };
             match c {
+                '\\' if self.char_ahead(1) == Some('\n') => {
+                    return self.lost("a line continuation inside ${...}");
+                }
                 '\\' => {
                     self.i += 1;
                     if let Some(Item::Hole(..)) = self.peek() {

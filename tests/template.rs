@@ -133,6 +133,7 @@ fn values_are_quoted_for_their_context() {
         ),
         ("cat <<-E\n\t' $x\n\tE\n", "cat <<-E\n\t' $x\n\tE\n"),
         ("case x in x) : ;; esac; ", "case x in x) : ;; esac; "),
+        (": a \\\n  b \"c \\\nd\"; ", ": a \\\n  b \"c \\\nd\"; "),
         (": `echo \"a b\"`; ", ": `echo \"a b\"`; "),
     ] {
         assert_eq!(
@@ -270,6 +271,27 @@ fn constructs_rexec_cannot_follow_refuse_the_placeholders_after_them() {
         (
             "cat <<E'x'\nE\necho {{v}}",
             "a here-document delimiter rexec cannot read at 1:7",
+        ),
+        // A line continuation joins what is around it: `$\⏎{{v}}` would be `$'...'`.
+        (
+            "echo $\\\n{{v}}",
+            "a line continuation (\\ at the end of a line) inside a word at 1:7",
+        ),
+        (
+            "echo \"$HOME\\\n{{v}}\"",
+            "a line continuation (\\ at the end of a line) inside a word at 1:12",
+        ),
+        (
+            "cat <\\\n<E\n{{v}}\nE",
+            "a line continuation (\\ at the end of a line) inside a word at 1:6",
+        ),
+        (
+            "echo `a\\\nb` {{v}}",
+            "a line continuation inside `...` at 1:8",
+        ),
+        (
+            "echo ${x\\\n} {{v}}",
+            "a line continuation inside ${...} at 1:9",
         ),
     ];
     for (template, construct) in lost {
@@ -679,6 +701,8 @@ const WORDS: &[Fragment] = &[
     ok("'\\{{v}}'", "\\{{v}}", false),
     ok("\"{{ '$' }}\"", "$", false),
     ok("'{name}'{a}", "{name}{a}", false),
+    ok("\\\n{{v}}", "\u{1}", true),
+    ok("\"a \\\n{{v}}\"", "a \u{1}", true),
 ];
 
 const REFUSED_WORDS: &[Fragment] = &[
@@ -697,6 +721,8 @@ const REFUSED_WORDS: &[Fragment] = &[
     refused("\"$NOPE{{v}}\""),
     refused("{{ '\\' }}{{v}}"),
     refused("\"{{ '\\' }}{{v}}\""),
+    refused("$\\\n{{v}}"),
+    refused("\"$\\\n{{v}}\""),
 ];
 
 /// Lines before the `printf`: constructs rexec follows (`holes: false`), or cannot
@@ -715,6 +741,7 @@ const BEFORE: &[Fragment] = &[
     ok("x='it'\\''s'; ", "", false),
     ok(": \"a\\\"b\"; ", "", false),
     ok("case x in x) : ;; esac; ", "", false),
+    ok(": a \\\n  b \"c \\\nd\"; ", "", false),
     Fragment {
         text: ": $(case a in a) : ;; esac); ",
         prints: "",
