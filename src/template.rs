@@ -26,7 +26,8 @@ use crate::error::{Error, ErrorKind, Result};
 /// - Anything else is text sent untouched: `{name}`, `${x}`, `{a,b}`, `awk '{print}'`,
 ///   `jq '{name}'`, Go templates such as `{{.Names}}` or `{{ json . }}`. A Go template
 ///   that uses a plain word (`{{end}}`) reads as a placeholder: send such a line as it
-///   is (the CLI's `--raw`, or a plain `&str` to [`Pool::run_command`](crate::Pool)).
+///   is (the CLI's `--raw`, or a plain `&str` to
+///   [`Pool::run_command`](crate::Pool::run_command)).
 ///
 /// # Shell templates ([`Template::parse`])
 ///
@@ -50,7 +51,8 @@ use crate::error::{Error, ErrorKind, Result};
 /// after any construct whose end the shells find differently or rexec cannot find
 /// (`((...))`, `<<<`, `case` inside `$(...)`, a here-document inside `$(...)`, quotes
 /// inside backquotes or `${...}`, `\'` inside `$'...'`, a here-document body with `\`,
-/// `` ` ``, `$(` or `${`). A template without placeholders is never refused.
+/// `` ` ``, `$(` or `${`, a line continuation (`\` ending a line) that does not follow a
+/// blank). A template without placeholders is never refused.
 ///
 /// The promise is about the shell's reading of the line: the value reaches the command
 /// as exactly the text it is. What the command does with it is the command's business:
@@ -141,6 +143,17 @@ impl Template {
     pub fn parse(text: &str) -> Result<Template> {
         let items = scan(text);
         let quotings = Lexer::new(&items).run()?;
+        // Every placeholder has been placed or refused; never fall back to a guess.
+        for (index, item) in items.iter().enumerate() {
+            if let Item::Hole(name, at) = item {
+                if quotings.get(index).copied().flatten().is_none() {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        format!("{{{{{name}}}}} at {at}: rexec could not tell where it stands"),
+                    ));
+                }
+            }
+        }
         Ok(Template {
             source: text.to_owned(),
             kind: Kind::Shell,
