@@ -921,7 +921,133 @@ fn rendered_values_arrive_exactly(user: &str, sshd: &Sshd, cases_to_run: u32) ->
     counts.get()
 }
 
-const PROPERTY_CASES: u32 = 300;
+/// Tokens of random command lines. None of them can turn data into code (no `eval`,
+/// `sh`, `.`, no assignments or `$_`, no digits for `$0`), so only an injection can create
+/// the canary; file names they create land in the current directory (a temp dir).
+const SOUP: &[&str] = &[
+    "{{v}}",
+    "{{v}}",
+    "{{v}}",
+    "{{ v }}",
+    "'",
+    "'",
+    "\"",
+    "\"",
+    "\\",
+    "$",
+    "`",
+    "(",
+    ")",
+    "{",
+    "}",
+    "#",
+    "\n",
+    " ",
+    " ",
+    "\t",
+    ";",
+    "|",
+    "&",
+    "<",
+    ">",
+    "<<",
+    "<<-",
+    "E",
+    "'E'",
+    "a",
+    "x",
+    ":",
+    "echo",
+    "printf",
+    "case",
+    "in",
+    "esac",
+    ";;",
+    "$(",
+    "${",
+    "$((",
+    "$[",
+    "$'",
+    "$\"",
+    "((",
+    "-",
+    "*",
+    "?",
+    "~",
+    "!",
+    "[",
+    "]",
+    "{{ '\\' }}",
+    "{{ '{{' }}",
+    "\\\n",
+    "$x",
+];
+
+/// Runs random command lines built from [`SOUP`] with hostile values: whatever rexec
+/// accepts runs remotely, and the canary must never appear. Returns how many ran and how
+/// many were refused.
+fn random_lines_never_run_a_value(user: &str, sshd: &Sshd, cases_to_run: u32) -> (usize, usize) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let session = rt
+        .block_on(Session::connect(&sshd.options_as(user)))
+        .unwrap();
+    let canary_home = canary_dir();
+    let canary = canary_home.path().join("canary");
+    let scratch = canary_dir();
+    let counts = std::cell::Cell::new((0usize, 0usize));
+    let c = canary.display().to_string();
+    let attacks: Vec<String> = vec![
+        format!("$(touch {c})"),
+        format!("`touch {c}`"),
+        format!("'; touch {c}; '"),
+        format!("\"; touch {c}; \""),
+        format!("\ntouch {c}\n"),
+        format!("\nE\ntouch {c}\nE\n"),
+        format!("E\ntouch {c}\n"),
+        format!("'\\''; touch {c} #"),
+        format!(") ; touch {c} ; ("),
+        format!("}}; touch {c}; {{"),
+        format!("\\\ntouch {c}"),
+    ];
+    let lines = prop::collection::vec(prop::sample::select(SOUP), 1..25).prop_map(|t| t.concat());
+    let mut runner = TestRunner::new(Config {
+        cases: cases_to_run,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&(lines, prop::sample::select(attacks)), |(line, value)| {
+            let (ran, refusals) = counts.get();
+            let Ok(template) = Template::parse(&line) else {
+                counts.set((ran, refusals + 1));
+                return Ok(());
+            };
+            let rendered = template
+                .render(|name| (name == "v").then(|| value.clone()))
+                .unwrap();
+            let full = format!("cd {} || exit 99\n{rendered}", scratch.path().display());
+            let mut command = session.command(full);
+            command.timeout(Duration::from_secs(10));
+            rt.block_on(command.output()).unwrap();
+            counts.set((ran + 1, refusals));
+            if canary.exists() {
+                std::fs::remove_file(&canary).unwrap();
+                prop_assert!(false, "the value ran: {line:?} rendered {rendered:?}");
+            }
+            Ok(())
+        })
+        .unwrap();
+    let _ = rt.block_on(session.close());
+    counts.get()
+}
+
+/// Cases per property and shell: 300, or `REXEC_TEMPLATE_CASES` for a longer hunt.
+fn property_cases() -> u32 {
+    std::env::var("REXEC_TEMPLATE_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(300)
+}
 
 fn bash_sshd() -> Sshd {
     harness::bash_user();
@@ -937,10 +1063,16 @@ fn dash_reads_every_rendered_value_exactly() {
     // The test user's login shell is /bin/sh, which is dash here.
     let shell = harness::run(Command::new("getent").args(["passwd", TEST_USER]));
     assert!(shell.trim_end().ends_with(":/bin/sh"), "{shell}");
-    let (ran, refused) = rendered_values_arrive_exactly(TEST_USER, &sshd, PROPERTY_CASES);
+    let (ran, refused) = rendered_values_arrive_exactly(TEST_USER, &sshd, property_cases());
     eprintln!("dash: {ran} cases ran remotely, {refused} refused");
-    assert!(ran >= PROPERTY_CASES as usize / 4, "only {ran} cases ran");
+    assert!(ran >= property_cases() as usize / 4, "only {ran} cases ran");
     assert!(refused > 0);
+    let (ran, refused) = random_lines_never_run_a_value(TEST_USER, &sshd, property_cases());
+    eprintln!("dash, random lines: {ran} ran remotely, {refused} refused");
+    assert!(
+        ran >= property_cases() as usize / 4,
+        "only {ran} random lines ran"
+    );
 }
 
 #[test]
@@ -959,8 +1091,16 @@ fn bash_reads_every_rendered_value_exactly() {
     });
     assert!(text(&shell.stdout).starts_with('5'), "not bash: {shell:?}");
     drop(rt);
-    let (ran, refused) = rendered_values_arrive_exactly(harness::BASH_USER, &sshd, PROPERTY_CASES);
+    let (ran, refused) =
+        rendered_values_arrive_exactly(harness::BASH_USER, &sshd, property_cases());
     eprintln!("bash: {ran} cases ran remotely, {refused} refused");
-    assert!(ran >= PROPERTY_CASES as usize / 4, "only {ran} cases ran");
+    assert!(ran >= property_cases() as usize / 4, "only {ran} cases ran");
     assert!(refused > 0);
+    let (ran, refused) =
+        random_lines_never_run_a_value(harness::BASH_USER, &sshd, property_cases());
+    eprintln!("bash, random lines: {ran} ran remotely, {refused} refused");
+    assert!(
+        ran >= property_cases() as usize / 4,
+        "only {ran} random lines ran"
+    );
 }
