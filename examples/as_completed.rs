@@ -1,14 +1,15 @@
 //! Handle results as each host finishes (Python's `imap_unordered`): print a line per
-//! host the moment it is done, and stop early once three hosts have failed.
+//! host the moment it is done, and stop early once three hosts have failed. COMMAND is a
+//! template (`{{name}}` and the other placeholders rendered per host).
 //!
 //! ```text
-//! cargo run --example as_completed -- inventory/loopback.toml 'uptime'
+//! cargo run --example as_completed -- inventory/loopback.toml 'echo {{name}}; uptime'
 //! ```
 
 use std::process::ExitCode;
 
 use futures_util::StreamExt;
-use rexec::{HostSettings, Inventory, Outcome, Pool, TargetBuilder};
+use rexec::{HostSettings, Inventory, Outcome, Pool, TargetBuilder, Template};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -17,9 +18,10 @@ async fn main() -> ExitCode {
         eprintln!("usage: as_completed INVENTORY COMMAND");
         return ExitCode::from(2);
     };
-    let targets = match Inventory::from_file(inventory, &HostSettings::default())
+    let setup = Inventory::from_file(inventory, &HostSettings::default())
         .and_then(|inv| TargetBuilder::new().build_all(inv.hosts()))
-    {
+        .and_then(|targets| Ok((targets, Template::parse(command)?)));
+    let (targets, command) = match setup {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -30,9 +32,9 @@ async fn main() -> ExitCode {
     let stop = pool.cancel_token();
     let work = |session: std::sync::Arc<rexec::Session>, target: rexec::Target| {
         let stop = stop.clone();
-        let command = command.clone();
+        let command = &command;
         async move {
-            let mut cmd = session.command(target.render(&command)?);
+            let mut cmd = session.command(target.render(command)?);
             cmd.cancel_on(stop);
             cmd.output().await
         }

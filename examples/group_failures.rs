@@ -1,14 +1,15 @@
 //! Run a command on a group and act on the failures, as an automation script would:
 //! restart a service everywhere, then collect the hosts where it failed and retry them
-//! once, then report.
+//! once, then report. COMMAND is a template, as on rexec's command line: `{{name}}` and
+//! the other placeholders are rendered per host.
 //!
 //! ```text
-//! cargo run --example group_failures -- inventory/loopback.toml nodes 'systemctl restart nginx'
+//! cargo run --example group_failures -- inventory/loopback.toml nodes 'systemctl restart nginx && echo {{name}} ok'
 //! ```
 
 use std::process::ExitCode;
 
-use rexec::{HostSettings, Inventory, Outcome, Pool, RunExit, TargetBuilder};
+use rexec::{HostSettings, Inventory, Outcome, Pool, RunExit, TargetBuilder, Template};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -31,8 +32,12 @@ async fn run(inventory: &str, group: &str, command: &str) -> rexec::Result<RunEx
     let hosts = inventory.select(group)?;
     let targets = TargetBuilder::new().build_all(hosts)?;
     let pool = Pool::new(32);
+    // Refused placeholders (see Template) fail here, before anything connects.
+    let command = Template::parse(command)?;
 
-    let results = pool.run_command(&targets, command, |_, _| {}, |_| {}).await;
+    let results = pool
+        .run_command(&targets, &command, |_, _| {}, |_| {})
+        .await;
     let failed: Vec<_> = results
         .iter()
         .filter(|r| r.outcome() != Outcome::Ok)
@@ -51,7 +56,7 @@ async fn run(inventory: &str, group: &str, command: &str) -> rexec::Result<RunEx
 
     // Retry the failures once (only they run again).
     let retry: Vec<_> = failed.iter().map(|&i| targets[i].clone()).collect();
-    let again = pool.run_command(&retry, command, |_, _| {}, |_| {}).await;
+    let again = pool.run_command(&retry, &command, |_, _| {}, |_| {}).await;
     for r in &again {
         println!("retry {}: {}", r.host, r.outcome());
     }

@@ -45,11 +45,13 @@ pub mod inventory;
 pub mod pool;
 pub mod secret;
 pub mod ssh;
+mod template;
 
 pub use error::{Error, ErrorKind, Phase, Result};
 pub use inventory::{Host, HostSettings, Inventory, Transport};
 pub use pool::{
-    Event, HostResult, Outcome, Pool, RunExit, Sessions, Target, TargetBuilder, Timings,
+    CommandLine, Event, HostResult, Outcome, Pool, RunExit, Sessions, Target, TargetBuilder,
+    Timings,
 };
 pub use secret::Secret;
 pub use ssh::quote::shell_quote;
@@ -58,6 +60,7 @@ pub use ssh::{
     HostKeyStatus, Identity, KeyLocation, KnownHosts, Output, Session, Sftp, Stream,
     TransferOptions, TransferStats,
 };
+pub use template::Template;
 
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]

@@ -62,11 +62,11 @@ fn replace_known_host(cluster: &Cluster, address: &str, port: u16) {
     std::fs::write(&cluster.known_hosts, kept).unwrap();
 }
 
-const MIXED_COMMAND: &str = "case {name} in \
+const MIXED_COMMAND: &str = "case {{name}} in \
     node03) echo three; exit 3;; \
     node04) sleep 60;; \
     node07) head -c 20000000 /dev/zero;; \
-    esac; echo hello from {name}";
+    esac; echo hello from {{name}}";
 
 #[test]
 fn thirty_hosts_each_get_their_own_result() {
@@ -161,7 +161,7 @@ fn default_output_prints_each_host_whole_with_a_summary() {
         "-i",
         inventory.to_str().unwrap(),
         "--no-agent",
-        "echo out {name}; echo err {name} >&2; test {name} != node02",
+        "echo out {{name}}; echo err {{name}} >&2; test {{name}} != node02",
     ]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = text(&out.stdout);
@@ -199,7 +199,7 @@ fn group_folds_identical_results() {
         "--no-agent",
         "--group",
         "-q",
-        "case {name} in node07|node09) echo odd; exit 2;; *) echo same;; esac",
+        "case {{name}} in node07|node09) echo odd; exit 2;; *) echo same;; esac",
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
@@ -245,7 +245,7 @@ fn out_dir_writes_each_hosts_output_to_files() {
         "--json",
         "--out-dir",
         dir.path().to_str().unwrap(),
-        "head -c 5000000 /dev/zero; echo {name}; echo e-{name} >&2",
+        "head -c 5000000 /dev/zero; echo {{name}}; echo e-{{name}} >&2",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let (results, _) = json_lines(&out);
@@ -279,7 +279,7 @@ fn failed_hosts_round_trip() {
         "-q",
         "--failed-hosts",
         failed.to_str().unwrap(),
-        "case {name} in node02|node05) exit 1;; esac",
+        "case {{name}} in node02|node05) exit 1;; esac",
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
@@ -301,7 +301,7 @@ fn failed_hosts_round_trip() {
         "--json",
         "-l",
         &format!("@{}", failed.display()),
-        "echo again {name}",
+        "echo again {{name}}",
     ]);
     let (results, summary) = json_lines(&rerun);
     assert_eq!(results.len(), 2);
@@ -336,7 +336,7 @@ fn exit_codes_follow_the_documented_table() {
     );
     assert_eq!(code(&["-l", "nope", "true"]), Some(2));
     assert_eq!(code(&[]), Some(2));
-    assert_eq!(code(&["echo {undefined}"]), Some(2));
+    assert_eq!(code(&["echo {{undefined}}"]), Some(2));
     // Mixed: one host exits 1, the other cannot authenticate: 3 wins.
     let mixed = cluster.inventory(
         &[(
@@ -412,7 +412,7 @@ fn host_lists_and_local_hosts_work_without_an_inventory_file() {
         inventory.to_str().unwrap(),
         "--no-agent",
         "--json",
-        "id -un; echo {name}",
+        "id -un; echo {{name}}",
     ]);
     let (results, _) = json_lines(&out);
     assert_eq!(results["here"]["stdout"], "root\nhere\n");
@@ -720,7 +720,7 @@ fn put_and_get_fan_out_with_per_host_results() {
         "--json",
         "put",
         local.to_str().unwrap(),
-        "{updir}/{name}.bin",
+        "{{updir}}/{{name}}.bin",
     ]);
     let (results, summary) = json_lines(&out);
     assert_eq!(results.len(), 4, "{}", text(&out.stderr));
@@ -745,7 +745,7 @@ fn put_and_get_fan_out_with_per_host_results() {
         "--no-agent",
         "-q",
         "get",
-        "{updir}/{name}.bin",
+        "{{updir}}/{{name}}.bin",
         dest.to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
@@ -780,7 +780,7 @@ fn put_and_get_fan_out_with_per_host_results() {
         "get",
         "-r",
         tree.to_str().unwrap(),
-        &format!("{}/{{name}}-copy", work.path().display()),
+        &format!("{}/{{{{name}}}}-copy", work.path().display()),
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(

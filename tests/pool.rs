@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use harness::{Cluster, Sshd, SshdConfig};
-use rexec::{Event, HostSettings, Inventory, Outcome, Pool, Target, TargetBuilder};
+use rexec::{Event, HostSettings, Inventory, Outcome, Pool, Target, TargetBuilder, Template};
 
 fn targets(cluster: &Cluster) -> Vec<Target> {
     let inventory =
@@ -124,7 +124,7 @@ async fn no_more_than_forks_hosts_run_at_once() {
     let results = Pool::new(3)
         .run_command(
             &targets,
-            "sleep 0.2; echo {name}",
+            &Template::parse("sleep 0.2; echo {{name}}").unwrap(),
             |_, _| {},
             |event| match event {
                 Event::Connecting { .. } => {
@@ -287,7 +287,12 @@ async fn many_hosts_authenticate_through_one_agent() {
     let targets = builder.build_all(&hosts).unwrap();
     assert_eq!(targets.len(), 64);
     let results = Pool::new(64)
-        .run_command(&targets, "echo {name}", |_, _| {}, |_| {})
+        .run_command(
+            &targets,
+            &Template::parse("echo {{name}}").unwrap(),
+            |_, _| {},
+            |_| {},
+        )
         .await;
     assert_all_ok(&results);
     for r in &results {
@@ -378,16 +383,17 @@ async fn sessions_are_reused_across_runs() {
 }
 
 /// `stream_command` yields each host's command result as it finishes, with the
-/// `{name}` placeholder rendered per host.
+/// `{{name}}` placeholder of a template rendered per host.
 #[tokio::test]
 async fn command_results_stream_as_hosts_finish() {
     let cluster = Cluster::start(1, 3, 310);
     let targets = targets(&cluster);
     let go = cluster.dir.path().join("go");
     let line = format!(
-        "if [ {{name}} = node01 ]; then while [ ! -e {} ]; do sleep 0.05; done; fi; echo {{name}}",
+        "if [ {{{{name}}}} = node01 ]; then while [ ! -e {} ]; do sleep 0.05; done; fi; echo {{{{name}}}}",
         go.display()
     );
+    let line = Template::parse(&line).unwrap();
     let pool = Pool::new(3);
     let mut stream = Box::pin(pool.stream_command(&targets, &line, |_, _| {}, |_| {}));
     let mut seen = Vec::new();

@@ -129,12 +129,20 @@ pub struct Args {
     #[arg(short = 'q', long, action = ArgAction::SetTrue, global = true)]
     pub quiet: bool,
 
+    /// Send the command exactly as given: no {{placeholders}} at all (for Go templates
+    /// such as `docker ps --format '{{.Names}}{{end}}'`), and without the process-id
+    /// `printf` rexec puts first to stop commands for sure (for login shells that are
+    /// not POSIX shells: network devices, csh, fish).
+    #[arg(long, global = true)]
+    pub raw: bool,
+
     /// File transfer instead of a command (`--` before a command named put or get).
     #[command(subcommand)]
     pub transfer: Option<TransferArgs>,
 
-    /// The command line, run by each host's login shell. {name}, {host}, {port}, {user}
-    /// and inventory variables are replaced by quoted values.
+    /// The command line, run by each host's login shell. {{name}}, {{host}}, {{port}},
+    /// {{user}} and {{var}} for inventory variables are replaced by the host's values,
+    /// quoted for where they stand (see the README); `{{ '...' }}` is literal text.
     #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
@@ -142,7 +150,7 @@ pub struct Args {
 /// `put` and `get`.
 #[derive(Debug, Subcommand)]
 pub enum TransferArgs {
-    /// Upload LOCAL to REMOTE on every selected host (REMOTE may use {name} etc.).
+    /// Upload LOCAL to REMOTE on every selected host (REMOTE may use {{name}} etc.).
     Put {
         /// Copy directories recursively.
         #[arg(short = 'r', long)]
@@ -159,7 +167,7 @@ pub enum TransferArgs {
         remote: String,
     },
     /// Download REMOTE from every selected host into LOCAL_DIR/<host>/ (or a LOCAL_DIR
-    /// template using {name}).
+    /// template using {{name}}).
     Get {
         /// Copy directories recursively.
         #[arg(short = 'r', long)]
@@ -170,7 +178,7 @@ pub enum TransferArgs {
         /// Do not wait for each file to reach the disk before it replaces the destination.
         #[arg(long)]
         no_fsync: bool,
-        /// Remote file or directory (may use {name} etc.).
+        /// Remote file or directory (may use {{name}} etc.).
         remote: String,
         /// Local directory; each host's copy goes into LOCAL_DIR/<host>/.
         local_dir: String,
@@ -243,6 +251,7 @@ pub struct Config {
     pub out_dir: Option<PathBuf>,
     pub failed_hosts: Option<PathBuf>,
     pub quiet: bool,
+    pub raw: bool,
     pub action: Option<Action>,
 }
 
@@ -419,6 +428,7 @@ impl Args {
             out_dir: self.out_dir,
             failed_hosts: self.failed_hosts,
             quiet: self.quiet,
+            raw: self.raw,
             action,
         })
     }

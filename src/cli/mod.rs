@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use rexec::{Error, ErrorKind, Inventory, Pool, RunExit, Secret, TargetBuilder};
+use rexec::{
+    CommandLine, Error, ErrorKind, Inventory, Pool, RunExit, Secret, TargetBuilder, Template,
+};
 
 use args::{Action, Config, OutputMode, StdinSource};
 use report::Reporter;
@@ -50,6 +52,11 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
         }
     }
 
+    // A template is checked (quoting contexts) before anything connects.
+    let template = match &action {
+        Action::Run(command) if !config.raw => Some(Template::parse(command)?),
+        _ => None,
+    };
     let mut targets = build_targets(&config, selected.iter().copied())?;
     if config.keepalive.is_some() || config.keepalive_max.is_some() {
         for t in &mut targets {
@@ -64,10 +71,12 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
         }
     }
     // Every placeholder must resolve before anything connects.
-    for t in &targets {
+    for t in targets.iter().filter(|_| !config.raw) {
         match &action {
-            Action::Run(command) => {
-                t.render(command)?;
+            Action::Run(_) => {
+                if let Some(template) = &template {
+                    t.render(template)?;
+                }
             }
             Action::Put { remote, .. } => {
                 t.render_path(remote)?;
@@ -89,7 +98,13 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
         .stop_grace(kill_grace + std::time::Duration::from_secs(4));
     let interrupted = watch_interrupts(&pool);
     let exit = match action {
-        Action::Run(command) => run_command(&config, &pool, &targets, &command).await?,
+        Action::Run(command) => {
+            let line = match &template {
+                Some(template) => CommandLine::Template(template),
+                None => CommandLine::Raw(&command),
+            };
+            run_command(&config, &pool, &targets, line).await?
+        }
         transfer => transfer::run(&config, &pool, &targets, &transfer).await?,
     };
     Ok(if interrupted.load(Ordering::Relaxed) {
@@ -157,7 +172,7 @@ async fn run_command(
     config: &Config,
     pool: &Pool,
     targets: &[rexec::Target],
-    command: &str,
+    command: CommandLine<'_>,
 ) -> Result<RunExit, Error> {
     // Read once and shared by every host (Bytes clones are reference counts).
     let stdin: Option<bytes::Bytes> = match &config.stdin {
@@ -206,7 +221,7 @@ async fn run_command(
         targets,
         command,
         |target, cmd| {
-            cmd.pty(config.pty);
+            cmd.pty(config.pty).report_pid(!config.raw);
             if let Some(grace) = config.kill_grace {
                 cmd.kill_grace(grace);
             }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use rexec::{Error, ErrorKind, Outcome, Pool, RunExit, Target, TransferOptions};
+use rexec::{Error, ErrorKind, Outcome, Pool, RunExit, Target, Template, TransferOptions};
 
 use super::args::{Action, Config};
 use super::report::Reporter;
@@ -63,19 +63,25 @@ pub async fn run(
                     "put and get need an ssh host (this one uses the local transport)",
                 ));
             }
+            let path = |p: &str| match config.raw {
+                true => Ok(p.to_owned()),
+                false => target.render_path(p),
+            };
             let transfer = async {
                 let sftp = session.sftp().await?;
                 match action {
                     Action::Put { local, remote, .. } => {
-                        let remote = target.render_path(remote)?;
+                        let remote = path(remote)?;
                         sftp.put_with(local, &remote, &options).await
                     }
                     Action::Get {
                         remote, local_dir, ..
                     } => {
-                        let remote = target.render_path(remote)?;
-                        let dir = if local_dir.contains('{') {
-                            PathBuf::from(target.render_path(local_dir)?)
+                        let remote = path(remote)?;
+                        let per_host = !config.raw
+                            && !Template::parse_path(local_dir).placeholders().is_empty();
+                        let dir = if per_host {
+                            PathBuf::from(path(local_dir)?)
                         } else {
                             PathBuf::from(local_dir).join(target.name())
                         };

@@ -512,7 +512,7 @@ impl Parser<'_> {
                     .or_else(|e| self.error(span.clone(), format!("host {:?}: {e}", host.name)))?;
             }
             if let Some(address) = &settings.address {
-                let address = address.replace("{name}", &host.name);
+                let address = address.replace("{{name}}", &host.name);
                 check_host_name(&address).or_else(|e| {
                     self.error(span.clone(), format!("host {:?}: address: {e}", host.name))
                 })?;

@@ -18,9 +18,39 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, ErrorKind, Phase, Result};
 use crate::ssh::{Output, Session};
+use crate::template::Template;
 
 pub use outcome::{timeout_phase, Outcome, RunExit};
 pub use target::{Target, TargetBuilder};
+
+/// The command line of [`Pool::run_command`] and its kin: sent as given, or rendered
+/// per host. `&str` and `&String` convert to [`CommandLine::Raw`], `&Template` to
+/// [`CommandLine::Template`].
+#[derive(Debug, Clone, Copy)]
+pub enum CommandLine<'a> {
+    /// Sent to every host exactly as given: braces are never rewritten.
+    Raw(&'a str),
+    /// Rendered for each host by [`Target::render`].
+    Template(&'a Template),
+}
+
+impl<'a> From<&'a str> for CommandLine<'a> {
+    fn from(line: &'a str) -> Self {
+        CommandLine::Raw(line)
+    }
+}
+
+impl<'a> From<&'a String> for CommandLine<'a> {
+    fn from(line: &'a String) -> Self {
+        CommandLine::Raw(line)
+    }
+}
+
+impl<'a> From<&'a Template> for CommandLine<'a> {
+    fn from(template: &'a Template) -> Self {
+        CommandLine::Template(template)
+    }
+}
 
 /// Timings of one host, from the moment its slot opened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -252,19 +282,21 @@ impl Pool {
             .buffer_unordered(self.forks)
     }
 
-    /// Runs one command line on every target: `{placeholders}` rendered per host (see
-    /// [`Target::render`]), the target's command timeout applied, and cancellation
-    /// wired to [`Pool::cancel_token`]. `configure` may adjust each [`Command`]
-    /// (stdin, pty, output callbacks...).
+    /// Runs one command line on every target, with the target's command timeout applied
+    /// and cancellation wired to [`Pool::cancel_token`]. A `&str` is sent as given; a
+    /// [`&Template`](Template) is rendered per host (see [`Target::render`]; check it
+    /// renders for every target first if no host should run unless all can).
+    /// `configure` may adjust each [`Command`] (stdin, pty, output callbacks...).
     ///
     /// [`Command`]: crate::Command
-    pub async fn run_command(
+    pub async fn run_command<'a>(
         &self,
         targets: &[Target],
-        command_line: &str,
+        command_line: impl Into<CommandLine<'a>>,
         configure: impl Fn(&Target, &mut crate::Command<'_>),
         events: impl Fn(Event<'_, Output>),
     ) -> Vec<HostResult<Output>> {
+        let command_line: CommandLine<'_> = command_line.into();
         let mut results: Vec<HostResult<Output>> = self
             .stream_command(targets, command_line, configure, events)
             .collect()
@@ -279,11 +311,12 @@ impl Pool {
     pub fn stream_command<'a>(
         &'a self,
         targets: &'a [Target],
-        command_line: &'a str,
+        command_line: impl Into<CommandLine<'a>>,
         configure: impl Fn(&Target, &mut crate::Command<'_>) + 'a,
         events: impl Fn(Event<'_, Output>) + 'a,
     ) -> impl Stream<Item = HostResult<Output>> + 'a {
         let configure = Arc::new(configure);
+        let command_line = command_line.into();
         self.stream(
             targets,
             move |session, target| {
@@ -372,14 +405,15 @@ impl Pool {
     }
 
     /// [`Pool::run_command`] on sessions opened by [`Pool::connect_all`].
-    pub async fn run_command_on(
+    pub async fn run_command_on<'a>(
         &self,
         sessions: &Sessions,
-        command_line: &str,
+        command_line: impl Into<CommandLine<'a>>,
         configure: impl Fn(&Target, &mut crate::Command<'_>),
         events: impl Fn(Event<'_, Output>),
     ) -> Vec<HostResult<Output>> {
         let configure = &configure;
+        let command_line = command_line.into();
         self.run_on(
             sessions,
             |session, target| self.command_work(session, target, command_line, configure),
@@ -392,10 +426,13 @@ impl Pool {
         &self,
         session: Arc<Session>,
         target: Target,
-        command_line: &str,
+        command_line: CommandLine<'_>,
         configure: &impl Fn(&Target, &mut crate::Command<'_>),
     ) -> Result<Output> {
-        let line = target.render(command_line)?;
+        let line = match command_line {
+            CommandLine::Raw(line) => line.to_owned(),
+            CommandLine::Template(template) => target.render(template)?,
+        };
         let mut command = session.command(line);
         if let Some(t) = target.command_timeout {
             command.timeout(t);

@@ -6,10 +6,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::error::{Error, ErrorKind, Result};
+#[cfg(doc)]
+use crate::error::ErrorKind;
+use crate::error::Result;
 use crate::inventory::{Host, Transport};
 use crate::secret::Secret;
 use crate::ssh::{Agent, ConnectOptions, Credentials, Identity, KnownHosts};
+use crate::template::Template;
 
 /// One host ready to run: how to reach it and what it runs with.
 #[derive(Debug, Clone)]
@@ -33,102 +36,40 @@ impl Target {
         self.host.transport() == Transport::Local
     }
 
-    /// `template` with each `{name}` placeholder replaced by the host's value as a single
-    /// quoted shell word (see [`crate::shell_quote`]). Placeholders: `name`, `host` (the
-    /// address), `port`, `user`, and the host's variables. `{{` and `}}` stand for
-    /// literal braces; braces around anything that is not an identifier (`awk '{print
-    /// $1}'`, `${HOME}`, `{a,b}`) are left alone.
+    /// The value of the placeholder `name` for this host: `name` (the inventory name),
+    /// `host` (the address connected to), `port`, `user` (the login user: the configured
+    /// one, or the local user name), or one of the host's inventory `vars`.
+    pub fn var(&self, name: &str) -> Option<String> {
+        match name {
+            "name" => Some(self.host.name.clone()),
+            "host" => Some(self.connect.host().to_owned()),
+            "port" => Some(self.host.port().to_string()),
+            "user" => Some(self.connect.user_name().to_owned()),
+            other => self.host.settings.vars.get(other).cloned(),
+        }
+    }
+
+    /// `template` rendered for this host (see [`Template`] for the rules): values from
+    /// [`Target::var`], quoted for their shell context in a command template, raw in a
+    /// path template.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`] naming the host and the placeholder when a variable is
-    /// not defined for this host.
-    pub fn render(&self, template: &str) -> Result<String> {
-        render(template, |key| self.host.var(key)).map_err(|key| {
-            Error::new(
-                ErrorKind::InvalidInput,
-                format!("the command uses {{{key}}}, which is not defined for this host"),
-            )
-            .with_host(self.name())
-        })
+    /// [`ErrorKind::InvalidInput`] naming the host, the placeholder and its position
+    /// when the placeholder is not defined for this host, or when a value contains NUL.
+    pub fn render(&self, template: &Template) -> Result<String> {
+        template
+            .render(|name| self.var(name))
+            .map_err(|e| e.with_host(self.name()))
     }
-}
 
-impl Target {
-    /// `template` with placeholders replaced by the raw values, unquoted: for paths
-    /// (remote SFTP paths, local directories), which no shell interprets.
+    /// `path` (a remote SFTP path or a local directory) with its placeholders replaced
+    /// by this host's values, raw: [`Template::parse_path`] then [`Target::render`].
     ///
     /// # Errors
     /// As [`Target::render`].
-    pub fn render_path(&self, template: &str) -> Result<String> {
-        render_with(template, |key| self.host.var(key), false).map_err(|key| {
-            Error::new(
-                ErrorKind::InvalidInput,
-                format!("the path uses {{{key}}}, which is not defined for this host"),
-            )
-            .with_host(self.name())
-        })
+    pub fn render_path(&self, path: &str) -> Result<String> {
+        self.render(&Template::parse_path(path))
     }
-}
-
-/// Replaces `{identifier}` placeholders with quoted words.
-pub(crate) fn render(
-    template: &str,
-    lookup: impl Fn(&str) -> Option<String>,
-) -> std::result::Result<String, String> {
-    render_with(template, lookup, true)
-}
-
-/// Replaces `{identifier}` placeholders (quoted as shell words when `quote`); returns the
-/// first unknown identifier as the error.
-fn render_with(
-    template: &str,
-    lookup: impl Fn(&str) -> Option<String>,
-    quote: bool,
-) -> std::result::Result<String, String> {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(i) = rest.find(['{', '}']) {
-        let (before, from) = rest.split_at(i);
-        out.push_str(before);
-        if let Some(after) = from.strip_prefix("{{") {
-            out.push('{');
-            rest = after;
-            continue;
-        }
-        if let Some(after) = from.strip_prefix("}}") {
-            out.push('}');
-            rest = after;
-            continue;
-        }
-        if from.starts_with('}') || before.ends_with('$') {
-            out.push_str(from.get(..1).unwrap_or_default());
-            rest = from.get(1..).unwrap_or_default();
-            continue;
-        }
-        // from starts with '{'
-        let body_end = from.find('}');
-        let body = body_end.and_then(|e| from.get(1..e));
-        match body {
-            Some(key)
-                if !key.is_empty()
-                    && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
-            {
-                let value = lookup(key).ok_or_else(|| key.to_owned())?;
-                if quote {
-                    out.push_str(&crate::shell_quote(&value));
-                } else {
-                    out.push_str(&value);
-                }
-                rest = from.get(key.len() + 2..).unwrap_or_default();
-            }
-            _ => {
-                out.push('{');
-                rest = from.get(1..).unwrap_or_default();
-            }
-        }
-    }
-    out.push_str(rest);
-    Ok(out)
 }
 
 /// Asked for the passphrase of an encrypted key file.
@@ -291,34 +232,5 @@ impl TargetBuilder {
             Identity::from_file_with(file, || source.as_ref().map(|ask| ask(file)).transpose())?;
         self.identities.insert(file.to_owned(), id.clone());
         Ok(id)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::render;
-
-    fn vars(key: &str) -> Option<String> {
-        match key {
-            "name" => Some("web01".into()),
-            "role" => Some("a b; rm -rf /".into()),
-            _ => None,
-        }
-    }
-
-    #[test]
-    fn placeholders_become_single_quoted_words() {
-        assert_eq!(render("echo {name}", vars).unwrap(), "echo web01");
-        assert_eq!(render("echo {role}", vars).unwrap(), "echo 'a b; rm -rf /'");
-        assert_eq!(render("echo {{name}}", vars).unwrap(), "echo {name}");
-        assert_eq!(
-            render("awk '{print $1}'", vars).unwrap(),
-            "awk '{print $1}'"
-        );
-        assert_eq!(
-            render("echo ${HOME} {a,b}", vars).unwrap(),
-            "echo ${HOME} {a,b}"
-        );
-        assert_eq!(render("echo {nope}", vars).unwrap_err(), "nope");
     }
 }

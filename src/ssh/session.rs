@@ -146,6 +146,12 @@ impl ConnectOptions {
         &self.host
     }
 
+    /// The user to log in as: the one given to [`ConnectOptions::user`], or the local
+    /// user name.
+    pub fn user_name(&self) -> &str {
+        &self.user
+    }
+
     /// The name used in messages.
     pub fn display_name(&self) -> String {
         match &self.label {

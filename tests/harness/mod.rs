@@ -656,4 +656,50 @@ pub fn kill_children_named(root: u32, name: &str) -> usize {
     killed
 }
 
+/// A second login user whose login shell is bash (the test user's is `/bin/sh`, dash),
+/// with no start-up files. A server lets it in when started with
+/// [`allow_bash_user`] among its `extra` lines; it logs in with the server's user key
+/// (every user shares the server's authorized_keys).
+pub const BASH_USER: &str = "rexec-test-bash";
+
+/// Creates [`BASH_USER`] on first use (serialised across test processes like `setup`)
+/// and returns its name.
+pub fn bash_user() -> &'static str {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        setup();
+        let lock = fs::File::create(Path::new(STATE_DIR).join("setup.lock")).unwrap();
+        lock.lock().unwrap();
+        let exists = Command::new("id")
+            .arg(BASH_USER)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        if !exists {
+            run(Command::new("useradd").args(["--create-home", "--shell", "/bin/bash", BASH_USER]));
+        }
+        // No password, but not locked: sshd refuses keys for a locked account ("!").
+        run(Command::new("usermod").args(["-p", "*", BASH_USER]));
+        let home = home_of(BASH_USER);
+        for f in [".bashrc", ".profile", ".bash_logout"] {
+            let _ = fs::remove_file(home.join(f));
+        }
+    });
+    BASH_USER
+}
+
+/// The sshd_config line that lets both the test user and [`BASH_USER`] log in.
+pub fn allow_bash_user() -> String {
+    format!("AllowUsers {TEST_USER} {BASH_USER}")
+}
+
+impl Sshd {
+    /// Like `options`, logging in as `user` instead of the test user.
+    pub fn options_as(&self, user: &str) -> ConnectOptions {
+        self.options().user(user)
+    }
+}
+
 pub mod cli;
