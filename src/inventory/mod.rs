@@ -450,11 +450,13 @@ impl Parser<'_> {
         defaults.merge(overrides);
 
         // Hosts from [hosts], each range expanded, in file order; then hosts that groups
-        // introduce. (host, its own settings, where it was first named)
-        let mut hosts: Vec<(Host, HostSettings, Span)> = Vec::new();
-        let mut by_name: HashMap<String, usize> = HashMap::new();
+        // introduce. (host, index of its own settings in `owns`, where it was first named)
+        let mut hosts: Vec<(Host, Option<usize>, Span)> = Vec::with_capacity(raw.hosts.len());
+        let mut by_name: HashMap<String, usize> = HashMap::with_capacity(raw.hosts.len());
+        let mut owns: Vec<HostSettings> = Vec::with_capacity(raw.hosts.len());
         for (key, raw_host) in &raw.hosts {
-            let own = raw_host.settings(self)?;
+            let own = owns.len();
+            owns.push(raw_host.settings(self)?);
             for name in self.expand_names(key, hosts.len())? {
                 if let Some(&first) = by_name.get(&name) {
                     let first = hosts.get(first).map(|(_, _, s)| self.at(s.clone()));
@@ -467,7 +469,7 @@ impl Parser<'_> {
                     );
                 }
                 by_name.insert(name.clone(), hosts.len());
-                hosts.push((new_host(name), own.clone(), key.span()));
+                hosts.push((new_host(name), Some(own), key.span()));
             }
         }
 
@@ -497,7 +499,7 @@ impl Parser<'_> {
             let mut members = Vec::new();
             let mut seen = HashSet::new();
             for pattern in &group.hosts {
-                for name in self.expand_names(pattern, hosts.len())? {
+                for name in self.expand_names(pattern, 0)? {
                     if group_index.contains_key(name.as_str()) {
                         return self.error(
                             pattern.span(),
@@ -511,7 +513,7 @@ impl Parser<'_> {
                                 return self.error(pattern.span(), too_many_hosts());
                             }
                             by_name.insert(name.clone(), hosts.len());
-                            hosts.push((new_host(name), HostSettings::default(), pattern.span()));
+                            hosts.push((new_host(name), None, pattern.span()));
                             hosts.len() - 1
                         }
                     };
@@ -522,6 +524,7 @@ impl Parser<'_> {
             }
             let mut subs = Vec::new();
             for sub in &group.groups {
+                self.string(sub, "groups")?;
                 if sub.get_ref() == key.get_ref() {
                     return self.error(
                         sub.span(),
@@ -553,7 +556,11 @@ impl Parser<'_> {
         let group_names: Vec<&str> = raw.groups.keys().map(|k| k.get_ref().as_str()).collect();
 
         // Settings per host: defaults, then each group containing it (file order), then its own.
-        let mut inventory = Inventory::default();
+        let mut inventory = Inventory {
+            hosts: Vec::with_capacity(hosts.len()),
+            groups: IndexMap::with_capacity(raw.groups.len()),
+            by_name: HashMap::with_capacity(hosts.len()),
+        };
         for ((mut host, own, span), groups) in hosts.into_iter().zip(groups_of) {
             let mut settings = defaults.clone();
             for gi in groups {
@@ -562,7 +569,9 @@ impl Parser<'_> {
                     host.groups.push((*name).to_owned());
                 }
             }
-            settings.merge(&own);
+            if let Some(own) = own.and_then(|i| owns.get(i)) {
+                settings.merge(own);
+            }
             if let Some(user) = &settings.user {
                 check_user(user)
                     .or_else(|e| self.error(span.clone(), format!("host {:?}: {e}", host.name)))?;
@@ -765,6 +774,7 @@ impl Parser<'_> {
         }
         if let Some(vars) = raw.vars {
             for (k, v) in vars {
+                self.string(k, "a variable name")?;
                 let valid = k
                     .get_ref()
                     .chars()
