@@ -44,17 +44,17 @@ pub(super) fn parse(list: &str, overrides: &HostSettings) -> Result<Inventory> {
             settings.user = Some(u.to_owned());
         }
         let expanded = range::expand(rest).map_err(|e| bad(e.message().to_owned()))?;
-        if inventory.hosts.len().saturating_add(expanded.len()) > MAX_HOSTS {
-            return Err(bad(format!(
-                "the host list has more than {MAX_HOSTS} hosts (the most one run takes)"
-            )));
-        }
         for text in expanded {
             let endpoint = endpoint(&text).map_err(bad)?;
             if let Some(first) = names.get(&endpoint.name) {
                 return Err(bad(format!(
                     "host {:?} is listed twice (first in {first:?})",
                     endpoint.name
+                )));
+            }
+            if inventory.hosts.len() >= MAX_HOSTS {
+                return Err(bad(format!(
+                    "the host list has more than {MAX_HOSTS} hosts (the most one run takes)"
                 )));
             }
             names.insert(endpoint.name.clone(), item);

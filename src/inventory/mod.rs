@@ -457,7 +457,7 @@ impl Parser<'_> {
         for (key, raw_host) in &raw.hosts {
             let own = owns.len();
             owns.push(raw_host.settings(self)?);
-            for name in self.expand_names(key, hosts.len())? {
+            for name in self.expand_names(key)? {
                 if let Some(&first) = by_name.get(&name) {
                     let first = hosts.get(first).map(|(_, _, s)| self.at(s.clone()));
                     return self.error(
@@ -467,6 +467,9 @@ impl Parser<'_> {
                             first.unwrap_or_default()
                         ),
                     );
+                }
+                if hosts.len() >= MAX_HOSTS {
+                    return self.error(key.span(), too_many_hosts());
                 }
                 by_name.insert(name.clone(), hosts.len());
                 hosts.push((new_host(name), Some(own), key.span()));
@@ -499,7 +502,7 @@ impl Parser<'_> {
             let mut members = Vec::new();
             let mut seen = HashSet::new();
             for pattern in &group.hosts {
-                for name in self.expand_names(pattern, 0)? {
+                for name in self.expand_names(pattern)? {
                     if group_index.contains_key(name.as_str()) {
                         return self.error(
                             pattern.span(),
@@ -682,14 +685,11 @@ impl Parser<'_> {
         Ok(resolved)
     }
 
-    /// The names a `[hosts]` key or a group's `hosts` entry stands for, checked; `known`
-    /// hosts exist already (their count and these must stay within [`MAX_HOSTS`]).
-    fn expand_names(&self, key: &Spanned<String>, known: usize) -> Result<Vec<String>> {
+    /// The names a `[hosts]` key or a group's `hosts` entry stands for, checked (a range
+    /// holds at most [`MAX_HOSTS`] names, counted before they are made).
+    fn expand_names(&self, key: &Spanned<String>) -> Result<Vec<String>> {
         let names = range::expand(key.get_ref())
             .or_else(|e| self.error(key.span(), e.message().to_owned()))?;
-        if known.saturating_add(names.len()) > MAX_HOSTS {
-            return self.error(key.span(), too_many_hosts());
-        }
         for name in &names {
             check_host_name(name).or_else(|e| self.error(key.span(), e))?;
         }
