@@ -223,6 +223,12 @@ fn every_name_written_selects_exactly_its_hosts() {
         ["[::1]:2222", "[::1]:2223"]
     );
     assert_eq!(names(&inv, "n[1-3]:8001:!n2:8001"), ["n1:8001", "n3:8001"]);
+    let all_but_two: Vec<String> = every
+        .iter()
+        .filter(|n| *n != "web1:2222" && *n != "::1")
+        .cloned()
+        .collect();
+    assert_eq!(names(&inv, "all:!web1:2222:!::1"), all_but_two);
     assert_eq!(
         names(&inv, "web*:!web1:2222"),
         ["web1", "web2", "web03", "web1:2223"]

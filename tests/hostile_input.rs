@@ -366,6 +366,9 @@ fn a_range_too_large_is_an_error_before_anything_is_allocated() {
     // A name too long to be a host name, and a range that would make one.
     let long = "a".repeat(256);
     assert!(err(&format!("[hosts]\n{long} = {{}}\n")).contains("longer than 255 characters"));
+    assert!(err(&format!("[hosts]\nh = {{ address = \"{long}\" }}\n"))
+        .contains("longer than 255 characters"));
+    assert!(parse(&format!("[hosts]\n{} = {{}}\n", &long[1..])).is_ok());
     let e = Inventory::from_host_list(
         &format!("{}[1-9]", "a".repeat(255)),
         &HostSettings::default(),

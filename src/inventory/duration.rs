@@ -126,6 +126,7 @@ mod tests {
         assert_eq!(ok("0.5h"), Duration::from_secs(1800));
         assert_eq!(ok("1h30m"), Duration::from_secs(5400));
         assert_eq!(ok("1h 30m"), Duration::from_secs(5400));
+        assert_eq!(ok("7d"), Duration::from_secs(7 * 86400));
         assert_eq!(ok("365d"), MAX_DURATION);
         for bad in [
             "", "soon", "-5", "0", "0s", "0.0", "1e3", "nan", "inf", "1.5.5", "s", ".",
