@@ -186,12 +186,15 @@ fn every_name_written_selects_exactly_its_hosts() {
     let file = dir.path().join("failed");
     // Each name alone, as -l NAME, as a --failed-hosts file, and as the exclusion of all.
     for name in &every {
-        assert_eq!(names(&inv, name), [name.clone()]);
+        assert_eq!(names(&inv, name), [name.as_str()]);
         std::fs::write(&file, format!("{name}\n")).unwrap();
-        assert_eq!(names(&inv, &format!("@{}", file.display())), [name.clone()]);
+        assert_eq!(
+            names(&inv, &format!("@{}", file.display())),
+            [name.as_str()]
+        );
         let rest: Vec<String> = every.iter().filter(|n| *n != name).cloned().collect();
         assert_eq!(names(&inv, &format!("all:!{name}")), rest, "all:!{name}");
-        assert_eq!(names(&inv, &format!("{name}:&all")), [name.clone()]);
+        assert_eq!(names(&inv, &format!("{name}:&all")), [name.as_str()]);
     }
     // Subsets: every pair of neighbours, every other name, all; as files and folded.
     let mut subsets: Vec<Vec<String>> = every.windows(2).map(<[String]>::to_vec).collect();
