@@ -124,6 +124,9 @@ struct Splitter<'a> {
     inventory: &'a Inventory,
     /// The most `:`-separated pieces one term can have.
     longest: usize,
+    /// Whether any host name holds a `:` (else no joined range can name a host, and
+    /// none is expanded to find out).
+    colon_names: bool,
 }
 
 impl<'a> Splitter<'a> {
@@ -137,6 +140,7 @@ impl<'a> Splitter<'a> {
         Splitter {
             inventory,
             longest: name_colons.max(IPV6_COLONS) + 1,
+            colon_names: name_colons > 0,
         }
     }
 
@@ -214,7 +218,7 @@ impl<'a> Splitter<'a> {
                 return true;
             }
         }
-        if range::is_range(body) {
+        if self.colon_names && range::is_range(body) {
             return range::expand(body)
                 .is_ok_and(|names| names.iter().any(|n| self.inventory.position(n).is_some()));
         }
