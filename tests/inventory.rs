@@ -194,8 +194,11 @@ fn errors_name_file_line_and_column() {
         err("[hosts]\n\"w[3-1]\" = {}\n"),
         "hosts.toml:2:1: invalid host range \"w[3-1]\": \"3-1\" runs backwards"
     );
-    assert!(err("[hosts]\na = { connect_timeout = \"soon\" }\n")
-        .starts_with("hosts.toml:2:25: expected a positive duration"));
+    assert_eq!(
+        err("[hosts]\na = { connect_timeout = \"soon\" }\n"),
+        "hosts.toml:2:25: invalid duration \"soon\": expected a number of seconds, or a \
+         number with a unit: 500ms, 10s, 2m, 1h, 1h30m"
+    );
     assert_eq!(
         err("[hosts]\na = { transport = \"telnet\" }\n"),
         "hosts.toml:2:19: unknown transport \"telnet\" (expected ssh or local)"
@@ -286,11 +289,11 @@ fn host_lists_without_a_file() {
         got,
         [
             ("web1", 22, None),
-            ("web2", 2222, None),
+            ("web2:2222", 2222, None),
             ("db1", 22, Some("deploy")),
             ("n1", 22, None),
             ("n2", 22, None),
-            ("::1", 2200, None),
+            ("[::1]:2200", 2200, None),
         ]
     );
     for bad in [

@@ -78,15 +78,31 @@ pub struct Args {
     #[arg(short = 'f', long, default_value_t = rexec::Pool::DEFAULT_FORKS, global = true)]
     pub forks: usize,
     /// Deadline for each connection phase (connect, handshake, auth): 10s, 500ms, 2m.
-    #[arg(long, value_name = "DURATION", global = true)]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        global = true,
+        allow_negative_numbers = true
+    )]
     pub connect_timeout: Option<String>,
     /// Deadline for each host's command, from the exec request to the last byte
     /// (TERM one kill grace before it, then KILL); for put/get, for the whole transfer.
-    #[arg(short = 't', long, value_name = "DURATION", global = true)]
+    #[arg(
+        short = 't',
+        long,
+        value_name = "DURATION",
+        global = true,
+        allow_negative_numbers = true
+    )]
     pub timeout: Option<String>,
     /// Time between TERM and KILL when a command is stopped (default 2s; before a
     /// deadline at most a quarter of it).
-    #[arg(long, value_name = "DURATION", global = true)]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        global = true,
+        allow_negative_numbers = true
+    )]
     pub kill_grace: Option<String>,
     /// Keep at most this much of each host's stdout and of its stderr (e.g. 10MB, 1MiB);
     /// the rest is read and dropped, and the result says it was cut.
@@ -98,7 +114,12 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 2, global = true)]
     pub retries: u32,
     /// Probe a silent server this often (default 15s)...
-    #[arg(long, value_name = "DURATION", global = true)]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        global = true,
+        allow_negative_numbers = true
+    )]
     pub keepalive: Option<String>,
     /// ...and call the connection lost after this many unanswered probes (default 3).
     #[arg(long, value_name = "N", global = true)]

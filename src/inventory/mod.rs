@@ -1,10 +1,18 @@
 //! The inventory: `hosts.toml` (or a `-H` host list) parsed into validated [`Host`]s, with
 //! defaults, nested groups, host ranges, per-host and per-group settings and variables.
 //! Every error names the file, line and column, and happens before any connection.
+//!
+//! Hostile or unusual input is an error, never a panic, an injection or a silent loss: a
+//! NUL byte anywhere, a duration past [`MAX_DURATION`], more than [`MAX_HOSTS`] hosts, a
+//! name longer than [`MAX_NAME_LENGTH`]. Loading, duplicate detection, group resolution
+//! and selection take time linear in the input (hash maps, no per-name scans).
 
+mod duration;
+mod host_list;
 mod pattern;
 pub mod range;
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,7 +23,15 @@ use toml::Spanned;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ssh::HostKeyPolicy;
 
+pub use duration::{parse_duration, MAX_DURATION};
 pub use pattern::select;
+
+/// The most hosts one run takes: one range, a whole `-H` list or a whole inventory with
+/// more is an error ([`ErrorKind::InvalidInput`]) before anything is allocated for them.
+pub const MAX_HOSTS: usize = 100_000;
+
+/// The longest host name or address, in bytes (a DNS name has at most 253).
+pub const MAX_NAME_LENGTH: usize = 255;
 
 /// How a host's commands run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -124,6 +140,8 @@ impl Host {
 pub struct Inventory {
     hosts: Vec<Host>,
     groups: IndexMap<String, Vec<usize>>,
+    /// Host name -> index into `hosts`.
+    by_name: HashMap<String, usize>,
 }
 
 impl Inventory {
@@ -131,8 +149,10 @@ impl Inventory {
     /// file's `[defaults]`; group and host settings still win over them.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`] with `file:line:column` for any invalid content;
-    /// [`ErrorKind::LocalIo`] when the file cannot be read.
+    /// [`ErrorKind::InvalidInput`] with `file:line:column` for any invalid content (a NUL
+    /// byte in any value, more than [`MAX_HOSTS`] hosts, a duration past
+    /// [`MAX_DURATION`]...), and `file: the inventory has no hosts` for a file without
+    /// hosts; [`ErrorKind::LocalIo`] when the file cannot be read.
     pub fn from_file(path: impl AsRef<Path>, overrides: &HostSettings) -> Result<Inventory> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| {
@@ -165,61 +185,21 @@ impl Inventory {
         .parse(overrides)
     }
 
-    /// An inventory from a comma-separated list like `web1,web2:2222,deploy@db1,[::1]:22`.
+    /// An inventory from a comma-separated list like
+    /// `web1,web2:2222,deploy@db1,node[1-4],[::1]:2200,10.0.0.5:[2222-2223]`.
+    ///
+    /// Each item is `[user@]endpoint`; ranges expand (also in the port). A host's name is
+    /// the endpoint as written: `web1`, `web2:2222` (its address is then `web2` and its
+    /// port 2222), `[::1]:2200` (address `::1`), `::1` for a bare IPv6 address (also when
+    /// written `[::1]`). Two items with the same name are a duplicate; the same address
+    /// with two ports is two hosts.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`] for an invalid name, user or port, or a duplicate.
+    /// [`ErrorKind::InvalidInput`] for an invalid name, address, user or port, a NUL byte,
+    /// a duplicate, an empty list, or more than [`MAX_HOSTS`] hosts.
     pub fn from_host_list(list: &str, overrides: &HostSettings) -> Result<Inventory> {
-        let mut inventory = Inventory::default();
-        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let bad = |why: String| {
-                Error::new(
-                    ErrorKind::InvalidInput,
-                    format!("host list item {item:?}: {why}"),
-                )
-            };
-            let (user, rest) = match item.rsplit_once('@') {
-                Some((u, r)) => (Some(u), r),
-                None => (None, item),
-            };
-            let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
-                let (h, after) = inner
-                    .split_once(']')
-                    .ok_or_else(|| bad("missing ]".into()))?;
-                (h, after.strip_prefix(':'))
-            } else {
-                match rest.rsplit_once(':') {
-                    Some((h, p)) if !h.contains(':') => (h, Some(p)),
-                    _ => (rest, None),
-                }
-            };
-            let mut settings = overrides.clone();
-            if let Some(u) = user {
-                check_user(u).map_err(bad)?;
-                settings.user = Some(u.to_owned());
-            }
-            if let Some(p) = port {
-                settings.port = Some(parse_port(p).map_err(bad)?);
-            }
-            for name in range::expand(host)? {
-                check_host_name(&name).map_err(bad)?;
-                if inventory.hosts.iter().any(|h| h.name == name) {
-                    return Err(bad(format!("host {name:?} is listed twice")));
-                }
-                inventory.hosts.push(Host {
-                    name,
-                    groups: Vec::new(),
-                    settings: settings.clone(),
-                });
-            }
-        }
-        if inventory.hosts.is_empty() {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "the host list is empty",
-            ));
-        }
-        Ok(inventory)
+        check_overrides(overrides)?;
+        host_list::parse(list, overrides)
     }
 
     /// All hosts, in inventory order.
@@ -232,6 +212,11 @@ impl Inventory {
         &self.groups
     }
 
+    /// The index into [`Inventory::hosts`] of the host called `name`.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
     /// The hosts matching `pattern` (see [`select`]), in inventory order.
     ///
     /// # Errors
@@ -239,6 +224,12 @@ impl Inventory {
     /// nothing.
     pub fn select(&self, pattern: &str) -> Result<Vec<&Host>> {
         select(self, pattern)
+    }
+
+    /// Adds a host whose name is not yet taken (callers check).
+    fn push(&mut self, host: Host) {
+        self.by_name.insert(host.name.clone(), self.hosts.len());
+        self.hosts.push(host);
     }
 }
 
@@ -249,11 +240,19 @@ fn parse_port(p: &str) -> std::result::Result<u16, String> {
     }
 }
 
-/// Host names: ASCII letters, digits, `.`, `-`, `_`, `:`; not starting with `-`.
+/// Host names and addresses: ASCII letters, digits, `.`, `-`, `_`, `:`; not starting with
+/// `-`; at most [`MAX_NAME_LENGTH`] bytes.
 pub(crate) fn check_host_name(name: &str) -> std::result::Result<(), String> {
     check_word(name, "host name", |c| {
         c.is_ascii_alphanumeric() || ".-_:".contains(c)
-    })
+    })?;
+    if name.len() > MAX_NAME_LENGTH {
+        return Err(format!(
+            "host name {:?}... is longer than {MAX_NAME_LENGTH} characters",
+            name.get(..32).unwrap_or_default()
+        ));
+    }
+    Ok(())
 }
 
 /// User names: ASCII letters, digits, `.`, `-`, `_`, `@`; not starting with `-`.
@@ -275,7 +274,9 @@ fn check_word(
         return Err(format!("{what} {word:?} begins with '-'"));
     }
     if let Some(c) = word.chars().find(|c| !allowed(*c)) {
-        let kind = if c.is_whitespace() {
+        let kind = if c == '\0' {
+            "a NUL byte"
+        } else if c.is_whitespace() {
             "whitespace"
         } else if c.is_control() {
             "a control character"
@@ -285,6 +286,49 @@ fn check_word(
         return Err(format!("{what} {word:?} contains {kind} ({c:?})"));
     }
     Ok(())
+}
+
+/// Settings given by a program (or the command line) hold no NUL byte: no command line,
+/// path or environment variable can carry one.
+fn check_overrides(overrides: &HostSettings) -> Result<()> {
+    let mut strings: Vec<(String, &str)> = Vec::new();
+    let fields = [
+        ("address", overrides.address.as_deref()),
+        ("user", overrides.user.as_deref()),
+        ("password_env", overrides.password_env.as_deref()),
+    ];
+    for (what, value) in fields {
+        if let Some(v) = value {
+            strings.push((what.to_owned(), v));
+        }
+    }
+    for (k, v) in &overrides.vars {
+        strings.push((format!("vars.{k}"), k));
+        strings.push((format!("vars.{k}"), v));
+    }
+    let paths = overrides
+        .identity_files
+        .iter()
+        .flatten()
+        .chain(&overrides.known_hosts)
+        .map(|p| p.as_os_str().as_encoded_bytes());
+    let nul = strings
+        .iter()
+        .find(|(_, v)| v.contains('\0'))
+        .map(|(w, _)| w.clone());
+    let nul = nul.or_else(|| {
+        paths
+            .into_iter()
+            .any(|p| p.contains(&0))
+            .then(|| "a path".to_owned())
+    });
+    match nul {
+        Some(what) => Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("settings: {what} contains a NUL byte"),
+        )),
+        None => Ok(()),
+    }
 }
 
 macro_rules! raw_settings {
@@ -386,6 +430,11 @@ impl Parser<'_> {
     }
 
     fn parse(&self, overrides: &HostSettings) -> Result<Inventory> {
+        check_overrides(overrides)?;
+        // TOML rejects a raw NUL byte too, but says less clearly where and what.
+        if let Some(at) = self.text.find('\0') {
+            return self.error(at..at, "the file contains a NUL byte");
+        }
         let raw: RawFile = toml::from_str(self.text).map_err(|e| {
             let at = match e.span() {
                 Some(span) => self.at(span),
@@ -400,113 +449,132 @@ impl Parser<'_> {
         let mut defaults = raw.defaults.settings(self)?;
         defaults.merge(overrides);
 
-        // Hosts from [hosts], each range expanded, in file order.
-        // (host, its own settings, where it was first named)
-        let mut hosts: Vec<(Host, HostSettings, std::ops::Range<usize>)> = Vec::new();
+        // Hosts from [hosts], each range expanded, in file order; then hosts that groups
+        // introduce. (host, index of its own settings in `owns`, where it was first named)
+        let mut hosts: Vec<(Host, Option<usize>, Span)> = Vec::with_capacity(raw.hosts.len());
+        let mut by_name: HashMap<String, usize> = HashMap::with_capacity(raw.hosts.len());
+        let mut owns: Vec<HostSettings> = Vec::with_capacity(raw.hosts.len());
         for (key, raw_host) in &raw.hosts {
-            let own = raw_host.settings(self)?;
+            let own = owns.len();
+            owns.push(raw_host.settings(self)?);
             for name in self.expand_names(key)? {
-                if let Some((_, _, span)) = hosts.iter().find(|(h, _, _)| h.name == name) {
-                    let first = self.at(span.clone());
+                if let Some(&first) = by_name.get(&name) {
+                    let first = hosts.get(first).map(|(_, _, s)| self.at(s.clone()));
                     return self.error(
                         key.span(),
-                        format!("duplicate host {name:?} (first defined at {first})"),
+                        format!(
+                            "duplicate host {name:?} (first defined at {})",
+                            first.unwrap_or_default()
+                        ),
                     );
                 }
-                hosts.push((
-                    Host {
-                        name,
-                        groups: Vec::new(),
-                        settings: HostSettings::default(),
-                    },
-                    own.clone(),
-                    key.span(),
-                ));
+                if hosts.len() >= MAX_HOSTS {
+                    return self.error(key.span(), too_many_hosts());
+                }
+                by_name.insert(name.clone(), hosts.len());
+                hosts.push((new_host(name), Some(own), key.span()));
             }
         }
 
-        // Groups: names, members (hosts may be introduced here), nesting, cycles.
-        let group_names: Vec<&str> = raw.groups.keys().map(|k| k.get_ref().as_str()).collect();
+        // Groups: names, members (hosts may be introduced here), nesting.
+        let group_index: HashMap<&str, usize> = raw
+            .groups
+            .keys()
+            .enumerate()
+            .map(|(i, k)| (k.get_ref().as_str(), i))
+            .collect();
         for key in raw.groups.keys() {
             check_word(key.get_ref(), "group name", |c| {
                 c.is_ascii_alphanumeric() || ".-_".contains(c)
             })
             .or_else(|e| self.error(key.span(), e))?;
-            if hosts.iter().any(|(h, _, _)| h.name == *key.get_ref()) {
+            if by_name.contains_key(key.get_ref()) {
                 return self.error(
                     key.span(),
                     format!("{:?} is both a host and a group", key.get_ref()),
                 );
             }
         }
-        let mut direct: Vec<Vec<usize>> = Vec::new();
-        let mut group_settings: Vec<HostSettings> = Vec::new();
+        let mut direct: Vec<Vec<usize>> = Vec::with_capacity(raw.groups.len());
+        let mut subgroups: Vec<Vec<usize>> = Vec::with_capacity(raw.groups.len());
+        let mut group_settings: Vec<HostSettings> = Vec::with_capacity(raw.groups.len());
         for (key, group) in &raw.groups {
             let mut members = Vec::new();
+            let mut seen = HashSet::new();
             for pattern in &group.hosts {
                 for name in self.expand_names(pattern)? {
-                    if group_names.contains(&name.as_str()) {
+                    if group_index.contains_key(name.as_str()) {
                         return self.error(
                             pattern.span(),
                             format!("{name:?} is a group: list it under `groups`, not `hosts`"),
                         );
                     }
-                    let index = match hosts.iter().position(|(h, _, _)| h.name == name) {
-                        Some(i) => i,
+                    let index = match by_name.get(&name) {
+                        Some(&i) => i,
                         None => {
-                            hosts.push((
-                                Host {
-                                    name,
-                                    groups: Vec::new(),
-                                    settings: HostSettings::default(),
-                                },
-                                HostSettings::default(),
-                                pattern.span(),
-                            ));
+                            if hosts.len() >= MAX_HOSTS {
+                                return self.error(pattern.span(), too_many_hosts());
+                            }
+                            by_name.insert(name.clone(), hosts.len());
+                            hosts.push((new_host(name), None, pattern.span()));
                             hosts.len() - 1
                         }
                     };
-                    if !members.contains(&index) {
+                    if seen.insert(index) {
                         members.push(index);
                     }
                 }
             }
+            let mut subs = Vec::new();
             for sub in &group.groups {
+                self.string(sub, "groups")?;
                 if sub.get_ref() == key.get_ref() {
                     return self.error(
                         sub.span(),
                         format!("group {:?} names itself", key.get_ref()),
                     );
                 }
-                if !group_names.contains(&sub.get_ref().as_str()) {
-                    return self.error(sub.span(), format!("unknown group {:?}", sub.get_ref()));
+                match group_index.get(sub.get_ref().as_str()) {
+                    Some(&i) => subs.push(i),
+                    None => {
+                        return self.error(sub.span(), format!("unknown group {:?}", sub.get_ref()))
+                    }
                 }
             }
             direct.push(members);
+            subgroups.push(subs);
             group_settings.push(group.settings(self)?);
         }
-        // Resolve nested groups (detecting cycles) into full member lists.
-        let mut resolved: Vec<Vec<usize>> = Vec::with_capacity(group_names.len());
-        for (gi, (key, _)) in raw.groups.iter().enumerate() {
-            let mut members = Vec::new();
-            let mut path = vec![gi];
-            self.collect_members(&raw, &group_names, &direct, gi, &mut path, &mut members)
-                .or_else(|cycle: String| self.error(key.span(), cycle))?;
-            members.sort_unstable();
-            resolved.push(members);
+        let resolved = self.resolve_groups(&raw, &direct, &subgroups, hosts.len())?;
+
+        // Each host's groups, in file order.
+        let mut groups_of: Vec<Vec<usize>> = vec![Vec::new(); hosts.len()];
+        for (gi, members) in resolved.iter().enumerate() {
+            for &m in members {
+                if let Some(list) = groups_of.get_mut(m) {
+                    list.push(gi);
+                }
+            }
         }
+        let group_names: Vec<&str> = raw.groups.keys().map(|k| k.get_ref().as_str()).collect();
 
         // Settings per host: defaults, then each group containing it (file order), then its own.
-        let mut inventory = Inventory::default();
-        for (index, (mut host, own, span)) in hosts.into_iter().enumerate() {
+        let mut inventory = Inventory {
+            hosts: Vec::with_capacity(hosts.len()),
+            groups: IndexMap::with_capacity(raw.groups.len()),
+            by_name: HashMap::with_capacity(hosts.len()),
+        };
+        for ((mut host, own, span), groups) in hosts.into_iter().zip(groups_of) {
             let mut settings = defaults.clone();
-            for ((members, group), name) in resolved.iter().zip(&group_settings).zip(&group_names) {
-                if members.contains(&index) {
+            for gi in groups {
+                if let (Some(group), Some(name)) = (group_settings.get(gi), group_names.get(gi)) {
                     settings.merge(group);
                     host.groups.push((*name).to_owned());
                 }
             }
-            settings.merge(&own);
+            if let Some(own) = own.and_then(|i| owns.get(i)) {
+                settings.merge(own);
+            }
             if let Some(user) = &settings.user {
                 check_user(user)
                     .or_else(|e| self.error(span.clone(), format!("host {:?}: {e}", host.name)))?;
@@ -519,48 +587,106 @@ impl Parser<'_> {
                 settings.address = Some(address);
             }
             host.settings = settings;
-            inventory.hosts.push(host);
+            inventory.push(host);
         }
         for (name, members) in group_names.iter().zip(resolved) {
             inventory.groups.insert((*name).to_owned(), members);
         }
+        if inventory.hosts.is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("{}: the inventory has no hosts", self.file),
+            ));
+        }
         Ok(inventory)
     }
 
-    fn collect_members(
+    /// Each group's members with those of its nested groups, sorted; a cycle is an error
+    /// at the first group (in file order) that reaches it. Depth-first without recursion
+    /// (a chain of 100,000 groups must not overflow the stack), each group resolved once.
+    fn resolve_groups(
         &self,
         raw: &RawFile,
-        names: &[&str],
         direct: &[Vec<usize>],
-        group: usize,
-        path: &mut Vec<usize>,
-        out: &mut Vec<usize>,
-    ) -> std::result::Result<(), String> {
-        for &m in direct.get(group).map(Vec::as_slice).unwrap_or_default() {
-            if !out.contains(&m) {
-                out.push(m);
-            }
-        }
-        let Some((_, raw_group)) = raw.groups.get_index(group) else {
-            return Ok(());
+        subgroups: &[Vec<usize>],
+        host_count: usize,
+    ) -> Result<Vec<Vec<usize>>> {
+        const NEW: u8 = 0;
+        const OPEN: u8 = 1;
+        const DONE: u8 = 2;
+        let count = direct.len();
+        let mut state = vec![NEW; count];
+        let mut resolved: Vec<Vec<usize>> = vec![Vec::new(); count];
+        // For de-duplicating members: the group last counted for each host, plus one.
+        let mut stamp = vec![0usize; host_count];
+        let name = |g: usize| {
+            raw.groups
+                .get_index(g)
+                .map_or("", |(k, _)| k.get_ref().as_str())
         };
-        for sub in &raw_group.groups {
-            let Some(si) = names.iter().position(|n| *n == sub.get_ref()) else {
+        for root in 0..count {
+            if state.get(root) != Some(&NEW) {
                 continue;
-            };
-            if path.contains(&si) {
-                let mut cycle: Vec<&str> =
-                    path.iter().filter_map(|&i| names.get(i).copied()).collect();
-                cycle.push(sub.get_ref());
-                return Err(format!("groups contain each other: {}", cycle.join(" -> ")));
             }
-            path.push(si);
-            self.collect_members(raw, names, direct, si, path, out)?;
-            path.pop();
+            // (group, how many of its subgroups have been visited)
+            let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+            if let Some(s) = state.get_mut(root) {
+                *s = OPEN;
+            }
+            while let Some(top) = stack.last_mut() {
+                let (g, next) = *top;
+                let subs = subgroups.get(g).map(Vec::as_slice).unwrap_or_default();
+                if let Some(&sub) = subs.get(next) {
+                    top.1 += 1;
+                    match state.get(sub).copied() {
+                        Some(OPEN) => {
+                            let mut cycle: Vec<&str> =
+                                stack.iter().map(|&(g, _)| name(g)).collect();
+                            cycle.push(name(sub));
+                            let span = raw.groups.get_index(root).map_or(0..0, |(k, _)| k.span());
+                            return self.error(
+                                span,
+                                format!("groups contain each other: {}", cycle.join(" -> ")),
+                            );
+                        }
+                        Some(NEW) => {
+                            if let Some(s) = state.get_mut(sub) {
+                                *s = OPEN;
+                            }
+                            stack.push((sub, 0));
+                        }
+                        _ => {}
+                    }
+                    continue;
+                }
+                stack.pop();
+                let mut members = Vec::new();
+                let own = direct.get(g).map(Vec::as_slice).unwrap_or_default();
+                let nested = subs
+                    .iter()
+                    .flat_map(|&s| resolved.get(s).map(Vec::as_slice).unwrap_or_default());
+                for &m in own.iter().chain(nested) {
+                    if let Some(st) = stamp.get_mut(m) {
+                        if *st != g + 1 {
+                            *st = g + 1;
+                            members.push(m);
+                        }
+                    }
+                }
+                members.sort_unstable();
+                if let Some(r) = resolved.get_mut(g) {
+                    *r = members;
+                }
+                if let Some(s) = state.get_mut(g) {
+                    *s = DONE;
+                }
+            }
         }
-        Ok(())
+        Ok(resolved)
     }
 
+    /// The names a `[hosts]` key or a group's `hosts` entry stands for, checked (a range
+    /// holds at most [`MAX_HOSTS`] names, counted before they are made).
     fn expand_names(&self, key: &Spanned<String>) -> Result<Vec<String>> {
         let names = range::expand(key.get_ref())
             .or_else(|e| self.error(key.span(), e.message().to_owned()))?;
@@ -570,10 +696,19 @@ impl Parser<'_> {
         Ok(names)
     }
 
+    /// The string of a setting, refused when it holds a NUL byte (no command line, path
+    /// or environment variable can carry one; sshd drops a connection that sends one).
+    fn string<'s>(&self, value: &'s Spanned<String>, key: &str) -> Result<&'s str> {
+        if value.get_ref().contains('\0') {
+            return self.error(value.span(), format!("{key} contains a NUL byte"));
+        }
+        Ok(value.get_ref())
+    }
+
     fn settings(&self, raw: SettingsRef<'_>) -> Result<HostSettings> {
         let mut s = HostSettings::default();
         if let Some(a) = raw.address {
-            s.address = Some(a.get_ref().clone());
+            s.address = Some(self.string(a, "address")?.to_owned());
         }
         if let Some(p) = raw.port {
             match u16::try_from(*p.get_ref()) {
@@ -591,31 +726,33 @@ impl Parser<'_> {
             s.user = Some(u.get_ref().clone());
         }
         if let Some(files) = raw.identity_files {
-            s.identity_files = Some(files.iter().map(|f| self.path(f.get_ref())).collect());
+            let mut paths = Vec::with_capacity(files.len());
+            for f in files {
+                paths.push(self.path(self.string(f, "identity_files")?));
+            }
+            s.identity_files = Some(paths);
         }
         if let Some(v) = raw.password_env {
-            let ok = v
-                .get_ref()
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && !v.get_ref().is_empty();
+            let name = self.string(v, "password_env")?;
+            let ok =
+                name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !name.is_empty();
             if !ok {
                 return self.error(
                     v.span(),
-                    format!("{:?} is not an environment variable name", v.get_ref()),
+                    format!("{name:?} is not an environment variable name"),
                 );
             }
-            s.password_env = Some(v.get_ref().clone());
+            s.password_env = Some(name.to_owned());
         }
         if let Some(p) = raw.host_key_policy {
             s.host_key_policy = Some(
-                p.get_ref()
+                self.string(p, "host_key_policy")?
                     .parse()
                     .or_else(|e: Error| self.error(p.span(), e.message().to_owned()))?,
             );
         }
         if let Some(k) = raw.known_hosts {
-            s.known_hosts = Some(self.path(k.get_ref()));
+            s.known_hosts = Some(self.path(self.string(k, "known_hosts")?));
         }
         if let Some(t) = raw.connect_timeout {
             s.connect_timeout = Some(self.duration(t)?);
@@ -624,7 +761,7 @@ impl Parser<'_> {
             s.command_timeout = Some(self.duration(t)?);
         }
         if let Some(t) = raw.transport {
-            s.transport = Some(match t.get_ref().as_str() {
+            s.transport = Some(match self.string(t, "transport")? {
                 "ssh" => Transport::Ssh,
                 "local" => Transport::Local,
                 other => {
@@ -637,6 +774,7 @@ impl Parser<'_> {
         }
         if let Some(vars) = raw.vars {
             for (k, v) in vars {
+                self.string(k, "a variable name")?;
                 let valid = k
                     .get_ref()
                     .chars()
@@ -649,7 +787,15 @@ impl Parser<'_> {
                     );
                 }
                 let value = match v.get_ref() {
-                    toml::Value::String(s) => s.clone(),
+                    toml::Value::String(text) => {
+                        if text.contains('\0') {
+                            return self.error(
+                                v.span(),
+                                format!("vars.{} contains a NUL byte", k.get_ref()),
+                            );
+                        }
+                        text.clone()
+                    }
                     toml::Value::Integer(i) => i.to_string(),
                     toml::Value::Float(f) => f.to_string(),
                     toml::Value::Boolean(b) => b.to_string(),
@@ -664,49 +810,26 @@ impl Parser<'_> {
         Ok(s)
     }
 
+    /// `connect_timeout` / `command_timeout`: a number of seconds (integer or decimal) or
+    /// a string as [`parse_duration`] takes, within [`MAX_DURATION`].
     fn duration(&self, v: &Spanned<toml::Value>) -> Result<Duration> {
-        let parsed = match v.get_ref() {
-            toml::Value::Integer(i) if *i > 0 => Some(Duration::from_secs(*i as u64)),
-            toml::Value::Float(f) if *f > 0.0 && f.is_finite() => Some(Duration::from_secs_f64(*f)),
-            toml::Value::String(s) => parse_duration(s).ok(),
-            _ => None,
+        let (shown, parsed) = match v.get_ref() {
+            toml::Value::Integer(i) => (i.to_string(), duration::duration_from_int(*i)),
+            toml::Value::Float(f) => (f.to_string(), duration::duration_from_secs(*f)),
+            toml::Value::String(s) => {
+                if s.contains('\0') {
+                    return self.error(v.span(), "the duration contains a NUL byte");
+                }
+                (format!("{s:?}"), duration::duration_from_text(s))
+            }
+            other => (
+                other.type_str().to_owned(),
+                Err("expected a number of seconds or a string like \"10s\"".to_owned()),
+            ),
         };
-        parsed.map_or_else(
-            || self.error(v.span(), "expected a positive duration: seconds, or a string like \"500ms\", \"10s\", \"5m\", \"1h\""),
-            Ok,
-        )
+        parsed.or_else(|why| self.error(v.span(), format!("invalid duration {shown}: {why}")))
     }
-}
 
-/// Parses `500ms`, `10s`, `1.5s`, `5m`, `1h`, or a bare number of seconds.
-///
-/// # Errors
-/// [`ErrorKind::InvalidInput`] for anything else, zero, or a negative value.
-pub fn parse_duration(text: &str) -> Result<Duration> {
-    let t = text.trim();
-    let (number, unit) = match t.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(i) => t.split_at(i),
-        None => (t, "s"),
-    };
-    let scale = match unit {
-        "ms" => 0.001,
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => f64::NAN,
-    };
-    match number.parse::<f64>() {
-        Ok(n) if n > 0.0 && scale.is_finite() && (n * scale).is_finite() => {
-            Ok(Duration::from_secs_f64(n * scale))
-        }
-        _ => Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!("invalid duration {text:?} (examples: 500ms, 10s, 5m, 1h)"),
-        )),
-    }
-}
-
-impl Parser<'_> {
     /// `~/x` is in the home directory; other relative paths are relative to the file.
     fn path(&self, path: &str) -> PathBuf {
         if let (Some(rest), Some(home)) = (path.strip_prefix("~/"), home::home_dir()) {
@@ -717,4 +840,18 @@ impl Parser<'_> {
             _ => PathBuf::from(path),
         }
     }
+}
+
+type Span = std::ops::Range<usize>;
+
+fn new_host(name: String) -> Host {
+    Host {
+        name,
+        groups: Vec::new(),
+        settings: HostSettings::default(),
+    }
+}
+
+fn too_many_hosts() -> String {
+    format!("more than {MAX_HOSTS} hosts (the most one run takes)")
 }

@@ -442,6 +442,9 @@ pub fn free_port() -> u16 {
 /// Whether a socket listens on `address:port`, read from /proc/net/tcp so that checking
 /// does not itself connect (tests count sshd's connections).
 fn is_listening(address: &str, port: u16) -> bool {
+    if address.contains(':') {
+        return is_listening_v6(address, port);
+    }
     let ip: std::net::Ipv4Addr = address.parse().unwrap();
     let o = ip.octets();
     let local = format!(
@@ -703,3 +706,22 @@ impl Sshd {
 }
 
 pub mod cli;
+
+/// `is_listening` for an IPv6 address (`"::1"` in `SshdConfig::addresses`), read from
+/// /proc/net/tcp6: the address is four 32-bit words, each in host (little-endian) order.
+fn is_listening_v6(address: &str, port: u16) -> bool {
+    let ip: std::net::Ipv6Addr = address.parse().unwrap();
+    let mut local = String::new();
+    for word in ip.octets().chunks(4) {
+        for byte in word.iter().rev() {
+            local.push_str(&format!("{byte:02X}"));
+        }
+    }
+    local.push_str(&format!(":{port:04X}"));
+    let table = fs::read_to_string("/proc/net/tcp6").unwrap_or_default();
+    table.lines().skip(1).any(|line| {
+        let mut fields = line.split_whitespace();
+        let (local_field, state) = (fields.nth(1), fields.nth(1));
+        local_field == Some(local.as_str()) && state == Some("0A")
+    })
+}
