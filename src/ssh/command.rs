@@ -384,11 +384,10 @@ impl<'s> Command<'s> {
             None => {}
         }
         if status.is_none() && self.session.is_closed() {
-            return Err(Error::new(
-                ErrorKind::Disconnected,
-                "connection lost before the command reported an exit status",
-            )
-            .with_output(output));
+            return Err(self
+                .session
+                .lost("connection lost before the command reported an exit status")
+                .with_output(output));
         }
         Ok(output)
     }
