@@ -871,9 +871,13 @@ async fn try_methods(
         let entry = attempts.tried.len();
         attempts.tried.push(format!("agent ({total} keys)"));
         let mut offered = 0;
+        let mut held_back = false;
         for identity in keys {
-            if !allows(&allowed, MethodKind::PublicKey) || attempts.failures >= key_failures_allowed
-            {
+            if !allows(&allowed, MethodKind::PublicKey) {
+                break;
+            }
+            if attempts.failures >= key_failures_allowed {
+                held_back = true;
                 break;
             }
             offered += 1;
@@ -914,10 +918,14 @@ async fn try_methods(
         }
         if offered < total {
             if let Some(entry) = attempts.tried.get_mut(entry) {
-                *entry = format!(
-                    "agent ({offered} of {total} keys: the password's turn comes within \
-                     sshd's MaxAuthTries)"
-                );
+                *entry = if held_back {
+                    format!(
+                        "agent ({offered} of {total} keys; the rest held back so that the \
+                         password gets its turn within sshd's MaxAuthTries)"
+                    )
+                } else {
+                    format!("agent ({offered} of {total} keys)")
+                };
             }
         }
     }
