@@ -58,6 +58,8 @@ struct Case {
 enum Public {
     SshKeygen,
     OpensslEd25519,
+    /// ssh-keygen reads the unencrypted `$D/plain` (it cannot decrypt the key itself).
+    Plain,
 }
 
 const RSA: &str = "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out $D/plain";
@@ -79,6 +81,11 @@ fn cases() -> Vec<Case> {
         c("openssh ecdsa aes128-cbc", "ssh-keygen -q -t ecdsa -Z aes128-cbc -N \"$P\" -f $K", SshKeygen),
         c("openssh ed25519 aes256-gcm", "ssh-keygen -q -t ed25519 -Z aes256-gcm@openssh.com -N \"$P\" -f $K", SshKeygen),
         c("openssh ed25519 chacha20-poly1305", "ssh-keygen -q -t ed25519 -Z chacha20-poly1305@openssh.com -N \"$P\" -f $K", SshKeygen),
+        c("openssh ed25519 aes128-gcm", "ssh-keygen -q -t ed25519 -Z aes128-gcm@openssh.com -N \"$P\" -f $K", SshKeygen),
+        c("openssh ed25519 aes128-ctr", "ssh-keygen -q -t ed25519 -Z aes128-ctr -N \"$P\" -f $K", SshKeygen),
+        c("openssh ed25519 aes192-ctr", "ssh-keygen -q -t ed25519 -Z aes192-ctr -N \"$P\" -f $K", SshKeygen),
+        c("openssh ed25519 aes192-cbc", "ssh-keygen -q -t ed25519 -Z aes192-cbc -N \"$P\" -f $K", SshKeygen),
+        c("openssh ed25519 aes256-cbc", "ssh-keygen -q -t ed25519 -Z aes256-cbc -N \"$P\" -f $K", SshKeygen),
         // Legacy PEM from ssh-keygen (AES-128-CBC).
         c("pem rsa ssh-keygen", "ssh-keygen -q -t rsa -b 2048 -m PEM -N \"$P\" -f $K", SshKeygen),
         c("pem ecdsa-256 ssh-keygen", "ssh-keygen -q -t ecdsa -b 256 -m PEM -N \"$P\" -f $K", SshKeygen),
@@ -93,6 +100,9 @@ fn cases() -> Vec<Case> {
         c("pem ecdsa-384 aes-192-cbc", "$P384; openssl ec -aes192 -in $D/plain -passout \"pass:$P\" -out $K", SshKeygen),
         c("pem ecdsa-521 des-ede3-cbc", "$P521; openssl ec -des3 -in $D/plain -passout \"pass:$P\" -out $K", SshKeygen),
         c("pem ecdsa-256 aes-128-cbc", "$P256; openssl ec -aes128 -in $D/plain -passout \"pass:$P\" -out $K", SshKeygen),
+        // Single DES: OpenSSL 3 keeps it in its legacy provider (and ssh-keygen, on the
+        // default provider, cannot read the result).
+        c("pem rsa des-cbc", "$RSA; openssl rsa -traditional -des -provider legacy -provider default -in $D/plain -passout \"pass:$P\" -out $K; grep -q 'DEK-Info: DES-CBC,' $K", Plain),
         // Encrypted PKCS#8 from ssh-keygen (PBES2, PBKDF2-HMAC-SHA256, AES-128-CBC).
         c("pkcs8 rsa ssh-keygen", "ssh-keygen -q -t rsa -b 2048 -m PKCS8 -N \"$P\" -f $K", SshKeygen),
         c("pkcs8 ecdsa ssh-keygen", "ssh-keygen -q -t ecdsa -m PKCS8 -N \"$P\" -f $K", SshKeygen),
@@ -155,6 +165,11 @@ fn make_key(dir: &Path, index: usize, case: &Case) -> PathBuf {
                 blob.extend_from_slice(part);
             }
             format!("ssh-ed25519 {}\n", data_encoding::BASE64.encode(&blob))
+        }
+        Public::Plain => {
+            let plain = scratch.join("plain");
+            std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o600)).unwrap();
+            harness::run(Command::new("ssh-keygen").arg("-y").arg("-f").arg(&plain))
         }
     };
     std::fs::write(key.with_extension("pub"), public).unwrap();

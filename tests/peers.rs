@@ -82,6 +82,15 @@ fn tls_hello_then_silence(mut stream: TcpStream) {
     while stream.read(&mut sink).is_ok_and(|n| n > 0) {}
 }
 
+/// A mail server: greets, answers the client's line, and waits for more.
+fn smtp_server(mut stream: TcpStream) {
+    let _ = stream.write_all(b"220 mail.example.com ESMTP Postfix\r\n");
+    read_line(&mut stream);
+    let _ = stream.write_all(b"502 5.5.2 Error: command not recognized\r\n");
+    let mut sink = [0u8; 64];
+    while stream.read(&mut sink).is_ok_and(|n| n > 0) {}
+}
+
 fn silent_close(stream: TcpStream) {
     drop(stream);
 }
@@ -165,6 +174,46 @@ async fn a_tls_server_hello_is_not_an_ssh_server() {
         format!("h0: not an ssh server: it sent \"{quoted}\"")
     );
     assert_eq!(connections, 1);
+}
+
+/// A text protocol that waits for more: named when the handshake deadline passes.
+#[tokio::test]
+async fn a_mail_server_is_not_an_ssh_server() {
+    let (port, accepted, _l) = fake_peer(smtp_server);
+    let (err, connections) = through_pool(port, &accepted).await;
+    assert_eq!(err.kind(), ErrorKind::Protocol, "{err:#}");
+    assert_eq!(
+        err.to_string(),
+        "h0: not an ssh server: it sent \"220 mail.example.com ESMTP Postfix\" and no ssh \
+         identification within 2s"
+    );
+    assert_eq!(connections, 1);
+}
+
+/// sshd's own refusal before the handshake (MaxStartups) names itself and is a drop
+/// (retried by the pool, see tests/pool.rs), not "not an ssh server".
+#[tokio::test]
+async fn sshd_refusing_past_max_startups_is_a_drop() {
+    let sshd = Sshd::start_with(SshdConfig {
+        extra: vec!["MaxStartups 1:100:1".into()],
+        ..SshdConfig::default()
+    });
+    // One unauthenticated connection held open: sshd drops every further one.
+    let held = TcpStream::connect(("127.0.0.1", sshd.port)).unwrap();
+    let err = within(Duration::from_secs(30), Session::connect(&sshd.options()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Disconnected, "{err:#}");
+    assert_eq!(err.phase(), Some(Phase::Handshake));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "127.0.0.1:{}: the server dropped the connection before the handshake: it said \
+             \"Exceeded MaxStartups\"",
+            sshd.port
+        )
+    );
+    drop(held);
 }
 
 /// A peer that closes without a word may be a busy server: that one is retried.

@@ -120,7 +120,7 @@ impl Identity {
     /// - PKCS#8 (`PRIVATE KEY`), plain or `ENCRYPTED PRIVATE KEY` with PBES2: PBKDF2
     ///   (HMAC-SHA1 or SHA-2) or scrypt, and AES-CBC, AES-GCM, DES-EDE3-CBC or DES-CBC
     ///   (`ssh-keygen -m PKCS8`, `openssl pkcs8 -topk8`);
-    /// - PuTTY's `.ppk`.
+    /// - PuTTY's `.ppk`, as russh reads it (not tested here).
     ///
     /// Like OpenSSH, a file that group or others may read is refused.
     ///
