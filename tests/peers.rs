@@ -91,6 +91,13 @@ fn smtp_server(mut stream: TcpStream) {
     while stream.read(&mut sink).is_ok_and(|n| n > 0) {}
 }
 
+/// An SSH-1 only server: it says so, then closes on hearing version 2.
+fn ssh1_server(mut stream: TcpStream) {
+    let _ = stream.write_all(b"SSH-1.5-OldServer_1.2.3\r\n");
+    read_line(&mut stream);
+    let _ = stream.write_all(b"Protocol major versions differ.\n");
+}
+
 fn silent_close(stream: TcpStream) {
     drop(stream);
 }
@@ -214,6 +221,19 @@ async fn sshd_refusing_past_max_startups_is_a_drop() {
         )
     );
     drop(held);
+}
+
+#[tokio::test]
+async fn an_ssh1_server_is_named_and_tried_once() {
+    let (port, accepted, _l) = fake_peer(ssh1_server);
+    let (err, connections) = through_pool(port, &accepted).await;
+    assert_eq!(err.kind(), ErrorKind::Protocol, "{err:#}");
+    assert_eq!(
+        err.to_string(),
+        "h0: the server does not speak ssh protocol version 2: it sent \
+         \"SSH-1.5-OldServer_1.2.3\""
+    );
+    assert_eq!(connections, 1);
 }
 
 /// A peer that closes without a word may be a busy server: that one is retried.

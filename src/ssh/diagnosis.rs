@@ -138,6 +138,9 @@ pub(crate) enum Greeting {
     /// An SSH identification line (`SSH-...`), possibly after other lines, or the start
     /// of one.
     Ssh,
+    /// An SSH identification of a protocol version other than 2.0 (`SSH-1.5-...`),
+    /// quoted.
+    OldSsh(String),
     /// sshd's own words when it drops a connection before the handshake (`MaxStartups`,
     /// `PerSourcePenalties`): a server, busy.
     Dropped(String),
@@ -153,9 +156,6 @@ impl Greeting {
         }
         // Lines end in "\n" (RFC 4253 says "\r\n"; OpenSSH and russh accept both).
         let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
-        if lines.iter().any(|l| l.starts_with(b"SSH-")) {
-            return Greeting::Ssh;
-        }
         let trim = |l: &[u8]| -> Vec<u8> {
             let mut l = l.to_vec();
             while l.last().is_some_and(|b| *b == b'\r') {
@@ -163,6 +163,16 @@ impl Greeting {
             }
             l
         };
+        if let Some(id) = lines.iter().find(|l| l.starts_with(b"SSH-")) {
+            // "SSH-1.99-" is a server that also speaks 2.0 (RFC 4253 §5.1).
+            let complete = lines.last() != Some(id);
+            let v2 = id.starts_with(b"SSH-2.0-") || id.starts_with(b"SSH-1.99-");
+            return if v2 || !complete || id.len() < 8 {
+                Greeting::Ssh
+            } else {
+                Greeting::OldSsh(quote(&trim(id)))
+            };
+        }
         let first = lines
             .iter()
             .map(|l| trim(l))
@@ -226,6 +236,10 @@ pub(crate) fn greeting_error(
             };
             Some(Error::new(ErrorKind::Protocol, message))
         }
+        Greeting::OldSsh(line) => Some(Error::new(
+            ErrorKind::Protocol,
+            format!("the server does not speak ssh protocol version 2: it sent \"{line}\""),
+        )),
         Greeting::Dropped(line) if !timed_out => Some(Error::new(
             ErrorKind::Disconnected,
             format!("the server dropped the connection before the handshake: it said \"{line}\""),
@@ -359,6 +373,11 @@ mod tests {
         assert_eq!(Greeting::of(b""), Greeting::Nothing);
         assert_eq!(Greeting::of(b"SSH-2.0-OpenSSH_9.2\r\n"), Greeting::Ssh);
         assert_eq!(Greeting::of(b"SSH-2.0-Open"), Greeting::Ssh);
+        assert_eq!(Greeting::of(b"SSH-1.99-Both\r\n"), Greeting::Ssh);
+        assert_eq!(
+            Greeting::of(b"SSH-1.5-Old\r\n"),
+            Greeting::OldSsh("SSH-1.5-Old".into())
+        );
         assert_eq!(
             Greeting::of(b"welcome\r\nauthorized use only\r\nSSH-2.0-x\r\n"),
             Greeting::Ssh
