@@ -209,7 +209,10 @@ pub enum Agent {
 ///
 /// Methods are tried in this order, skipping those the server does not allow:
 /// 1. each identity file, in the order given;
-/// 2. each key the ssh-agent holds;
+/// 2. each key the ssh-agent holds; when a password is set and the server allows password
+///    or keyboard-interactive authentication, only until five attempts in all have been
+///    refused, so that the password is the sixth: sshd disconnects at its `MaxAuthTries`
+///    (6 by default);
 /// 3. keyboard-interactive, answering the prompts with the password;
 /// 4. password.
 #[derive(Clone, Default)]

@@ -369,8 +369,11 @@ impl Session {
     /// # Errors
     /// [`ErrorKind::Resolve`], [`ErrorKind::Connect`], [`ErrorKind::Timeout`] (see
     /// [`Error::phase`]), [`ErrorKind::HostKeyUnknown`], [`ErrorKind::HostKeyChanged`],
-    /// [`ErrorKind::Protocol`], [`ErrorKind::Disconnected`], [`ErrorKind::Auth`],
-    /// [`ErrorKind::Agent`]; the message names the host.
+    /// [`ErrorKind::Protocol`] (the peer is not an SSH server, quoting what it sent; no
+    /// algorithm in common, naming both sides' lists; a packet that failed its integrity
+    /// check), [`ErrorKind::Disconnected`] (the connection dropped before authentication),
+    /// [`ErrorKind::Auth`] (every method refused, or the server closed the connection
+    /// during authentication), [`ErrorKind::Agent`]; the message names the host.
     ///
     /// # Cancel safety
     /// Dropping the future closes the connection attempt; nothing is left behind except a
