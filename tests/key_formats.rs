@@ -328,3 +328,72 @@ fn an_unsupported_cipher_is_named() {
         );
     }
 }
+
+/// The command line with `--key-passphrase-env`: a legacy PEM key and an encrypted PKCS#8
+/// key log in; a wrong passphrase stops the run before it starts (exit 2) saying so.
+#[test]
+fn the_command_line_reads_encrypted_pem_and_pkcs8_keys() {
+    ensure_openssl();
+    let sshd = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        Case {
+            name: "pem ecdsa",
+            script: "$P256; openssl ec -aes256 -in $D/plain -passout \"pass:$P\" -out $K",
+            public: Public::SshKeygen,
+        },
+        Case {
+            name: "pkcs8 rsa",
+            script: "$RSA; openssl pkcs8 -topk8 -in $D/plain -passout \"pass:$P\" -out $K",
+            public: Public::SshKeygen,
+        },
+    ];
+    for (index, case) in cases.iter().enumerate() {
+        let key = make_key(dir.path(), index, case);
+        sshd.authorize(&key);
+        let rexec = |passphrase: &str| {
+            Command::new(env!("CARGO_BIN_EXE_rexec"))
+                .args([
+                    "-H",
+                    &format!("{}@127.0.0.1:{}", harness::TEST_USER, sshd.port),
+                ])
+                .arg("--known-hosts")
+                .arg(&sshd.known_hosts)
+                .arg("-I")
+                .arg(&key)
+                .args([
+                    "--no-agent",
+                    "--key-passphrase-env",
+                    "REXEC_TEST_PASSPHRASE",
+                ])
+                .args(["--json", "id -un"])
+                .env("REXEC_TEST_PASSPHRASE", passphrase)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap()
+        };
+        let out = rexec(PASSPHRASE);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{}: {out:?}", case.name);
+        assert!(
+            stdout.contains("\"outcome\":\"ok\""),
+            "{}: {stdout}",
+            case.name
+        );
+        assert!(
+            stdout.contains(harness::TEST_USER),
+            "{}: {stdout}",
+            case.name
+        );
+
+        // Keys are loaded before anything connects: a wrong passphrase stops the run.
+        let out = rexec("not it");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}: {out:?}", case.name);
+        assert!(
+            stderr.contains(&format!("wrong passphrase for key file {}", key.display())),
+            "{}: {stderr}",
+            case.name
+        );
+    }
+}
