@@ -397,3 +397,52 @@ fn the_command_line_reads_encrypted_pem_and_pkcs8_keys() {
         );
     }
 }
+
+/// An OpenSSH-format key whose key derivation would run for years (2^32 - 1 bcrypt rounds)
+/// is refused at once, naming the cost.
+#[test]
+fn a_key_asking_for_endless_key_derivation_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = harness::keygen(dir.path(), "id_costly", "ed25519", PASSPHRASE);
+    let text = std::fs::read_to_string(&key).unwrap();
+    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    let mut blob = data_encoding::BASE64.decode(body.as_bytes()).unwrap();
+    // "openssh-key-v1\0", string "aes256-ctr", string "bcrypt", then the kdf options:
+    // uint32 length, string salt (16 bytes), uint32 rounds.
+    let at = 15 + (4 + 10) + (4 + 6) + 4 + (4 + 16);
+    assert_eq!(&blob[at..at + 4], &16u32.to_be_bytes(), "unexpected layout");
+    blob[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+    let encoded = data_encoding::BASE64.encode(&blob);
+    let lines: Vec<&str> = encoded
+        .as_bytes()
+        .chunks(70)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    std::fs::write(
+        &key,
+        format!(
+            "-----BEGIN OPENSSH PRIVATE KEY-----\n{}\n-----END OPENSSH PRIVATE KEY-----\n",
+            lines.join("\n")
+        ),
+    )
+    .unwrap();
+    // A hang guard: a thread that may never return does not hold the test.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = key.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(Identity::from_file(&path, Some(&Secret::new(PASSPHRASE))));
+    });
+    let err = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("hung deriving the key")
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::KeyFile);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "key file {} asks for 4294967295 bcrypt-pbkdf rounds to decrypt (at most 4096; \
+             ssh-keygen's default is 16)",
+            key.display()
+        )
+    );
+}

@@ -57,6 +57,14 @@ fn decode_key(
     match russh::keys::decode_secret_key(text, None) {
         Ok(key) => Ok(key),
         Err(russh::keys::Error::KeyIsEncrypted) => {
+            // The file, not the passphrase, chooses the cost of bcrypt-pbkdf.
+            if let Some(rounds) = openssh_kdf_rounds(text).filter(|r| *r > MAX_BCRYPT_ROUNDS) {
+                return Err(fail(format!(
+                    "key file {} asks for {rounds} bcrypt-pbkdf rounds to decrypt (at most \
+                     {MAX_BCRYPT_ROUNDS}; ssh-keygen's default is 16)",
+                    path.display()
+                )));
+            }
             let passphrase = passphrase()?.ok_or_else(no_passphrase)?;
             russh::keys::decode_secret_key(text, Some(passphrase.expose())).map_err(|e| {
                 match e {
@@ -95,6 +103,18 @@ const OPENSSH_CIPHERS: [&str; 9] = [
     "aes256-gcm@openssh.com",
     "chacha20-poly1305@openssh.com",
 ];
+
+/// The most bcrypt-pbkdf rounds accepted for an OpenSSH-format key (each takes about 7 ms
+/// here; `ssh-keygen -a` defaults to 16).
+const MAX_BCRYPT_ROUNDS: u32 = 4096;
+
+/// The bcrypt-pbkdf rounds an OpenSSH-format key file asks for, if it is one.
+fn openssh_kdf_rounds(text: &str) -> Option<u32> {
+    match ssh_key::PrivateKey::from_openssh(text).ok()?.kdf() {
+        ssh_key::Kdf::Bcrypt { rounds, .. } => Some(*rounds),
+        _ => None,
+    }
+}
 
 /// The cipher an OpenSSH-format key file names, if it is one.
 fn openssh_cipher(text: &str) -> Option<String> {

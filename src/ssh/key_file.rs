@@ -181,6 +181,9 @@ fn decrypt_pkcs8(der_bytes: &[u8], passphrase: &[u8]) -> Result<Zeroizing<String
         // The scheme did not parse: name what the file asks for.
         Err(_) => return Err(describe_unsupported(der_bytes)),
     };
+    if let Some(pbes2) = info.encryption_algorithm.pbes2() {
+        check_kdf_cost(&pbes2.kdf)?;
+    }
     let plain = match info.decrypt(passphrase) {
         Ok(doc) => doc,
         Err(pkcs8::Error::EncryptedPrivateKey(pkcs8::pkcs5::Error::DecryptFailed)) => {
@@ -206,6 +209,47 @@ fn decrypt_pkcs8(der_bytes: &[u8], passphrase: &[u8]) -> Result<Zeroizing<String
         return Err(DecryptError::WrongPassphrase);
     }
     Ok(pem_text("PRIVATE KEY", plain.as_bytes()))
+}
+
+/// The most PBKDF2 iterations accepted (openssl and ssh-keygen use 2048; ten million take
+/// about ten seconds).
+const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
+
+/// The most memory scrypt may take (128 × r × N bytes; openssl's default: 16 MiB).
+const MAX_SCRYPT_MEMORY: u128 = 1 << 30;
+
+/// The most scrypt lanes accepted (each repeats the whole computation; openssl uses 1).
+const MAX_SCRYPT_PARALLELIZATION: u16 = 16;
+
+/// Refuses key derivation parameters that would take minutes or more memory than the
+/// machine has: the file, not the passphrase, chooses them.
+fn check_kdf_cost(kdf: &pkcs8::pkcs5::pbes2::Kdf) -> Result<(), DecryptError> {
+    use pkcs8::pkcs5::pbes2::Kdf;
+    match kdf {
+        Kdf::Pbkdf2(params) if params.iteration_count > MAX_PBKDF2_ITERATIONS => {
+            Err(DecryptError::Unsupported(format!(
+                "key derivation cost (PBKDF2 with {} iterations; at most {MAX_PBKDF2_ITERATIONS})",
+                params.iteration_count
+            )))
+        }
+        Kdf::Scrypt(params) => {
+            let memory = 128 * u128::from(params.block_size) * u128::from(params.cost_parameter);
+            if memory > MAX_SCRYPT_MEMORY || params.parallelization > MAX_SCRYPT_PARALLELIZATION {
+                Err(DecryptError::Unsupported(format!(
+                    "key derivation cost (scrypt with N={}, r={}, p={}: {} MiB; at most {} MiB \
+                     and p={MAX_SCRYPT_PARALLELIZATION})",
+                    params.cost_parameter,
+                    params.block_size,
+                    params.parallelization,
+                    memory >> 20,
+                    MAX_SCRYPT_MEMORY >> 20
+                )))
+            } else {
+                Ok(())
+            }
+        }
+        _ => Ok(()),
+    }
 }
 
 /// For an `EncryptedPrivateKeyInfo` whose scheme the crate could not parse: the names of
@@ -322,6 +366,30 @@ fn pem_text(label: &str, der_bytes: &[u8]) -> Zeroizing<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file that asks scrypt for 128 GiB is refused before anything is derived.
+    #[test]
+    fn costly_scrypt_parameters_are_refused() {
+        use pkcs8::der::Encode;
+        let params = pkcs8::pkcs5::scrypt::Params::new(30, 8, 1).unwrap();
+        let scheme =
+            pkcs8::pkcs5::pbes2::Parameters::generate_scrypt_aes256cbc(params, &[7; 16], [9; 16])
+                .unwrap();
+        let data = pkcs8::der::asn1::OctetString::new(vec![0u8; 64]).unwrap();
+        let info = pkcs8::EncryptedPrivateKeyInfo {
+            encryption_algorithm: pkcs8::pkcs5::EncryptionScheme::Pbes2(scheme),
+            encrypted_data: data,
+        };
+        let der = info.to_der().unwrap();
+        match decrypt_pkcs8(&der, b"anything") {
+            Err(DecryptError::Unsupported(what)) => assert_eq!(
+                what,
+                "key derivation cost (scrypt with N=1073741824, r=8, p=1: 1048576 MiB; at most \
+                 1024 MiB and p=16)"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn evp_bytes_to_key_matches_openssl() {
