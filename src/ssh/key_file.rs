@@ -367,21 +367,42 @@ fn pem_text(label: &str, der_bytes: &[u8]) -> Zeroizing<String> {
 mod tests {
     use super::*;
 
-    /// A file that asks scrypt for 128 GiB is refused before anything is derived.
-    #[test]
-    fn costly_scrypt_parameters_are_refused() {
+    fn encrypted_info(scheme: pkcs8::pkcs5::pbes2::Parameters) -> Vec<u8> {
         use pkcs8::der::Encode;
-        let params = pkcs8::pkcs5::scrypt::Params::new(30, 8, 1).unwrap();
-        let scheme =
-            pkcs8::pkcs5::pbes2::Parameters::generate_scrypt_aes256cbc(params, &[7; 16], [9; 16])
-                .unwrap();
         let data = pkcs8::der::asn1::OctetString::new(vec![0u8; 64]).unwrap();
         let info = pkcs8::EncryptedPrivateKeyInfo {
             encryption_algorithm: pkcs8::pkcs5::EncryptionScheme::Pbes2(scheme),
             encrypted_data: data,
         };
-        let der = info.to_der().unwrap();
-        match decrypt_pkcs8(&der, b"anything") {
+        info.to_der().unwrap()
+    }
+
+    /// A file that asks PBKDF2 for 4 billion iterations is refused before deriving.
+    #[test]
+    fn costly_pbkdf2_parameters_are_refused() {
+        let scheme = pkcs8::pkcs5::pbes2::Parameters::generate_pbkdf2_sha256_aes256cbc(
+            u32::MAX,
+            &[7; 16],
+            [9; 16],
+        )
+        .unwrap();
+        match decrypt_pkcs8(&encrypted_info(scheme), b"anything") {
+            Err(DecryptError::Unsupported(what)) => assert_eq!(
+                what,
+                "key derivation cost (PBKDF2 with 4294967295 iterations; at most 10000000)"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A file that asks scrypt for a terabyte is refused before anything is derived.
+    #[test]
+    fn costly_scrypt_parameters_are_refused() {
+        let params = pkcs8::pkcs5::scrypt::Params::new(30, 8, 1).unwrap();
+        let scheme =
+            pkcs8::pkcs5::pbes2::Parameters::generate_scrypt_aes256cbc(params, &[7; 16], [9; 16])
+                .unwrap();
+        match decrypt_pkcs8(&encrypted_info(scheme), b"anything") {
             Err(DecryptError::Unsupported(what)) => assert_eq!(
                 what,
                 "key derivation cost (scrypt with N=1073741824, r=8, p=1: 1048576 MiB; at most \
