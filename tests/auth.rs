@@ -236,3 +236,130 @@ fn secrets_never_show_in_debug_output() {
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(shown.contains("<redacted>"), "{shown}");
 }
+
+/// An agent holding `strangers` keys the server does not know, then (if given) one it does.
+fn agent_with(sshd: &Sshd, strangers: usize, authorized: Option<&std::path::Path>) -> SshAgent {
+    let agent = SshAgent::start();
+    for i in 0..strangers {
+        let key = harness::keygen(sshd.dir.path(), &format!("id_many{i}"), "ed25519", "");
+        agent.add(&key);
+    }
+    if let Some(key) = authorized {
+        agent.add(key);
+    }
+    agent
+}
+
+const TOO_MANY: &str = "the server closed the connection after 6 authentication attempts (too \
+     many keys offered? sshd's MaxAuthTries is 6 by default; try --no-agent or an explicit -I \
+     key file)";
+
+/// Regression: with more agent keys than MaxAuthTries, sshd cut the connection before the
+/// password's turn and rexec reported a lost connection.
+#[tokio::test]
+async fn a_password_gets_its_turn_after_many_agent_keys() {
+    let sshd = Sshd::start();
+    let agent = agent_with(&sshd, 8, None);
+    let mut creds = Credentials::new();
+    creds
+        .agent(Agent::Socket(agent.socket.clone()))
+        .password(Sshd::password());
+    assert_eq!(whoami(&sshd, creds).await.unwrap(), harness::TEST_USER);
+    let log = sshd.log();
+    assert!(log.contains("Accepted password for rexec-test"), "{log}");
+    // Five keys refused, the sixth attempt is the password.
+    assert_eq!(log.matches("Failed publickey").count(), 5, "{log}");
+
+    // With a wrong password the error says which keys were held back.
+    let mut creds = Credentials::new();
+    creds
+        .agent(Agent::Socket(agent.socket.clone()))
+        .password(Secret::new("wrong"));
+    let err = whoami(&sshd, creds).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Auth, "{err:#}");
+    assert!(
+        err.to_string().ends_with(&format!(
+            "{TOO_MANY}; it said \"Too many authentication failures\"; tried: agent (5 of 8 \
+             keys; the rest held back so that the password gets its turn within sshd's \
+             MaxAuthTries), password"
+        )),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn keyboard_interactive_gets_its_turn_after_many_agent_keys() {
+    let sshd = pam_server();
+    let agent = agent_with(&sshd, 8, None);
+    let mut creds = Credentials::new();
+    creds
+        .agent(Agent::Socket(agent.socket.clone()))
+        .password(Sshd::password());
+    assert_eq!(whoami(&sshd, creds).await.unwrap(), harness::TEST_USER);
+    assert!(
+        sshd.log()
+            .contains("Accepted keyboard-interactive/pam for rexec-test"),
+        "{}",
+        sshd.log()
+    );
+}
+
+#[tokio::test]
+async fn too_many_agent_keys_without_a_password_is_an_auth_failure_that_says_why() {
+    let sshd = Sshd::start();
+    let agent = agent_with(&sshd, 8, None);
+    let mut creds = Credentials::new();
+    creds.agent(Agent::Socket(agent.socket.clone()));
+    let err = whoami(&sshd, creds).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Auth, "{err:#}");
+    assert_eq!(rexec::Outcome::of_error(&err), rexec::Outcome::AuthFailed);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "127.0.0.1:{}: {TOO_MANY}; it said \"Too many authentication failures\"; tried: \
+             agent (6 of 8 keys)",
+            sshd.port
+        )
+    );
+    // sshd logs it from another process, maybe after the client has seen the close.
+    assert!(
+        harness::eventually(std::time::Duration::from_secs(20), || sshd
+            .log()
+            .contains("maximum authentication attempts exceeded")),
+        "{}",
+        sshd.log()
+    );
+
+    // The command line: auth-failed, exit 3 (it was connection-lost, exit 4).
+    let known_hosts = sshd.known_hosts.display().to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rexec"))
+        .args([
+            "-H",
+            &format!("{}@127.0.0.1:{}", harness::TEST_USER, sshd.port),
+        ])
+        .args(["--known-hosts", &known_hosts, "--json", "true"])
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("\"outcome\":\"auth-failed\""), "{stdout}");
+    assert!(stdout.contains(TOO_MANY), "{stdout}");
+}
+
+/// Without a password every agent key is offered: a server allowing more tries takes the
+/// eighth.
+#[tokio::test]
+async fn the_eighth_agent_key_logs_in_when_the_server_allows_ten_tries() {
+    let sshd = Sshd::start_with(SshdConfig {
+        extra: vec!["MaxAuthTries 10".into()],
+        ..SshdConfig::default()
+    });
+    let good = sshd.new_user_key("id_eighth", "ed25519", "");
+    let agent = agent_with(&sshd, 7, Some(&good));
+    let mut creds = Credentials::new();
+    creds.agent(Agent::Socket(agent.socket.clone()));
+    assert_eq!(whoami(&sshd, creds).await.unwrap(), harness::TEST_USER);
+    assert_eq!(sshd.log().matches("Failed publickey").count(), 7);
+}

@@ -601,10 +601,11 @@ fn target_connect_budget(target: &Target) -> Duration {
     target.connect.total_timeout()
 }
 
-/// Drops before authentication: sshd's MaxStartups, a reset, a server restarting.
+/// Drops before authentication: sshd's MaxStartups, a reset, a server restarting. Not
+/// protocol errors: a peer that is not an SSH server, or one with no algorithm in common,
+/// answers the same way every time.
 fn retryable(e: &Error) -> bool {
-    matches!(e.kind(), ErrorKind::Disconnected | ErrorKind::Protocol)
-        && e.phase() == Some(Phase::Handshake)
+    e.kind() == ErrorKind::Disconnected && e.phase() == Some(Phase::Handshake)
 }
 
 fn jitter_ms() -> u64 {

@@ -6,12 +6,121 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use russh::keys::PrivateKey;
+use russh::keys::{ssh_key, PrivateKey};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::Secret;
+use crate::ssh::key_file::{self, DecryptError};
 use crate::ssh::known_hosts::fingerprint;
+
+/// Decodes the text of a key file, asking `passphrase` only when the key is encrypted.
+fn decode_key(
+    path: &Path,
+    text: &str,
+    passphrase: impl FnOnce() -> Result<Option<Secret>>,
+) -> Result<PrivateKey> {
+    let fail = |msg: String| Error::new(ErrorKind::KeyFile, msg);
+    let unusable = |e: russh::keys::Error| {
+        fail(format!(
+            "key file {} is not a usable private key",
+            path.display()
+        ))
+        .with_source(e)
+    };
+    let no_passphrase = || {
+        fail(format!(
+            "key file {} is encrypted and no passphrase was given",
+            path.display()
+        ))
+    };
+    let wrong_passphrase = || fail(format!("wrong passphrase for key file {}", path.display()));
+
+    // Legacy PEM and encrypted PKCS#8: decrypted here, then decoded by russh.
+    if let Some(encrypted) = key_file::classify(text) {
+        let passphrase = passphrase()?.ok_or_else(no_passphrase)?;
+        let plain =
+            key_file::decrypt(&encrypted, passphrase.expose().as_bytes()).map_err(|e| match e {
+                DecryptError::WrongPassphrase => wrong_passphrase(),
+                DecryptError::Unsupported(what) => fail(format!(
+                    "key file {} is encrypted with an unsupported {what}",
+                    path.display()
+                )),
+                DecryptError::Malformed(what) => {
+                    fail(format!("key file {} is damaged: {what}", path.display()))
+                }
+            })?;
+        return russh::keys::decode_secret_key(&plain, None).map_err(unusable);
+    }
+
+    // OpenSSH's format (and PuTTY's): russh decrypts these itself.
+    match russh::keys::decode_secret_key(text, None) {
+        Ok(key) => Ok(key),
+        Err(russh::keys::Error::KeyIsEncrypted) => {
+            // The file, not the passphrase, chooses the cost of bcrypt-pbkdf.
+            if let Some(rounds) = openssh_kdf_rounds(text).filter(|r| *r > MAX_BCRYPT_ROUNDS) {
+                return Err(fail(format!(
+                    "key file {} asks for {rounds} bcrypt-pbkdf rounds to decrypt (at most \
+                     {MAX_BCRYPT_ROUNDS}; ssh-keygen's default is 16)",
+                    path.display()
+                )));
+            }
+            let passphrase = passphrase()?.ok_or_else(no_passphrase)?;
+            russh::keys::decode_secret_key(text, Some(passphrase.expose())).map_err(|e| {
+                match e {
+                    // ssh-key reports a cipher it lacks like failed check bytes: name it.
+                    russh::keys::Error::SshKey(ssh_key::Error::Crypto) => {
+                        match openssh_cipher(text)
+                            .filter(|c| !OPENSSH_CIPHERS.contains(&c.as_str()))
+                        {
+                            Some(cipher) => fail(format!(
+                                "key file {} is encrypted with an unsupported cipher {cipher} \
+                                 (supported: {})",
+                                path.display(),
+                                OPENSSH_CIPHERS.join(", ")
+                            )),
+                            // The check bytes after decryption differ.
+                            None => wrong_passphrase(),
+                        }
+                    }
+                    other => unusable(other),
+                }
+            })
+        }
+        Err(e) => Err(unusable(e)),
+    }
+}
+
+/// The ciphers of OpenSSH-format keys that russh (through ssh-key) decrypts.
+const OPENSSH_CIPHERS: [&str; 9] = [
+    "aes128-ctr",
+    "aes192-ctr",
+    "aes256-ctr",
+    "aes128-cbc",
+    "aes192-cbc",
+    "aes256-cbc",
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
+];
+
+/// The most bcrypt-pbkdf rounds accepted for an OpenSSH-format key (each takes about 7 ms
+/// here; `ssh-keygen -a` defaults to 16).
+const MAX_BCRYPT_ROUNDS: u32 = 4096;
+
+/// The bcrypt-pbkdf rounds an OpenSSH-format key file asks for, if it is one.
+fn openssh_kdf_rounds(text: &str) -> Option<u32> {
+    match ssh_key::PrivateKey::from_openssh(text).ok()?.kdf() {
+        ssh_key::Kdf::Bcrypt { rounds, .. } => Some(*rounds),
+        _ => None,
+    }
+}
+
+/// The cipher an OpenSSH-format key file names, if it is one.
+fn openssh_cipher(text: &str) -> Option<String> {
+    let key = ssh_key::PrivateKey::from_openssh(text).ok()?;
+    Some(key.cipher().as_str().to_owned())
+}
 
 /// A private key loaded from a file. Cloning is cheap: the key is shared.
 #[derive(Clone)]
@@ -21,14 +130,25 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// Loads a private key file (OpenSSH, PEM or PKCS#8 format; ed25519, ecdsa or rsa),
-    /// decrypting it with `passphrase` when it is encrypted.
+    /// Loads a private key file (ed25519, ecdsa or rsa), decrypting it with `passphrase`
+    /// when it is encrypted. Formats, as `ssh-keygen` reads them:
+    /// - OpenSSH's own (`-----BEGIN OPENSSH PRIVATE KEY-----`), plain or encrypted with
+    ///   the ciphers russh implements (aes*-ctr, aes*-cbc, aes*-gcm, chacha20-poly1305);
+    /// - PEM (`RSA PRIVATE KEY`, `EC PRIVATE KEY`), plain or with `Proc-Type:
+    ///   4,ENCRYPTED` and `DEK-Info` AES-128-CBC, AES-192-CBC, AES-256-CBC, DES-EDE3-CBC
+    ///   or DES-CBC (`ssh-keygen -m PEM`, `openssl rsa/ec -aes256`);
+    /// - PKCS#8 (`PRIVATE KEY`), plain or `ENCRYPTED PRIVATE KEY` with PBES2: PBKDF2
+    ///   (HMAC-SHA1 or SHA-2) or scrypt, and AES-CBC, AES-GCM, DES-EDE3-CBC or DES-CBC
+    ///   (`ssh-keygen -m PKCS8`, `openssl pkcs8 -topk8`);
+    /// - PuTTY's `.ppk`, as russh reads it (not tested here).
     ///
     /// Like OpenSSH, a file that group or others may read is refused.
     ///
     /// # Errors
     /// [`ErrorKind::KeyFile`] naming the file: unreadable, too open, encrypted without a
-    /// passphrase, wrong passphrase, or not a private key.
+    /// passphrase, wrong passphrase (the decrypted bytes fail their padding or structure
+    /// check), a cipher or key derivation that is not supported (named), or not a
+    /// private key.
     pub fn from_file(path: impl AsRef<Path>, passphrase: Option<&Secret>) -> Result<Identity> {
         Identity::from_file_with(path, || Ok(passphrase.cloned()))
     }
@@ -57,29 +177,7 @@ impl Identity {
         let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
             fail(format!("cannot read key file {}", path.display())).with_source(e)
         })?);
-        let key = match russh::keys::decode_secret_key(&text, None) {
-            Ok(key) => key,
-            Err(russh::keys::Error::KeyIsEncrypted) => match passphrase()? {
-                None => {
-                    return Err(fail(format!(
-                        "key file {} is encrypted and no passphrase was given",
-                        path.display()
-                    )))
-                }
-                Some(p) => {
-                    russh::keys::decode_secret_key(&text, Some(p.expose())).map_err(|_| {
-                        fail(format!("wrong passphrase for key file {}", path.display()))
-                    })?
-                }
-            },
-            Err(e) => {
-                return Err(fail(format!(
-                    "key file {} is not a usable private key",
-                    path.display()
-                ))
-                .with_source(e))
-            }
-        };
+        let key = decode_key(path, &text, passphrase)?;
         Ok(Identity {
             path: path.to_owned(),
             key: Arc::new(key),
@@ -131,7 +229,10 @@ pub enum Agent {
 ///
 /// Methods are tried in this order, skipping those the server does not allow:
 /// 1. each identity file, in the order given;
-/// 2. each key the ssh-agent holds;
+/// 2. each key the ssh-agent holds; when a password is set and the server allows password
+///    or keyboard-interactive authentication, only until five attempts in all have been
+///    refused, so that the password is the sixth: sshd disconnects at its `MaxAuthTries`
+///    (6 by default);
 /// 3. keyboard-interactive, answering the prompts with the password;
 /// 4. password.
 #[derive(Clone, Default)]

@@ -3,6 +3,8 @@
 
 pub mod auth;
 pub mod command;
+mod diagnosis;
+mod key_file;
 pub mod known_hosts;
 pub mod quote;
 pub mod session;

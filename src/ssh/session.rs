@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use russh::client::{self, AuthResult, Handle, KeyboardInteractiveAuthResponse};
+use russh::client::{self, AuthResult, DisconnectReason, Handle, KeyboardInteractiveAuthResponse};
 use russh::keys::agent::client::AgentClient;
 use russh::keys::PrivateKeyWithHashAlg;
 use russh::keys::PublicKeyOrCertificate;
@@ -15,6 +15,10 @@ use russh::MethodSet;
 use crate::error::{Error, ErrorKind, Phase, Result};
 use crate::ssh::auth::{Agent, Credentials};
 use crate::ssh::command::Command;
+use crate::ssh::diagnosis::{
+    ending_of, greeting_error, is_integrity_failure, negotiation_message, quote, Diagnosis, Ending,
+    Greeting, RecordingStream, INTEGRITY_MESSAGE,
+};
 use crate::ssh::known_hosts::{fingerprint, HostKeyPolicy, HostKeyStatus, KnownHosts, Recorded};
 
 /// Everything needed to connect to one host. Cheap to clone.
@@ -197,6 +201,8 @@ pub(crate) struct ClientHandler {
     snapshot: Option<Result<Recorded>>,
     policy: HostKeyPolicy,
     verdict: Arc<Mutex<HostKeyVerdict>>,
+    /// Why the connection ended, for the requests that then fail.
+    diagnosis: Arc<Diagnosis>,
 }
 
 impl ClientHandler {
@@ -309,6 +315,37 @@ impl client::Handler for ClientHandler {
             }
         }
     }
+
+    async fn disconnected(
+        &mut self,
+        reason: DisconnectReason<Self::Error>,
+    ) -> Result<(), Self::Error> {
+        match reason {
+            DisconnectReason::ReceivedDisconnect(info) => {
+                tracing::debug!(
+                    "{}: the server disconnected ({:?}): {}",
+                    self.host,
+                    info.reason_code,
+                    info.message
+                );
+                self.diagnosis
+                    .set(if matches!(info.reason_code, russh::Disconnect::MACError) {
+                        Ending::Integrity
+                    } else {
+                        Ending::ServerDisconnect {
+                            reason: format!("{:?}", info.reason_code),
+                            message: info.message,
+                        }
+                    });
+                Ok(())
+            }
+            DisconnectReason::Error(e) => {
+                tracing::debug!("{}: connection ended: {e}", self.host);
+                self.diagnosis.set(ending_of(&e));
+                Err(e)
+            }
+        }
+    }
 }
 
 /// A connected, authenticated SSH session to one host, or a local "session" whose
@@ -319,6 +356,8 @@ impl client::Handler for ClientHandler {
 pub struct Session {
     transport: SessionTransport,
     name: String,
+    /// Why the connection ended, once it has.
+    diagnosis: Arc<Diagnosis>,
 }
 
 pub(crate) enum SessionTransport {
@@ -342,8 +381,11 @@ impl Session {
     /// # Errors
     /// [`ErrorKind::Resolve`], [`ErrorKind::Connect`], [`ErrorKind::Timeout`] (see
     /// [`Error::phase`]), [`ErrorKind::HostKeyUnknown`], [`ErrorKind::HostKeyChanged`],
-    /// [`ErrorKind::Protocol`], [`ErrorKind::Disconnected`], [`ErrorKind::Auth`],
-    /// [`ErrorKind::Agent`]; the message names the host.
+    /// [`ErrorKind::Protocol`] (the peer is not an SSH server, quoting what it sent; no
+    /// algorithm in common, naming both sides' lists; a packet that failed its integrity
+    /// check), [`ErrorKind::Disconnected`] (the connection dropped before authentication),
+    /// [`ErrorKind::Auth`] (every method refused, or the server closed the connection
+    /// during authentication), [`ErrorKind::Agent`]; the message names the host.
     ///
     /// # Cancel safety
     /// Dropping the future closes the connection attempt; nothing is left behind except a
@@ -362,6 +404,7 @@ impl Session {
         Session {
             transport: SessionTransport::Local,
             name: name.into(),
+            diagnosis: Arc::default(),
         }
     }
 
@@ -412,7 +455,20 @@ impl Session {
             )
             .with_host(&self.name));
         };
-        open_channel_on(handle, &self.name).await
+        open_channel_on(handle, &self.name).await.map_err(|e| {
+            if e.kind() == ErrorKind::Disconnected {
+                self.lost("connection lost").with_host(&self.name)
+            } else {
+                e
+            }
+        })
+    }
+
+    /// The error for a request that failed because the connection is gone, saying why it
+    /// went when the connection knows (a packet that failed its integrity check is
+    /// [`ErrorKind::Protocol`]); otherwise [`ErrorKind::Disconnected`] with `message`.
+    pub(crate) fn lost(&self, message: &str) -> Error {
+        self.diagnosis.lost(message)
     }
 
     /// The connection, for opening more channels later (SFTP cleanup).
@@ -442,6 +498,13 @@ impl Session {}
 
 /// Maps a russh error to ours, with `doing` saying what was under way.
 pub(crate) fn russh_error(e: russh::Error, doing: &str) -> Error {
+    if let russh::Error::NoCommonAlgo { kind, ours, theirs } = &e {
+        let message = negotiation_message(kind, ours, theirs);
+        return Error::new(ErrorKind::Protocol, message).with_source(e);
+    }
+    if is_integrity_failure(&e) {
+        return Error::new(ErrorKind::Protocol, INTEGRITY_MESSAGE).with_source(e);
+    }
     let kind = match &e {
         russh::Error::Disconnect
         | russh::Error::HUP
@@ -462,18 +525,52 @@ pub(crate) fn russh_error(e: russh::Error, doing: &str) -> Error {
     Error::new(kind, msg).with_source(e)
 }
 
+/// The key exchange methods offered, best first: russh's default order (the
+/// post-quantum hybrid, curve25519, then finite-field Diffie-Hellman) with the NIST-curve
+/// ECDH methods after curve25519, as OpenSSH orders them, so that servers limited to
+/// them (older ones, FIPS configurations) are reached.
+fn kex_order() -> Vec<russh::kex::Name> {
+    use russh::kex::{
+        CURVE25519, CURVE25519_PRE_RFC_8731, ECDH_SHA2_NISTP256, ECDH_SHA2_NISTP384,
+        ECDH_SHA2_NISTP521,
+    };
+    let nist = [ECDH_SHA2_NISTP256, ECDH_SHA2_NISTP384, ECDH_SHA2_NISTP521];
+    let mut order: Vec<russh::kex::Name> = russh::Preferred::default()
+        .kex
+        .iter()
+        .filter(|n| !nist.contains(n))
+        .copied()
+        .collect();
+    let after_curve25519 = order
+        .iter()
+        .rposition(|n| *n == CURVE25519 || *n == CURVE25519_PRE_RFC_8731)
+        .map_or(0, |i| i + 1);
+    order.splice(after_curve25519..after_curve25519, nist);
+    order
+}
+
 /// The ciphers offered, best first: the AES-GCM modes first where the CPU has AES and
 /// carry-less multiply instructions (they then cost a fraction of chacha20-poly1305 on
 /// both ends: OpenSSH's sshd uses OpenSSL's AES-NI code), chacha20-poly1305 first
-/// elsewhere, as OpenSSH orders them. The server picks the first one it also allows.
+/// elsewhere, as OpenSSH orders them; then aes128-gcm (for servers limited to it, FIPS
+/// configurations) and the CTR modes. The server picks the first one it also allows.
 fn cipher_order() -> Vec<russh::cipher::Name> {
-    use russh::cipher::{AES_128_CTR, AES_192_CTR, AES_256_CTR, AES_256_GCM, CHACHA20_POLY1305};
+    use russh::cipher::{
+        AES_128_CTR, AES_128_GCM, AES_192_CTR, AES_256_CTR, AES_256_GCM, CHACHA20_POLY1305,
+    };
     let (first, second) = if aes_in_hardware() {
         (AES_256_GCM, CHACHA20_POLY1305)
     } else {
         (CHACHA20_POLY1305, AES_256_GCM)
     };
-    vec![first, second, AES_256_CTR, AES_192_CTR, AES_128_CTR]
+    vec![
+        first,
+        second,
+        AES_128_GCM,
+        AES_256_CTR,
+        AES_192_CTR,
+        AES_128_CTR,
+    ]
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -525,6 +622,7 @@ async fn connect_inner(options: &ConnectOptions, name: &str) -> Result<Session> 
         preferred.key = first.into();
     }
     preferred.cipher = cipher_order().into();
+    preferred.kex = kex_order().into();
     let config = Arc::new(client::Config {
         preferred,
         keepalive_interval: Some(options.keepalive_interval),
@@ -539,6 +637,7 @@ async fn connect_inner(options: &ConnectOptions, name: &str) -> Result<Session> 
         ..Default::default()
     });
     let verdict = Arc::new(Mutex::new(HostKeyVerdict::default()));
+    let diagnosis = Arc::new(Diagnosis::default());
     let handler = ClientHandler {
         host: options.host.clone(),
         port: options.port,
@@ -546,31 +645,58 @@ async fn connect_inner(options: &ConnectOptions, name: &str) -> Result<Session> 
         snapshot: Some(snapshot),
         policy: options.policy,
         verdict: verdict.clone(),
+        diagnosis: diagnosis.clone(),
     };
+    // The peer's first bytes are kept to explain a failed handshake.
+    let (stream, first_bytes) = RecordingStream::new(stream);
     let handshake = client::connect_stream(config, stream, handler);
-    let handle = match tokio::time::timeout(options.handshake_timeout, handshake).await {
-        Err(_) => return Err(Error::timeout(Phase::Handshake, options.handshake_timeout)),
+    let deadline = options.handshake_timeout;
+    let handle = match tokio::time::timeout(deadline, handshake).await {
+        Err(_) => {
+            let error = greeting_error(&first_bytes.greeting(), true, deadline)
+                .unwrap_or_else(|| Error::timeout(Phase::Handshake, deadline));
+            return Err(error.in_phase(Phase::Handshake));
+        }
         Ok(Ok(handle)) => handle,
         Ok(Err(e)) => {
             let rejection = verdict.lock().ok().and_then(|mut v| v.rejection.take());
-            return Err(match rejection {
+            let error = match rejection {
                 Some(rejection) => rejection,
-                None => russh_error(e, "reading the banner and exchanging keys"),
-            }
-            .in_phase(Phase::Handshake));
+                None => handshake_error(e, &first_bytes.greeting()),
+            };
+            return Err(error.in_phase(Phase::Handshake));
         }
     };
+    first_bytes.stop();
     let mismatch_accepted = verdict.lock().map(|v| v.mismatch_accepted).unwrap_or(true);
 
     let mut handle = handle;
-    let auth = authenticate(&mut handle, options, mismatch_accepted);
+    let auth = authenticate(&mut handle, options, mismatch_accepted, &diagnosis);
     match tokio::time::timeout(options.auth_timeout, auth).await {
         Err(_) => Err(Error::timeout(Phase::Auth, options.auth_timeout)),
         Ok(Err(e)) => Err(e.in_phase(Phase::Auth)),
         Ok(Ok(())) => Ok(Session {
             transport: SessionTransport::Ssh(Arc::new(handle)),
             name: name.to_owned(),
+            diagnosis,
         }),
+    }
+}
+
+/// The error for a handshake that failed with `e`, given what the peer sent first.
+fn handshake_error(e: russh::Error, greeting: &Greeting) -> Error {
+    if let Some(error) = greeting_error(greeting, false, Duration::ZERO) {
+        return error.with_source(e);
+    }
+    match (greeting, &e) {
+        (Greeting::Nothing, russh::Error::Disconnect | russh::Error::HUP | russh::Error::IO(_)) => {
+            Error::new(
+                ErrorKind::Disconnected,
+                "the server closed the connection before sending its ssh identification",
+            )
+            .with_source(e)
+        }
+        _ => russh_error(e, "reading the banner and exchanging keys"),
     }
 }
 
@@ -611,15 +737,70 @@ async fn tcp_connect(options: &ConnectOptions) -> Result<tokio::net::TcpStream> 
 /// Agent conversations in flight at once, across every connection of the process.
 static AGENT_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
 
-/// Asks the server which methods it allows, then tries ours in the documented order.
+/// sshd's default `MaxAuthTries`: it disconnects at this many failed attempts (the first
+/// "none" request does not count; each refused public key does, queries included).
+const DEFAULT_MAX_AUTH_TRIES: usize = 6;
+
+/// What authentication has tried so far, for the error message.
+#[derive(Default)]
+struct Attempts {
+    /// Methods tried, as shown to the user.
+    tried: Vec<String>,
+    /// Requests the server refused (what sshd counts against `MaxAuthTries`).
+    failures: usize,
+}
+
+/// Asks the server which methods it allows, then tries ours in the documented order; when
+/// the server closes the connection on the way, says so (and why, as far as known).
 async fn authenticate(
     handle: &mut Handle<ClientHandler>,
     options: &ConnectOptions,
     mismatch_accepted: bool,
+    diagnosis: &Diagnosis,
+) -> Result<()> {
+    let mut attempts = Attempts::default();
+    let result = try_methods(handle, options, mismatch_accepted, &mut attempts).await;
+    let error = match result {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    if !handle.is_closed() && error.kind() != ErrorKind::Disconnected {
+        return Err(error);
+    }
+    let user = options.user.as_str();
+    let said = match diagnosis.ending() {
+        Some(Ending::Integrity) => return Err(Error::new(ErrorKind::Protocol, INTEGRITY_MESSAGE)),
+        Some(Ending::ServerDisconnect { message, .. }) if !message.is_empty() => {
+            format!("; it said \"{}\"", quote(message.as_bytes()))
+        }
+        _ => String::new(),
+    };
+    let tried = list_or_none(&attempts.tried);
+    let message = if attempts.failures == 0 {
+        format!(
+            "the server closed the connection during authentication as {user:?}{said}; \
+             tried: {tried}"
+        )
+    } else {
+        format!(
+            "the server closed the connection after {} authentication attempts (too many \
+             keys offered? sshd's MaxAuthTries is {DEFAULT_MAX_AUTH_TRIES} by default; try \
+             --no-agent or an explicit -I key file){said}; tried: {tried}",
+            attempts.failures
+        )
+    };
+    Err(Error::new(ErrorKind::Auth, message).with_source(error))
+}
+
+/// The methods in order: identity files, agent keys, keyboard-interactive, password.
+async fn try_methods(
+    handle: &mut Handle<ClientHandler>,
+    options: &ConnectOptions,
+    mismatch_accepted: bool,
+    attempts: &mut Attempts,
 ) -> Result<()> {
     let user = options.user.as_str();
     let creds = &options.credentials;
-    let mut tried: Vec<String> = Vec::new();
     let mut allowed: Option<MethodSet>;
     let allows = |allowed: &Option<MethodSet>, m: MethodKind| {
         allowed.as_ref().is_none_or(|set| set.contains(&m))
@@ -635,7 +816,19 @@ async fn authenticate(
         } => allowed = Some(remaining_methods),
     }
 
-    // 1. Identity files.
+    // A password the server may take gets its turn: agent keys stop one attempt short of
+    // sshd's default MaxAuthTries, which would otherwise end the connection first.
+    let password_turn = creds.password_secret().is_some()
+        && !mismatch_accepted
+        && (allows(&allowed, MethodKind::KeyboardInteractive)
+            || allows(&allowed, MethodKind::Password));
+    let key_failures_allowed = if password_turn {
+        DEFAULT_MAX_AUTH_TRIES - 1
+    } else {
+        usize::MAX
+    };
+
+    // 1. Identity files, all of them: the user named each one.
     for identity in creds.identities() {
         if !allows(&allowed, MethodKind::PublicKey) {
             break;
@@ -650,7 +843,9 @@ async fn authenticate(
             None
         };
         let key = PrivateKeyWithHashAlg::new(identity.key().clone(), hash);
-        tried.push(format!("publickey {}", identity.path().display()));
+        attempts
+            .tried
+            .push(format!("publickey {}", identity.path().display()));
         match handle
             .authenticate_publickey(user, key)
             .await
@@ -659,11 +854,14 @@ async fn authenticate(
             AuthResult::Success => return Ok(()),
             AuthResult::Failure {
                 remaining_methods, ..
-            } => allowed = Some(remaining_methods),
+            } => {
+                attempts.failures += 1;
+                allowed = Some(remaining_methods);
+            }
         }
     }
 
-    // 2. Agent keys.
+    // 2. Agent keys, within the budget.
     let socket = match creds.agent_setting() {
         Agent::Off => None,
         Agent::FromEnv => std::env::var_os("SSH_AUTH_SOCK")
@@ -684,11 +882,20 @@ async fn authenticate(
         let keys = agent.request_identities().await.map_err(|e| {
             Error::new(ErrorKind::Agent, "cannot list the ssh-agent's keys").with_source(e)
         })?;
-        tried.push(format!("agent ({} keys)", keys.len()));
+        let total = keys.len();
+        let entry = attempts.tried.len();
+        attempts.tried.push(format!("agent ({total} keys)"));
+        let mut offered = 0;
+        let mut held_back = false;
         for identity in keys {
             if !allows(&allowed, MethodKind::PublicKey) {
                 break;
             }
+            if attempts.failures >= key_failures_allowed {
+                held_back = true;
+                break;
+            }
+            offered += 1;
             let public = identity.public_key().into_owned();
             let hash = if matches!(public.algorithm(), russh::keys::Algorithm::Rsa { .. }) {
                 handle
@@ -706,7 +913,17 @@ async fn authenticate(
                 Ok(AuthResult::Success) => return Ok(()),
                 Ok(AuthResult::Failure {
                     remaining_methods, ..
-                }) => allowed = Some(remaining_methods),
+                }) => {
+                    attempts.failures += 1;
+                    allowed = Some(remaining_methods);
+                }
+                // The server went away while the agent signed: not the agent's fault.
+                Err(_) if handle.is_closed() => {
+                    return Err(Error::new(
+                        ErrorKind::Disconnected,
+                        "connection lost while authenticating",
+                    ))
+                }
                 Err(e) => {
                     return Err(
                         Error::new(ErrorKind::Agent, "the ssh-agent failed to sign").with_source(e)
@@ -714,22 +931,39 @@ async fn authenticate(
                 }
             }
         }
+        if offered < total {
+            if let Some(entry) = attempts.tried.get_mut(entry) {
+                *entry = if held_back {
+                    format!(
+                        "agent ({offered} of {total} keys; the rest held back so that the \
+                         password gets its turn within sshd's MaxAuthTries)"
+                    )
+                } else {
+                    format!("agent ({offered} of {total} keys)")
+                };
+            }
+        }
     }
 
     // 3 and 4. The password, unless the host key could not be verified.
     if let Some(password) = creds.password_secret() {
         if mismatch_accepted {
-            tried.push("password (disabled: the host key did not match)".to_owned());
+            attempts
+                .tried
+                .push("password (disabled: the host key did not match)".to_owned());
         } else {
             if allows(&allowed, MethodKind::KeyboardInteractive) {
-                tried.push("keyboard-interactive".to_owned());
+                attempts.tried.push("keyboard-interactive".to_owned());
                 match keyboard_interactive(handle, user, password.expose()).await? {
                     None => return Ok(()),
-                    Some(remaining) => allowed = Some(remaining),
+                    Some(remaining) => {
+                        attempts.failures += 1;
+                        allowed = Some(remaining);
+                    }
                 }
             }
             if allows(&allowed, MethodKind::Password) {
-                tried.push("password".to_owned());
+                attempts.tried.push("password".to_owned());
                 match handle
                     .authenticate_password(user, password.expose())
                     .await
@@ -738,7 +972,10 @@ async fn authenticate(
                     AuthResult::Success => return Ok(()),
                     AuthResult::Failure {
                         remaining_methods, ..
-                    } => allowed = Some(remaining_methods),
+                    } => {
+                        attempts.failures += 1;
+                        allowed = Some(remaining_methods);
+                    }
                 }
             }
         }
@@ -747,11 +984,7 @@ async fn authenticate(
     if handle.is_closed() {
         return Err(Error::new(
             ErrorKind::Disconnected,
-            format!(
-                "the server closed the connection during authentication as {user:?} \
-                 (tried: {})",
-                list_or_none(&tried)
-            ),
+            "connection lost while authenticating",
         ));
     }
     let allowed = match &allowed {
@@ -766,7 +999,7 @@ async fn authenticate(
         ErrorKind::Auth,
         format!(
             "authentication failed for user {user:?}; tried: {}; the server allows: {allowed}",
-            list_or_none(&tried)
+            list_or_none(&attempts.tried)
         ),
     ))
 }

@@ -307,12 +307,13 @@ impl<'s> Command<'s> {
             None => {}
         }
         if end.status.is_none() && self.session.is_closed() {
-            return Err(Error::new(
-                ErrorKind::Disconnected,
-                "connection lost before the command reported an exit status; the remote \
-                 command may still be running",
-            )
-            .with_output(output));
+            return Err(self
+                .session
+                .lost(
+                    "connection lost before the command reported an exit status; the remote \
+                     command may still be running",
+                )
+                .with_output(output));
         }
         Ok(output)
     }
