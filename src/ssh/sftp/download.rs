@@ -1,30 +1,47 @@
 //! `get`: remote files and trees to local disk, through a local temporary file and
-//! `rename(2)`.
+//! `rename(2)` (or, in place, straight into the destination).
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 
 use super::tree::{ensure_real_dir, PlannedEntry};
-use super::*;
+use super::{
+    io_kind, is_status, local_error, parent_and_name, safe_name, sftp_error, temp_name, with_note,
+    Progress, RemoteKind, RemoteMetadata, Sftp, TransferOptions, TransferStats, CANCEL_CLEANUP,
+    CLEANUP_TIMEOUT, READS_IN_FLIGHT,
+};
+use crate::error::{Error, ErrorKind, Result};
 
 impl Sftp {
     /// Downloads remote file `remote` to `local`, like paramiko's `get`. If `local` is an
     /// existing directory, the file goes inside it under its remote name.
     ///
     /// # Errors
-    /// [`ErrorKind::NotFound`] and other remote errors with the path; local errors with
-    /// the local path; [`ErrorKind::Disconnected`] with the bytes received. The local
-    /// destination is unchanged after any error.
+    /// [`ErrorKind::NotFound`] and other remote errors with the path; a remote device,
+    /// FIFO or socket: [`ErrorKind::InvalidInput`]; local errors with the local path;
+    /// [`ErrorKind::Disconnected`] with the bytes received. The local destination is
+    /// unchanged after any error (unless [`TransferOptions::in_place`]).
     pub async fn get(&self, remote: &str, local: impl AsRef<Path>) -> Result<TransferStats> {
         self.get_with(remote, local, &TransferOptions::default())
             .await
     }
 
-    /// [`Sftp::get`] with options. Directories (recursive): names the server sends are
-    /// checked, and `..`, absolute names, names with `/`, empty names and duplicates are
-    /// refused ([`ErrorKind::Sftp`]) before anything is written; nothing is ever written
-    /// outside `local`. Remote symlinks become local symlinks with the same target, never
-    /// followed or written through.
+    /// [`Sftp::get`] with options. Directories (recursive): the whole remote tree is
+    /// listed first and names are checked before anything is written: `..`, absolute
+    /// names, names with `/`, empty names, duplicates, and names (or link targets) that
+    /// are not UTF-8, which the SFTP library cannot carry, are refused
+    /// ([`ErrorKind::Sftp`]); nothing is ever written outside `local`. Remote symlinks
+    /// become local symlinks with the same target, never followed or written through;
+    /// special files are skipped and counted in [`TransferStats::skipped`].
     ///
     /// # Errors
-    /// As [`Sftp::get`].
+    /// As [`Sftp::get`]; [`ErrorKind::Interrupted`] when the token of
+    /// [`TransferOptions::cancel_on`] is cancelled (the local temporary file is removed).
     ///
     /// # Cancel safety
     /// Dropping the future removes the local temporary file of the file being
@@ -36,6 +53,8 @@ impl Sftp {
         options: &TransferOptions,
     ) -> Result<TransferStats> {
         let local = local.as_ref();
+        let remote = self.resolve(remote).await;
+        let remote = remote.as_ref();
         let meta = self.stat(remote).await?;
         let (_, name) = parent_and_name(remote);
         let dest = if local.is_dir() {
@@ -50,32 +69,44 @@ impl Sftp {
             local.to_owned()
         };
         let mut stats = TransferStats::default();
-        if meta.kind == RemoteKind::Dir {
-            if !options.recursive {
+        match meta.kind {
+            RemoteKind::Dir => {
+                if !options.recursive {
+                    return Err(self.fail(Error::new(
+                        ErrorKind::InvalidInput,
+                        format!("{remote} is a directory (copy it recursively)"),
+                    )));
+                }
+                let (plan, skipped) = self.plan_remote_tree(remote).await?;
+                stats.skipped = skipped;
+                let mut progress = Progress {
+                    callback: options.progress.as_ref(),
+                    done: 0,
+                    total: plan.iter().map(|e| e.size).sum(),
+                };
+                self.get_tree(&dest, meta.mode, &plan, options, &mut stats, &mut progress)
+                    .await?;
+            }
+            RemoteKind::File | RemoteKind::Symlink => {
+                let mut progress = Progress {
+                    callback: options.progress.as_ref(),
+                    done: 0,
+                    total: meta.size,
+                };
+                stats.bytes = self
+                    .get_file(remote, &dest, &meta, options, &mut progress)
+                    .await?;
+                stats.files = 1;
+            }
+            RemoteKind::Other => {
                 return Err(self.fail(Error::new(
                     ErrorKind::InvalidInput,
-                    format!("{remote} is a directory (copy it recursively)"),
-                )));
+                    format!(
+                        "{remote} is not a regular file or directory (a device, FIFO or socket \
+                         has no fixed content or size)"
+                    ),
+                )))
             }
-            let plan = self.plan_remote_tree(remote).await?;
-            let total = plan.iter().map(|e| e.size).sum();
-            let mut progress = Progress {
-                callback: options.progress.as_ref(),
-                done: 0,
-                total,
-            };
-            self.get_tree(&dest, meta.mode, &plan, options, &mut stats, &mut progress)
-                .await?;
-        } else {
-            let mut progress = Progress {
-                callback: options.progress.as_ref(),
-                done: 0,
-                total: meta.size,
-            };
-            stats.bytes = self
-                .get_file(remote, &dest, &meta, options, &mut progress)
-                .await?;
-            stats.files = 1;
         }
         Ok(stats)
     }
@@ -93,6 +124,12 @@ impl Sftp {
         ensure_real_dir(dest, dir_mode(root_mode)).map_err(|e| self.fail(e))?;
         stats.dirs += 1;
         for entry in plan {
+            if options.is_cancelled() {
+                return Err(self.fail(Error::new(
+                    ErrorKind::Interrupted,
+                    format!("interrupted before the download of {}", entry.remote),
+                )));
+            }
             let local = dest.join(&entry.relative);
             // Every parent was created by this transfer as a real directory (sorted plan).
             match entry.kind {
@@ -101,16 +138,7 @@ impl Sftp {
                     stats.dirs += 1;
                 }
                 RemoteKind::Symlink => {
-                    let target = self
-                        .raw
-                        .readlink(entry.remote.as_str())
-                        .await
-                        .map_err(|e| self.fail(sftp_error(e, "cannot read link", &entry.remote)))?
-                        .files
-                        .into_iter()
-                        .next()
-                        .map(|f| f.filename)
-                        .unwrap_or_default();
+                    let target = entry.target.as_deref().unwrap_or_default();
                     if let Ok(m) = std::fs::symlink_metadata(&local) {
                         if m.is_dir() {
                             return Err(self.fail(Error::new(
@@ -123,7 +151,7 @@ impl Sftp {
                         }
                         let _ = std::fs::remove_file(&local);
                     }
-                    std::os::unix::fs::symlink(&target, &local)
+                    std::os::unix::fs::symlink(target, &local)
                         .map_err(|e| self.fail(local_error(e, "cannot create link", &local)))?;
                     stats.symlinks += 1;
                 }
@@ -145,6 +173,7 @@ impl Sftp {
         Ok(())
     }
 
+    /// Downloads one file to `dest`; returns the bytes received.
     async fn get_file(
         &self,
         remote: &str,
@@ -153,6 +182,19 @@ impl Sftp {
         options: &TransferOptions,
         progress: &mut Progress<'_>,
     ) -> Result<u64> {
+        if let Ok(m) = std::fs::symlink_metadata(dest) {
+            if m.is_dir() {
+                return Err(self.fail(Error::new(
+                    ErrorKind::LocalIo,
+                    format!("{} is a directory", dest.display()),
+                )));
+            }
+        }
+        if options.in_place {
+            return self
+                .get_file_in_place(remote, dest, meta, options, progress)
+                .await;
+        }
         let dir = dest
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -162,57 +204,132 @@ impl Sftp {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "download".to_owned());
         let temp = dir.join(temp_name(&name));
-        let file = std::fs::OpenOptions::new()
+        let file = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode_0600()
+            .mode(0o600)
             .open(&temp)
-            .map_err(|e| self.fail(local_error(e, "cannot create", &temp)))?;
+            .map_err(|e| self.local_temp_error(e, dir, dest, &temp))?;
         let mut guard = LocalTempGuard {
             path: Some(temp.clone()),
         };
         let mut sink = WritebackFile::new(file, options.fsync);
-        let bytes = self.download_to(remote, &mut sink, Some(progress)).await?;
-        let file = sink.file;
-        if options.fsync {
-            file.sync_all()
-                .map_err(|e| self.fail(local_error(e, "cannot write", &temp)))?;
-        }
-        drop(file);
-        let mode = if options.preserve { meta.mode } else { 0o644 };
-        std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| self.fail(local_error(e, "cannot set the mode of", &temp)))?;
-        if options.preserve {
-            let when = UNIX_EPOCH + Duration::from_secs(u64::from(meta.mtime));
-            let f = std::fs::File::options()
-                .write(true)
-                .open(&temp)
-                .map_err(|e| self.fail(local_error(e, "cannot open", &temp)))?;
-            f.set_times(
-                std::fs::FileTimes::new()
-                    .set_modified(when)
-                    .set_accessed(when),
-            )
-            .map_err(|e| self.fail(local_error(e, "cannot set the time of", &temp)))?;
-        }
-        if std::fs::symlink_metadata(dest).is_ok_and(|m| m.is_dir()) {
-            return Err(self.fail(Error::new(
-                ErrorKind::LocalIo,
-                format!("{} is a directory", dest.display()),
-            )));
-        }
+        let bytes = self
+            .download_to(remote, &mut sink, Some(progress), options)
+            .await?;
+        self.finish_local(sink.file, &temp, meta, options)?;
         std::fs::rename(&temp, dest)
             .map_err(|e| self.fail(local_error(e, "cannot rename into", dest)))?;
         guard.path = None;
         Ok(bytes)
     }
 
-    /// The download pipeline: reads in flight, results written in order, until EOF.
+    /// Writes local `dest` directly: opened with truncation (never through a symbolic
+    /// link), written, fsynced, mode and times set.
+    async fn get_file_in_place(
+        &self,
+        remote: &str,
+        dest: &Path,
+        meta: &RemoteMetadata,
+        options: &TransferOptions,
+        progress: &mut Progress<'_>,
+    ) -> Result<u64> {
+        if let Ok(m) = std::fs::symlink_metadata(dest) {
+            let what = if m.file_type().is_symlink() {
+                Some("a symbolic link (in-place mode does not write through links)")
+            } else if !m.is_file() {
+                Some("not a regular file")
+            } else {
+                None
+            };
+            if let Some(what) = what {
+                return Err(self.fail(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("local {} is {what}", dest.display()),
+                )));
+            }
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(dest)
+            .map_err(|e| self.fail(local_error(e, "cannot write", dest)))?;
+        let mut sink = WritebackFile::new(file, options.fsync);
+        let incomplete = || {
+            format!(
+                "local {} was written in place and is now incomplete",
+                dest.display()
+            )
+        };
+        let bytes = self
+            .download_to(remote, &mut sink, Some(progress), options)
+            .await
+            .map_err(|e| with_note(e, &incomplete()))?;
+        self.finish_local(sink.file, dest, meta, options)
+            .map_err(|e| with_note(e, "its contents were written in full"))?;
+        Ok(bytes)
+    }
+
+    /// Fsyncs a downloaded file and sets its times and mode (through the open file, so a
+    /// read-only mode does not get in the way).
+    fn finish_local(
+        &self,
+        file: File,
+        path: &Path,
+        meta: &RemoteMetadata,
+        options: &TransferOptions,
+    ) -> Result<()> {
+        if options.fsync {
+            file.sync_all()
+                .map_err(|e| self.fail(local_error(e, "cannot write", path)))?;
+        }
+        if options.preserve {
+            let when = UNIX_EPOCH + Duration::from_secs(u64::from(meta.mtime));
+            file.set_times(
+                std::fs::FileTimes::new()
+                    .set_modified(when)
+                    .set_accessed(when),
+            )
+            .map_err(|e| self.fail(local_error(e, "cannot set the time of", path)))?;
+        }
+        let mode = if options.preserve { meta.mode } else { 0o644 };
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(|e| self.fail(local_error(e, "cannot set the mode of", path)))
+    }
+
+    /// The error for a local temporary file that could not be created. When the
+    /// directory refuses it but the destination itself is a writable file, says so and
+    /// points at in-place mode.
+    fn local_temp_error(&self, e: std::io::Error, dir: &Path, dest: &Path, temp: &Path) -> Error {
+        let writable_file = e.kind() == std::io::ErrorKind::PermissionDenied
+            && std::fs::symlink_metadata(dest).is_ok_and(|m| m.is_file())
+            && OpenOptions::new().write(true).open(dest).is_ok();
+        if writable_file {
+            return self.fail(Error::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "cannot create a temporary file in local {} (directory not writable); rexec \
+                     writes to a temporary file and renames it over the destination so that an \
+                     interrupted transfer never leaves a partial file; use --inplace to write \
+                     the destination directly",
+                    dir.display()
+                ),
+            ));
+        }
+        self.fail(local_error(e, "cannot create", temp))
+    }
+
+    /// The download pipeline: up to [`READS_IN_FLIGHT`] reads in flight, results written
+    /// in order, until EOF or cancellation. Returns the bytes written.
     pub(super) async fn download_to<W: std::io::Write>(
         &self,
         remote: &str,
         sink: &mut W,
         mut progress: Option<&mut Progress<'_>>,
+        options: &TransferOptions,
     ) -> Result<u64> {
         let handle = self
             .raw
@@ -234,7 +351,19 @@ impl Sftp {
                     in_flight.push_back(async move { (at, raw.read(h, at, chunk).await) });
                     next_offset += u64::from(chunk);
                 }
-                let Some((at, reply)) = in_flight.next().await else {
+                let next = tokio::select! {
+                    biased;
+                    () = options.cancelled() => {
+                        return Err(self.fail(Error::new(
+                            ErrorKind::Interrupted,
+                            format!(
+                                "interrupted: the download of {remote} stopped after {written} bytes"
+                            ),
+                        )));
+                    }
+                    next = in_flight.next() => next,
+                };
+                let Some((at, reply)) = next else {
                     break;
                 };
                 if at != written {
@@ -279,8 +408,26 @@ impl Sftp {
             Ok(())
         }
         .await;
-        let _ = self.raw.close(handle).await;
+        drop(in_flight);
+        let budget = match &result {
+            Err(e) if e.kind() == ErrorKind::Interrupted => CANCEL_CLEANUP,
+            _ => CLEANUP_TIMEOUT,
+        };
+        let _ = tokio::time::timeout(budget, self.raw.close(handle)).await;
         result.map(|()| written)
+    }
+}
+
+/// Removes a local temporary file unless disarmed.
+struct LocalTempGuard {
+    path: Option<PathBuf>,
+}
+
+impl Drop for LocalTempGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.path.take() {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 
@@ -288,7 +435,7 @@ impl Sftp {
 /// start writing what came so far (`sync_file_range`), so the disk works while the network
 /// does and the final fsync has little left to wait for.
 struct WritebackFile {
-    file: std::fs::File,
+    file: File,
     enabled: bool,
     written: u64,
     started: u64,
@@ -297,7 +444,7 @@ struct WritebackFile {
 impl WritebackFile {
     const STEP: u64 = 32 * 1024 * 1024;
 
-    fn new(file: std::fs::File, enabled: bool) -> WritebackFile {
+    fn new(file: File, enabled: bool) -> WritebackFile {
         WritebackFile {
             file,
             enabled,
@@ -331,16 +478,5 @@ impl std::io::Write for WritebackFile {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.file.flush()
-    }
-}
-
-trait Mode0600 {
-    fn mode_0600(&mut self) -> &mut Self;
-}
-
-impl Mode0600 for std::fs::OpenOptions {
-    fn mode_0600(&mut self) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.mode(0o600)
     }
 }

@@ -6,21 +6,30 @@
 //! the final mode and modification time, fsync when the server offers
 //! `fsync@openssh.com`, then replace the destination with `posix-rename@openssh.com`.
 //! Downloads do the same locally. On failure or cancellation the temporary file is
-//! removed, so the destination is exactly as it was.
+//! removed, so the destination is exactly as it was. [`TransferOptions::in_place`]
+//! writes the destination directly instead, for directories rexec may not write.
+//!
+//! Remote paths: `~` and `~/...` are the login directory, as with `scp` and `sftp`;
+//! other relative paths are relative to it too (SFTP servers start there).
+//!
+//! Names are UTF-8 only: russh-sftp carries every name as a Rust `String` and decodes
+//! what the server sends lossily (bytes that are not UTF-8 become U+FFFD). So `put`
+//! refuses local names that are not UTF-8, and `get` refuses remote names the library
+//! mangled, before anything is written; a name is never merged, renamed or dropped.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 use std::fmt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures_util::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::client::RawSftpSession;
-use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
+use russh_sftp::protocol::{FileAttributes, StatusCode};
 
 use russh::client::Handle;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ssh::session::{ClientHandler, Session};
@@ -44,6 +53,10 @@ const READS_IN_FLIGHT: usize = 32;
 /// transfer before rexec gives up on that channel and cleans up over a fresh one.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long a cancelled transfer may spend removing its temporary file before it returns
+/// (the pool drops work that ignores cancellation after 3 s).
+const CANCEL_CLEANUP: Duration = Duration::from_secs(2);
+
 /// Called with (bytes done, bytes total) as a transfer progresses.
 pub type ProgressCallback = Arc<dyn Fn(u64, u64) + Send + Sync>;
 
@@ -53,7 +66,9 @@ pub struct TransferOptions {
     recursive: bool,
     preserve: bool,
     fsync: bool,
+    in_place: bool,
     progress: Option<ProgressCallback>,
+    cancel: Option<CancellationToken>,
 }
 
 impl Default for TransferOptions {
@@ -62,7 +77,9 @@ impl Default for TransferOptions {
             recursive: false,
             preserve: true,
             fsync: true,
+            in_place: false,
             progress: None,
+            cancel: None,
         }
     }
 }
@@ -73,7 +90,9 @@ impl fmt::Debug for TransferOptions {
             .field("recursive", &self.recursive)
             .field("preserve", &self.preserve)
             .field("fsync", &self.fsync)
+            .field("in_place", &self.in_place)
             .field("progress", &self.progress.is_some())
+            .field("cancel", &self.cancel.is_some())
             .finish()
     }
 }
@@ -106,10 +125,47 @@ impl TransferOptions {
         self
     }
 
+    /// Write each destination file directly (open, truncate, write, fsync) instead of
+    /// writing a temporary file next to it and renaming it over the destination (default
+    /// off; rsync's `--inplace`). For a destination whose directory rexec may not write
+    /// (a file in `/etc/app` writable by the user while `/etc/app` is not).
+    ///
+    /// Not atomic: a transfer that fails or is interrupted leaves the destination
+    /// truncated or partly written, and the error then names it. The file keeps its
+    /// inode, owner and hard links. A destination that is a symbolic link is refused
+    /// rather than written through.
+    pub fn in_place(&mut self, in_place: bool) -> &mut Self {
+        self.in_place = in_place;
+        self
+    }
+
     /// Report progress: `callback(done, total)` in bytes, after every chunk.
     pub fn progress(&mut self, callback: ProgressCallback) -> &mut Self {
         self.progress = Some(callback);
         self
+    }
+
+    /// Stop the transfer when `token` is cancelled: no further chunk is sent or
+    /// requested, the temporary file of the file in progress is removed (remote ones over
+    /// the live connection, waiting at most about 2 s) before the call returns, and the
+    /// result is an [`ErrorKind::Interrupted`] error. Its message names the file that
+    /// was in progress and, if the temporary file could not be removed, that file's path.
+    /// Files completed before the cancellation stay.
+    pub fn cancel_on(&mut self, token: CancellationToken) -> &mut Self {
+        self.cancel = Some(token);
+        self
+    }
+
+    /// Resolves when the transfer is to stop; never without a token.
+    async fn cancelled(&self) {
+        match &self.cancel {
+            Some(token) => token.cancelled().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(|t| t.is_cancelled())
     }
 }
 
@@ -124,6 +180,9 @@ pub struct TransferStats {
     pub symlinks: u64,
     /// File bytes copied.
     pub bytes: u64,
+    /// Special files (devices, FIFOs, sockets) met in a recursive transfer and not
+    /// copied: they have no fixed content to copy. Each is also logged as a warning.
+    pub skipped: u64,
 }
 
 /// What [`Sftp::stat`] returns.
@@ -155,7 +214,9 @@ pub enum RemoteKind {
 /// One entry of [`Sftp::read_dir`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirEntry {
-    /// The name, without the directory.
+    /// The name, without the directory. A name that is not UTF-8 on the server arrives
+    /// with U+FFFD in place of each invalid sequence (russh-sftp decodes names lossily),
+    /// so it cannot be used to reach that file; recursive `get` refuses such names.
     pub name: String,
     /// Its metadata (not following symlinks).
     pub metadata: RemoteMetadata,
@@ -189,6 +250,8 @@ pub struct Sftp {
     fsync: bool,
     statvfs: bool,
     chunk: usize,
+    /// The login directory, for `~` (asked on first use).
+    home: tokio::sync::OnceCell<String>,
 }
 
 impl fmt::Debug for Sftp {
@@ -225,6 +288,7 @@ impl Session {
             fsync: features.fsync,
             statvfs: features.statvfs,
             chunk: features.chunk,
+            home: tokio::sync::OnceCell::new(),
         })
     }
 }
@@ -273,6 +337,16 @@ fn io_kind(e: &std::io::Error) -> ErrorKind {
 
 fn local_error(e: std::io::Error, doing: &str, path: &Path) -> Error {
     Error::new(io_kind(&e), format!("{doing} local {}", path.display())).with_source(e)
+}
+
+/// `error` with `note` added to its message (the cause's text kept in the message).
+fn with_note(error: Error, note: &str) -> Error {
+    let host = error.host().map(str::to_owned);
+    let noted = Error::new(error.kind(), format!("{}; {note}", error.full_message()));
+    match host {
+        Some(h) => noted.with_host(h),
+        None => noted,
+    }
 }
 
 fn is_status(e: &SftpError, code: StatusCode) -> bool {
@@ -349,19 +423,6 @@ impl Drop for RemoteTempGuard {
     }
 }
 
-/// Removes a local temporary file unless disarmed.
-struct LocalTempGuard {
-    path: Option<PathBuf>,
-}
-
-impl Drop for LocalTempGuard {
-    fn drop(&mut self) {
-        if let Some(p) = self.path.take() {
-            let _ = std::fs::remove_file(p);
-        }
-    }
-}
-
 struct Progress<'a> {
     callback: Option<&'a ProgressCallback>,
     done: u64,
@@ -387,11 +448,49 @@ impl Sftp {
         e.with_host(&self.host)
     }
 
+    /// `~` and `~/...` as the login directory, which the server is asked for once
+    /// (`realpath .`: SFTP sessions start there); other paths unchanged. If the server
+    /// does not say, or its answer is not UTF-8, the path becomes relative, which SFTP
+    /// servers also resolve from the login directory.
+    async fn resolve<'a>(&self, path: &'a str) -> Cow<'a, str> {
+        let rest = if path == "~" {
+            ""
+        } else if let Some(rest) = path.strip_prefix("~/") {
+            rest
+        } else {
+            return Cow::Borrowed(path);
+        };
+        let home = self
+            .home
+            .get_or_init(|| async {
+                match self.raw.realpath(".").await {
+                    Ok(name) => name
+                        .files
+                        .into_iter()
+                        .next()
+                        .map(|f| f.filename)
+                        .filter(|h| h.starts_with('/') && !h.contains(char::REPLACEMENT_CHARACTER))
+                        .unwrap_or_default(),
+                    Err(_) => String::new(),
+                }
+            })
+            .await;
+        let rest = rest.trim_start_matches('/');
+        Cow::Owned(match (home.is_empty(), rest.is_empty()) {
+            (true, true) => ".".to_owned(),
+            (true, false) => rest.to_owned(),
+            (false, true) => home.clone(),
+            (false, false) => join(home, rest),
+        })
+    }
+
     /// Metadata of `path`, following symlinks.
     ///
     /// # Errors
     /// [`ErrorKind::NotFound`], [`ErrorKind::PermissionDenied`], ... naming the path.
     pub async fn stat(&self, path: &str) -> Result<RemoteMetadata> {
+        let path = self.resolve(path).await;
+        let path = path.as_ref();
         self.raw
             .stat(path)
             .await
@@ -404,6 +503,8 @@ impl Sftp {
     /// # Errors
     /// As [`Sftp::stat`].
     pub async fn lstat(&self, path: &str) -> Result<RemoteMetadata> {
+        let path = self.resolve(path).await;
+        let path = path.as_ref();
         self.raw
             .lstat(path)
             .await
@@ -416,6 +517,8 @@ impl Sftp {
     /// # Errors
     /// As [`Sftp::stat`].
     pub async fn read_dir(&self, path: &str) -> Result<Vec<DirEntry>> {
+        let path = self.resolve(path).await;
+        let path = path.as_ref();
         let handle = self
             .raw
             .opendir(path)
@@ -448,6 +551,8 @@ impl Sftp {
     /// # Errors
     /// As [`Sftp::stat`] (an existing path is [`ErrorKind::Sftp`]).
     pub async fn create_dir(&self, path: &str, mode: u32) -> Result<()> {
+        let path = self.resolve(path).await;
+        let path = path.as_ref();
         let attrs = FileAttributes {
             permissions: Some(mode),
             ..FileAttributes::empty()
@@ -464,6 +569,8 @@ impl Sftp {
     /// # Errors
     /// As [`Sftp::stat`].
     pub async fn remove_file(&self, path: &str) -> Result<()> {
+        let path = self.resolve(path).await;
+        let path = path.as_ref();
         self.raw
             .remove(path)
             .await
@@ -476,6 +583,8 @@ impl Sftp {
     /// # Errors
     /// As [`Sftp::stat`].
     pub async fn remove_dir(&self, path: &str) -> Result<()> {
+        let path = self.resolve(path).await;
+        let path = path.as_ref();
         self.raw
             .rmdir(path)
             .await
@@ -490,6 +599,8 @@ impl Sftp {
     /// # Errors
     /// As [`Sftp::stat`].
     pub async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let (from, to) = (self.resolve(from).await, self.resolve(to).await);
+        let (from, to) = (from.as_ref(), to.as_ref());
         let result = if self.posix_rename {
             let mut data = Vec::with_capacity(from.len() + to.len() + 8);
             for s in [from, to] {
@@ -515,8 +626,11 @@ impl Sftp {
     /// # Errors
     /// As [`Sftp::stat`].
     pub async fn read(&self, path: &str) -> Result<Vec<u8>> {
+        let path = self.resolve(path).await;
+        let path = path.as_ref();
         let mut out = Vec::new();
-        self.download_to(path, &mut out, None).await?;
+        self.download_to(path, &mut out, None, &TransferOptions::default())
+            .await?;
         Ok(out)
     }
 
@@ -526,6 +640,8 @@ impl Sftp {
     /// # Errors
     /// As [`Sftp::put`].
     pub async fn write(&self, path: &str, data: &[u8]) -> Result<()> {
+        let path = self.resolve(path).await;
+        let path = path.as_ref();
         let mode = match self.stat(path).await {
             Ok(m) => m.mode,
             Err(_) => 0o644,
@@ -539,13 +655,20 @@ impl Sftp {
             done: 0,
             total: data.len() as u64,
         };
+        let finish = upload::Finish {
+            mode,
+            mtime: Some(now),
+            fsync: true,
+        };
         self.upload_from(
             path,
-            (mode, Some(now), true),
+            finish,
             data.len() as u64,
             &mut std::io::Cursor::new(data),
             &mut progress,
+            &TransferOptions::default(),
         )
         .await
+        .map(|_| ())
     }
 }
