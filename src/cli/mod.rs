@@ -36,24 +36,7 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
         return Err(Error::new(ErrorKind::InvalidInput, "no command given"));
     };
     // Local problems that can be seen before connecting fail before connecting.
-    if let Action::Put {
-        local, recursive, ..
-    } = &action
-    {
-        let meta = std::fs::metadata(local).map_err(|e| {
-            Error::new(
-                ErrorKind::NotFound,
-                format!("cannot read {}", local.display()),
-            )
-            .with_source(e)
-        })?;
-        if meta.is_dir() && !recursive {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!("{} is a directory: use put -r", local.display()),
-            ));
-        }
-    }
+    let put_source = transfer::check_put_source(&action)?;
 
     let targets = build_targets(&config, selected.iter().copied())?;
     // Every placeholder must resolve before anything connects.
@@ -73,11 +56,12 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
             }
         }
     }
+    transfer::check_get_destination(&action, &targets)?;
     let pool = Pool::new(config.forks);
     watch_interrupts(&pool);
     let exit = match action {
         Action::Run(command) => run_command(&config, &pool, &targets, &command).await?,
-        transfer => transfer::run(&config, &pool, &targets, &transfer).await?,
+        transfer => transfer::run(&config, &pool, &targets, &transfer, put_source).await?,
     };
     Ok(if pool.cancel_token().is_cancelled() {
         exit.merge(RunExit::Interrupted)

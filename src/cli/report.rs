@@ -363,6 +363,7 @@ impl Reporter {
                             v["dirs"] = json!(s.dirs);
                             v["symlinks"] = json!(s.symlinks);
                             v["bytes"] = json!(s.bytes);
+                            v["skipped"] = json!(s.skipped);
                         }
                         Err(e) => {
                             v["error"] =
@@ -373,11 +374,16 @@ impl Reporter {
                 } else {
                     match &r.result {
                         Ok(s) => format!(
-                            "=== {}: ok, {} file{}, {} in {secs}\n",
+                            "=== {}: ok, {} file{}, {}{} in {secs}\n",
                             r.host,
                             s.files,
                             if s.files == 1 { "" } else { "s" },
-                            human_bytes(s.bytes)
+                            human_bytes(s.bytes),
+                            match s.skipped {
+                                0 => String::new(),
+                                1 => ", 1 special file skipped".to_owned(),
+                                n => format!(", {n} special files skipped"),
+                            }
                         ),
                         Err(e) => format!(
                             "=== {}: {outcome} in {secs}: {}\n",

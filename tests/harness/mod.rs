@@ -144,6 +144,8 @@ pub struct SshdConfig {
     pub extra: Vec<String>,
     /// Loopback addresses to listen on (sshd takes at most 16).
     pub addresses: Vec<String>,
+    /// The `Subsystem sftp` line (default on; off: a server without SFTP).
+    pub sftp_subsystem: bool,
 }
 
 impl Default for SshdConfig {
@@ -155,6 +157,7 @@ impl Default for SshdConfig {
             kbd_interactive: false,
             extra: Vec::new(),
             addresses: vec!["127.0.0.1".to_owned()],
+            sftp_subsystem: true,
         }
     }
 }
@@ -200,12 +203,15 @@ impl Sshd {
                  AuthorizedKeysFile {dir}/authorized_keys\nStrictModes no\n\
                  UsePAM {pam}\nPasswordAuthentication {pw}\nKbdInteractiveAuthentication {kbd}\n\
                  PermitRootLogin no\nAllowUsers {TEST_USER}\nMaxStartups 200:30:400\n\
-                 MaxSessions 32\nLogLevel VERBOSE\nSubsystem sftp /usr/lib/openssh/sftp-server\n",
+                 MaxSessions 32\nLogLevel VERBOSE\n",
                 dir = dir.path().display(),
                 pam = yes(config.use_pam),
                 pw = yes(config.password_auth),
                 kbd = yes(config.kbd_interactive),
             );
+            if config.sftp_subsystem {
+                text.push_str("Subsystem sftp /usr/lib/openssh/sftp-server\n");
+            }
             for k in &host_keys {
                 text.push_str(&format!("HostKey {}\n", k.display()));
             }

@@ -159,6 +159,28 @@ enum Start {
     Ended,
 }
 
+/// What the first bytes say, decided as early as they allow (russh-sftp reads the
+/// 4-byte length first and gives up on a huge one by itself): text never starts with the
+/// zero byte that begins every plausible packet length.
+fn start_of(head: &[u8]) -> Start {
+    let len = head.get(..4).map(|b| {
+        u32::from_be_bytes([
+            b.first().copied().unwrap_or(0),
+            b.get(1).copied().unwrap_or(0),
+            b.get(2).copied().unwrap_or(0),
+            b.get(3).copied().unwrap_or(0),
+        ])
+    });
+    match (head.first(), len, head.get(4)) {
+        (None, _, _) => Start::Pending,
+        (Some(&first), _, _) if first != 0 => Start::NotSftp,
+        (_, Some(len), _) if !(5..=MAX_VERSION_PACKET).contains(&len) => Start::NotSftp,
+        (_, _, Some(&kind)) if kind != SSH_FXP_VERSION => Start::NotSftp,
+        (_, _, Some(_)) => Start::Sftp,
+        _ => Start::Pending,
+    }
+}
+
 fn start_error(state: Start, head: &[u8]) -> Error {
     let received = if head.is_empty() {
         String::new()
@@ -222,22 +244,7 @@ impl<S> CheckedStart<S> {
         };
         let room = QUOTE_MAX.saturating_sub(head.len());
         head.extend_from_slice(new.get(..new.len().min(room)).unwrap_or_default());
-        let verdict = match (head.get(..4), head.get(4)) {
-            (Some(len), Some(&kind)) => {
-                let len = u32::from_be_bytes([
-                    len.first().copied().unwrap_or(0),
-                    len.get(1).copied().unwrap_or(0),
-                    len.get(2).copied().unwrap_or(0),
-                    len.get(3).copied().unwrap_or(0),
-                ]);
-                if kind == SSH_FXP_VERSION && (5..=MAX_VERSION_PACKET).contains(&len) {
-                    Start::Sftp
-                } else {
-                    Start::NotSftp
-                }
-            }
-            _ => Start::Pending,
-        };
+        let verdict = start_of(&head);
         if verdict == Start::Sftp {
             head.clear();
         }
@@ -252,6 +259,33 @@ impl<S> CheckedStart<S> {
             ));
         }
         Ok(())
+    }
+}
+
+impl<S: AsyncRead + Unpin> CheckedStart<S> {
+    /// After text came instead of SFTP: adds what has already arrived behind the first
+    /// read (typically the rest of the text) to the head, without waiting for more.
+    fn keep_more_for_the_quote(&mut self, cx: &mut Context<'_>) {
+        let mut scratch = [0u8; QUOTE_MAX];
+        loop {
+            let room = self
+                .head
+                .lock()
+                .map(|h| QUOTE_MAX.saturating_sub(h.len()))
+                .unwrap_or(0);
+            let Some(space) = scratch.get_mut(..room).filter(|s| !s.is_empty()) else {
+                return;
+            };
+            let mut more = ReadBuf::new(space);
+            match Pin::new(&mut self.inner).poll_read(cx, &mut more) {
+                Poll::Ready(Ok(())) if !more.filled().is_empty() => {
+                    if let Ok(mut head) = self.head.lock() {
+                        head.extend_from_slice(more.filled());
+                    }
+                }
+                _ => return,
+            }
+        }
     }
 }
 
@@ -278,7 +312,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for CheckedStart<S> {
                     }
                     return Poll::Ready(Ok(()));
                 }
-                Poll::Ready(this.check(&new))
+                let checked = this.check(&new);
+                if checked.is_err() {
+                    this.keep_more_for_the_quote(cx);
+                }
+                Poll::Ready(checked)
             }
             other => other,
         }
@@ -306,6 +344,18 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CheckedStart<S> {
 #[cfg(test)]
 mod tests {
     use super::quote_start;
+
+    #[test]
+    fn text_is_told_from_a_version_packet_as_early_as_possible() {
+        use super::{start_of, Start};
+        assert_eq!(start_of(b""), Start::Pending);
+        assert_eq!(start_of(b"h"), Start::NotSftp);
+        assert_eq!(start_of(b"\0\0"), Start::Pending);
+        assert_eq!(start_of(b"\0\x10\0\0"), Start::NotSftp);
+        assert_eq!(start_of(b"\0\0\x01\x05"), Start::Pending);
+        assert_eq!(start_of(b"\0\0\x01\x05\x02"), Start::Sftp);
+        assert_eq!(start_of(b"\0\0\x01\x05\x03"), Start::NotSftp);
+    }
 
     #[test]
     fn the_quote_stops_where_the_binary_packet_starts() {

@@ -134,7 +134,7 @@ pub(super) fn scan_local(root: &Path, options: &TransferOptions) -> Result<Local
         for name in names {
             let path = dir.join(&name);
             let Some(utf8) = name.to_str() else {
-                not_utf8.push(format!("the name {path:?}"));
+                not_utf8.push(format!("{path:?}"));
                 continue;
             };
             let rel = join(&relative, utf8);
@@ -172,10 +172,12 @@ pub(super) fn scan_local(root: &Path, options: &TransferOptions) -> Result<Local
         return Err(Error::new(
             ErrorKind::InvalidInput,
             format!(
-                "{} under {} not valid UTF-8: {}; rexec's SFTP library carries names as UTF-8 \
-                 text, so they cannot be sent exactly, and nothing was sent (rename them first)",
-                count_of(not_utf8.len(), "name is", "names are"),
+                "{} under {} {} not valid UTF-8: {}; rexec's SFTP library carries names as \
+                 UTF-8 text, so they cannot be sent exactly, and nothing was sent (rename them \
+                 first)",
+                names(not_utf8.len()),
                 root.display(),
+                is_are(not_utf8.len()),
                 listed(&not_utf8)
             ),
         ));
@@ -183,11 +185,20 @@ pub(super) fn scan_local(root: &Path, options: &TransferOptions) -> Result<Local
     Ok(plan)
 }
 
-fn count_of(n: usize, one: &str, many: &str) -> String {
+/// "1 name" / "3 names".
+fn names(n: usize) -> String {
     if n == 1 {
-        format!("1 {one}")
+        "1 name".to_owned()
     } else {
-        format!("{n} {many}")
+        format!("{n} names")
+    }
+}
+
+fn is_are(n: usize) -> &'static str {
+    if n == 1 {
+        "is"
+    } else {
+        "are"
     }
 }
 
@@ -321,10 +332,11 @@ impl Sftp {
             return Err(self.fail(Error::new(
                 ErrorKind::Sftp,
                 format!(
-                    "{} under {root} on the server not valid UTF-8 (shown with U+FFFD): {}; \
+                    "{} under {root} on the server {} not valid UTF-8 (shown with U+FFFD): {}; \
                      rexec's SFTP library decodes names as UTF-8 text and cannot reach such \
                      files, so nothing was copied (rename them on the server first)",
-                    count_of(mangled.len(), "name is", "names are"),
+                    names(mangled.len()),
+                    is_are(mangled.len()),
                     listed(&mangled)
                 ),
             )));
