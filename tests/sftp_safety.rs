@@ -251,6 +251,53 @@ async fn a_cancelled_upload_stops_and_removes_its_temporary_file_before_returnin
     assert!(!copy.join("b-big").exists() && !copy.join("c-big").exists());
 }
 
+/// When the temporary file cannot be removed (here the connection is cut at the moment
+/// of cancelling), the error names it.
+#[tokio::test]
+async fn a_temporary_file_that_cannot_be_removed_is_named() {
+    let sshd = Sshd::start();
+    let s = connect(&sshd).await;
+    let sftp = s.sftp().await.unwrap();
+    let up = sshd.user_dir("up");
+    let remote = format!("{}/big", up.display());
+    let work = tempfile::tempdir().unwrap();
+    let local = work.path().join("big");
+    sparse(&local, 200_000_000);
+    let token = CancellationToken::new();
+    let mut options = TransferOptions::new();
+    options.cancel_on(token.clone());
+    let sshd_pid = sshd.pid();
+    let fired = Arc::new(AtomicBool::new(false));
+    let f = fired.clone();
+    options.progress(Arc::new(move |done, _| {
+        if done > 20_000_000 && !f.swap(true, Ordering::SeqCst) {
+            // This server's per-connection processes: the connection is gone.
+            for pid in harness::descendants(sshd_pid) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+            token.cancel();
+        }
+    }));
+    let err = tokio::time::timeout(GUARD, sftp.put_with(&local, &remote, &options))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(fired.load(Ordering::SeqCst));
+    assert_eq!(err.kind(), ErrorKind::Interrupted, "{err}");
+    let left = temp_files(&up);
+    assert_eq!(left.len(), 1, "{left:?}");
+    let temp = format!("{}/{}", up.display(), left[0]);
+    assert!(
+        err.to_string().ends_with(&format!(
+            "; the temporary file {temp} could not be removed and remains on the server"
+        )),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn a_cancelled_in_place_upload_names_the_incomplete_file() {
     let sshd = Sshd::start();
@@ -394,13 +441,26 @@ impl ChattyUser {
 
 impl Drop for ChattyUser {
     fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(CHATTY_USER).output();
+        // userdel refuses while the user's sessions are still closing: wait for them.
+        let deleted = harness::eventually(Duration::from_secs(20), || {
+            Command::new("userdel")
+                .arg(CHATTY_USER)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+        if !deleted {
+            let _ = Command::new("userdel")
+                .args(["--force", CHATTY_USER])
+                .output();
+        }
     }
 }
 
 /// Issue: a login shell that prints text breaks SFTP, and rexec said "no sftp
 /// subsystem?". The error now says what happened and quotes what came.
-#[tokio::test]
+// Multi-threaded: the sessions' background tasks close their connections while the
+// user's removal waits for them (on drop, which blocks its thread).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_shell_that_prints_text_is_named_as_the_cause() {
     let _user = ChattyUser::create();
     let sshd = Sshd::start_with(SshdConfig {
@@ -430,4 +490,5 @@ async fn a_login_shell_that_prints_text_is_named_as_the_cause() {
     // The test user, whose shell prints nothing, is fine on the same server.
     let fine = Session::connect(&sshd.options()).await.unwrap();
     assert!(fine.sftp().await.is_ok());
+    drop(s);
 }

@@ -93,16 +93,23 @@ fn check_writable_dir(dir: &Path) -> Result<(), Error> {
                     ),
                 ))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match existing.parent() {
-                Some(parent) => existing = parent,
-                None => {
-                    return Err(Error::new(
-                        ErrorKind::LocalIo,
-                        format!("cannot create {}", dir.display()),
-                    )
-                    .with_source(e))
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                match existing.parent() {
+                    Some(parent) => existing = parent,
+                    None => {
+                        return Err(Error::new(
+                            ErrorKind::LocalIo,
+                            format!("cannot create {}", dir.display()),
+                        )
+                        .with_source(e))
+                    }
                 }
-            },
+            }
             Err(e) => {
                 return Err(Error::new(
                     ErrorKind::LocalIo,

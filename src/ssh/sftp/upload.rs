@@ -239,9 +239,9 @@ impl Sftp {
                 let removed = if e.kind() == ErrorKind::Interrupted {
                     // Remove first, then close; both within the cancellation budget.
                     let deadline = Instant::now() + CANCEL_CLEANUP;
-                    let removed = tokio::time::timeout_at(deadline, self.raw.remove(temp.as_str()))
+                    let removed = tokio::time::timeout_at(deadline, self.remove_temp(&temp))
                         .await
-                        .is_ok_and(|r| r.is_ok());
+                        .unwrap_or(false);
                     let _ =
                         tokio::time::timeout_at(deadline, self.raw.close(handle.as_str())).await;
                     removed
