@@ -625,6 +625,11 @@ async fn devices_and_fifos_are_refused_as_sources_and_skipped_in_trees() {
         err.to_string().contains("no fixed content or size"),
         "{err}"
     );
+    let socket = work.path().join("socket");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let err = sftp.put(&socket, &dest).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("is a socket"), "{err}");
     assert!(names_in(&up).is_empty());
 
     // Inside a tree: skipped, and counted in the result.

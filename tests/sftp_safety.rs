@@ -166,6 +166,19 @@ async fn a_local_directory_that_refuses_new_files_is_named_and_in_place_mode_wri
     assert_eq!(fs::read(&local).unwrap(), b"fresh remote contents");
     assert_eq!(fs::metadata(&local).unwrap().ino(), inode);
     assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+
+    // A local symbolic link at the destination is not written through.
+    let target = work.path().join("target");
+    fs::write(&target, "target").unwrap();
+    let link = work.path().join("link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let err = sftp
+        .get_with(remote.to_str().unwrap(), &link, &in_place)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("is a symbolic link"), "{err}");
+    assert_eq!(fs::read(&target).unwrap(), b"target");
 }
 
 /// A 200 MB sparse file: reads fast, costs no disk.
