@@ -269,8 +269,11 @@ impl Session {
     /// Opens an SFTP session on this connection (the `sftp` subsystem).
     ///
     /// # Errors
-    /// [`ErrorKind::Channel`] when the server has no SFTP subsystem;
-    /// [`ErrorKind::Disconnected`] when the connection is gone;
+    /// [`ErrorKind::Channel`] when the server refuses the subsystem (no `Subsystem sftp`
+    /// in its sshd_config: known as soon as it answers), when the user's login shell
+    /// prints text before SFTP starts (the message quotes the start of it), or when the
+    /// channel closes first; [`ErrorKind::Timeout`] when the server answers neither within
+    /// 60 s; [`ErrorKind::Disconnected`] when the connection is gone;
     /// [`ErrorKind::InvalidInput`] for a local session.
     pub async fn sftp(&self) -> Result<Sftp> {
         let Some(connection) = self.connection() else {

@@ -8,6 +8,7 @@
 //!   on the channel are then not an SFTP `VERSION` packet. They are checked as they arrive
 //!   and quoted in the error, as OpenSSH's FAQ explains the same failure.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -35,6 +36,9 @@ const SSH_FXP_VERSION: u8 = 2;
 
 /// At most this much of what arrived instead of SFTP is kept to quote in the error.
 const QUOTE_MAX: usize = 200;
+
+/// How long the rest of such text is waited for (it may come in several pieces).
+const QUOTE_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
 pub(super) async fn open_raw(
     connection: &Handle<ClientHandler>,
@@ -65,6 +69,7 @@ pub(super) async fn open_raw(
         early,
         head: head.clone(),
         verdict: verdict_tx,
+        collecting: None,
     };
     let config = russh_sftp::client::Config {
         max_concurrent_reads: READS_IN_FLIGHT,
@@ -230,42 +235,37 @@ struct CheckedStart<S> {
     early: Vec<u8>,
     head: Arc<Mutex<Vec<u8>>>,
     verdict: watch::Sender<Start>,
+    /// Once the start is known not to be SFTP: until when more of the text is kept for
+    /// the quote before the stream fails.
+    collecting: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<S> CheckedStart<S> {
-    /// Looks at `new` bytes: decides the verdict once 5 bytes are in, and refuses to go
-    /// on (an I/O error, which ends russh-sftp's reader) when they are not SFTP.
-    fn check(&mut self, new: &[u8]) -> std::io::Result<()> {
+    /// Adds `new` bytes to the head (while undecided) and decides once they allow.
+    fn check(&mut self, new: &[u8]) -> Start {
         if *self.verdict.borrow() != Start::Pending {
-            return Ok(());
+            return Start::Sftp;
         }
         let Ok(mut head) = self.head.lock() else {
-            return Ok(());
+            return Start::Sftp;
         };
         let room = QUOTE_MAX.saturating_sub(head.len());
         head.extend_from_slice(new.get(..new.len().min(room)).unwrap_or_default());
         let verdict = start_of(&head);
         if verdict == Start::Sftp {
             head.clear();
+            drop(head);
+            self.verdict.send_replace(Start::Sftp);
         }
-        drop(head);
-        if verdict != Start::Pending {
-            self.verdict.send_replace(verdict);
-        }
-        if verdict == Start::NotSftp {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "the channel did not start with an sftp packet",
-            ));
-        }
-        Ok(())
+        verdict
     }
 }
 
 impl<S: AsyncRead + Unpin> CheckedStart<S> {
-    /// After text came instead of SFTP: adds what has already arrived behind the first
-    /// read (typically the rest of the text) to the head, without waiting for more.
-    fn keep_more_for_the_quote(&mut self, cx: &mut Context<'_>) {
+    /// Text came instead of SFTP: keeps what follows it for the quote (up to
+    /// [`QUOTE_MAX`] bytes, the end of the stream, or [`QUOTE_WAIT`]), then publishes the
+    /// verdict and fails the stream (an I/O error ends russh-sftp's reader).
+    fn poll_collect(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let mut scratch = [0u8; QUOTE_MAX];
         loop {
             let room = self
@@ -274,7 +274,7 @@ impl<S: AsyncRead + Unpin> CheckedStart<S> {
                 .map(|h| QUOTE_MAX.saturating_sub(h.len()))
                 .unwrap_or(0);
             let Some(space) = scratch.get_mut(..room).filter(|s| !s.is_empty()) else {
-                return;
+                break;
             };
             let mut more = ReadBuf::new(space);
             match Pin::new(&mut self.inner).poll_read(cx, &mut more) {
@@ -283,9 +283,25 @@ impl<S: AsyncRead + Unpin> CheckedStart<S> {
                         head.extend_from_slice(more.filled());
                     }
                 }
-                _ => return,
+                Poll::Ready(_) => break,
+                Poll::Pending => {
+                    let waited = self
+                        .collecting
+                        .as_mut()
+                        .is_none_or(|sleep| sleep.as_mut().poll(cx).is_ready());
+                    if !waited {
+                        return Poll::Pending;
+                    }
+                    break;
+                }
             }
         }
+        self.collecting = None;
+        self.verdict.send_replace(Start::NotSftp);
+        Poll::Ready(Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the channel did not start with an sftp packet",
+        )))
     }
 }
 
@@ -296,30 +312,34 @@ impl<S: AsyncRead + Unpin> AsyncRead for CheckedStart<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        if this.collecting.is_some() {
+            return this.poll_collect(cx);
+        }
+        let before = buf.filled().len();
         if !this.early.is_empty() {
             let n = this.early.len().min(buf.remaining());
             let taken: Vec<u8> = this.early.drain(..n).collect();
             buf.put_slice(&taken);
-            return Poll::Ready(this.check(&taken));
-        }
-        let before = buf.filled().len();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                let new = buf.filled().get(before..).unwrap_or_default().to_vec();
-                if new.is_empty() {
-                    if *this.verdict.borrow() == Start::Pending {
-                        this.verdict.send_replace(Start::Ended);
-                    }
-                    return Poll::Ready(Ok(()));
-                }
-                let checked = this.check(&new);
-                if checked.is_err() {
-                    this.keep_more_for_the_quote(cx);
-                }
-                Poll::Ready(checked)
+        } else {
+            match Pin::new(&mut this.inner).poll_read(cx, buf) {
+                Poll::Ready(Ok(())) => {}
+                other => return other,
             }
-            other => other,
         }
+        let new = buf.filled().get(before..).unwrap_or_default().to_vec();
+        if new.is_empty() {
+            if *this.verdict.borrow() == Start::Pending {
+                this.verdict.send_replace(Start::Ended);
+            }
+            return Poll::Ready(Ok(()));
+        }
+        if this.check(&new) == Start::NotSftp {
+            // Nothing of this reaches russh-sftp.
+            buf.set_filled(before);
+            this.collecting = Some(Box::pin(tokio::time::sleep(QUOTE_WAIT)));
+            return this.poll_collect(cx);
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
