@@ -431,7 +431,7 @@ fn a_deadline_stops_a_put_and_removes_its_temporary_file() {
         &[
             "--json",
             "-t",
-            "2s",
+            "4s",
             "put",
             big.to_str().unwrap(),
             dest.to_str().unwrap(),
@@ -446,7 +446,7 @@ fn a_deadline_stops_a_put_and_removes_its_temporary_file() {
     let message = r["error"]["message"].as_str().unwrap();
     assert!(
         message.starts_with(&format!(
-            "the transfer timed out after 2.00s: the upload of {} stopped after ",
+            "the transfer timed out after 4.00s: the upload of {} stopped after ",
             dest.display()
         )),
         "{message}"
