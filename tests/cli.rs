@@ -638,13 +638,10 @@ fn a_second_ctrl_c_exits_at_once() {
     assert_eq!(out.status.code(), Some(130));
     // Exited before the host finished: no result line, no summary.
     assert_eq!(text(&out.stdout), "");
-    // Exiting at once means not waiting for the stop: the command that ignores TERM is
-    // still there (the README says so); the test cleans it up.
-    let left = cluster.servers[0].kill_leftovers();
-    assert!(
-        left.iter().any(|(_, cmd)| cmd.contains(&marker)),
-        "{left:?}"
-    );
+    // Exiting at once means not waiting for the stop: whether the command that ignores
+    // TERM is gone depends on whether the stop had reached the server (its reaper then
+    // finishes the job there). The test cleans up whatever is left.
+    cluster.servers[0].kill_leftovers();
 }
 
 #[test]

@@ -6,7 +6,7 @@ mod harness;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -448,4 +448,308 @@ async fn a_full_disk_is_reported_as_no_space_and_leaves_nothing_behind() {
     assert_eq!(err.kind(), rexec::ErrorKind::NoSpace, "{err}");
     assert_eq!(fs::read(&local).unwrap(), b"old");
     assert!(no_temp_files(local_full.dir.path()));
+}
+
+fn os(bytes: &[u8]) -> &std::ffi::OsStr {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::OsStr::from_bytes(bytes)
+}
+
+fn names_in(dir: &Path) -> Vec<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut names: Vec<Vec<u8>> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().as_bytes().to_vec())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Issue: `put -r` of `caf\xe9.txt` and `caf\xe8.txt` reported "2 files" and left one
+/// renamed file (both names became `caf\u{fffd}.txt`); `get -r` copied nothing.
+#[tokio::test]
+async fn names_that_are_not_utf8_are_refused_before_anything_is_written() {
+    let sshd = Sshd::start();
+    let s = connect(&sshd).await;
+    let sftp = s.sftp().await.unwrap();
+    let up = sshd.user_dir("up");
+    let work = tempfile::tempdir().unwrap();
+    let mut rec = TransferOptions::new();
+    rec.recursive(true);
+
+    // put -r: the whole local tree is scanned first; nothing reaches the server.
+    let tree = work.path().join("tree");
+    fs::create_dir_all(tree.join("sub")).unwrap();
+    fs::write(tree.join("ok.txt"), "ok").unwrap();
+    fs::write(tree.join(os(b"caf\xe9.txt")), "latin-1 e acute").unwrap();
+    fs::write(tree.join("sub").join(os(b"caf\xe8.txt")), "latin-1 e grave").unwrap();
+    let remote = format!("{}/copy", up.display());
+    let err = sftp.put_with(&tree, &remote, &rec).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!(
+            "2 names under {} are not valid UTF-8",
+            tree.display()
+        )),
+        "{msg}"
+    );
+    assert!(msg.contains(r#"tree/caf\xE9.txt""#), "{msg}");
+    assert!(msg.contains(r#"tree/sub/caf\xE8.txt""#), "{msg}");
+    assert!(msg.contains("nothing was sent"), "{msg}");
+    assert!(!Path::new(&remote).exists(), "something was written");
+    assert_eq!(
+        rexec::Sftp::check_local_source(&tree, &rec)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidInput
+    );
+
+    // A link whose target is not UTF-8 is refused the same way.
+    let links = work.path().join("links");
+    fs::create_dir(&links).unwrap();
+    std::os::unix::fs::symlink(os(b"/tmp/caf\xe9"), links.join("link")).unwrap();
+    let err = sftp
+        .put_with(&links, &format!("{}/links", up.display()), &rec)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(r#"the target of link ""#), "{err}");
+    assert!(!up.join("links").exists());
+
+    // A single file whose name would be used on the server (the destination is a
+    // directory) is refused; given an explicit UTF-8 name it is sent.
+    let latin = work.path().join(os(b"caf\xe9.txt"));
+    fs::write(&latin, "data").unwrap();
+    let err = sftp
+        .put(&latin, &up.display().to_string())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("is not valid UTF-8"), "{err}");
+    assert!(names_in(&up).is_empty(), "{:?}", names_in(&up));
+    sftp.put(&latin, &format!("{}/explicit.txt", up.display()))
+        .await
+        .unwrap();
+    assert_eq!(fs::read(up.join("explicit.txt")).unwrap(), b"data");
+
+    // get -r: the server sends `caf\xe9.txt` and `caf\xe8.txt`, which russh-sftp turns
+    // into the same `caf\u{fffd}.txt`; refused as not UTF-8 before anything is written.
+    let remote_tree = sshd.user_dir("remote-tree");
+    fs::write(remote_tree.join("ok.txt"), "ok").unwrap();
+    fs::write(remote_tree.join(os(b"caf\xe9.txt")), "a").unwrap();
+    fs::write(remote_tree.join(os(b"caf\xe8.txt")), "b").unwrap();
+    let listed = sftp.read_dir(remote_tree.to_str().unwrap()).await.unwrap();
+    assert!(
+        listed.iter().any(|e| e.name == "caf\u{fffd}.txt"),
+        "{listed:?}"
+    );
+    let back = work.path().join("back");
+    let err = sftp
+        .get_with(remote_tree.to_str().unwrap(), &back, &rec)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Sftp, "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!(
+            "2 names under {} on the server are not valid UTF-8",
+            remote_tree.display()
+        )),
+        "{msg}"
+    );
+    assert!(msg.contains("caf\u{fffd}.txt"), "{msg}");
+    assert!(msg.contains("nothing was copied"), "{msg}");
+    assert!(!back.exists(), "something was written");
+}
+
+/// A name that really holds U+FFFD (valid UTF-8) is not mistaken for a mangled one.
+#[tokio::test]
+async fn a_name_really_holding_the_replacement_character_round_trips() {
+    let sshd = Sshd::start();
+    let s = connect(&sshd).await;
+    let sftp = s.sftp().await.unwrap();
+    let up = sshd.user_dir("up");
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    fs::create_dir(&tree).unwrap();
+    fs::write(tree.join("caf\u{fffd}.txt"), "replacement").unwrap();
+    fs::write(tree.join("café.txt"), "utf-8").unwrap();
+    let mut rec = TransferOptions::new();
+    rec.recursive(true);
+    let remote = format!("{}/copy", up.display());
+    let stats = sftp.put_with(&tree, &remote, &rec).await.unwrap();
+    assert_eq!(stats.files, 2);
+    assert_eq!(names_in(Path::new(&remote)), names_in(&tree));
+    let back = work.path().join("back");
+    let stats = sftp.get_with(&remote, &back, &rec).await.unwrap();
+    assert_eq!(stats.files, 2);
+    assert_eq!(names_in(&back), names_in(&tree));
+    assert_eq!(
+        fs::read(back.join("caf\u{fffd}.txt")).unwrap(),
+        b"replacement"
+    );
+}
+
+fn mkfifo(path: &Path) {
+    harness::run(std::process::Command::new("mkfifo").arg(path));
+}
+
+/// Issue: `put /dev/zero /tmp/x` streamed zeros until the deadline.
+#[tokio::test]
+async fn devices_and_fifos_are_refused_as_sources_and_skipped_in_trees() {
+    let sshd = Sshd::start();
+    let s = connect(&sshd).await;
+    let sftp = s.sftp().await.unwrap();
+    let up = sshd.user_dir("up");
+    let work = tempfile::tempdir().unwrap();
+    let guard = std::time::Duration::from_secs(30);
+    let dest = format!("{}/x", up.display());
+    let err = tokio::time::timeout(guard, sftp.put("/dev/zero", &dest))
+        .await
+        .expect("put of /dev/zero did not stop")
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(
+        err.to_string()
+            .contains("/dev/zero is a character device: put sends regular files and directories"),
+        "{err}"
+    );
+    let fifo = work.path().join("fifo");
+    mkfifo(&fifo);
+    let err = tokio::time::timeout(guard, sftp.put(&fifo, &dest))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(err.to_string().contains("is a FIFO"), "{err}");
+    assert!(
+        err.to_string().contains("no fixed content or size"),
+        "{err}"
+    );
+    let socket = work.path().join("socket");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let err = sftp.put(&socket, &dest).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("is a socket"), "{err}");
+    assert!(names_in(&up).is_empty());
+
+    // Inside a tree: skipped, and counted in the result.
+    let tree = work.path().join("tree");
+    fs::create_dir(&tree).unwrap();
+    fs::write(tree.join("a.txt"), "a").unwrap();
+    mkfifo(&tree.join("pipe"));
+    let mut rec = TransferOptions::new();
+    rec.recursive(true);
+    let checked = rexec::Sftp::check_local_source(&tree, &rec).unwrap();
+    assert_eq!((checked.files, checked.skipped, checked.bytes), (1, 1, 1));
+    let stats = tokio::time::timeout(guard, sftp.put_with(&tree, &dest, &rec))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((stats.files, stats.skipped), (1, 1));
+    assert_eq!(names_in(Path::new(&dest)), [b"a.txt".to_vec()]);
+
+    // The other way: a remote FIFO is refused by get, skipped by get -r.
+    let remote_tree = sshd.user_dir("remote-tree");
+    fs::write(remote_tree.join("b.txt"), "b").unwrap();
+    mkfifo(&remote_tree.join("pipe"));
+    let remote_fifo = remote_tree.join("pipe");
+    let err = tokio::time::timeout(
+        guard,
+        sftp.get(remote_fifo.to_str().unwrap(), work.path().join("got")),
+    )
+    .await
+    .expect("get of a FIFO did not stop")
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(
+        err.to_string()
+            .contains("is not a regular file or directory"),
+        "{err}"
+    );
+    assert!(!work.path().join("got").exists());
+    let back = work.path().join("back");
+    let stats = tokio::time::timeout(
+        guard,
+        sftp.get_with(remote_tree.to_str().unwrap(), &back, &rec),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!((stats.files, stats.skipped), (1, 1));
+    assert_eq!(names_in(&back), [b"b.txt".to_vec()]);
+}
+
+/// Removes a file in the test user's home when dropped.
+struct InHome(PathBuf);
+
+impl Drop for InHome {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn test_user_home() -> PathBuf {
+    let line =
+        harness::run(std::process::Command::new("getent").args(["passwd", harness::TEST_USER]));
+    PathBuf::from(line.trim().split(':').nth(5).unwrap())
+}
+
+/// Issue: `~/x` was "no such file or directory"; as with scp and sftp it is the login
+/// directory.
+#[tokio::test]
+async fn tilde_is_the_login_directory() {
+    let sshd = Sshd::start();
+    let s = connect(&sshd).await;
+    let sftp = s.sftp().await.unwrap();
+    let home = test_user_home();
+    let name = format!("rexec-tilde-{:x}", harness::random_u64());
+    let _cleanup = (
+        InHome(home.join(&name)),
+        InHome(home.join(format!("{name}.d"))),
+    );
+    let work = tempfile::tempdir().unwrap();
+    let local = work.path().join(&name);
+    fs::write(&local, "tilde").unwrap();
+
+    sftp.put(&local, &format!("~/{name}")).await.unwrap();
+    assert_eq!(fs::read(home.join(&name)).unwrap(), b"tilde");
+    assert_eq!(
+        sftp.stat("~").await.unwrap().kind,
+        rexec::ssh::sftp::RemoteKind::Dir
+    );
+    let listed = sftp.read_dir("~").await.unwrap();
+    assert!(listed.iter().any(|e| e.name == name), "{listed:?}");
+    let back = work.path().join("back");
+    sftp.get(&format!("~/{name}"), &back).await.unwrap();
+    assert_eq!(fs::read(&back).unwrap(), b"tilde");
+    // Errors name the resolved path.
+    let err = sftp.stat(&format!("~/{name}.missing")).await.unwrap_err();
+    assert!(
+        err.to_string().contains(&format!(
+            "stat {}/{name}.missing: no such file",
+            home.display()
+        )),
+        "{err}"
+    );
+    // `~` alone as a destination directory: the file goes inside under its own name.
+    sftp.remove_file(&format!("~/{name}")).await.unwrap();
+    assert!(!home.join(&name).exists());
+    sftp.put(&local, "~").await.unwrap();
+    assert_eq!(fs::read(home.join(&name)).unwrap(), b"tilde");
+    // A tree under `~/`.
+    let tree = work.path().join("tree");
+    fs::create_dir(&tree).unwrap();
+    fs::write(tree.join("t"), "t").unwrap();
+    let mut rec = TransferOptions::new();
+    rec.recursive(true);
+    sftp.put_with(&tree, &format!("~/{name}.d"), &rec)
+        .await
+        .unwrap();
+    assert_eq!(fs::read(home.join(format!("{name}.d/t"))).unwrap(), b"t");
+    // `~user` is not expanded (a name like any other).
+    assert_eq!(
+        sftp.stat("~nobody-such/x").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
 }

@@ -22,7 +22,7 @@ use rexec::{Error, ErrorKind, HostKeyPolicy, HostSettings};
     subcommand_negates_reqs = true
 )]
 #[command(
-    override_usage = "rexec [OPTIONS] COMMAND...\n       rexec [OPTIONS] put [-r] LOCAL REMOTE\n       rexec [OPTIONS] get [-r] REMOTE LOCAL_DIR",
+    override_usage = "rexec [OPTIONS] COMMAND...\n       rexec [OPTIONS] put [-r] [--inplace] LOCAL REMOTE\n       rexec [OPTIONS] get [-r] [--inplace] REMOTE LOCAL_DIR",
     after_help = "Examples:\n  rexec -i hosts.toml df -h\n  rexec -i hosts.toml -l 'web:!web03' --group uptime\n  rexec -H web1,deploy@db1:2222 --json -- systemctl is-active nginx\n  rexec -i hosts.toml put -r ./conf /etc/app\n  rexec -i hosts.toml get /var/log/syslog ./logs\n\nExit codes: 0 all ok; 1 a command exited non-zero; 3 a host could not run it\n(unreachable, host key, auth, transfer error); 4 timed out, killed, connection lost\nor no exit status; 2 usage or inventory error (nothing ran); 130 interrupted.\nThe most severe wins: 130 > 2 > 4 > 3 > 1 > 0."
 )]
 pub struct Args {
@@ -86,7 +86,9 @@ pub struct Args {
     )]
     pub connect_timeout: Option<String>,
     /// Deadline for each host's command, from the exec request to the last byte
-    /// (TERM one kill grace before it, then KILL); for put/get, for the whole transfer.
+    /// (TERM one kill grace before it, then KILL). For put and get: the deadline for each
+    /// host's whole transfer (opening SFTP and every file); the transfer then stops and
+    /// removes its temporary file.
     #[arg(
         short = 't',
         long,
@@ -182,9 +184,15 @@ pub enum TransferArgs {
         /// Do not wait for each file to reach the disk before it replaces the destination.
         #[arg(long)]
         no_fsync: bool,
+        /// Write each destination file directly instead of through a temporary file
+        /// renamed over it (for a directory rexec may not write). Not atomic: an
+        /// interrupted transfer leaves a partial file.
+        #[arg(long)]
+        inplace: bool,
         /// Local file or directory.
         local: PathBuf,
-        /// Remote path (an existing directory receives the file under its own name).
+        /// Remote path (an existing directory receives the file under its own name; `~/`
+        /// is the login directory).
         remote: String,
     },
     /// Download REMOTE from every selected host into LOCAL_DIR/<host>/ (or a LOCAL_DIR
@@ -199,7 +207,12 @@ pub enum TransferArgs {
         /// Do not wait for each file to reach the disk before it replaces the destination.
         #[arg(long)]
         no_fsync: bool,
-        /// Remote file or directory (may use {{name}} etc.).
+        /// Write each destination file directly instead of through a temporary file
+        /// renamed over it (for a directory rexec may not write). Not atomic: an
+        /// interrupted transfer leaves a partial file.
+        #[arg(long)]
+        inplace: bool,
+        /// Remote file or directory (may use {{name}} etc.; `~/` is the login directory).
         remote: String,
         /// Local directory; each host's copy goes into LOCAL_DIR/<host>/.
         local_dir: String,
@@ -218,6 +231,7 @@ pub enum Action {
         recursive: bool,
         preserve: bool,
         fsync: bool,
+        in_place: bool,
     },
     /// Download.
     Get {
@@ -226,6 +240,7 @@ pub enum Action {
         recursive: bool,
         preserve: bool,
         fsync: bool,
+        in_place: bool,
     },
 }
 
@@ -385,6 +400,7 @@ impl Args {
                 recursive,
                 no_preserve,
                 no_fsync,
+                inplace,
                 local,
                 remote,
             }) => Some(Action::Put {
@@ -393,11 +409,13 @@ impl Args {
                 recursive,
                 preserve: !no_preserve,
                 fsync: !no_fsync,
+                in_place: inplace,
             }),
             Some(TransferArgs::Get {
                 recursive,
                 no_preserve,
                 no_fsync,
+                inplace,
                 remote,
                 local_dir,
             }) => Some(Action::Get {
@@ -406,6 +424,7 @@ impl Args {
                 recursive,
                 preserve: !no_preserve,
                 fsync: !no_fsync,
+                in_place: inplace,
             }),
             None => (!self.command.is_empty()).then(|| Action::Run(self.command.join(" "))),
         };

@@ -33,24 +33,7 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
         return Err(Error::new(ErrorKind::InvalidInput, "no command given"));
     };
     // Local problems that can be seen before connecting fail before connecting.
-    if let Action::Put {
-        local, recursive, ..
-    } = &action
-    {
-        let meta = std::fs::metadata(local).map_err(|e| {
-            Error::new(
-                ErrorKind::NotFound,
-                format!("cannot read {}", local.display()),
-            )
-            .with_source(e)
-        })?;
-        if meta.is_dir() && !recursive {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!("{} is a directory: use put -r", local.display()),
-            ));
-        }
-    }
+    let put_source = transfer::check_put_source(&action)?;
 
     // A template is checked (quoting contexts) before anything connects.
     let template = match &action {
@@ -89,6 +72,7 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
             }
         }
     }
+    transfer::check_get_destination(&action, &targets, config.raw)?;
     let kill_grace = config
         .kill_grace
         .unwrap_or(rexec::Command::DEFAULT_KILL_GRACE);
@@ -105,7 +89,7 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
             };
             run_command(&config, &pool, &targets, line).await?
         }
-        transfer => transfer::run(&config, &pool, &targets, &transfer).await?,
+        transfer => transfer::run(&config, &pool, &targets, &transfer, put_source).await?,
     };
     Ok(if interrupted.load(Ordering::Relaxed) {
         exit.merge(RunExit::Interrupted)

@@ -413,6 +413,7 @@ impl Reporter {
                             v.insert("dirs".into(), json!(s.dirs));
                             v.insert("symlinks".into(), json!(s.symlinks));
                             v.insert("bytes".into(), json!(s.bytes));
+                            v.insert("skipped".into(), json!(s.skipped));
                         }
                         Err(e) => {
                             v.insert(
@@ -426,11 +427,16 @@ impl Reporter {
                 } else {
                     match &r.result {
                         Ok(s) => format!(
-                            "=== {}: ok, {} file{}, {} in {secs}\n",
+                            "=== {}: ok, {} file{}, {}{} in {secs}\n",
                             r.host,
                             s.files,
                             if s.files == 1 { "" } else { "s" },
-                            human_bytes(s.bytes)
+                            human_bytes(s.bytes),
+                            match s.skipped {
+                                0 => String::new(),
+                                1 => ", 1 special file skipped".to_owned(),
+                                n => format!(", {n} special files skipped"),
+                            }
                         ),
                         Err(e) => {
                             format!(

@@ -147,6 +147,8 @@ pub struct SshdConfig {
     /// Also let root log in with the server's user key (OpenSSH treats root sessions
     /// differently: it ignores `signal` requests for them).
     pub root_login: bool,
+    /// The `Subsystem sftp` line (default on; off: a server without SFTP).
+    pub sftp_subsystem: bool,
 }
 
 impl Default for SshdConfig {
@@ -159,6 +161,7 @@ impl Default for SshdConfig {
             extra: Vec::new(),
             addresses: vec!["127.0.0.1".to_owned()],
             root_login: false,
+            sftp_subsystem: true,
         }
     }
 }
@@ -204,8 +207,7 @@ impl Sshd {
                  AuthorizedKeysFile {dir}/authorized_keys\nStrictModes no\n\
                  UsePAM {pam}\nPasswordAuthentication {pw}\nKbdInteractiveAuthentication {kbd}\n\
                  PermitRootLogin {root}\nAllowUsers {TEST_USER}{also_root}\nMaxStartups 200:30:400\n\
-                 MaxSessions 32\nLogLevel VERBOSE\nSubsystem sftp /usr/lib/openssh/sftp-server\n\
-                 SetEnv {LEAK_TAG}={dir}\n",
+                 MaxSessions 32\nLogLevel VERBOSE\nSetEnv {LEAK_TAG}={dir}\n",
                 dir = dir.path().display(),
                 root = if config.root_login { "prohibit-password" } else { "no" },
                 also_root = if config.root_login { " root" } else { "" },
@@ -213,6 +215,9 @@ impl Sshd {
                 pw = yes(config.password_auth),
                 kbd = yes(config.kbd_interactive),
             );
+            if config.sftp_subsystem {
+                text.push_str("Subsystem sftp /usr/lib/openssh/sftp-server\n");
+            }
             for k in &host_keys {
                 text.push_str(&format!("HostKey {}\n", k.display()));
             }
