@@ -14,9 +14,11 @@ use std::time::Duration;
 use harness::cli::{json_lines, output_with_peak_rss, rexec, rexec_command, text};
 use harness::{eventually, Cluster, Sshd, SshdConfig, TEST_USER};
 
+/// Processes whose command line starts with `pattern` (anchored: rexec's own command
+/// line holds the pattern too, further in).
 fn processes(pattern: &str) -> Vec<String> {
     let out = std::process::Command::new("pgrep")
-        .args(["-a", "-f", pattern])
+        .args(["-a", "-f", &format!("^{pattern}")])
         .output()
         .unwrap();
     text(&out.stdout)

@@ -131,7 +131,7 @@ fn errors_name_file_line_and_column() {
         err("[hosts]\nweb1 = { prot = 22 }\n"),
         "hosts.toml:2:10: unknown field `prot`, expected one of `address`, `port`, `user`, \
          `identity_files`, `password_env`, `host_key_policy`, `known_hosts`, \
-         `connect_timeout`, `command_timeout`, `transport`, `vars`"
+         `connect_timeout`, `command_timeout`, `keepalive`, `keepalive_max`, `transport`, `vars`"
     );
     assert!(
         err("[hosts\nweb1 = {}\n").starts_with("hosts.toml:1:"),
@@ -307,4 +307,30 @@ fn host_lists_without_a_file() {
         let e = Inventory::from_host_list(bad, &HostSettings::default()).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{bad}");
     }
+}
+
+#[test]
+fn keepalive_keys_layer_like_the_other_settings() {
+    let inv = Inventory::parse(
+        "[defaults]\nkeepalive = \"5s\"\nkeepalive_max = 4\n[hosts]\na = {}\nb = { keepalive = 1 }\n",
+        "hosts.toml",
+        &rexec::HostSettings::default(),
+    )
+    .unwrap();
+    let a = &inv.hosts()[0].settings;
+    let b = &inv.hosts()[1].settings;
+    assert_eq!(a.keepalive, Some(std::time::Duration::from_secs(5)));
+    assert_eq!(a.keepalive_max, Some(4));
+    assert_eq!(b.keepalive, Some(std::time::Duration::from_secs(1)));
+    assert_eq!(b.keepalive_max, Some(4));
+    let err = Inventory::parse(
+        "[hosts]\na = { keepalive_max = 0 }\n",
+        "hosts.toml",
+        &rexec::HostSettings::default(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "hosts.toml:2:23: keepalive_max 0 is out of range (1 to 1000)"
+    );
 }

@@ -279,8 +279,6 @@ pub struct Config {
     pub kill_grace: Option<Duration>,
     pub max_output: Option<usize>,
     pub retries: u32,
-    pub keepalive: Option<Duration>,
-    pub keepalive_max: Option<usize>,
     pub pty: bool,
     pub stdin: Option<StdinSource>,
     pub mode: OutputMode,
@@ -377,10 +375,11 @@ impl Args {
             ),
             None => None,
         };
-        let keepalive = self.keepalive.as_deref().map(parse_duration).transpose()?;
+        overrides.keepalive = self.keepalive.as_deref().map(parse_duration).transpose()?;
         if self.keepalive_max == Some(0) {
             return Err(usage("--keepalive-max must be at least 1"));
         }
+        overrides.keepalive_max = self.keepalive_max;
         let mode = if self.stream {
             OutputMode::Stream
         } else if self.group {
@@ -454,8 +453,6 @@ impl Args {
             kill_grace,
             max_output,
             retries: self.retries,
-            keepalive,
-            keepalive_max: self.keepalive_max,
             pty: self.pty,
             stdin: self.stdin.map(|p| {
                 if p.as_os_str() == "-" {

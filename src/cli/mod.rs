@@ -40,19 +40,7 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
         Action::Run(command) if !config.raw => Some(Template::parse(command)?),
         _ => None,
     };
-    let mut targets = build_targets(&config, selected.iter().copied())?;
-    if config.keepalive.is_some() || config.keepalive_max.is_some() {
-        for t in &mut targets {
-            t.connect = t.connect.clone().keepalive(
-                config
-                    .keepalive
-                    .unwrap_or(rexec::ConnectOptions::DEFAULT_KEEPALIVE),
-                config
-                    .keepalive_max
-                    .unwrap_or(rexec::ConnectOptions::DEFAULT_KEEPALIVE_MAX),
-            );
-        }
-    }
+    let targets = build_targets(&config, selected.iter().copied())?;
     // Every placeholder must resolve before anything connects.
     for t in targets.iter().filter(|_| !config.raw) {
         match &action {

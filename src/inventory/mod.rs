@@ -65,9 +65,14 @@ pub struct HostSettings {
     pub connect_timeout: Option<Duration>,
     /// Deadline for the command.
     pub command_timeout: Option<Duration>,
+    /// How often to probe a silent server (OpenSSH's `ServerAliveInterval`).
+    pub keepalive: Option<Duration>,
+    /// Unanswered probes after which the connection counts as lost (OpenSSH's
+    /// `ServerAliveCountMax`).
+    pub keepalive_max: Option<usize>,
     /// How commands run.
     pub transport: Option<Transport>,
-    /// Free-form variables for `{name}` placeholders in commands.
+    /// Free-form variables for `{{name}}` placeholders in commands.
     pub vars: IndexMap<String, String>,
 }
 
@@ -87,6 +92,8 @@ impl HostSettings {
             known_hosts,
             connect_timeout,
             command_timeout,
+            keepalive,
+            keepalive_max,
             transport
         );
         for (k, v) in &over.vars {
@@ -347,6 +354,8 @@ macro_rules! raw_settings {
             known_hosts: Option<Spanned<String>>,
             connect_timeout: Option<Spanned<toml::Value>>,
             command_timeout: Option<Spanned<toml::Value>>,
+            keepalive: Option<Spanned<toml::Value>>,
+            keepalive_max: Option<Spanned<i64>>,
             transport: Option<Spanned<String>>,
             vars: Option<IndexMap<Spanned<String>, Spanned<toml::Value>>>,
         }
@@ -363,6 +372,8 @@ macro_rules! raw_settings {
                     known_hosts: &self.known_hosts,
                     connect_timeout: &self.connect_timeout,
                     command_timeout: &self.command_timeout,
+                    keepalive: &self.keepalive,
+                    keepalive_max: &self.keepalive_max,
                     transport: &self.transport,
                     vars: &self.vars,
                 })
@@ -400,6 +411,8 @@ struct SettingsRef<'a> {
     known_hosts: &'a Option<Spanned<String>>,
     connect_timeout: &'a Option<Spanned<toml::Value>>,
     command_timeout: &'a Option<Spanned<toml::Value>>,
+    keepalive: &'a Option<Spanned<toml::Value>>,
+    keepalive_max: &'a Option<Spanned<i64>>,
     transport: &'a Option<Spanned<String>>,
     vars: &'a Option<IndexMap<Spanned<String>, Spanned<toml::Value>>>,
 }
@@ -759,6 +772,20 @@ impl Parser<'_> {
         }
         if let Some(t) = raw.command_timeout {
             s.command_timeout = Some(self.duration(t)?);
+        }
+        if let Some(t) = raw.keepalive {
+            s.keepalive = Some(self.duration(t)?);
+        }
+        if let Some(n) = raw.keepalive_max {
+            match usize::try_from(*n.get_ref()) {
+                Ok(max) if (1..=1000).contains(&max) => s.keepalive_max = Some(max),
+                _ => {
+                    return self.error(
+                        n.span(),
+                        format!("keepalive_max {} is out of range (1 to 1000)", n.get_ref()),
+                    )
+                }
+            }
         }
         if let Some(t) = raw.transport {
             s.transport = Some(match self.string(t, "transport")? {

@@ -216,6 +216,13 @@ impl TargetBuilder {
                 .handshake_timeout(t)
                 .auth_timeout(t);
         }
+        if s.keepalive.is_some() || s.keepalive_max.is_some() {
+            connect = connect.keepalive(
+                s.keepalive.unwrap_or(ConnectOptions::DEFAULT_KEEPALIVE),
+                s.keepalive_max
+                    .unwrap_or(ConnectOptions::DEFAULT_KEEPALIVE_MAX),
+            );
+        }
         Ok(Target {
             host: host.clone(),
             connect,
