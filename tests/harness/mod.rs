@@ -413,8 +413,22 @@ impl Drop for Sshd {
     /// (the leftovers are killed either way). Waits a few seconds first: a command being
     /// stopped may still be on its way out.
     fn drop(&mut self) {
+        // The connections' own sshd processes end too (a test's sessions may still be
+        // open: on a current-thread runtime they cannot close while this blocks), so
+        // whatever only lived as long as its session (sftp-server) goes with them.
+        let connections: Vec<u32> = descendants(self.child.id())
+            .into_iter()
+            .filter(|pid| {
+                fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sshd")
+            })
+            .collect();
         let _ = self.child.kill();
         let _ = self.child.wait();
+        for pid in connections {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
         let tag = self.dir.path().display().to_string();
         if eventually(Duration::from_secs(10), || {
             tagged_processes(&tag).is_empty()
