@@ -700,3 +700,68 @@ fn usage_errors_have_one_format_and_options_work_after_put_and_get() {
     assert_eq!(results.len(), 1, "{}", text(&out.stderr));
     assert_eq!(summary["exit_code"], 3);
 }
+
+#[test]
+fn large_outputs_are_written_without_a_second_copy() {
+    let cluster = Cluster::start(1, 1, 350);
+    let inventory = cluster.inventory(&[], "");
+    let inv = inventory.to_str().unwrap();
+    // --json: 64 MiB of NUL bytes (valid UTF-8, escaped as \u0000 while written). A copy
+    // into a JSON value and its text peaked at 2 GB for 256 MiB.
+    let (out, peak_kib) = output_with_peak_rss(&mut rexec_command(&[
+        "-i",
+        inv,
+        "--no-agent",
+        "--json",
+        "head -c 67108864 /dev/zero",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let first = out.stdout.split(|b| *b == b'\n').next().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(first).unwrap();
+    assert_eq!(v["stdout"].as_str().unwrap().len(), 64 * 1024 * 1024);
+    assert!(
+        peak_kib < 200 * 1024,
+        "--json peaked at {} MiB for 64 MiB of output",
+        peak_kib / 1024
+    );
+    // --stream: 200 MB of short lines are printed as they come, nothing kept.
+    let (out, peak_kib) = output_with_peak_rss(&mut rexec_command(&[
+        "-i",
+        inv,
+        "--no-agent",
+        "--stream",
+        "-q",
+        "yes 0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz | head -c 200000000",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // 109-byte lines: 1,834,862 whole ones and a last 42-byte piece (ended with a newline).
+    assert_eq!(
+        out.stdout.len(),
+        200_000_000 + 1_834_863 * "node01 | ".len() + 1
+    );
+    assert!(
+        peak_kib < 100 * 1024,
+        "--stream peaked at {} MiB for 200 MB of output",
+        peak_kib / 1024
+    );
+    // One 30 MB line: printed in 1 MiB pieces, each prefixed, every byte there (the line
+    // search is linear: this took 15-23 s when each chunk rescanned the whole line).
+    let out = rexec(&[
+        "-i",
+        inv,
+        "--no-agent",
+        "--stream",
+        "-q",
+        "head -c 30000000 /dev/zero | tr '\\0' x",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let pieces = 30_000_000usize.div_ceil(1024 * 1024);
+    assert_eq!(
+        out.stdout.len(),
+        30_000_000 + pieces * ("node01 | ".len() + 1)
+    );
+    assert_eq!(
+        out.stdout.iter().filter(|b| **b == b'x').count(),
+        30_000_000
+    );
+}

@@ -1,7 +1,6 @@
 //! Running the `rexec` binary from tests: output, JSON lines, peak memory.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
@@ -37,40 +36,47 @@ pub fn json_lines(out: &Output) -> (HashMap<String, Value>, Value) {
     (hosts, summary)
 }
 
-/// Runs `cmd` to the end and returns its output and its peak resident memory in KiB
-/// (from `wait4`'s rusage; the child is reaped by that `wait4`).
-#[allow(clippy::zombie_processes)]
+/// Runs `cmd` to the end and returns its output and its peak resident memory in KiB,
+/// measured by GNU time (`/usr/bin/time -f %M`, installed if missing). Not `wait4` on a
+/// child of the test process: a child spawned from a large process (the test binary
+/// holding other tests' outputs) starts with that process's high-water mark.
 pub fn output_with_peak_rss(cmd: &mut Command) -> (Output, u64) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        out.read_to_end(&mut b).unwrap();
-        b
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        if !std::path::Path::new("/usr/bin/time").exists() {
+            super::run(
+                Command::new("apt-get")
+                    .args([
+                        "-o",
+                        "DPkg::Lock::Timeout=300",
+                        "install",
+                        "-y",
+                        "-qq",
+                        "time",
+                    ])
+                    .env("DEBIAN_FRONTEND", "noninteractive"),
+            );
+        }
     });
-    let err_reader = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        err.read_to_end(&mut b).unwrap();
-        b
-    });
-    let mut status = 0;
-    // SAFETY: zeroed rusage is a valid value; wait4 on our own child's pid.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert!(pid > 0, "wait4 failed");
-    let stdout = out_reader.join().unwrap();
-    let stderr = err_reader.join().unwrap();
-    use std::os::unix::process::ExitStatusExt;
-    let output = Output {
-        status: std::process::ExitStatus::from_raw(status),
-        stdout,
-        stderr,
-    };
-    (output, usage.ru_maxrss as u64)
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let mut timed = Command::new("/usr/bin/time");
+    timed
+        .args(["-f", "%M", "-o"])
+        .arg(report.path())
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(v) => timed.env(key, v),
+            None => timed.env_remove(key),
+        };
+    }
+    let output = timed.stdin(Stdio::null()).output().unwrap();
+    let text = std::fs::read_to_string(report.path()).unwrap();
+    let peak = text
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak memory in {text:?}"));
+    (output, peak)
 }
