@@ -115,11 +115,13 @@ fn inventory_addresses_reach_sshd_on_ipv6_loopback_and_failures_read_back() {
         String::from_utf8_lossy(&out.stderr)
     );
     let results = json_results(&out);
-    let ok: Vec<(&str, &str)> = results
+    // JSON lines come as hosts finish, in any order.
+    let mut ok: Vec<(&str, &str)> = results
         .iter()
         .filter(|r| r["outcome"] == "ok")
         .map(|r| (r["host"].as_str().unwrap(), r["stdout"].as_str().unwrap()))
         .collect();
+    ok.sort();
     assert_eq!(ok, [("::1", "::1\n"), ("v6", "v6\n")]);
     assert_eq!(std::fs::read_to_string(&failed).unwrap(), "shut\n");
 

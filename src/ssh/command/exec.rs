@@ -2,7 +2,6 @@
 //! the end of the command (exit status, then the channel's close or a short drain), and
 //! the stop sequence on deadline, cancellation or drop.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use russh::{ChannelMsg, Sig};
@@ -11,8 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::output::{Collector, ExitStatus, Stream};
 use super::stop::{
-    marker_line, nonce, spawn_reaper, PidMarker, Reaped, SharedPid, StopPlan, StopReason, Stopping,
-    EXIT_DRAIN,
+    marker_line, nonce, spawn_reaper, PidMarker, Reaped, StopPlan, StopReason, Stopping, EXIT_DRAIN,
 };
 use super::{Command, RunEnd};
 use crate::error::{Error, ErrorKind, Phase, Result};
@@ -124,7 +122,6 @@ impl Driver {
         } = self;
         let plan = &plan;
         let collector = &mut collector;
-        let pid: SharedPid = SharedPid::default();
         let replies_expected = if pty { 2 } else { 1 };
 
         let stdin_writer = write.clone();
@@ -142,16 +139,11 @@ impl Driver {
         let deliver =
             |collector: &mut Collector, marker: &mut Option<PidMarker>, stream, data: &[u8]| {
                 match marker.as_mut().filter(|_| stream == marker_stream) {
-                    Some(m) => {
-                        let passed = m.push(data);
-                        collector.push(stream, &passed);
-                        if let Some(p) = m.pid() {
-                            pid.store(p, Ordering::Relaxed);
-                        }
-                    }
+                    Some(m) => collector.push(stream, &m.push(data)),
                     None => collector.push(stream, data),
                 }
             };
+        let pid = |marker: &Option<PidMarker>| marker.as_ref().and_then(PidMarker::pid);
 
         let mut status: Option<ExitStatus> = None;
         let mut eof = false;
@@ -179,9 +171,8 @@ impl Driver {
         let mut reaper_started = false;
         loop {
             // A stop that began before the process-id marker arrived gets its reaper now.
-            if let (Some(s), false) = (&stopping, reaper_started) {
-                let p = pid.load(Ordering::Relaxed);
-                if p > 1 && !closed {
+            if let (Some(s), false, Some(p)) = (&stopping, reaper_started, pid(&marker)) {
+                if !closed {
                     let now = Instant::now();
                     reaper = Some(spawn_reaper(
                         connection.clone(),
@@ -262,7 +253,7 @@ impl Driver {
                 _ = &mut stop_requested, if can_cancel => {
                     let now = Instant::now();
                     let s = plan.sequence(StopReason::Cancelled, now);
-                    reaper = begin_stop(&write, &connection, &pid, &s, now).await;
+                    reaper = begin_stop(&write, &connection, pid(&marker), &s, now).await;
                     reaper_started = reaper.is_some();
                     stopping = Some(s);
                 }
@@ -271,7 +262,7 @@ impl Driver {
                     match timer.map(|(_, t)| t) {
                         Some(Timer::Term) => {
                             let s = plan.sequence(StopReason::Timeout, now);
-                            reaper = begin_stop(&write, &connection, &pid, &s, now).await;
+                            reaper = begin_stop(&write, &connection, pid(&marker), &s, now).await;
                             reaper_started = reaper.is_some();
                             stopping = Some(s);
                         }
@@ -333,13 +324,12 @@ impl Driver {
 async fn begin_stop(
     write: &Writer,
     connection: &Connection,
-    pid: &SharedPid,
+    pid: Option<u32>,
     stopping: &Stopping,
     now: Instant,
 ) -> Option<tokio::task::JoinHandle<Reaped>> {
     let _ = write.signal(Sig::TERM).await;
-    let pid = pid.load(Ordering::Relaxed);
-    (pid > 1).then(|| {
+    pid.map(|pid| {
         spawn_reaper(
             connection.clone(),
             pid,

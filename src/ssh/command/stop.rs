@@ -19,7 +19,7 @@
 //! no marker arrives and nothing else is executed (another exec request would only run
 //! the forced command again); the result then says the command may still be running.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -321,9 +321,6 @@ pub(super) fn spawn_reaper(
         tokio::time::timeout(limit, run).await.ok().flatten()
     })
 }
-
-/// Where a tracked command's process id is kept for the drop guard (0: not known yet).
-pub(super) type SharedPid = Arc<AtomicU32>;
 
 #[cfg(test)]
 mod tests {
