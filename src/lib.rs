@@ -58,7 +58,7 @@ pub use ssh::quote::shell_quote;
 pub use ssh::{
     Agent, Command, ConnectOptions, Credentials, DataCallback, ExitStatus, HostKeyPolicy,
     HostKeyStatus, Identity, KeyLocation, KnownHosts, Output, Session, Sftp, Stream,
-    TransferOptions, TransferStats,
+    TransferOptions, TransferStats, UserCertificate,
 };
 pub use template::Template;
 

@@ -54,6 +54,10 @@ pub struct Args {
     /// Private key file; repeat for several (as --user).
     #[arg(short = 'I', long = "identity", value_name = "FILE", global = true)]
     pub identity: Vec<PathBuf>,
+    /// OpenSSH user certificate file (CertificateFile); repeat for several (as --user).
+    /// `KEY-cert.pub` next to a key file is used without this.
+    #[arg(long = "certificate", value_name = "FILE", global = true)]
+    pub certificate: Vec<PathBuf>,
     /// Prompt for a password (used for password and keyboard-interactive auth) for every host.
     #[arg(long, global = true)]
     pub ask_pass: bool,
@@ -347,6 +351,9 @@ impl Args {
         }
         if !self.identity.is_empty() {
             overrides.identity_files = Some(self.identity);
+        }
+        if !self.certificate.is_empty() {
+            overrides.certificate_files = Some(self.certificate);
         }
         if let Some(p) = &self.host_key_policy {
             overrides.host_key_policy = Some(p.parse::<HostKeyPolicy>()?);

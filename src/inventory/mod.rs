@@ -55,6 +55,9 @@ pub struct HostSettings {
     pub user: Option<String>,
     /// Private key files, tried in order.
     pub identity_files: Option<Vec<PathBuf>>,
+    /// OpenSSH user certificate files (OpenSSH's `CertificateFile`), offered first, each
+    /// signed by the identity file or agent key that holds its private key.
+    pub certificate_files: Option<Vec<PathBuf>>,
     /// The name of an environment variable holding the password.
     pub password_env: Option<String>,
     /// Host key policy.
@@ -87,6 +90,7 @@ impl HostSettings {
             port,
             user,
             identity_files,
+            certificate_files,
             password_env,
             host_key_policy,
             known_hosts,
@@ -317,6 +321,7 @@ fn check_overrides(overrides: &HostSettings) -> Result<()> {
         .identity_files
         .iter()
         .flatten()
+        .chain(overrides.certificate_files.iter().flatten())
         .chain(&overrides.known_hosts)
         .map(|p| p.as_os_str().as_encoded_bytes());
     let nul = strings
@@ -349,6 +354,7 @@ macro_rules! raw_settings {
             port: Option<Spanned<i64>>,
             user: Option<Spanned<String>>,
             identity_files: Option<Vec<Spanned<String>>>,
+            certificate_files: Option<Vec<Spanned<String>>>,
             password_env: Option<Spanned<String>>,
             host_key_policy: Option<Spanned<String>>,
             known_hosts: Option<Spanned<String>>,
@@ -367,6 +373,7 @@ macro_rules! raw_settings {
                     port: &self.port,
                     user: &self.user,
                     identity_files: &self.identity_files,
+                    certificate_files: &self.certificate_files,
                     password_env: &self.password_env,
                     host_key_policy: &self.host_key_policy,
                     known_hosts: &self.known_hosts,
@@ -406,6 +413,7 @@ struct SettingsRef<'a> {
     port: &'a Option<Spanned<i64>>,
     user: &'a Option<Spanned<String>>,
     identity_files: &'a Option<Vec<Spanned<String>>>,
+    certificate_files: &'a Option<Vec<Spanned<String>>>,
     password_env: &'a Option<Spanned<String>>,
     host_key_policy: &'a Option<Spanned<String>>,
     known_hosts: &'a Option<Spanned<String>>,
@@ -744,6 +752,13 @@ impl Parser<'_> {
                 paths.push(self.path(self.string(f, "identity_files")?));
             }
             s.identity_files = Some(paths);
+        }
+        if let Some(files) = raw.certificate_files {
+            let mut paths = Vec::with_capacity(files.len());
+            for f in files {
+                paths.push(self.path(self.string(f, "certificate_files")?));
+            }
+            s.certificate_files = Some(paths);
         }
         if let Some(v) = raw.password_env {
             let name = self.string(v, "password_env")?;

@@ -11,7 +11,7 @@ use crate::error::ErrorKind;
 use crate::error::Result;
 use crate::inventory::{Host, Transport};
 use crate::secret::Secret;
-use crate::ssh::{Agent, ConnectOptions, Credentials, Identity, KnownHosts};
+use crate::ssh::{Agent, ConnectOptions, Credentials, Identity, KnownHosts, UserCertificate};
 use crate::template::Template;
 
 /// One host ready to run: how to reach it and what it runs with.
@@ -78,6 +78,7 @@ type PassphraseSource = Box<dyn Fn(&Path) -> Result<Secret> + Send + Sync>;
 /// Builds [`Target`]s, sharing credentials between hosts with the same settings.
 pub struct TargetBuilder {
     identities: HashMap<PathBuf, Identity>,
+    certificates: HashMap<PathBuf, UserCertificate>,
     defaults: Option<Credentials>,
     passwords: HashMap<String, Secret>,
     password_override: Option<Secret>,
@@ -107,6 +108,7 @@ impl TargetBuilder {
     pub fn new() -> TargetBuilder {
         TargetBuilder {
             identities: HashMap::new(),
+            certificates: HashMap::new(),
             defaults: None,
             passwords: HashMap::new(),
             password_override: None,
@@ -147,8 +149,9 @@ impl TargetBuilder {
     /// The target for `host`.
     ///
     /// # Errors
-    /// A key file that cannot be loaded ([`ErrorKind::KeyFile`]), or a password variable
-    /// that is not set ([`ErrorKind::InvalidInput`]); the message names the host.
+    /// A key or certificate file that cannot be loaded ([`ErrorKind::KeyFile`]), or a
+    /// password variable that is not set ([`ErrorKind::InvalidInput`]); the message names
+    /// the host.
     pub fn build(&mut self, host: &Host) -> Result<Target> {
         self.build_inner(host).map_err(|e| e.with_host(&host.name))
     }
@@ -183,6 +186,9 @@ impl TargetBuilder {
                 c
             }
         };
+        for file in s.certificate_files.iter().flatten() {
+            creds.certificate(self.certificate(file)?);
+        }
         creds.agent(self.agent.clone());
         if let Some(p) = &self.password_override {
             creds.password(p.clone());
@@ -228,6 +234,15 @@ impl TargetBuilder {
             connect,
             command_timeout: s.command_timeout.or(self.command_timeout),
         })
+    }
+
+    fn certificate(&mut self, file: &Path) -> Result<UserCertificate> {
+        if let Some(c) = self.certificates.get(file) {
+            return Ok(c.clone());
+        }
+        let c = UserCertificate::from_file(file)?;
+        self.certificates.insert(file.to_owned(), c.clone());
+        Ok(c)
     }
 
     fn identity(&mut self, file: &Path) -> Result<Identity> {

@@ -9,8 +9,9 @@ pub mod known_hosts;
 pub mod quote;
 pub mod session;
 pub mod sftp;
+mod signer;
 
-pub use auth::{Agent, Credentials, Identity};
+pub use auth::{Agent, Credentials, Identity, UserCertificate};
 pub use command::{Command, DataCallback, ExitStatus, Output, Stream};
 pub use known_hosts::{HostKeyPolicy, HostKeyStatus, KeyLocation, KnownHosts};
 pub use session::{ConnectOptions, Session};
