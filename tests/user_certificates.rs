@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use harness::cli::{rexec, text};
+use harness::cli::{json_lines, rexec, text};
 use harness::{SshAgent, Sshd, SshdConfig, TEST_USER};
 use rexec::{Agent, Credentials, ErrorKind, Identity, Session, UserCertificate};
 
@@ -210,9 +210,16 @@ async fn the_certificate_is_offered_before_the_plain_key() {
             .arg("-L")
             .env("SSH_AUTH_SOCK", &agent.socket),
     );
-    assert!(listed.lines().next().unwrap().starts_with("ssh-ed25519 "), "{listed}");
     assert!(
-        listed.lines().nth(1).unwrap().starts_with("ssh-ed25519-cert-v01@openssh.com "),
+        listed.lines().next().unwrap().starts_with("ssh-ed25519 "),
+        "{listed}"
+    );
+    assert!(
+        listed
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("ssh-ed25519-cert-v01@openssh.com "),
         "{listed}"
     );
     let mut creds = Credentials::new();
@@ -307,9 +314,12 @@ async fn refused_certificates_are_described() {
     for (id, signer, args, described) in cases {
         let key = harness::keygen(dir.path(), &format!("id_{id}"), "ed25519", "");
         let cert = sign(signer, &key, id, args);
-        let err = whoami(&sshd, with_identity(Identity::from_file(&key, None).unwrap()))
-            .await
-            .unwrap_err();
+        let err = whoami(
+            &sshd,
+            with_identity(Identity::from_file(&key, None).unwrap()),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Auth, "{id}");
         assert_eq!(
             err.to_string(),
@@ -381,7 +391,9 @@ async fn given_certificates_replace_the_ones_next_to_keys() {
 
     // Alone, the certificate next to the key logs in.
     assert_eq!(
-        whoami(&sshd, with_identity(identity.clone())).await.unwrap(),
+        whoami(&sshd, with_identity(identity.clone()))
+            .await
+            .unwrap(),
         TEST_USER
     );
     // With a certificate given, only that one is offered.
@@ -435,7 +447,7 @@ fn the_command_line_and_the_inventory_take_certificate_files() {
     let known_hosts = sshd.known_hosts.to_str().unwrap();
     let target = format!("{TEST_USER}@127.0.0.1:{}", sshd.port);
 
-    // Without the certificate: refused.
+    // Without the certificate: refused, outcome auth-failed.
     let base = [
         "-H",
         target.as_str(),
@@ -445,12 +457,26 @@ fn the_command_line_and_the_inventory_take_certificate_files() {
         "-I",
         key.to_str().unwrap(),
     ];
-    let out = rexec(&[&base[..], &["whoami"]].concat());
+    let out = rexec(&[&base[..], &["--json", "whoami"]].concat());
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let (results, _) = json_lines(&out);
+    let r = &results[&format!("127.0.0.1:{}", sshd.port)];
+    assert_eq!(r["outcome"], "auth-failed", "{r}");
+    assert_eq!(r["error"]["kind"], "auth", "{r}");
 
-    let out = rexec(&[&base[..], &["--certificate", cert.to_str().unwrap(), "whoami"]].concat());
+    let out = rexec(
+        &[
+            &base[..],
+            &["--certificate", cert.to_str().unwrap(), "whoami"],
+        ]
+        .concat(),
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains(TEST_USER), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains(TEST_USER),
+        "{}",
+        text(&out.stdout)
+    );
 
     // The inventory, with paths relative to its file.
     let inventory = dir.path().join("hosts.toml");
@@ -466,11 +492,24 @@ fn the_command_line_and_the_inventory_take_certificate_files() {
     .unwrap();
     let out = rexec(&["-i", inventory.to_str().unwrap(), "--no-agent", "whoami"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains(TEST_USER), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains(TEST_USER),
+        "{}",
+        text(&out.stdout)
+    );
 
-    // A certificate file that cannot be used stops before connecting.
-    let out = rexec(&[&base[..], &["--certificate", key.to_str().unwrap(), "whoami"]].concat());
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    // A certificate file that cannot be used stops before connecting (exit 2, as an
+    // unusable key file).
+    let connections = sshd.log().matches("Connection from").count();
+    let out = rexec(
+        &[
+            &base[..],
+            &["--certificate", key.to_str().unwrap(), "whoami"],
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(sshd.log().matches("Connection from").count(), connections);
     assert!(
         text(&out.stderr).contains(&format!(
             "certificate file {} is not an openssh certificate",

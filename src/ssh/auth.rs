@@ -242,7 +242,10 @@ pub(crate) fn describe_user_certificate(certificate: &Certificate, user: &str) -
             unix_time(certificate.valid_after())
         ));
     } else if now >= certificate.valid_before() {
-        parts.push(format!("expired at {}", unix_time(certificate.valid_before())));
+        parts.push(format!(
+            "expired at {}",
+            unix_time(certificate.valid_before())
+        ));
     } else if certificate.valid_before() != u64::MAX {
         parts.push(format!(
             "valid until {}",
@@ -430,7 +433,10 @@ impl fmt::Debug for Identity {
         f.debug_struct("Identity")
             .field("path", &self.path)
             .field("fingerprint", &self.fingerprint())
-            .field("certificate", &self.certificate().map(UserCertificate::path))
+            .field(
+                "certificate",
+                &self.certificate().map(UserCertificate::path),
+            )
             .finish()
     }
 }

@@ -774,10 +774,18 @@ mod tests {
 
         /// A host certificate for `host_key` by `ca`, valid from 1000 to 2000, adjusted by
         /// `edit`.
-        fn cert(ca: &PrivateKey, host_key: &PrivateKey, edit: impl FnOnce(&mut Builder)) -> Certificate {
-            let mut b =
-                Builder::new(vec![1; 32], host_key.public_key().key_data().clone(), 1000, 2000)
-                    .unwrap();
+        fn cert(
+            ca: &PrivateKey,
+            host_key: &PrivateKey,
+            edit: impl FnOnce(&mut Builder),
+        ) -> Certificate {
+            let mut b = Builder::new(
+                vec![1; 32],
+                host_key.public_key().key_data().clone(),
+                1000,
+                2000,
+            )
+            .unwrap();
             b.cert_type(CertType::Host).unwrap();
             b.key_id("h").unwrap();
             b.valid_principal("web1").unwrap();
@@ -827,8 +835,14 @@ mod tests {
             let (ca, host) = (key(1), key(2));
             let c = cert(&ca, &host, |_| {});
             let kh = recorded(&line("@cert-authority ", "*", &ca));
-            assert!(matches!(kh.check_certificate("web1", 22, &c, 1000), CertificateStatus::Valid(_)));
-            assert!(matches!(kh.check_certificate("web1", 22, &c, 1999), CertificateStatus::Valid(_)));
+            assert!(matches!(
+                kh.check_certificate("web1", 22, &c, 1000),
+                CertificateStatus::Valid(_)
+            ));
+            assert!(matches!(
+                kh.check_certificate("web1", 22, &c, 1999),
+                CertificateStatus::Valid(_)
+            ));
             assert_eq!(
                 invalid(kh.check_certificate("web1", 22, &c, 999)),
                 "host certificate \"h\" is not valid before 1970-01-01T00:16:40Z"
@@ -845,17 +859,28 @@ mod tests {
             let kh = recorded(&line("@cert-authority ", "*", &ca));
             let c = cert(&ca, &host, |_| {});
             // The host name is lowercased, as ssh does with the name typed.
-            assert!(matches!(kh.check_certificate("WEB1", 22, &c, 1500), CertificateStatus::Valid(_)));
+            assert!(matches!(
+                kh.check_certificate("WEB1", 22, &c, 1500),
+                CertificateStatus::Valid(_)
+            ));
             assert_eq!(
                 invalid(kh.check_certificate("web1.example.com", 22, &c, 1500)),
                 "host certificate \"h\" is for principals [\"web1\"], not \"web1.example.com\""
             );
-            let mut b = Builder::new(vec![1; 32], host.public_key().key_data().clone(), 0, u64::MAX)
-                .unwrap();
+            let mut b = Builder::new(
+                vec![1; 32],
+                host.public_key().key_data().clone(),
+                0,
+                u64::MAX,
+            )
+            .unwrap();
             b.cert_type(CertType::Host).unwrap();
             b.all_principals_valid().unwrap();
             let any = b.sign(&ca).unwrap();
-            assert!(matches!(kh.check_certificate("anything", 22, &any, 1500), CertificateStatus::Valid(_)));
+            assert!(matches!(
+                kh.check_certificate("anything", 22, &any, 1500),
+                CertificateStatus::Valid(_)
+            ));
         }
 
         #[test]

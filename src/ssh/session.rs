@@ -20,11 +20,11 @@ use crate::ssh::diagnosis::{
     ending_of, greeting_error, is_integrity_failure, negotiation_message, quote, Diagnosis, Ending,
     Greeting, RecordingStream, INTEGRITY_MESSAGE,
 };
-use crate::ssh::signer::{AgentKeySigner, KeySigner};
 use crate::ssh::known_hosts::{
     describe_key, fingerprint, CertificateStatus, HostKeyPolicy, HostKeyStatus, KnownHosts,
     Recorded,
 };
+use crate::ssh::signer::{AgentKeySigner, KeySigner};
 
 /// Everything needed to connect to one host. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -333,6 +333,25 @@ impl client::Handler for ClientHandler {
                     }
                 ),
             ))),
+            // rexec differs from OpenSSH here, which learns the plain key: a host that
+            // presents a certificate for a name an @cert-authority line covers is meant to
+            // be checked by its CA, and a learned key would hide the fault for good.
+            (HostKeyStatus::Unknown, HostKeyPolicy::AcceptNew) if certificate_problem.is_some() => {
+                Ok(self.reject(Error::new(
+                    ErrorKind::HostKeyUnknown,
+                    format!(
+                        "{because}{its} {algo} {fp} is not in known_hosts ({}) either; \
+                         refusing under accept-new, which does not learn the key of a host \
+                         whose certificate failed (renew the certificate or record the key)",
+                        self.known_hosts
+                            .paths()
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    ),
+                )))
+            }
             (HostKeyStatus::Unknown, HostKeyPolicy::AcceptNew) => {
                 let (known_hosts, host, port) =
                     (self.known_hosts.clone(), self.host.clone(), self.port);
@@ -343,14 +362,7 @@ impl client::Handler for ClientHandler {
                         .map_err(|_| russh::Error::Inconsistent)?;
                 match learned {
                     Ok(HostKeyStatus::Unknown) | Ok(HostKeyStatus::Known(_)) => {
-                        if certificate_problem.is_some() {
-                            tracing::warn!(
-                                "{}: {because}learned {its} {algo} {fp} (accept-new)",
-                                self.host
-                            );
-                        } else {
-                            tracing::info!("{}: learned host key {algo} {fp}", self.host);
-                        }
+                        tracing::info!("{}: learned host key {algo} {fp}", self.host);
                         Ok(true)
                     }
                     Ok(HostKeyStatus::Changed(at)) | Ok(HostKeyStatus::Revoked(at)) => Ok(self
@@ -1047,8 +1059,7 @@ async fn try_methods(
         .filter(|_| allows(&allowed, MethodKind::PublicKey))
     {
         for (cert, comment) in agent.certificates.clone() {
-            if !allows(&allowed, MethodKind::PublicKey)
-                || attempts.failures >= key_failures_allowed
+            if !allows(&allowed, MethodKind::PublicKey) || attempts.failures >= key_failures_allowed
             {
                 break;
             }
@@ -1061,8 +1072,7 @@ async fn try_methods(
                 describe_user_certificate(&cert, user)
             ));
             let outcome =
-                offer_certificate(handle, user, &cert, &mut agent.client, ErrorKind::Agent)
-                    .await?;
+                offer_certificate(handle, user, &cert, &mut agent.client, ErrorKind::Agent).await?;
             offered_certificates.push(blob);
             match outcome {
                 None => return Ok(()),
@@ -1257,10 +1267,7 @@ where
     S: russh::Signer,
     S::Error: std::error::Error + Send + Sync + 'static,
 {
-    let hash = if matches!(
-        certificate.algorithm(),
-        russh::keys::Algorithm::Rsa { .. }
-    ) {
+    let hash = if matches!(certificate.algorithm(), russh::keys::Algorithm::Rsa { .. }) {
         handle
             .best_supported_rsa_hash()
             .await
