@@ -435,7 +435,7 @@ impl Recorded {
         }
         let principal = host.to_ascii_lowercase();
         let principals = certificate.valid_principals();
-        if !principals.is_empty() && !principals.iter().any(|p| *p == principal) {
+        if !principals.is_empty() && !principals.contains(&principal) {
             return CertificateStatus::Invalid(format!(
                 "{name} is for principals {principals:?}, not {principal:?}"
             ));
@@ -779,6 +779,18 @@ mod tests {
             host_key: &PrivateKey,
             edit: impl FnOnce(&mut Builder),
         ) -> Certificate {
+            cert_as(ca, host_key, CertType::Host, "h", edit)
+        }
+
+        /// As [`cert`], of type `cert_type` with key ID `key_id` (a builder field can be
+        /// set only once).
+        fn cert_as(
+            ca: &PrivateKey,
+            host_key: &PrivateKey,
+            cert_type: CertType,
+            key_id: &str,
+            edit: impl FnOnce(&mut Builder),
+        ) -> Certificate {
             let mut b = Builder::new(
                 vec![1; 32],
                 host_key.public_key().key_data().clone(),
@@ -786,8 +798,8 @@ mod tests {
                 2000,
             )
             .unwrap();
-            b.cert_type(CertType::Host).unwrap();
-            b.key_id("h").unwrap();
+            b.cert_type(cert_type).unwrap();
+            b.key_id(key_id).unwrap();
             b.valid_principal("web1").unwrap();
             edit(&mut b);
             b.sign(ca).unwrap()
@@ -895,9 +907,7 @@ mod tests {
                 "host certificate \"h\" has critical options (source-address), which OpenSSH \
                  refuses in a host certificate"
             );
-            let c = cert(&ca, &host, |b| {
-                b.cert_type(CertType::User).unwrap();
-            });
+            let c = cert_as(&ca, &host, CertType::User, "h", |_| {});
             assert_eq!(
                 invalid(kh.check_certificate("web1", 22, &c, 1500)),
                 "host certificate \"h\" is a user certificate, not a host certificate"
@@ -909,9 +919,7 @@ mod tests {
             let (ca, host, other) = (key(1), key(2), key(3));
             let kh = recorded(&line("@cert-authority ", "*", &ca));
             // Signed by another CA, then the trusted CA's key put in its place.
-            let signed = cert(&other, &host, |b| {
-                b.key_id("forged").unwrap();
-            });
+            let signed = cert_as(&other, &host, CertType::Host, "forged", |_| {});
             let mut bytes = signed.to_bytes().unwrap();
             let ca_blob = ca.public_key().to_bytes().unwrap();
             let other_blob = other.public_key().to_bytes().unwrap();
