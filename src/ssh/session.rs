@@ -890,7 +890,7 @@ async fn try_methods(
 ) -> Result<()> {
     let user = options.user.as_str();
     let creds = &options.credentials;
-    let mut allowed: Option<MethodSet>;
+    let allowed: Option<MethodSet>;
     let allows = |allowed: &Option<MethodSet>, m: MethodKind| {
         allowed.as_ref().is_none_or(|set| set.contains(&m))
     };
@@ -917,234 +917,14 @@ async fn try_methods(
         usize::MAX
     };
 
-    let explicit_certificates = creds.certificates();
-    let mut offered_certificates: Vec<Vec<u8>> = Vec::new();
-    let mut agent: Option<AgentKeys> = None;
-    let agent_socket = match creds.agent_setting() {
-        Agent::Off => None,
-        Agent::FromEnv => std::env::var_os("SSH_AUTH_SOCK")
-            .filter(|s| !s.is_empty())
-            .map(std::path::PathBuf::from),
-        Agent::Socket(p) => Some(p.clone()),
+    let mut state = AuthState {
+        allowed,
+        key_failures_allowed,
     };
-
-    // 1. Certificates given as files, each signed by the key file or else the agent key
-    //    that holds its private key.
-    for certificate in explicit_certificates {
-        if !allows(&allowed, MethodKind::PublicKey) {
-            break;
-        }
-        let cert = certificate.certificate();
-        let described = format!(
-            "certificate {} ({})",
-            certificate.path().display(),
-            certificate.describe(user)
-        );
-        let file_key = creds
-            .identities()
-            .iter()
-            .find(|id| id.key().public_key().key_data() == cert.public_key());
-        let outcome = if let Some(identity) = file_key {
-            attempts.tried.push(described);
-            let mut signer = KeySigner {
-                key: identity.key().clone(),
-            };
-            offer_certificate(handle, user, cert, &mut signer, ErrorKind::KeyFile).await?
-        } else {
-            if agent.is_none() {
-                if let Some(socket) = &agent_socket {
-                    agent = Some(AgentKeys::open(socket).await?);
-                }
-            }
-            let agent_key = agent.as_ref().and_then(|a| {
-                a.keys
-                    .iter()
-                    .find(|k| k.key_data() == cert.public_key())
-                    .cloned()
-            });
-            match (agent.as_mut(), agent_key) {
-                (Some(a), Some(key)) => {
-                    attempts.tried.push(described);
-                    let mut signer = AgentKeySigner {
-                        agent: &mut a.client,
-                        key,
-                    };
-                    offer_certificate(handle, user, cert, &mut signer, ErrorKind::Agent).await?
-                }
-                _ => {
-                    attempts.tried.push(format!(
-                        "{described}: not offered, its private key is neither an identity \
-                         file nor in the ssh-agent"
-                    ));
-                    continue;
-                }
-            }
-        };
-        offered_certificates.push(cert.to_bytes().unwrap_or_default());
-        match outcome {
-            None => return Ok(()),
-            Some(remaining) => {
-                attempts.failures += 1;
-                allowed = Some(remaining);
-            }
-        }
+    if public_keys(handle, options, &mut state, attempts).await? {
+        return Ok(());
     }
-
-    // 2. Identity files, all of them: the user named each one; a key's certificate first.
-    for identity in creds.identities() {
-        if let Some(certificate) = identity.certificate_to_offer(!explicit_certificates.is_empty())
-        {
-            let cert = certificate.certificate();
-            let blob = cert.to_bytes().unwrap_or_default();
-            if allows(&allowed, MethodKind::PublicKey) && !offered_certificates.contains(&blob) {
-                attempts.tried.push(format!(
-                    "certificate {} ({})",
-                    certificate.path().display(),
-                    certificate.describe(user)
-                ));
-                let mut signer = KeySigner {
-                    key: identity.key().clone(),
-                };
-                let outcome =
-                    offer_certificate(handle, user, cert, &mut signer, ErrorKind::KeyFile).await?;
-                offered_certificates.push(blob);
-                match outcome {
-                    None => return Ok(()),
-                    Some(remaining) => {
-                        attempts.failures += 1;
-                        allowed = Some(remaining);
-                    }
-                }
-            }
-        }
-        if !allows(&allowed, MethodKind::PublicKey) {
-            break;
-        }
-        let hash = if identity.is_rsa() {
-            handle
-                .best_supported_rsa_hash()
-                .await
-                .map_err(auth_err)?
-                .flatten()
-        } else {
-            None
-        };
-        let key = PrivateKeyWithHashAlg::new(identity.key().clone(), hash);
-        attempts
-            .tried
-            .push(format!("publickey {}", identity.path().display()));
-        match handle
-            .authenticate_publickey(user, key)
-            .await
-            .map_err(auth_err)?
-        {
-            AuthResult::Success => return Ok(()),
-            AuthResult::Failure {
-                remaining_methods, ..
-            } => {
-                attempts.failures += 1;
-                allowed = Some(remaining_methods);
-            }
-        }
-    }
-
-    // 3. The agent: its certificates, then its keys, within the budget.
-    if agent.is_none() && allows(&allowed, MethodKind::PublicKey) {
-        if let Some(socket) = &agent_socket {
-            agent = Some(AgentKeys::open(socket).await?);
-        }
-    }
-    if let Some(agent) = agent
-        .as_mut()
-        .filter(|_| allows(&allowed, MethodKind::PublicKey))
-    {
-        for (cert, comment) in agent.certificates.clone() {
-            if !allows(&allowed, MethodKind::PublicKey) || attempts.failures >= key_failures_allowed
-            {
-                break;
-            }
-            let blob = cert.to_bytes().unwrap_or_default();
-            if offered_certificates.contains(&blob) {
-                continue;
-            }
-            attempts.tried.push(format!(
-                "certificate from the agent {comment:?} ({})",
-                describe_user_certificate(&cert, user)
-            ));
-            let outcome =
-                offer_certificate(handle, user, &cert, &mut agent.client, ErrorKind::Agent).await?;
-            offered_certificates.push(blob);
-            match outcome {
-                None => return Ok(()),
-                Some(remaining) => {
-                    attempts.failures += 1;
-                    allowed = Some(remaining);
-                }
-            }
-        }
-        let total = agent.keys.len();
-        let entry = attempts.tried.len();
-        if total > 0 || agent.certificates.is_empty() {
-            attempts.tried.push(format!("agent ({total} keys)"));
-        }
-        let mut offered = 0;
-        let mut held_back = false;
-        for public in agent.keys.clone() {
-            if !allows(&allowed, MethodKind::PublicKey) {
-                break;
-            }
-            if attempts.failures >= key_failures_allowed {
-                held_back = true;
-                break;
-            }
-            offered += 1;
-            let hash = if matches!(public.algorithm(), russh::keys::Algorithm::Rsa { .. }) {
-                handle
-                    .best_supported_rsa_hash()
-                    .await
-                    .map_err(auth_err)?
-                    .flatten()
-            } else {
-                None
-            };
-            match handle
-                .authenticate_publickey_with(user, public, hash, &mut agent.client)
-                .await
-            {
-                Ok(AuthResult::Success) => return Ok(()),
-                Ok(AuthResult::Failure {
-                    remaining_methods, ..
-                }) => {
-                    attempts.failures += 1;
-                    allowed = Some(remaining_methods);
-                }
-                // The server went away while the agent signed: not the agent's fault.
-                Err(_) if handle.is_closed() => {
-                    return Err(Error::new(
-                        ErrorKind::Disconnected,
-                        "connection lost while authenticating",
-                    ))
-                }
-                Err(e) => {
-                    return Err(
-                        Error::new(ErrorKind::Agent, "the ssh-agent failed to sign").with_source(e)
-                    )
-                }
-            }
-        }
-        if offered < total {
-            if let Some(entry) = attempts.tried.get_mut(entry) {
-                *entry = if held_back {
-                    format!(
-                        "agent ({offered} of {total} keys; the rest held back so that the \
-                         password gets its turn within sshd's MaxAuthTries)"
-                    )
-                } else {
-                    format!("agent ({offered} of {total} keys)")
-                };
-            }
-        }
-    }
+    let mut allowed = state.allowed;
 
     // 3 and 4. The password, unless the host key could not be verified.
     if let Some(password) = creds.password_secret() {
@@ -1203,6 +983,264 @@ async fn try_methods(
             list_or_none(&attempts.tried)
         ),
     ))
+}
+
+/// Where authentication stands: the methods the server still allows, and how many
+/// public key failures may pass before the password's turn.
+struct AuthState {
+    allowed: Option<MethodSet>,
+    key_failures_allowed: usize,
+}
+
+impl AuthState {
+    fn allows(&self, m: MethodKind) -> bool {
+        self.allowed.as_ref().is_none_or(|set| set.contains(&m))
+    }
+}
+
+/// Public key authentication: certificate files, identity files (each with its
+/// certificate first), then the agent's certificates and keys within the budget. Whether
+/// one was accepted.
+async fn public_keys(
+    handle: &mut Handle<ClientHandler>,
+    options: &ConnectOptions,
+    state: &mut AuthState,
+    attempts: &mut Attempts,
+) -> Result<bool> {
+    let user = options.user.as_str();
+    let creds = &options.credentials;
+    let auth_err = |e: russh::Error| russh_error(e, "authenticating");
+
+    let explicit_certificates = creds.certificates();
+    let mut offered_certificates: Vec<Vec<u8>> = Vec::new();
+    let mut agent: Option<AgentKeys> = None;
+    let agent_socket = match creds.agent_setting() {
+        Agent::Off => None,
+        Agent::FromEnv => std::env::var_os("SSH_AUTH_SOCK")
+            .filter(|s| !s.is_empty())
+            .map(std::path::PathBuf::from),
+        Agent::Socket(p) => Some(p.clone()),
+    };
+
+    // 1. Certificates given as files, each signed by the key file or else the agent key
+    //    that holds its private key.
+    for certificate in explicit_certificates {
+        if !state.allows(MethodKind::PublicKey) {
+            break;
+        }
+        let cert = certificate.certificate();
+        let described = format!(
+            "certificate {} ({})",
+            certificate.path().display(),
+            certificate.describe(user)
+        );
+        let file_key = creds
+            .identities()
+            .iter()
+            .find(|id| id.key().public_key().key_data() == cert.public_key());
+        let outcome = if let Some(identity) = file_key {
+            attempts.tried.push(described);
+            let mut signer = KeySigner {
+                key: identity.key().clone(),
+            };
+            offer_certificate(handle, user, cert, &mut signer, ErrorKind::KeyFile).await?
+        } else {
+            if agent.is_none() {
+                if let Some(socket) = &agent_socket {
+                    agent = Some(AgentKeys::open(socket).await?);
+                }
+            }
+            let agent_key = agent.as_ref().and_then(|a| {
+                a.keys
+                    .iter()
+                    .find(|k| k.key_data() == cert.public_key())
+                    .cloned()
+            });
+            match (agent.as_mut(), agent_key) {
+                (Some(a), Some(key)) => {
+                    attempts.tried.push(described);
+                    let mut signer = AgentKeySigner {
+                        agent: &mut a.client,
+                        key,
+                    };
+                    offer_certificate(handle, user, cert, &mut signer, ErrorKind::Agent).await?
+                }
+                _ => {
+                    attempts.tried.push(format!(
+                        "{described}: not offered, its private key is neither an identity \
+                         file nor in the ssh-agent"
+                    ));
+                    continue;
+                }
+            }
+        };
+        offered_certificates.push(cert.to_bytes().unwrap_or_default());
+        match outcome {
+            None => return Ok(true),
+            Some(remaining) => {
+                attempts.failures += 1;
+                state.allowed = Some(remaining);
+            }
+        }
+    }
+
+    // 2. Identity files, all of them: the user named each one; a key's certificate first.
+    for identity in creds.identities() {
+        if let Some(certificate) = identity.certificate_to_offer(!explicit_certificates.is_empty())
+        {
+            let cert = certificate.certificate();
+            let blob = cert.to_bytes().unwrap_or_default();
+            if state.allows(MethodKind::PublicKey) && !offered_certificates.contains(&blob) {
+                attempts.tried.push(format!(
+                    "certificate {} ({})",
+                    certificate.path().display(),
+                    certificate.describe(user)
+                ));
+                let mut signer = KeySigner {
+                    key: identity.key().clone(),
+                };
+                let outcome =
+                    offer_certificate(handle, user, cert, &mut signer, ErrorKind::KeyFile).await?;
+                offered_certificates.push(blob);
+                match outcome {
+                    None => return Ok(true),
+                    Some(remaining) => {
+                        attempts.failures += 1;
+                        state.allowed = Some(remaining);
+                    }
+                }
+            }
+        }
+        if !state.allows(MethodKind::PublicKey) {
+            break;
+        }
+        let hash = if identity.is_rsa() {
+            handle
+                .best_supported_rsa_hash()
+                .await
+                .map_err(auth_err)?
+                .flatten()
+        } else {
+            None
+        };
+        let key = PrivateKeyWithHashAlg::new(identity.key().clone(), hash);
+        attempts
+            .tried
+            .push(format!("publickey {}", identity.path().display()));
+        match handle
+            .authenticate_publickey(user, key)
+            .await
+            .map_err(auth_err)?
+        {
+            AuthResult::Success => return Ok(true),
+            AuthResult::Failure {
+                remaining_methods, ..
+            } => {
+                attempts.failures += 1;
+                state.allowed = Some(remaining_methods);
+            }
+        }
+    }
+
+    // 3. The agent: its certificates, then its keys, within the budget.
+    if agent.is_none() && state.allows(MethodKind::PublicKey) {
+        if let Some(socket) = &agent_socket {
+            agent = Some(AgentKeys::open(socket).await?);
+        }
+    }
+    if let Some(agent) = agent
+        .as_mut()
+        .filter(|_| state.allows(MethodKind::PublicKey))
+    {
+        for (cert, comment) in agent.certificates.clone() {
+            if !state.allows(MethodKind::PublicKey)
+                || attempts.failures >= state.key_failures_allowed
+            {
+                break;
+            }
+            let blob = cert.to_bytes().unwrap_or_default();
+            if offered_certificates.contains(&blob) {
+                continue;
+            }
+            attempts.tried.push(format!(
+                "certificate from the agent {comment:?} ({})",
+                describe_user_certificate(&cert, user)
+            ));
+            let outcome =
+                offer_certificate(handle, user, &cert, &mut agent.client, ErrorKind::Agent).await?;
+            offered_certificates.push(blob);
+            match outcome {
+                None => return Ok(true),
+                Some(remaining) => {
+                    attempts.failures += 1;
+                    state.allowed = Some(remaining);
+                }
+            }
+        }
+        let total = agent.keys.len();
+        let entry = attempts.tried.len();
+        if total > 0 || agent.certificates.is_empty() {
+            attempts.tried.push(format!("agent ({total} keys)"));
+        }
+        let mut offered = 0;
+        let mut held_back = false;
+        for public in agent.keys.clone() {
+            if !state.allows(MethodKind::PublicKey) {
+                break;
+            }
+            if attempts.failures >= state.key_failures_allowed {
+                held_back = true;
+                break;
+            }
+            offered += 1;
+            let hash = if matches!(public.algorithm(), russh::keys::Algorithm::Rsa { .. }) {
+                handle
+                    .best_supported_rsa_hash()
+                    .await
+                    .map_err(auth_err)?
+                    .flatten()
+            } else {
+                None
+            };
+            match handle
+                .authenticate_publickey_with(user, public, hash, &mut agent.client)
+                .await
+            {
+                Ok(AuthResult::Success) => return Ok(true),
+                Ok(AuthResult::Failure {
+                    remaining_methods, ..
+                }) => {
+                    attempts.failures += 1;
+                    state.allowed = Some(remaining_methods);
+                }
+                // The server went away while the agent signed: not the agent's fault.
+                Err(_) if handle.is_closed() => {
+                    return Err(Error::new(
+                        ErrorKind::Disconnected,
+                        "connection lost while authenticating",
+                    ))
+                }
+                Err(e) => {
+                    return Err(
+                        Error::new(ErrorKind::Agent, "the ssh-agent failed to sign").with_source(e)
+                    )
+                }
+            }
+        }
+        if offered < total {
+            if let Some(entry) = attempts.tried.get_mut(entry) {
+                *entry = if held_back {
+                    format!(
+                        "agent ({offered} of {total} keys; the rest held back so that the \
+                         password gets its turn within sshd's MaxAuthTries)"
+                    )
+                } else {
+                    format!("agent ({offered} of {total} keys)")
+                };
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// The ssh-agent's identities, split into certificates and plain keys, with the
