@@ -890,7 +890,6 @@ async fn try_methods(
 ) -> Result<()> {
     let user = options.user.as_str();
     let creds = &options.credentials;
-    let allowed: Option<MethodSet>;
     let allows = |allowed: &Option<MethodSet>, m: MethodKind| {
         allowed.as_ref().is_none_or(|set| set.contains(&m))
     };
@@ -898,12 +897,12 @@ async fn try_methods(
 
     // Like OpenSSH, ask with "none" first: the answer lists the methods the server allows,
     // so no attempt is spent on a method it would refuse (MaxAuthTries counts them).
-    match handle.authenticate_none(user).await.map_err(auth_err)? {
+    let allowed = match handle.authenticate_none(user).await.map_err(auth_err)? {
         AuthResult::Success => return Ok(()),
         AuthResult::Failure {
             remaining_methods, ..
-        } => allowed = Some(remaining_methods),
-    }
+        } => Some(remaining_methods),
+    };
 
     // A password the server may take gets its turn: agent keys stop one attempt short of
     // sshd's default MaxAuthTries, which would otherwise end the connection first.
