@@ -23,6 +23,13 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::glob::glob_match;
 
 /// What to do with a server's host key.
+///
+/// Under every policy, a host certificate signed by a CA of a matching `@cert-authority`
+/// line and valid for the host is accepted without its key being recorded, and a key or
+/// CA marked `@revoked` is refused. A host certificate that is not valid (expired, other
+/// principals, unknown CA, ...) leaves its plain key to be checked as below, the
+/// certificate's fault named first, except that [`HostKeyPolicy::AcceptNew`] does not learn
+/// that key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HostKeyPolicy {
     /// The key must already be recorded; an unknown or changed key is refused before
@@ -30,11 +37,14 @@ pub enum HostKeyPolicy {
     #[default]
     Strict,
     /// An unknown host's key is recorded in the first known_hosts file and accepted; a
-    /// changed key is still refused. Like OpenSSH's `StrictHostKeyChecking accept-new`.
+    /// changed key is still refused. Like OpenSSH's `StrictHostKeyChecking accept-new`,
+    /// except for the plain key of a host certificate that is not valid: refused, not
+    /// learned (OpenSSH learns it).
     AcceptNew,
-    /// No check at all: any key is accepted, and a warning is logged. With a key that
-    /// differs from the recorded one, password and keyboard-interactive authentication are
-    /// disabled, as OpenSSH does, so a password is never sent to an impostor.
+    /// No check but `@revoked`: any other key is accepted, and a warning is logged. With a
+    /// key that differs from the recorded one, password and keyboard-interactive
+    /// authentication are disabled, as OpenSSH does, so a password is never sent to an
+    /// impostor.
     Off,
 }
 
