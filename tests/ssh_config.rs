@@ -384,9 +384,14 @@ fn default_files_are_read_from_home_and_checked() {
     let user_config = home.path().join(".ssh/config");
     let out = rexec_command(&["-H", "target", "-q", "--", "echo", "ok"])
         .env("HOME", home.path())
+        .env("REXEC_LOG", "debug")
         .output()
         .unwrap();
     assert_eq!(text(&out.stdout), "target | ok\n", "{}", text(&out.stderr));
+    let log = text(&out.stderr);
+    let user_at = log.find(&format!("reading ssh config {}", user_config.display()));
+    let system_at = log.find("reading ssh config /etc/ssh/ssh_config");
+    assert!(user_at.is_some() && system_at.is_some() && user_at < system_at, "{log}");
 
     // -F none reads nothing: the alias is not resolved.
     let out = rexec_command(&["-H", "target", "-F", "none", "--show-config"])
@@ -491,13 +496,14 @@ fn precedence() {
     let config = dir.path().join("c");
     write_private(
         &config,
-        "Host *\n  User cfg-user\n  Port 2000\n  ConnectTimeout 4\n  StrictHostKeyChecking accept-new\n",
+        "Host *\n  User cfg-user\n  Port 2000\n  ConnectTimeout 4\n  StrictHostKeyChecking accept-new\n  \
+         ServerAliveInterval 0\n",
     );
     let inventory = dir.path().join("hosts.toml");
     fs::write(
         &inventory,
         "[defaults]\nuser = \"defaults-user\"\n\n[hosts]\na = {}\nb = { user = \"host-user\" }\n\
-         c = {}\n\n[groups.g]\nhosts = [\"c\"]\nport = 3000\n",
+         c = {}\nl = { transport = \"local\" }\n\n[groups.g]\nhosts = [\"c\"]\nport = 3000\n",
     )
     .unwrap();
     let show = |extra: &[&str]| {
@@ -520,7 +526,11 @@ fn precedence() {
     assert_eq!(s["c"]["port"]["value"], 3000);
     assert_eq!(s["a"]["connect_timeout"]["value"], "4s");
     assert_eq!(s["a"]["host_key_policy"]["value"], "accept-new");
+    // ServerAliveInterval 0 (OpenSSH: no probes) leaves rexec's keepalive.
     assert_eq!(s["a"]["keepalive"]["origin"], "default");
+    // Local hosts read no ssh_config.
+    assert_eq!(s["l"]["port"]["origin"], "default");
+    assert_eq!(s["l"]["transport"]["value"], "local");
     let s = show(&["-u", "cli", "-p", "2500", "--connect-timeout", "3s"]);
     assert_eq!(s["a"]["user"]["value"], "cli");
     assert_eq!(s["b"]["user"]["value"], "host-user");
@@ -752,6 +762,17 @@ fn bad_lines_are_named_with_file_and_line() {
         let err = text(&out.stderr);
         assert!(err.contains(&format!("{}{message}", config.display())), "{text_of_file}: {err}");
     }
+}
+
+#[test]
+fn a_missing_dash_f_file_is_an_error() {
+    let out = rexec(&["-H", "x", "-F", "/nonexistent/ssh_config", "--show-config"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("cannot read ssh config /nonexistent/ssh_config"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

@@ -358,3 +358,19 @@ fn auth_methods(config: &ResolvedConfig) -> Vec<AuthMethod> {
     });
     order
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_agent_values() {
+        assert_eq!(agent_of("none"), Agent::Off);
+        assert_eq!(agent_of("NONE"), Agent::Off);
+        assert_eq!(agent_of("SSH_AUTH_SOCK"), Agent::FromEnv);
+        assert_eq!(agent_of("/run/a.sock"), Agent::Socket("/run/a.sock".into()));
+        std::env::set_var("REXEC_TEST_AGENT_VAR", "/run/b.sock");
+        assert_eq!(agent_of("$REXEC_TEST_AGENT_VAR"), Agent::Socket("/run/b.sock".into()));
+        assert_eq!(agent_of("$REXEC_TEST_AGENT_UNSET"), Agent::Off);
+    }
+}

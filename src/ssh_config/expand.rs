@@ -169,8 +169,17 @@ fn home_of(user: &str) -> Option<String> {
     Some(dir.to_string_lossy().into_owned())
 }
 
+/// This machine's name, the local user's name and uid: looked up once per process.
+pub(crate) fn local_facts() -> &'static (String, String, u32) {
+    static FACTS: std::sync::OnceLock<(String, String, u32)> = std::sync::OnceLock::new();
+    FACTS.get_or_init(|| {
+        let (user, uid) = local_user();
+        (local_host_name(), user, uid)
+    })
+}
+
 /// This machine's name (`gethostname`).
-pub(crate) fn local_host_name() -> String {
+fn local_host_name() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it or
     // truncates (the last byte stays 0).
@@ -184,7 +193,7 @@ pub(crate) fn local_host_name() -> String {
 
 /// The local user's name and uid from the password database (OpenSSH's `%u`,
 /// `Match localuser`), falling back to `$USER`.
-pub(crate) fn local_user() -> (String, u32) {
+fn local_user() -> (String, u32) {
     // SAFETY: getuid cannot fail.
     let uid = unsafe { libc::getuid() };
     let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };

@@ -525,6 +525,32 @@ mod tests {
         assert!(time("k", "99999999999").is_err());
     }
 
+    fn load(text: &str, user_config: bool) -> Result<Option<ConfigFile>> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        std::fs::write(&path, text.replace("SELF", &path.display().to_string())).unwrap();
+        Loader::default().file(&path, user_config, false, true, 0)
+    }
+
+    #[test]
+    fn system_includes() {
+        // Relative to /etc/ssh in the system file.
+        let file = load("Include ssh_config\n", false).unwrap().unwrap();
+        let Directive::Include(files) = &file.lines[0].directive else {
+            panic!("not an include")
+        };
+        assert_eq!(files[0].path, Path::new("/etc/ssh/ssh_config"));
+        // No ~ in the system file.
+        let e = load("Include ~/x\n", false).unwrap_err();
+        assert!(e.to_string().contains(":1: bad include path \"~/x\""), "{e}");
+    }
+
+    #[test]
+    fn include_cycles_stop() {
+        let e = load("Include SELF\n", true).unwrap_err();
+        assert!(e.to_string().contains("includes nest deeper than 16"), "{e}");
+    }
+
     #[test]
     fn jumps() {
         for ok in ["none", "b", "u@b:22", "a,b", "ssh://u@b:2", "[::1]:22", "u@[fe80::1]"] {

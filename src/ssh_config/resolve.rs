@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::error::{Error, ErrorKind, Result};
 use crate::glob::glob_match;
 use crate::ssh_config::expand::{
-    expand, home_dir, local_host_name, local_user, pattern_list, tilde, Tokens, PATH_TOKENS,
+    expand, home_dir, local_facts, pattern_list, tilde, Tokens, PATH_TOKENS,
 };
 use crate::ssh_config::load::{Condition, ConfigFile, Criterion, Directive, Setting};
 use crate::ssh_config::{ConfigLine, Query, ResolvedConfig, StrictHostKeyChecking, Value};
@@ -69,7 +69,7 @@ struct Evaluation<'a> {
     host_name_locked: bool,
 }
 
-impl<'a> Evaluation<'a> {
+impl Evaluation<'_> {
     fn walk(&mut self, file: &ConfigFile, active: &mut bool, never: bool) -> Result<()> {
         for line in &file.lines {
             let origin = ConfigLine {
@@ -316,14 +316,14 @@ impl ConfigLine {
 
 /// Evaluates `files` for `query`.
 pub(crate) fn resolve(files: &[ConfigFile], query: &Query<'_>) -> Result<ResolvedConfig> {
-    let (local_user, uid) = local_user();
+    let (local_host, local_user, uid) = local_facts();
     let mut e = Evaluation {
         query,
         raw: Raw::default(),
-        local_user,
-        uid,
+        local_user: local_user.clone(),
+        uid: *uid,
         home: home_dir(),
-        local_host: local_host_name(),
+        local_host: local_host.clone(),
         pattern_host: query.host.to_owned(),
         final_pass: false,
         want_final: false,
