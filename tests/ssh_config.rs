@@ -662,10 +662,10 @@ fn host_key_alias_names_the_known_hosts_entry() {
     let learn = dir.path().join("c-learn");
     write_private(
         &learn,
-        &fs::read_to_string(config("new-alias"))
+        &(fs::read_to_string(config("new-alias"))
             .unwrap()
             .replace(&known.display().to_string(), &dir.path().join("learned").display().to_string())
-            + "  StrictHostKeyChecking accept-new\n",
+            + "  StrictHostKeyChecking accept-new\n"),
     );
     let out = rexec(&["-H", "target", "-F", learn.to_str().unwrap(), "-q", "true"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

@@ -341,12 +341,9 @@ impl Loader {
         let mut matched = false;
         for path in paths {
             let path = path.map_err(|e| {
+                let message = format!("cannot read ssh config {}", e.path().display());
                 Problem::Error(
-                    Error::new(
-                        ErrorKind::LocalIo,
-                        format!("cannot read ssh config {}", e.path().display()),
-                    )
-                    .with_source(e.into_error()),
+                    Error::new(ErrorKind::LocalIo, message).with_source(std::io::Error::from(e)),
                 )
             })?;
             matched = true;
