@@ -366,7 +366,7 @@ fn host_alias_reaches_the_server() {
     let sshd = Sshd::start();
     let dir = tempfile::tempdir().unwrap();
     let config = alias_config(&sshd, dir.path(), "");
-    let out = rexec(&["-H", "target", "-F", config.to_str().unwrap(), "-q", "--", "echo", "hi-$USER"]);
+    let out = rexec(&["-H", "target", "-F", config.to_str().unwrap(), "-q", "--stream", "--", "echo", "hi-$USER"]);
     assert_eq!(text(&out.stdout), format!("target | hi-{TEST_USER}\n"), "{}", text(&out.stderr));
     assert_eq!(out.status.code(), Some(0));
     // Without the configuration the alias is not a host name at all.
@@ -382,7 +382,7 @@ fn default_files_are_read_from_home_and_checked() {
     let config = alias_config(&sshd, &home.path().join(".ssh"), "");
     fs::rename(&config, home.path().join(".ssh/config")).unwrap();
     let user_config = home.path().join(".ssh/config");
-    let out = rexec_command(&["-H", "target", "-q", "--", "echo", "ok"])
+    let out = rexec_command(&["-H", "target", "-q", "--stream", "--", "echo", "ok"])
         .env("HOME", home.path())
         .env("REXEC_LOG", "debug")
         .output()
@@ -566,7 +566,7 @@ fn identities_only_limits_the_agent() {
         );
         path
     };
-    let run_with = |config: &Path| rexec(&["-H", "target", "-F", config.to_str().unwrap(), "-q", "--", "echo", "in"]);
+    let run_with = |config: &Path| rexec(&["-H", "target", "-F", config.to_str().unwrap(), "-q", "--stream", "--", "echo", "in"]);
 
     // IdentitiesOnly no: the identity file fails, an agent key gets in.
     let out = run_with(&config("loose", &unauthorized, "no"));
@@ -626,7 +626,8 @@ fn accept_new_writes_the_configured_user_known_hosts_file() {
         );
         let out = rexec(&["-H", "target", "-F", strict.to_str().unwrap(), "-q", "true"]);
         assert_eq!(out.status.code(), Some(3), "{policy}");
-        assert!(text(&out.stderr).contains("is not in known_hosts"), "{}", text(&out.stderr));
+        let (o, e) = (text(&out.stdout), text(&out.stderr));
+        assert!(o.contains("is not in known_hosts") || e.contains("is not in known_hosts"), "{o}{e}");
     }
 }
 
@@ -709,7 +710,7 @@ fn authentication_methods_follow_the_config() {
     // PasswordAuthentication no: a wrong key, and the password is never tried.
     let out = go(&config("no-pw", &wrong, "  PasswordAuthentication no\n"));
     assert_eq!(out.status.code(), Some(3));
-    let err = text(&out.stderr);
+    let err = text(&out.stderr) + &text(&out.stdout);
     assert!(
         err.contains(&format!(
             "tried: publickey {} (methods configured: publickey,keyboard-interactive);",
