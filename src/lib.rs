@@ -57,8 +57,8 @@ pub use pool::{
 pub use secret::Secret;
 pub use ssh::quote::shell_quote;
 pub use ssh::{
-    Agent, AuthMethod, Command, ConnectOptions, Credentials, DataCallback, ExitStatus, HostKeyPolicy,
-    HostKeyStatus, Identity, KeyLocation, KnownHosts, Output, Session, Sftp, Stream,
+    Agent, AuthMethod, Command, ConnectOptions, Credentials, DataCallback, ExitStatus,
+    HostKeyPolicy, HostKeyStatus, Identity, KeyLocation, KnownHosts, Output, Session, Sftp, Stream,
     TransferOptions, TransferStats,
 };
 pub use template::Template;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use harness::cli::{rexec, rexec_command, text};
-use harness::{run, Sshd, SshAgent, TEST_USER};
+use harness::{run, SshAgent, Sshd, TEST_USER};
 use rexec::ssh_config::{Query, ResolvedConfig, SshConfig};
 
 /// `ssh -G -F config host`, as a map from keyword to its values (one per line).
@@ -38,7 +38,12 @@ fn pw_home() -> String {
 
 /// What ssh -G prints for a path keyword it has not expanded yet (IdentityFile,
 /// CertificateFile), expanded with ssh's own resolved values.
-fn expand_like_ssh(text: &str, g: &HashMap<String, Vec<String>>, original: &str, home: &str) -> String {
+fn expand_like_ssh(
+    text: &str,
+    g: &HashMap<String, Vec<String>>,
+    original: &str,
+    home: &str,
+) -> String {
     let one = |k: &str| g[k][0].clone();
     let text = match text.strip_prefix("~/") {
         Some(rest) => format!("{home}/{rest}"),
@@ -79,7 +84,10 @@ fn compare(config: &Path, host: &str) {
         .unwrap();
     let ctx = format!("{} / {host}", config.display());
     let one = |k: &str| g.get(k).map(|v| v[0].clone());
-    let user = r.user.as_ref().map_or("root".to_owned(), |v| v.value.clone());
+    let user = r
+        .user
+        .as_ref()
+        .map_or("root".to_owned(), |v| v.value.clone());
     assert_eq!(Some(user), one("user"), "user: {ctx}");
     let hostname = r
         .host_name
@@ -94,15 +102,27 @@ fn compare(config: &Path, host: &str) {
         .map(|f| expand_like_ssh(f, &g, host, &home))
         .collect();
     if r.identity_files.is_empty() {
-        assert_eq!(g["identityfile"].len(), 7, "OpenSSH's default identity files: {ctx}");
+        assert_eq!(
+            g["identityfile"].len(),
+            7,
+            "OpenSSH's default identity files: {ctx}"
+        );
     } else {
         assert_eq!(paths(&r.identity_files), ssh_ids, "identity files: {ctx}");
     }
     let ssh_certs: Vec<String> = g
         .get("certificatefile")
-        .map(|l| l.iter().map(|f| expand_like_ssh(f, &g, host, &home)).collect())
+        .map(|l| {
+            l.iter()
+                .map(|f| expand_like_ssh(f, &g, host, &home))
+                .collect()
+        })
         .unwrap_or_default();
-    assert_eq!(paths(&r.certificate_files), ssh_certs, "certificate files: {ctx}");
+    assert_eq!(
+        paths(&r.certificate_files),
+        ssh_certs,
+        "certificate files: {ctx}"
+    );
 
     assert_eq!(
         r.proxy_jump.as_ref().map(|v| v.value.clone()),
@@ -115,15 +135,33 @@ fn compare(config: &Path, host: &str) {
         "proxy command: {ctx}"
     );
     let user_files = match &r.user_known_hosts_files {
-        Some(v) => v.value.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "),
+        Some(v) => v
+            .value
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
         None => format!("{home}/.ssh/known_hosts {home}/.ssh/known_hosts2"),
     };
-    assert_eq!(Some(user_files), one("userknownhostsfile"), "user known hosts: {ctx}");
+    assert_eq!(
+        Some(user_files),
+        one("userknownhostsfile"),
+        "user known hosts: {ctx}"
+    );
     let global_files = match &r.global_known_hosts_files {
-        Some(v) => v.value.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "),
+        Some(v) => v
+            .value
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
         None => "/etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2".to_owned(),
     };
-    assert_eq!(Some(global_files), one("globalknownhostsfile"), "global known hosts: {ctx}");
+    assert_eq!(
+        Some(global_files),
+        one("globalknownhostsfile"),
+        "global known hosts: {ctx}"
+    );
     let strict = r
         .strict_host_key_checking
         .as_ref()
@@ -133,23 +171,41 @@ fn compare(config: &Path, host: &str) {
         .connect_timeout
         .as_ref()
         .map_or("none".to_owned(), |v| v.value.as_secs().to_string());
-    assert_eq!(Some(timeout), one("connecttimeout"), "connect timeout: {ctx}");
+    assert_eq!(
+        Some(timeout),
+        one("connecttimeout"),
+        "connect timeout: {ctx}"
+    );
     let interval = r
         .server_alive_interval
         .as_ref()
         .map_or(0, |v| v.value.as_secs());
-    assert_eq!(Some(interval.to_string()), one("serveraliveinterval"), "alive interval: {ctx}");
+    assert_eq!(
+        Some(interval.to_string()),
+        one("serveraliveinterval"),
+        "alive interval: {ctx}"
+    );
     let count = r.server_alive_count_max.as_ref().map_or(3, |v| v.value);
-    assert_eq!(Some(count.to_string()), one("serveralivecountmax"), "alive count: {ctx}");
+    assert_eq!(
+        Some(count.to_string()),
+        one("serveralivecountmax"),
+        "alive count: {ctx}"
+    );
     assert_eq!(
         r.host_key_alias.as_ref().map(|v| v.value.clone()),
         one("hostkeyalias"),
         "host key alias: {ctx}"
     );
     let only = r.identities_only.as_ref().is_some_and(|v| v.value);
-    assert_eq!(Some(yes(only)), one("identitiesonly"), "identities only: {ctx}");
     assert_eq!(
-        r.preferred_authentications.as_ref().map(|v| v.value.join(",")),
+        Some(yes(only)),
+        one("identitiesonly"),
+        "identities only: {ctx}"
+    );
+    assert_eq!(
+        r.preferred_authentications
+            .as_ref()
+            .map(|v| v.value.join(",")),
         one("preferredauthentications"),
         "preferred authentications: {ctx}"
     );
@@ -160,12 +216,19 @@ fn compare(config: &Path, host: &str) {
     );
     for (value, key) in [
         (&r.password_authentication, "passwordauthentication"),
-        (&r.kbd_interactive_authentication, "kbdinteractiveauthentication"),
+        (
+            &r.kbd_interactive_authentication,
+            "kbdinteractiveauthentication",
+        ),
         (&r.pubkey_authentication, "pubkeyauthentication"),
     ] {
         let ours = value.as_ref().is_none_or(|v| v.value);
         let theirs = one(key).unwrap();
-        assert_eq!(ours, theirs == "yes" || theirs == "true", "{key}: {ctx} ({theirs})");
+        assert_eq!(
+            ours,
+            theirs == "yes" || theirs == "true",
+            "{key}: {ctx} ({theirs})"
+        );
     }
 }
 
@@ -200,8 +263,16 @@ fn resolution_matches_ssh_g() {
     let _guard = HomeDirGuard(ssh_dir.join(&rel), made_ssh_dir);
 
     fs::create_dir(dir.path().join("inc")).unwrap();
-    fs::write(dir.path().join("inc/10-first.conf"), "Host web1\n  User incuser\n").unwrap();
-    fs::write(dir.path().join("inc/20-second.conf"), "Host web2\n\tPort=2202\n").unwrap();
+    fs::write(
+        dir.path().join("inc/10-first.conf"),
+        "Host web1\n  User incuser\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("inc/20-second.conf"),
+        "Host web2\n\tPort=2202\n",
+    )
+    .unwrap();
     fs::write(dir.path().join("inc/skipped.txt"), "Host *\n  User never\n").unwrap();
     fs::write(
         ssh_dir.join(&rel).join("a.conf"),
@@ -280,8 +351,8 @@ fn resolution_matches_ssh_g() {
     .unwrap();
 
     let hosts = [
-        "web1", "web2", "web9", "webx", "web10", "db1", "db2", "cache1", "cache2", "lit",
-        "other", "DB1", "10.1.2.3",
+        "web1", "web2", "web9", "webx", "web10", "db1", "db2", "cache1", "cache2", "lit", "other",
+        "DB1", "10.1.2.3",
     ];
     for host in hosts {
         compare(&main, host);
@@ -328,7 +399,10 @@ fn settled_user_and_port_match_ssh_l_and_p() {
         .arg(&config)
         .arg("h"));
     assert!(out.contains("\nidentityfile /k/%r-%p\n"), "{out}");
-    assert!(out.contains("\nuser deploy\n") && out.contains("\nport 2222\n"), "{out}");
+    assert!(
+        out.contains("\nuser deploy\n") && out.contains("\nport 2222\n"),
+        "{out}"
+    );
     let r = SshConfig::load_file(&config)
         .unwrap()
         .resolve(&Query {
@@ -366,11 +440,35 @@ fn host_alias_reaches_the_server() {
     let sshd = Sshd::start();
     let dir = tempfile::tempdir().unwrap();
     let config = alias_config(&sshd, dir.path(), "");
-    let out = rexec(&["-H", "target", "-F", config.to_str().unwrap(), "-q", "--stream", "--", "echo", "hi-$USER"]);
-    assert_eq!(text(&out.stdout), format!("target | hi-{TEST_USER}\n"), "{}", text(&out.stderr));
+    let out = rexec(&[
+        "-H",
+        "target",
+        "-F",
+        config.to_str().unwrap(),
+        "-q",
+        "--stream",
+        "--",
+        "echo",
+        "hi-$USER",
+    ]);
+    assert_eq!(
+        text(&out.stdout),
+        format!("target | hi-{TEST_USER}\n"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(out.status.code(), Some(0));
     // Without the configuration the alias is not a host name at all.
-    let out = rexec(&["-H", "target", "-F", "none", "-q", "--connect-timeout", "5s", "true"]);
+    let out = rexec(&[
+        "-H",
+        "target",
+        "-F",
+        "none",
+        "-q",
+        "--connect-timeout",
+        "5s",
+        "true",
+    ]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
 }
 
@@ -391,14 +489,21 @@ fn default_files_are_read_from_home_and_checked() {
     let log = text(&out.stderr);
     let user_at = log.find(&format!("reading ssh config {}", user_config.display()));
     let system_at = log.find("reading ssh config /etc/ssh/ssh_config");
-    assert!(user_at.is_some() && system_at.is_some() && user_at < system_at, "{log}");
+    assert!(
+        user_at.is_some() && system_at.is_some() && user_at < system_at,
+        "{log}"
+    );
 
     // -F none reads nothing: the alias is not resolved.
     let out = rexec_command(&["-H", "target", "-F", "none", "--show-config"])
         .env("HOME", home.path())
         .output()
         .unwrap();
-    assert!(text(&out.stdout).contains("address              target  (default (the host's name))"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("address              target  (default (the host's name))"),
+        "{}",
+        text(&out.stdout)
+    );
 
     // OpenSSH refuses a user config that others may write; so does rexec.
     fs::set_permissions(&user_config, fs::Permissions::from_mode(0o666)).unwrap();
@@ -408,7 +513,10 @@ fn default_files_are_read_from_home_and_checked() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stderr).contains(&format!("bad owner or permissions on ssh config {}", user_config.display())),
+        text(&out.stderr).contains(&format!(
+            "bad owner or permissions on ssh config {}",
+            user_config.display()
+        )),
         "{}",
         text(&out.stderr)
     );
@@ -457,10 +565,16 @@ fn show_config_names_origins_without_connecting() {
         format!("  address              127.0.0.1  (ssh_config {c}:2)"),
         format!("  port                 2222  (inventory {i}:5)"),
         "  user                 cli-user  (command line)".to_owned(),
-        format!("  identity_files       {}  (ssh_config {c}:5)", sshd.user_key.display()),
+        format!(
+            "  identity_files       {}  (ssh_config {c}:5)",
+            sshd.user_key.display()
+        ),
         format!("  identities_only      yes  (ssh_config {c}:8)"),
         format!("  proxy_jump           bastion  (ssh_config {c}:9)"),
-        format!("  known_hosts          {}  (ssh_config {c}:6)", sshd.known_hosts.display()),
+        format!(
+            "  known_hosts          {}  (ssh_config {c}:6)",
+            sshd.known_hosts.display()
+        ),
         "  global_known_hosts   /etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2  (default)"
             .to_owned(),
         "  host_key_policy      strict  (default)".to_owned(),
@@ -469,7 +583,10 @@ fn show_config_names_origins_without_connecting() {
         format!("  keepalive_max        1  (ssh_config {c}:10)"),
         "  auth_methods         publickey keyboard-interactive password  (default)".to_owned(),
     ] {
-        assert!(shown.lines().any(|l| l == line), "missing {line:?} in:\n{shown}");
+        assert!(
+            shown.lines().any(|l| l == line),
+            "missing {line:?} in:\n{shown}"
+        );
     }
 
     let a = args(true);
@@ -481,7 +598,10 @@ fn show_config_names_origins_without_connecting() {
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["host"], "target");
     assert_eq!(lines[0]["settings"]["port"]["value"], 2222);
-    assert_eq!(lines[0]["settings"]["address"]["origin"], format!("ssh_config {c}:2"));
+    assert_eq!(
+        lines[0]["settings"]["address"]["origin"],
+        format!("ssh_config {c}:2")
+    );
     assert_eq!(lines[0]["settings"]["user"]["origin"], "command line");
 
     // Nothing connected.
@@ -507,7 +627,14 @@ fn precedence() {
     )
     .unwrap();
     let show = |extra: &[&str]| {
-        let mut a = vec!["-i", inventory.to_str().unwrap(), "-F", config.to_str().unwrap(), "--show-config", "--json"];
+        let mut a = vec![
+            "-i",
+            inventory.to_str().unwrap(),
+            "-F",
+            config.to_str().unwrap(),
+            "--show-config",
+            "--json",
+        ];
         a.extend_from_slice(extra);
         let out = rexec(&a);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -515,7 +642,10 @@ fn precedence() {
             .lines()
             .map(|l| {
                 let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                (v["host"].as_str().unwrap().to_owned(), v["settings"].clone())
+                (
+                    v["host"].as_str().unwrap().to_owned(),
+                    v["settings"].clone(),
+                )
             })
             .collect::<HashMap<_, _>>()
     };
@@ -546,7 +676,12 @@ fn identities_only_limits_the_agent() {
     let agent = SshAgent::start();
     // The agent holds the authorized key and a few others.
     for i in 0..3 {
-        agent.add(&harness::keygen(dir.path(), &format!("other{i}"), "ed25519", ""));
+        agent.add(&harness::keygen(
+            dir.path(),
+            &format!("other{i}"),
+            "ed25519",
+            "",
+        ));
     }
     agent.add(&sshd.user_key);
     let unauthorized = harness::keygen(dir.path(), "unauthorized", "ed25519", "");
@@ -566,7 +701,19 @@ fn identities_only_limits_the_agent() {
         );
         path
     };
-    let run_with = |config: &Path| rexec(&["-H", "target", "-F", config.to_str().unwrap(), "-q", "--stream", "--", "echo", "in"]);
+    let run_with = |config: &Path| {
+        rexec(&[
+            "-H",
+            "target",
+            "-F",
+            config.to_str().unwrap(),
+            "-q",
+            "--stream",
+            "--",
+            "echo",
+            "in",
+        ])
+    };
 
     // IdentitiesOnly no: the identity file fails, an agent key gets in.
     let out = run_with(&config("loose", &unauthorized, "no"));
@@ -581,7 +728,11 @@ fn identities_only_limits_the_agent() {
     // IdentitiesOnly yes with an identity file whose private half is absent but whose
     // public half the agent holds: the agent signs for it.
     let public_only = dir.path().join("authorized_public_only");
-    fs::copy(sshd.user_key.with_extension("pub"), dir.path().join("authorized_public_only.pub")).unwrap();
+    fs::copy(
+        sshd.user_key.with_extension("pub"),
+        dir.path().join("authorized_public_only.pub"),
+    )
+    .unwrap();
     let out = run_with(&config("pub", &public_only, "yes"));
     assert_eq!(text(&out.stdout), "target | in\n", "{}", text(&out.stderr));
     let accepted = sshd.log().matches("Accepted publickey").count();
@@ -611,7 +762,10 @@ fn accept_new_writes_the_configured_user_known_hosts_file() {
     let written = fs::read_to_string(&learned).unwrap();
     let public = fs::read_to_string(sshd.host_keys[0].with_extension("pub")).unwrap();
     let key: Vec<&str> = public.split_whitespace().take(2).collect();
-    assert_eq!(written, format!("[127.0.0.1]:{} {} {}\n", sshd.port, key[0], key[1]));
+    assert_eq!(
+        written,
+        format!("[127.0.0.1]:{} {} {}\n", sshd.port, key[0], key[1])
+    );
     assert!(!second.exists());
 
     // StrictHostKeyChecking yes (and ask) refuse an unknown key.
@@ -622,12 +776,18 @@ fn accept_new_writes_the_configured_user_known_hosts_file() {
             &fs::read_to_string(&config)
                 .unwrap()
                 .replace("accept-new", policy)
-                .replace(&learned.display().to_string(), &dir.path().join("empty").display().to_string()),
+                .replace(
+                    &learned.display().to_string(),
+                    &dir.path().join("empty").display().to_string(),
+                ),
         );
         let out = rexec(&["-H", "target", "-F", strict.to_str().unwrap(), "-q", "true"]);
         assert_eq!(out.status.code(), Some(3), "{policy}");
         let (o, e) = (text(&out.stdout), text(&out.stderr));
-        assert!(o.contains("is not in known_hosts") || e.contains("is not in known_hosts"), "{o}{e}");
+        assert!(
+            o.contains("is not in known_hosts") || e.contains("is not in known_hosts"),
+            "{o}{e}"
+        );
     }
 }
 
@@ -641,7 +801,11 @@ fn host_key_alias_names_the_known_hosts_entry() {
     fs::write(&known, format!("the-alias {} {}\n", key[0], key[1])).unwrap();
     let config = |alias: &str| {
         let path = dir.path().join(format!("c-{alias}"));
-        let line = if alias.is_empty() { String::new() } else { format!("  HostKeyAlias {alias}\n") };
+        let line = if alias.is_empty() {
+            String::new()
+        } else {
+            format!("  HostKeyAlias {alias}\n")
+        };
         write_private(
             &path,
             &format!(
@@ -654,19 +818,37 @@ fn host_key_alias_names_the_known_hosts_entry() {
         );
         path
     };
-    let out = rexec(&["-H", "target", "-F", config("the-alias").to_str().unwrap(), "-q", "true"]);
+    let out = rexec(&[
+        "-H",
+        "target",
+        "-F",
+        config("the-alias").to_str().unwrap(),
+        "-q",
+        "true",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let out = rexec(&["-H", "target", "-F", config("").to_str().unwrap(), "-q", "true"]);
-    assert_eq!(out.status.code(), Some(3), "without the alias the key is unknown");
+    let out = rexec(&[
+        "-H",
+        "target",
+        "-F",
+        config("").to_str().unwrap(),
+        "-q",
+        "true",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "without the alias the key is unknown"
+    );
 
     // accept-new records the alias, without a port.
     let learn = dir.path().join("c-learn");
     write_private(
         &learn,
-        &(fs::read_to_string(config("new-alias"))
-            .unwrap()
-            .replace(&known.display().to_string(), &dir.path().join("learned").display().to_string())
-            + "  StrictHostKeyChecking accept-new\n"),
+        &(fs::read_to_string(config("new-alias")).unwrap().replace(
+            &known.display().to_string(),
+            &dir.path().join("learned").display().to_string(),
+        ) + "  StrictHostKeyChecking accept-new\n"),
     );
     let out = rexec(&["-H", "target", "-F", learn.to_str().unwrap(), "-q", "true"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -696,13 +878,26 @@ fn authentication_methods_follow_the_config() {
         path
     };
     let go = |c: &Path| {
-        rexec_command(&["-H", "target", "-F", c.to_str().unwrap(), "--password-env", "PW", "-q", "true"])
-            .env("PW", harness::setup())
-            .output()
-            .unwrap()
+        rexec_command(&[
+            "-H",
+            "target",
+            "-F",
+            c.to_str().unwrap(),
+            "--password-env",
+            "PW",
+            "-q",
+            "true",
+        ])
+        .env("PW", harness::setup())
+        .output()
+        .unwrap()
     };
     // Password first: the server accepts the password before any key is offered.
-    let out = go(&config("pw-first", &sshd.user_key, "  PreferredAuthentications password,publickey\n"));
+    let out = go(&config(
+        "pw-first",
+        &sshd.user_key,
+        "  PreferredAuthentications password,publickey\n",
+    ));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(sshd.log().contains("Accepted password"), "{}", sshd.log());
     assert!(!sshd.log().contains("Accepted publickey"));
@@ -721,7 +916,11 @@ fn authentication_methods_follow_the_config() {
 
     // PubkeyAuthentication no: the (authorized) key is not offered; the password is.
     let before = sshd.log().matches("Accepted password").count();
-    let out = go(&config("no-key", &sshd.user_key, "  PubkeyAuthentication no\n"));
+    let out = go(&config(
+        "no-key",
+        &sshd.user_key,
+        "  PubkeyAuthentication no\n",
+    ));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(sshd.log().matches("Accepted password").count(), before + 1);
     assert!(!sshd.log().contains("Accepted publickey"));
@@ -740,9 +939,23 @@ fn ignored_keywords_are_named_once_in_the_debug_log() {
         .output()
         .unwrap();
     let err = text(&out.stderr);
-    assert_eq!(err.matches("\"forwardagent\" is ignored").count(), 1, "{err}");
-    assert!(err.contains(&format!("{}:2: ssh config keyword \"forwardagent\"", config.display())), "{err}");
-    assert_eq!(err.matches("\"compression\" is ignored").count(), 1, "{err}");
+    assert_eq!(
+        err.matches("\"forwardagent\" is ignored").count(),
+        1,
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{}:2: ssh config keyword \"forwardagent\"",
+            config.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("\"compression\" is ignored").count(),
+        1,
+        "{err}"
+    );
 }
 
 #[test]
@@ -750,18 +963,33 @@ fn bad_lines_are_named_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     for (text_of_file, message) in [
         ("Host x\n  Port 0\n", ":2: bad port \"0\""),
-        ("Match tagged x\n", ":1: Match: unsupported attribute \"tagged\""),
+        (
+            "Match tagged x\n",
+            ":1: Match: unsupported attribute \"tagged\"",
+        ),
         ("Host x\n  User \"open\n", ":2: unbalanced quotes"),
-        ("Host x\n  IdentityFile /k/%z\n", ":2: IdentityFile: unknown token %z"),
-        ("Match exec \"kill -9 $$\"\n", ":1: Match exec \"kill -9 $$\" ended abnormally"),
-        ("Host x\n  StrictHostKeyChecking maybe\n", ":2: stricthostkeychecking: unsupported option \"maybe\""),
+        (
+            "Host x\n  IdentityFile /k/%z\n",
+            ":2: IdentityFile: unknown token %z",
+        ),
+        (
+            "Match exec \"kill -9 $$\"\n",
+            ":1: Match exec \"kill -9 $$\" ended abnormally",
+        ),
+        (
+            "Host x\n  StrictHostKeyChecking maybe\n",
+            ":2: stricthostkeychecking: unsupported option \"maybe\"",
+        ),
     ] {
         let config = dir.path().join("c");
         write_private(&config, text_of_file);
         let out = rexec(&["-H", "x", "-F", config.to_str().unwrap(), "--show-config"]);
         assert_eq!(out.status.code(), Some(2), "{text_of_file}");
         let err = text(&out.stderr);
-        assert!(err.contains(&format!("{}{message}", config.display())), "{text_of_file}: {err}");
+        assert!(
+            err.contains(&format!("{}{message}", config.display())),
+            "{text_of_file}: {err}"
+        );
     }
 }
 
@@ -791,7 +1019,10 @@ fn match_exec_runs_the_command_with_tokens() {
     let c = SshConfig::load_file(&config).unwrap();
     let r = c.resolve(&Query::new("yes-host")).unwrap();
     assert_eq!(r.user.unwrap().value, "matched");
-    assert_eq!(fs::read_to_string(&marker).unwrap(), "yes-host yes-host root 22\n");
+    assert_eq!(
+        fs::read_to_string(&marker).unwrap(),
+        "yes-host yes-host root 22\n"
+    );
     let r = c.resolve(&Query::new("no-host")).unwrap();
     assert!(r.user.is_none());
 }

@@ -50,7 +50,11 @@ fn rows(host: &Host, no_agent: bool) -> Vec<Row> {
     };
     match &s.address {
         Some(a) => row("address", json!(a), origin_of(host, "address")),
-        None => row("address", json!(host.name), "default (the host's name)".to_owned()),
+        None => row(
+            "address",
+            json!(host.name),
+            "default (the host's name)".to_owned(),
+        ),
     }
     match s.port {
         Some(p) => row("port", json!(p), origin_of(host, "port")),
@@ -64,7 +68,11 @@ fn rows(host: &Host, no_agent: bool) -> Vec<Row> {
         }
     }
     match &s.identity_files {
-        Some(files) => row("identity_files", paths(files), origin_of(host, "identity_files")),
+        Some(files) => row(
+            "identity_files",
+            paths(files),
+            origin_of(host, "identity_files"),
+        ),
         None => row(
             "identity_files",
             json!(["~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa"]),
@@ -115,7 +123,11 @@ fn rows(host: &Host, no_agent: bool) -> Vec<Row> {
         ),
     }
     match (&s.known_hosts, global_files) {
-        (Some(_), _) => row("global_known_hosts", json!([]), origin_of(host, "known_hosts")),
+        (Some(_), _) => row(
+            "global_known_hosts",
+            json!([]),
+            origin_of(host, "known_hosts"),
+        ),
         (None, Some(v)) => row("global_known_hosts", paths(&v.value), from_config(v)),
         (None, None) => row(
             "global_known_hosts",
@@ -135,16 +147,28 @@ fn rows(host: &Host, no_agent: bool) -> Vec<Row> {
         row("host_key_alias", json!(v.value), from_config(v));
     }
     match s.connect_timeout {
-        Some(t) => row("connect_timeout", secs(t), origin_of(host, "connect_timeout")),
+        Some(t) => row(
+            "connect_timeout",
+            secs(t),
+            origin_of(host, "connect_timeout"),
+        ),
         None => row("connect_timeout", json!("10s"), DEFAULT.to_owned()),
     }
     match s.command_timeout {
-        Some(t) => row("command_timeout", secs(t), origin_of(host, "command_timeout")),
+        Some(t) => row(
+            "command_timeout",
+            secs(t),
+            origin_of(host, "command_timeout"),
+        ),
         None => row("command_timeout", json!("none"), DEFAULT.to_owned()),
     }
     match s.keepalive {
         Some(t) => row("keepalive", secs(t), origin_of(host, "keepalive")),
-        None => row("keepalive", secs(ConnectOptions::DEFAULT_KEEPALIVE), DEFAULT.to_owned()),
+        None => row(
+            "keepalive",
+            secs(ConnectOptions::DEFAULT_KEEPALIVE),
+            DEFAULT.to_owned(),
+        ),
     }
     match s.keepalive_max {
         Some(n) => row("keepalive_max", json!(n), origin_of(host, "keepalive_max")),
@@ -168,7 +192,10 @@ fn rows(host: &Host, no_agent: bool) -> Vec<Row> {
 /// The methods and the lines that chose them.
 fn auth_methods(ssh: Option<&ResolvedConfig>) -> (Value, String) {
     let Some(c) = ssh else {
-        let all: Vec<String> = AuthMethod::DEFAULT_ORDER.iter().map(ToString::to_string).collect();
+        let all: Vec<String> = AuthMethod::DEFAULT_ORDER
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         return (json!(all), DEFAULT.to_owned());
     };
     let mut order: Vec<AuthMethod> = match &c.preferred_authentications {
@@ -186,7 +213,10 @@ fn auth_methods(ssh: Option<&ResolvedConfig>) -> (Value, String) {
         .collect();
     for (method, setting) in [
         (AuthMethod::PublicKey, &c.pubkey_authentication),
-        (AuthMethod::KeyboardInteractive, &c.kbd_interactive_authentication),
+        (
+            AuthMethod::KeyboardInteractive,
+            &c.kbd_interactive_authentication,
+        ),
         (AuthMethod::Password, &c.password_authentication),
     ] {
         if let Some(v) = setting {

@@ -865,12 +865,24 @@ impl Parser<'_> {
                     .map(Spanned::span),
             ),
             ("password_env", raw.password_env.as_ref().map(Spanned::span)),
-            ("host_key_policy", raw.host_key_policy.as_ref().map(Spanned::span)),
+            (
+                "host_key_policy",
+                raw.host_key_policy.as_ref().map(Spanned::span),
+            ),
             ("known_hosts", raw.known_hosts.as_ref().map(Spanned::span)),
-            ("connect_timeout", raw.connect_timeout.as_ref().map(Spanned::span)),
-            ("command_timeout", raw.command_timeout.as_ref().map(Spanned::span)),
+            (
+                "connect_timeout",
+                raw.connect_timeout.as_ref().map(Spanned::span),
+            ),
+            (
+                "command_timeout",
+                raw.command_timeout.as_ref().map(Spanned::span),
+            ),
             ("keepalive", raw.keepalive.as_ref().map(Spanned::span)),
-            ("keepalive_max", raw.keepalive_max.as_ref().map(Spanned::span)),
+            (
+                "keepalive_max",
+                raw.keepalive_max.as_ref().map(Spanned::span),
+            ),
             ("transport", raw.transport.as_ref().map(Spanned::span)),
         ];
         for (field, span) in spans {

@@ -207,7 +207,11 @@ impl TargetBuilder {
                                 file.display()
                             );
                         } else {
-                            tracing::debug!("{}: key file {} is absent: skipped", host.name, file.display());
+                            tracing::debug!(
+                                "{}: key file {} is absent: skipped",
+                                host.name,
+                                file.display()
+                            );
                         }
                         continue;
                     }
@@ -217,11 +221,13 @@ impl TargetBuilder {
             }
         };
         creds.identities_only(identities_only);
-        creds.agent(match (&self.agent, ssh.and_then(|c| c.identity_agent.as_ref())) {
-            (Some(agent), _) => agent.clone(),
-            (None, Some(v)) => agent_of(&v.value),
-            (None, None) => Agent::FromEnv,
-        });
+        creds.agent(
+            match (&self.agent, ssh.and_then(|c| c.identity_agent.as_ref())) {
+                (Some(agent), _) => agent.clone(),
+                (None, Some(v)) => agent_of(&v.value),
+                (None, None) => Agent::FromEnv,
+            },
+        );
         if let Some(ssh) = ssh {
             creds.methods(&auth_methods(ssh));
         }
@@ -250,9 +256,9 @@ impl TargetBuilder {
         }
         if let Some(file) = &s.known_hosts {
             connect = connect.known_hosts(KnownHosts::file(file));
-        } else if let Some(ssh) = ssh.filter(|c| {
-            c.user_known_hosts_files.is_some() || c.global_known_hosts_files.is_some()
-        }) {
+        } else if let Some(ssh) = ssh
+            .filter(|c| c.user_known_hosts_files.is_some() || c.global_known_hosts_files.is_some())
+        {
             let user = ssh
                 .user_known_hosts_files
                 .as_ref()
@@ -370,7 +376,10 @@ mod tests {
         assert_eq!(agent_of("SSH_AUTH_SOCK"), Agent::FromEnv);
         assert_eq!(agent_of("/run/a.sock"), Agent::Socket("/run/a.sock".into()));
         std::env::set_var("REXEC_TEST_AGENT_VAR", "/run/b.sock");
-        assert_eq!(agent_of("$REXEC_TEST_AGENT_VAR"), Agent::Socket("/run/b.sock".into()));
+        assert_eq!(
+            agent_of("$REXEC_TEST_AGENT_VAR"),
+            Agent::Socket("/run/b.sock".into())
+        );
         assert_eq!(agent_of("$REXEC_TEST_AGENT_UNSET"), Agent::Off);
     }
 }

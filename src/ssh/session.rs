@@ -858,7 +858,12 @@ async fn try_methods(
     let password_after_keys = order
         .iter()
         .position(|m| *m == AuthMethod::PublicKey)
-        .is_some_and(|keys| order.iter().skip(keys).any(|m| password_methods.contains(m)));
+        .is_some_and(|keys| {
+            order
+                .iter()
+                .skip(keys)
+                .any(|m| password_methods.contains(m))
+        });
     let password_turn = creds.password_secret().is_some()
         && !mismatch_accepted
         && password_after_keys
@@ -943,7 +948,11 @@ async fn try_methods(
     } else {
         format!(
             " (methods configured: {})",
-            order.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+            order
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
         )
     };
     Err(Error::new(

@@ -74,7 +74,11 @@ impl SshConfig {
             set.host_key_policy = Some(v.value.policy());
             set.origins.insert("host_key_policy", from(&v.origin));
         }
-        if let Some(v) = resolved.connect_timeout.as_ref().filter(|v| !v.value.is_zero()) {
+        if let Some(v) = resolved
+            .connect_timeout
+            .as_ref()
+            .filter(|v| !v.value.is_zero())
+        {
             if set.connect_timeout.is_none() {
                 set.connect_timeout = Some(v.value);
                 set.origins.insert("connect_timeout", from(&v.origin));
@@ -91,9 +95,7 @@ impl SshConfig {
             }
         }
         if let (None, Some(v)) = (set.keepalive_max, &resolved.server_alive_count_max) {
-            let bounded = v
-                .value
-                .clamp(*KEEPALIVE_MAX.start(), *KEEPALIVE_MAX.end());
+            let bounded = v.value.clamp(*KEEPALIVE_MAX.start(), *KEEPALIVE_MAX.end());
             set.keepalive_max = usize::try_from(bounded).ok();
             set.origins.insert("keepalive_max", from(&v.origin));
         }

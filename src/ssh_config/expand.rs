@@ -141,7 +141,11 @@ pub(crate) fn tilde(text: &str, home: &str) -> std::result::Result<String, Strin
         home_of(user).ok_or_else(|| format!("no such user {user:?} in {text:?}"))?
     };
     let joined = format!("{}{path}", dir.trim_end_matches('/'));
-    Ok(if joined.is_empty() { "/".to_owned() } else { joined })
+    Ok(if joined.is_empty() {
+        "/".to_owned()
+    } else {
+        joined
+    })
 }
 
 /// The home directory of `user` from the password database.

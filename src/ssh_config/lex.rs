@@ -12,7 +12,7 @@ fn is_space(c: char) -> bool {
 /// argument).
 pub(super) fn keyword(line: &str) -> Option<(String, &str)> {
     let line = line.trim_end_matches(|c| is_space(c) || c == '\x0c');
-    let line = line.trim_start_matches(|c| is_space(c));
+    let line = line.trim_start_matches(is_space);
     if line.is_empty() || line.starts_with('#') {
         return None;
     }
@@ -60,7 +60,9 @@ pub(super) fn arguments(text: &str) -> Option<Vec<String>> {
             };
             if c == '\\' {
                 match chars.get(i + 1) {
-                    Some(&n) if n == '\'' || n == '"' || n == '\\' || (quote.is_none() && n == ' ') => {
+                    Some(&n)
+                        if n == '\'' || n == '"' || n == '\\' || (quote.is_none() && n == ' ') =>
+                    {
                         arg.push(n);
                         i += 2;
                     }
@@ -98,7 +100,10 @@ pub(super) fn match_words(text: &str) -> Option<Vec<String>> {
             let close = quoted.find('"')?;
             let (inside, after) = quoted.split_at(close);
             words.push(format!("{head}{inside}"));
-            rest = after.get(1..).unwrap_or_default().trim_start_matches(is_space);
+            rest = after
+                .get(1..)
+                .unwrap_or_default()
+                .trim_start_matches(is_space);
             continue;
         }
         words.push(head.to_owned());
@@ -142,7 +147,10 @@ mod tests {
     fn match_line() {
         let m = |s: &str| match_words(s).unwrap();
         assert_eq!(m("host a,b user x"), ["host", "a,b", "user", "x"]);
-        assert_eq!(m("exec \"test -f x\" host=y"), ["exec", "test -f x", "host", "y"]);
+        assert_eq!(
+            m("exec \"test -f x\" host=y"),
+            ["exec", "test -f x", "host", "y"]
+        );
         assert_eq!(m("all # comment"), ["all", "#", "comment"]);
         assert!(match_words("exec \"open").is_none());
     }

@@ -160,12 +160,12 @@ impl Loader {
             if rest.is_empty() {
                 return Err(at(format!("no argument after keyword {keyword:?}")));
             }
-            let directive = self
-                .directive(&keyword, rest, user_config, depth)
-                .map_err(|e| match e {
-                    Problem::Message(m) => at(m),
-                    Problem::Error(e) => e,
-                })?;
+            let directive =
+                self.directive(&keyword, rest, user_config, depth)
+                    .map_err(|e| match e {
+                        Problem::Message(m) => at(m),
+                        Problem::Error(e) => e,
+                    })?;
             if matches!(directive, Directive::Ignored) && self.logged.insert(keyword.clone()) {
                 tracing::debug!(
                     "{}:{number}: ssh config keyword {keyword:?} is ignored by rexec",
@@ -188,9 +188,8 @@ impl Loader {
         user_config: bool,
         depth: usize,
     ) -> std::result::Result<Directive, Problem> {
-        let args = || {
-            lex::arguments(rest).ok_or_else(|| Problem::from("unbalanced quotes".to_owned()))
-        };
+        let args =
+            || lex::arguments(rest).ok_or_else(|| Problem::from("unbalanced quotes".to_owned()));
         // One argument, as OpenSSH's parse_string and friends take it.
         let one = || -> std::result::Result<String, Problem> {
             let mut a = args()?.into_iter();
@@ -208,7 +207,9 @@ impl Loader {
             match v.to_ascii_lowercase().as_str() {
                 "yes" | "true" => Ok(true),
                 "no" | "false" => Ok(false),
-                _ => Err(format!("{keyword}: unsupported option {v:?} (expected yes or no)").into()),
+                _ => {
+                    Err(format!("{keyword}: unsupported option {v:?} (expected yes or no)").into())
+                }
             }
         };
         let set = |s: Setting| Ok(Directive::Set(s));
@@ -451,8 +452,8 @@ fn check_port(port: Option<&str>, value: &str) -> std::result::Result<(), Proble
 
 /// The criteria of a `Match` line (OpenSSH 9.2's `match_cfg_line`, checked once here).
 fn conditions(rest: &str) -> std::result::Result<Vec<Condition>, Problem> {
-    let words =
-        lex::match_words(rest).ok_or_else(|| Problem::from("Match: unbalanced quotes".to_owned()))?;
+    let words = lex::match_words(rest)
+        .ok_or_else(|| Problem::from("Match: unbalanced quotes".to_owned()))?;
     let mut words = words.into_iter().peekable();
     let mut conditions = Vec::new();
     while let Some(word) = words.next() {
@@ -466,12 +467,15 @@ fn conditions(rest: &str) -> std::result::Result<Vec<Condition>, Problem> {
         let name = name.to_ascii_lowercase();
         let criterion = match name.as_str() {
             "all" => {
-                let others = conditions
-                    .iter()
-                    .any(|c: &Condition| !matches!(c.criterion, Criterion::Canonical | Criterion::Final));
+                let others = conditions.iter().any(|c: &Condition| {
+                    !matches!(c.criterion, Criterion::Canonical | Criterion::Final)
+                });
                 let more = words.peek().is_some_and(|w| !w.starts_with('#'));
                 if others || more {
-                    return Err(format!("Match: {word:?} cannot be combined with other Match attributes").into());
+                    return Err(format!(
+                        "Match: {word:?} cannot be combined with other Match attributes"
+                    )
+                    .into());
                 }
                 Criterion::All
             }
@@ -539,18 +543,32 @@ mod tests {
         assert_eq!(files[0].path, Path::new("/etc/ssh/ssh_config"));
         // No ~ in the system file.
         let e = load("Include ~/x\n", false).unwrap_err();
-        assert!(e.to_string().contains(":1: bad include path \"~/x\""), "{e}");
+        assert!(
+            e.to_string().contains(":1: bad include path \"~/x\""),
+            "{e}"
+        );
     }
 
     #[test]
     fn include_cycles_stop() {
         let e = load("Include SELF\n", true).unwrap_err();
-        assert!(e.to_string().contains("includes nest deeper than 16"), "{e}");
+        assert!(
+            e.to_string().contains("includes nest deeper than 16"),
+            "{e}"
+        );
     }
 
     #[test]
     fn jumps() {
-        for ok in ["none", "b", "u@b:22", "a,b", "ssh://u@b:2", "[::1]:22", "u@[fe80::1]"] {
+        for ok in [
+            "none",
+            "b",
+            "u@b:22",
+            "a,b",
+            "ssh://u@b:2",
+            "[::1]:22",
+            "u@[fe80::1]",
+        ] {
             assert!(check_jump(ok).is_ok(), "{ok}");
         }
         for bad in ["b:0", "b:x", "", "a,,b", "[::1"] {

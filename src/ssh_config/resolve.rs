@@ -92,7 +92,9 @@ impl Evaluation<'_> {
                         *active = outer;
                     }
                 }
-                Directive::Set(setting) if *active => self.apply(setting, &origin, file.user_config)?,
+                Directive::Set(setting) if *active => {
+                    self.apply(setting, &origin, file.user_config)?
+                }
                 Directive::Set(_) | Directive::Ignored => {}
             }
         }
@@ -109,10 +111,16 @@ impl Evaluation<'_> {
             }
             Setting::User(v) => first(&mut r.user, v, at),
             Setting::Port(v) => first(&mut r.port, v, at),
-            Setting::IdentityFile(v) => add_file(&mut r.identity_files, v, at, user_config, "IdentityFile")?,
-            Setting::CertificateFile(v) => {
-                add_file(&mut r.certificate_files, v, at, user_config, "CertificateFile")?
+            Setting::IdentityFile(v) => {
+                add_file(&mut r.identity_files, v, at, user_config, "IdentityFile")?
             }
+            Setting::CertificateFile(v) => add_file(
+                &mut r.certificate_files,
+                v,
+                at,
+                user_config,
+                "CertificateFile",
+            )?,
             Setting::IdentitiesOnly(v) => first(&mut r.identities_only, v, at),
             Setting::IdentityAgent(v) => first(&mut r.identity_agent, v, at),
             // ProxyJump and ProxyCommand share one slot: whichever comes first wins.
@@ -170,7 +178,12 @@ impl Evaluation<'_> {
     }
 
     /// Whether a `Match` line matches (OpenSSH 9.2's `match_cfg_line`).
-    fn match_line(&mut self, conditions: &[Condition], at: &ConfigLine, never: bool) -> Result<bool> {
+    fn match_line(
+        &mut self,
+        conditions: &[Condition],
+        at: &ConfigLine,
+        never: bool,
+    ) -> Result<bool> {
         let host = self.host_so_far()?;
         let mut result = true;
         for c in conditions {
@@ -193,8 +206,12 @@ impl Evaluation<'_> {
                 Criterion::OriginalHost(list) => {
                     pattern_list(&self.query.host.to_ascii_lowercase(), list, true) == Some(true)
                 }
-                Criterion::User(list) => pattern_list(&self.remote_user(), list, false) == Some(true),
-                Criterion::LocalUser(list) => pattern_list(&self.local_user, list, false) == Some(true),
+                Criterion::User(list) => {
+                    pattern_list(&self.remote_user(), list, false) == Some(true)
+                }
+                Criterion::LocalUser(list) => {
+                    pattern_list(&self.local_user, list, false) == Some(true)
+                }
                 Criterion::Exec(command) => {
                     // Skipped when an earlier criterion already failed, as in OpenSSH.
                     if !result || never {
@@ -253,7 +270,9 @@ fn run_exec(command: &str, at: &ConfigLine) -> Result<bool> {
         })?;
     match status.code() {
         Some(code) => Ok(code == 0),
-        None => Err(at.error(format!("Match exec {command:?} ended abnormally ({status})"))),
+        None => Err(at.error(format!(
+            "Match exec {command:?} ended abnormally ({status})"
+        ))),
     }
 }
 
@@ -279,7 +298,10 @@ fn add_file(
     user_config: bool,
     keyword: &str,
 ) -> Result<()> {
-    if files.iter().any(|(v, u)| *u == user_config && v.value == path) {
+    if files
+        .iter()
+        .any(|(v, u)| *u == user_config && v.value == path)
+    {
         return Ok(());
     }
     if files.len() >= MAX_FILES {
@@ -379,7 +401,8 @@ fn finish(e: Evaluation<'_>, host: String) -> Result<ResolvedConfig> {
     // UserKnownHostsFile.
     let path = |v: &Value<String>, keyword: &str| -> Result<String> {
         let t = tilde(&v.value, &home).map_err(|m| v.origin.error(format!("{keyword}: {m}")))?;
-        expand(&t, &tokens, PATH_TOKENS, true).map_err(|m| v.origin.error(format!("{keyword}: {m}")))
+        expand(&t, &tokens, PATH_TOKENS, true)
+            .map_err(|m| v.origin.error(format!("{keyword}: {m}")))
     };
     let files = |list: &[(Value<String>, bool)], keyword: &str| -> Result<Vec<Value<PathBuf>>> {
         list.iter()
