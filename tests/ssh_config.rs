@@ -1026,3 +1026,44 @@ fn match_exec_runs_the_command_with_tokens() {
     let r = c.resolve(&Query::new("no-host")).unwrap();
     assert!(r.user.is_none());
 }
+
+/// The user's file comes before the system file (first value wins), and the system file's
+/// relative includes are in its own directory (`/etc/ssh` for OpenSSH's): read here from
+/// files the test controls, not this machine's.
+#[test]
+fn user_file_then_system_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let sys = dir.path().join("etc-ssh");
+    fs::create_dir_all(sys.join("ssh_config.d")).unwrap();
+    fs::write(
+        sys.join("ssh_config"),
+        "Include ssh_config.d/*.conf\nHost *\n  User sysuser\n  Port 2022\n",
+    )
+    .unwrap();
+    fs::write(
+        sys.join("ssh_config.d/50-web.conf"),
+        "Host web\n  HostName web.from-system-include\n",
+    )
+    .unwrap();
+    let user = dir.path().join("user_config");
+    write_private(&user, "Host web\n  Port 2200\n");
+    let config = SshConfig::load_user_and_system(Some(&user), &sys.join("ssh_config")).unwrap();
+    assert_eq!(
+        config.files(),
+        [user.as_path(), sys.join("ssh_config").as_path()]
+    );
+    let r = config.resolve(&Query::new("web")).unwrap();
+    assert_eq!(r.port.as_ref().unwrap().value, 2200);
+    assert_eq!(r.port.as_ref().unwrap().origin.file, user);
+    assert_eq!(r.user.as_ref().unwrap().value, "sysuser");
+    let name = r.host_name.as_ref().unwrap();
+    assert_eq!(name.value, "web.from-system-include");
+    assert_eq!(name.origin.file, sys.join("ssh_config.d/50-web.conf"));
+    assert_eq!(name.origin.line, 2);
+    // A missing user file is skipped, as OpenSSH skips a missing ~/.ssh/config.
+    let config =
+        SshConfig::load_user_and_system(Some(&dir.path().join("absent")), &sys.join("ssh_config"))
+            .unwrap();
+    let r = config.resolve(&Query::new("web")).unwrap();
+    assert_eq!(r.port.as_ref().unwrap().value, 2022);
+}

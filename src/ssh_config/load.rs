@@ -10,6 +10,9 @@ use crate::ssh_config::expand::{home_dir, tilde};
 use crate::ssh_config::lex;
 use crate::ssh_config::StrictHostKeyChecking;
 
+/// Where OpenSSH's system-wide client files are.
+pub(crate) const SYSTEM_DIR: &str = "/etc/ssh";
+
 /// OpenSSH's `READCONF_MAX_DEPTH`: includes nest at most this deep.
 const MAX_DEPTH: usize = 16;
 
@@ -90,15 +93,31 @@ pub(crate) enum Setting {
 }
 
 /// Reads files; remembers which ignored keywords it already logged.
-#[derive(Default)]
 pub(crate) struct Loader {
     logged: HashSet<String>,
+    /// Where relative includes of the system file (and of what it includes) are:
+    /// `/etc/ssh` for OpenSSH's own system file.
+    system_dir: PathBuf,
+}
+
+impl Default for Loader {
+    fn default() -> Loader {
+        Loader::new(PathBuf::from(SYSTEM_DIR))
+    }
 }
 
 impl Loader {
+    /// A loader whose system file's relative includes are in `system_dir`.
+    pub fn new(system_dir: PathBuf) -> Loader {
+        Loader {
+            logged: HashSet::new(),
+            system_dir,
+        }
+    }
+
     /// Reads `path`. `None` when it does not exist and `required` is false.
     /// `user_config`: a user's file (`~/.ssh/config`, `-F`, and what they include), whose
-    /// relative includes are in `~/.ssh`; otherwise in `/etc/ssh`. `check_permissions`: as
+    /// relative includes are in `~/.ssh`; otherwise in the system directory. `check_permissions`: as
     /// OpenSSH, refuse a file that another user owns or that group or others may write.
     pub fn file(
         &mut self,
@@ -311,7 +330,7 @@ impl Loader {
     }
 
     /// The files one `Include` pattern names, read (OpenSSH: relative to `~/.ssh` in a
-    /// user's file, to `/etc/ssh` in the system's; `~` only in a user's file; a pattern
+    /// user's file, to `/etc/ssh` (the system directory) in the system's; `~` only in a user's file; a pattern
     /// that matches nothing is skipped).
     fn include(
         &mut self,
@@ -327,7 +346,7 @@ impl Loader {
         } else if user_config {
             format!("~/.ssh/{pattern}")
         } else {
-            format!("/etc/ssh/{pattern}")
+            format!("{}/{pattern}", self.system_dir.display())
         };
         let full = tilde(&anchored, &home_dir()).map_err(Problem::from)?;
         if depth + 1 > MAX_DEPTH {
@@ -535,12 +554,22 @@ mod tests {
 
     #[test]
     fn system_includes() {
-        // Relative to /etc/ssh in the system file.
-        let file = load("Include ssh_config\n", false).unwrap().unwrap();
+        // Relative to the system directory (/etc/ssh for OpenSSH's file) in the system file.
+        let sys = tempfile::tempdir().unwrap();
+        std::fs::create_dir(sys.path().join("ssh_config.d")).unwrap();
+        std::fs::write(sys.path().join("ssh_config.d/10-a.conf"), "Port 2\n").unwrap();
+        let main = sys.path().join("ssh_config");
+        std::fs::write(&main, "Include ssh_config.d/*.conf\n").unwrap();
+        let file = Loader::new(sys.path().to_owned())
+            .file(&main, false, false, true, 0)
+            .unwrap()
+            .unwrap();
         let Directive::Include(files) = &file.lines[0].directive else {
             panic!("not an include")
         };
-        assert_eq!(files[0].path, Path::new("/etc/ssh/ssh_config"));
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].path, sys.path().join("ssh_config.d/10-a.conf"));
+        assert!(!files[0].user_config);
         // No ~ in the system file.
         let e = load("Include ~/x\n", false).unwrap_err();
         assert!(

@@ -208,13 +208,30 @@ impl SshConfig {
     /// includes) or a file with bad permissions; [`ErrorKind::LocalIo`] for a file that
     /// exists but cannot be read.
     pub fn load_default() -> Result<SshConfig> {
-        let mut loader = load::Loader::default();
+        let user = home::home_dir().map(|home| home.join(".ssh").join("config"));
+        let system = Path::new(load::SYSTEM_DIR).join("ssh_config");
+        SshConfig::load_user_and_system(user.as_deref(), &system)
+    }
+
+    /// What [`SshConfig::load_default`] reads, from other places: `user` (read as
+    /// `~/.ssh/config` is: owner and permissions checked, relative includes in `~/.ssh`),
+    /// then `system` (relative includes in the directory that holds it, as `/etc/ssh` for
+    /// OpenSSH's own); each skipped when missing. For programs and tests that must not
+    /// depend on this machine's files.
+    ///
+    /// # Errors
+    /// As [`SshConfig::load_default`].
+    pub fn load_user_and_system(user: Option<&Path>, system: &Path) -> Result<SshConfig> {
+        let system_dir = system
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let mut loader = load::Loader::new(system_dir.to_owned());
         let mut files = Vec::new();
-        if let Some(home) = home::home_dir() {
-            let user = home.join(".ssh").join("config");
-            files.extend(loader.file(&user, true, true, false, 0)?);
+        if let Some(user) = user {
+            files.extend(loader.file(user, true, true, false, 0)?);
         }
-        files.extend(loader.file(Path::new("/etc/ssh/ssh_config"), false, false, false, 0)?);
+        files.extend(loader.file(system, false, false, false, 0)?);
         Ok(SshConfig { files })
     }
 
