@@ -236,19 +236,6 @@ fn yes(b: bool) -> String {
     if b { "yes" } else { "no" }.to_owned()
 }
 
-/// Removes a directory made under ~/.ssh for a relative `Include` (ssh resolves those
-/// against the home directory of the password database, not a temp dir).
-struct HomeDirGuard(PathBuf, bool);
-
-impl Drop for HomeDirGuard {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-        if self.1 {
-            let _ = fs::remove_dir(self.0.parent().unwrap());
-        }
-    }
-}
-
 #[test]
 fn resolution_matches_ssh_g() {
     let home = pw_home();
@@ -256,13 +243,9 @@ fn resolution_matches_ssh_g() {
     std::env::set_var("HOME", &home);
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display().to_string();
-    let ssh_dir = Path::new(&home).join(".ssh");
-    let made_ssh_dir = !ssh_dir.exists();
-    let rel = format!("rexec-sshconfig-test-{:016x}", harness::random_u64());
-    fs::create_dir_all(ssh_dir.join(&rel)).unwrap();
-    let _guard = HomeDirGuard(ssh_dir.join(&rel), made_ssh_dir);
 
     fs::create_dir(dir.path().join("inc")).unwrap();
+    fs::create_dir(dir.path().join("inc2")).unwrap();
     fs::write(
         dir.path().join("inc/10-first.conf"),
         "Host web1\n  User incuser\n",
@@ -275,7 +258,7 @@ fn resolution_matches_ssh_g() {
     .unwrap();
     fs::write(dir.path().join("inc/skipped.txt"), "Host *\n  User never\n").unwrap();
     fs::write(
-        ssh_dir.join(&rel).join("a.conf"),
+        dir.path().join("inc2/a.conf"),
         "Host cache*\n  Port 2300\n  CertificateFile ~/.ssh/cert-%r-%p\n",
     )
     .unwrap();
@@ -286,7 +269,7 @@ fn resolution_matches_ssh_g() {
             "# options before any Host apply to every host\n\
              ConnectTimeout 7\n\
              Include {d}/inc/*.conf\n\
-             Include {rel}/*.conf\n\
+             Include {d}/inc2/*.conf\n\
              \n\
              Host lit,comma\n\
              \x20 User comma-is-literal\n\
@@ -379,7 +362,7 @@ fn resolution_matches_ssh_g() {
     assert_eq!(r.port.as_ref().unwrap().value, 2300);
     assert_eq!(
         r.port.as_ref().unwrap().origin.file,
-        ssh_dir.join(&rel).join("a.conf")
+        dir.path().join("inc2/a.conf")
     );
 }
 
@@ -1066,4 +1049,86 @@ fn user_file_then_system_file() {
             .unwrap();
     let r = config.resolve(&Query::new("web")).unwrap();
     assert_eq!(r.port.as_ref().unwrap().value, 2022);
+}
+
+/// `ssh -G` with the password database's home directory replaced by `home` (a bind mount in
+/// a private mount namespace that ends with the process), so that ssh's `~/.ssh` is a
+/// directory the test controls.
+fn ssh_g_with_home(home: &Path, config: &Path, host: &str) -> HashMap<String, Vec<String>> {
+    let out = run(Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(r#"mount --bind "$1" "$2" && exec ssh -G -F "$3" "$4""#)
+        .arg("sh")
+        .arg(home)
+        .arg(pw_home())
+        .arg(config)
+        .arg(host)
+        .env_remove("SSH_AUTH_SOCK"));
+    let mut map: HashMap<String, Vec<String>> = HashMap::new();
+    for line in out.lines() {
+        let (k, v) = line.split_once(' ').unwrap_or((line, ""));
+        map.entry(k.to_owned()).or_default().push(v.to_owned());
+    }
+    map
+}
+
+/// A relative `Include` in a user's file (and in `-F FILE`) is relative to `~/.ssh`, as
+/// OpenSSH resolves it; `~` in values is that home too. The home is a temporary directory:
+/// `HOME` for rexec, a bind mount over the password database's home for `ssh -G`.
+#[test]
+fn relative_include_is_in_dot_ssh() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path().display().to_string();
+    fs::create_dir_all(home.path().join(".ssh/conf.d")).unwrap();
+    write_private(
+        &home.path().join(".ssh/conf.d/a.conf"),
+        "Host cache*\n  Port 2300\n  User incuser\n  CertificateFile ~/.ssh/cert-%r-%p\n",
+    );
+    // Same name next to the -F file: must not be the one read.
+    let elsewhere = tempfile::tempdir().unwrap();
+    fs::create_dir(elsewhere.path().join("conf.d")).unwrap();
+    write_private(
+        &elsewhere.path().join("conf.d/a.conf"),
+        "Host *\n  Port 9999\n",
+    );
+    let config = elsewhere.path().join("main.conf");
+    write_private(
+        &config,
+        "Include conf.d/*.conf\nHost *\n  IdentityFile ~/.ssh/k-%h\n",
+    );
+
+    let g = ssh_g_with_home(home.path(), &config, "cache1");
+    assert_eq!(g["port"], ["2300"]);
+    assert_eq!(g["user"], ["incuser"]);
+    assert_eq!(g["certificatefile"], ["~/.ssh/cert-%r-%p"]);
+    assert_eq!(g["identityfile"], ["~/.ssh/k-%h"]);
+
+    let out = rexec_command(&[
+        "-H",
+        "cache1",
+        "-F",
+        config.to_str().unwrap(),
+        "--show-config",
+        "--json",
+    ])
+    .env("HOME", home.path())
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    let s = &v["settings"];
+    assert_eq!(s["port"]["value"], 2300);
+    assert_eq!(
+        s["port"]["origin"],
+        format!("ssh_config {h}/.ssh/conf.d/a.conf:2")
+    );
+    assert_eq!(s["user"]["value"], "incuser");
+    assert_eq!(
+        s["certificate_files"]["value"],
+        serde_json::json!([format!("{h}/.ssh/cert-incuser-2300")])
+    );
+    assert_eq!(
+        s["identity_files"]["value"],
+        serde_json::json!([format!("{h}/.ssh/k-cache1")])
+    );
 }
