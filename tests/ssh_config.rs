@@ -29,6 +29,11 @@ fn ssh_g(config: &Path, host: &str) -> HashMap<String, Vec<String>> {
     map
 }
 
+/// The user running the tests.
+fn local_user() -> String {
+    run(Command::new("id").arg("-un")).trim().to_owned()
+}
+
 /// The home directory of the user running the tests, as ssh finds it.
 fn pw_home() -> String {
     let uid = run(Command::new("id").arg("-u"));
@@ -63,7 +68,7 @@ fn expand_like_ssh(
             'r' => out.push_str(&one("user")),
             'p' => out.push_str(&one("port")),
             'n' => out.push_str(original),
-            'u' => out.push_str("root"),
+            'u' => out.push_str(&local_user()),
             t => panic!("token %{t} not handled by the test"),
         }
     }
@@ -84,10 +89,7 @@ fn compare(config: &Path, host: &str) {
         .unwrap();
     let ctx = format!("{} / {host}", config.display());
     let one = |k: &str| g.get(k).map(|v| v[0].clone());
-    let user = r
-        .user
-        .as_ref()
-        .map_or("root".to_owned(), |v| v.value.clone());
+    let user = r.user.as_ref().map_or_else(local_user, |v| v.value.clone());
     assert_eq!(Some(user), one("user"), "user: {ctx}");
     let hostname = r
         .host_name
@@ -124,8 +126,12 @@ fn compare(config: &Path, host: &str) {
         "certificate files: {ctx}"
     );
 
+    // rexec keeps an explicit `none` (with its line); ssh -G prints nothing for it.
     assert_eq!(
-        r.proxy_jump.as_ref().map(|v| v.value.clone()),
+        r.proxy_jump
+            .as_ref()
+            .map(|v| v.value.clone())
+            .filter(|v| v != "none"),
         one("proxyjump"),
         "proxy jump: {ctx}"
     );
@@ -143,6 +149,12 @@ fn compare(config: &Path, host: &str) {
             .join(" "),
         None => format!("{home}/.ssh/known_hosts {home}/.ssh/known_hosts2"),
     };
+    // `none` is an empty list in rexec; ssh -G prints the word.
+    let user_files = if user_files.is_empty() {
+        "none".to_owned()
+    } else {
+        user_files
+    };
     assert_eq!(
         Some(user_files),
         one("userknownhostsfile"),
@@ -156,6 +168,11 @@ fn compare(config: &Path, host: &str) {
             .collect::<Vec<_>>()
             .join(" "),
         None => "/etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2".to_owned(),
+    };
+    let global_files = if global_files.is_empty() {
+        "none".to_owned()
+    } else {
+        global_files
     };
     assert_eq!(
         Some(global_files),
@@ -343,6 +360,64 @@ fn resolution_matches_ssh_g() {
     for host in ["alias1", "target1.example", "x"] {
         compare(&second, host);
     }
+
+    // Jumps and proxy commands (the first of the two wins), HostName patterns seen by
+    // `Match host`, `none` and several known_hosts files, %u and %d.
+    let third = dir.path().join("jump.conf");
+    fs::write(
+        &third,
+        "Host *.internal !bastion.internal
+  ProxyJump admin@bastion.internal:2222,second
+           ProxyCommand never-used %h
+Host bastion.internal
+  ProxyCommand ssh -W %h:%p gw
+           ProxyJump never-used
+Host alias-*
+  HostName %h.internal
+  UserKnownHostsFile none
+           GlobalKnownHostsFile /g1 /g2
+  IdentityFile %d/.ssh/id_%u
+           CertificateFile %d/.ssh/id_%u-cert.pub
+Match host *.internal !originalhost bastion*
+           User matched-on-hostname
+  Port 2022
+Host *
+  ProxyJump none
+",
+    )
+    .unwrap();
+    for host in ["alias-a", "x.internal", "bastion.internal", "elsewhere"] {
+        compare(&third, host);
+    }
+    let jumps = SshConfig::load_file(&third).unwrap();
+    let r = jumps.resolve(&Query::new("alias-a")).unwrap();
+    assert_eq!(r.host_name.as_ref().unwrap().value, "alias-a.internal");
+    assert_eq!(r.user.as_ref().unwrap().value, "matched-on-hostname");
+    assert_eq!(r.port.as_ref().unwrap().value, 2022);
+    assert_eq!(
+        paths(&r.identity_files),
+        [format!("{home}/.ssh/id_{}", local_user())]
+    );
+    assert_eq!(
+        r.user_known_hosts_files.as_ref().unwrap().value,
+        Vec::<PathBuf>::new()
+    );
+    assert_eq!(r.proxy_jump.as_ref().unwrap().value, "none");
+    assert_eq!(r.proxy_jump.as_ref().unwrap().origin.line, 17);
+    let r = jumps.resolve(&Query::new("x.internal")).unwrap();
+    assert_eq!(
+        r.proxy_jump.as_ref().unwrap().value,
+        "admin@bastion.internal:2222,second"
+    );
+    assert!(r.proxy_command.is_none());
+    let r = jumps.resolve(&Query::new("bastion.internal")).unwrap();
+    assert!(r.proxy_jump.is_none());
+    let command = &r.proxy_command.as_ref().unwrap().value;
+    assert_eq!(command, "ssh -W %h:%p gw");
+    assert_eq!(
+        r.expand_proxy_tokens(command).unwrap(),
+        "ssh -W bastion.internal:22 gw"
+    );
 
     // A few values checked outright, so that agreeing on nothing cannot pass.
     let r = SshConfig::load_file(&main)
@@ -995,7 +1070,7 @@ fn match_exec_runs_the_command_with_tokens() {
     write_private(
         &config,
         &format!(
-            "Match exec \"echo %h %n %r %p > {}; test %n = yes-host\"\n  User matched\n",
+            "Match exec \"echo %h %n %r %p %u %d %% > {}; test %n = yes-host\"\n  User matched\n",
             marker.display()
         ),
     );
@@ -1004,7 +1079,11 @@ fn match_exec_runs_the_command_with_tokens() {
     assert_eq!(r.user.unwrap().value, "matched");
     assert_eq!(
         fs::read_to_string(&marker).unwrap(),
-        "yes-host yes-host root 22\n"
+        format!(
+            "yes-host yes-host {user} 22 {user} {} %\n",
+            std::env::var("HOME").unwrap(),
+            user = local_user()
+        )
     );
     let r = c.resolve(&Query::new("no-host")).unwrap();
     assert!(r.user.is_none());
