@@ -528,6 +528,30 @@ fn host_alias_reaches_the_server() {
         "true",
     ]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    // An inventory host named like the alias resolves through it too; the group's variable
+    // still reaches the command.
+    let inventory = dir.path().join("hosts.toml");
+    fs::write(
+        &inventory,
+        "[hosts]\ntarget = {}\n\n[groups.web]\nhosts = [\"target\"]\nvars = { greeting = \"hello\" }\n",
+    )
+    .unwrap();
+    let out = rexec(&[
+        "-i",
+        inventory.to_str().unwrap(),
+        "-F",
+        config.to_str().unwrap(),
+        "-q",
+        "--stream",
+        "--",
+        "echo {{greeting}} from $(whoami)",
+    ]);
+    assert_eq!(
+        text(&out.stdout),
+        format!("target | hello from {TEST_USER}\n"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
