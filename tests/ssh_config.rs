@@ -1235,3 +1235,56 @@ fn relative_include_is_in_dot_ssh() {
         serde_json::json!([format!("{h}/.ssh/k-cache1")])
     );
 }
+
+/// `GlobalKnownHostsFile` is read: the server's key recorded only there is accepted under
+/// strict checking; with `GlobalKnownHostsFile none` it is unknown.
+#[test]
+fn global_known_hosts_file_is_read() {
+    let sshd = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty_known_hosts");
+    fs::write(&empty, "").unwrap();
+    let config = |global: &str| {
+        let path = dir.path().join("c");
+        write_private(
+            &path,
+            &format!(
+                "Host target\n  HostName 127.0.0.1\n  Port {}\n  User {TEST_USER}\n  IdentityFile {}\n  \
+                 UserKnownHostsFile {}\n  GlobalKnownHostsFile {global}\n  StrictHostKeyChecking yes\n",
+                sshd.port,
+                sshd.user_key.display(),
+                empty.display(),
+            ),
+        );
+        path
+    };
+    let global = format!(
+        "{} {}",
+        dir.path().join("absent").display(),
+        sshd.known_hosts.display()
+    );
+    let out = rexec(&[
+        "-H",
+        "target",
+        "-F",
+        config(&global).to_str().unwrap(),
+        "-q",
+        "--stream",
+        "echo",
+        "ok",
+    ]);
+    assert_eq!(text(&out.stdout), "target | ok\n", "{}", text(&out.stderr));
+    let out = rexec(&[
+        "-H",
+        "target",
+        "-F",
+        config("none").to_str().unwrap(),
+        "-q",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let shown = text(&out.stdout) + &text(&out.stderr);
+    assert!(shown.contains("is not in known_hosts"), "{shown}");
+    // Nothing was learned under strict checking.
+    assert_eq!(fs::read_to_string(&empty).unwrap(), "");
+}
