@@ -1288,3 +1288,45 @@ fn global_known_hosts_file_is_read() {
     // Nothing was learned under strict checking.
     assert_eq!(fs::read_to_string(&empty).unwrap(), "");
 }
+
+/// `ConnectTimeout` is the handshake deadline (a listener that never speaks), and
+/// `--connect-timeout` wins over it.
+#[test]
+fn connect_timeout_is_the_handshake_deadline() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c");
+    write_private(
+        &config,
+        &format!("Host quiet\n  HostName 127.0.0.1\n  Port {port}\n  ConnectTimeout 1\n  UserKnownHostsFile /dev/null\n"),
+    );
+    let message = |extra: &[&str]| {
+        let mut a = vec![
+            "-H",
+            "quiet",
+            "-F",
+            config.to_str().unwrap(),
+            "--no-agent",
+            "--json",
+        ];
+        a.extend_from_slice(extra);
+        a.push("true");
+        let out = rexec(&a);
+        let (results, _) = harness::cli::json_lines(&out);
+        results["quiet"]["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let m = message(&[]);
+    assert!(
+        m.starts_with("timed out after 1s waiting for the ssh banner"),
+        "{m}"
+    );
+    let m = message(&["--connect-timeout", "2s"]);
+    assert!(
+        m.starts_with("timed out after 2s waiting for the ssh banner"),
+        "{m}"
+    );
+}
