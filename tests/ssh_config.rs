@@ -1044,7 +1044,12 @@ fn ignored_keywords_are_named_once_in_the_debug_log() {
 fn bad_lines_are_named_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     for (text_of_file, message) in [
-        ("Host x\n  Port 0\n", ":2: bad port \"0\""),
+        // Checked even in a block that does not apply to the host, as OpenSSH does.
+        ("Host not-x\n  Port 0\n", ":2: bad port \"0\""),
+        (
+            "Host x\n  IdentityFile /k/${REXEC_TEST_SURELY_UNSET}\n",
+            ":2: IdentityFile: environment variable REXEC_TEST_SURELY_UNSET is not set",
+        ),
         (
             "Match tagged x\n",
             ":1: Match: unsupported attribute \"tagged\"",
