@@ -10,7 +10,7 @@ pub mod quote;
 pub mod session;
 pub mod sftp;
 
-pub use auth::{Agent, Credentials, Identity};
+pub use auth::{Agent, AuthMethod, Credentials, Identity};
 pub use command::{Command, DataCallback, ExitStatus, Output, Stream};
 pub use known_hosts::{HostKeyPolicy, HostKeyStatus, KeyLocation, KnownHosts};
 pub use session::{ConnectOptions, Session};
