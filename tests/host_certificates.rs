@@ -649,3 +649,54 @@ fn the_command_line_names_the_certificate_fault() {
         );
     }
 }
+
+/// With `HostKeyAlias` the alias is the host name a certificate is checked for (its
+/// principals and the `@cert-authority` patterns), as in OpenSSH.
+#[tokio::test]
+async fn the_host_key_alias_is_the_name_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = new_ca(dir.path(), "host_ca");
+    let sshd = server(&ca, &["-h", "-n", "web1.example"], vec!["ed25519"]);
+    let kh = dir.path().join("kh");
+    let text = cert_authority_line("web1.example", &ca);
+    fs::write(&kh, &text).unwrap();
+    let options = |alias: Option<&str>| {
+        let o = sshd
+            .options()
+            .known_hosts(KnownHosts::file(&kh))
+            .host_key_policy(HostKeyPolicy::Strict);
+        match alias {
+            Some(a) => o.host_key_alias(a),
+            None => o,
+        }
+    };
+    let session = Session::connect(&options(Some("web1.example")))
+        .await
+        .unwrap();
+    let out = session.command("echo ok").output().await.unwrap();
+    assert_eq!(out.stdout, b"ok\n");
+    assert_eq!(fs::read_to_string(&kh).unwrap(), text);
+
+    // Another alias: the certificate is not for it.
+    fs::write(&kh, cert_authority_line("*", &ca)).unwrap();
+    let err = Session::connect(&options(Some("web2.example")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::HostKeyUnknown);
+    assert!(
+        err.to_string().contains(
+            "host certificate \"rexec-test-host\" is for principals [\"web1.example\"], not \
+             \"web2.example\"; its plain key"
+        ),
+        "{err}"
+    );
+    // No alias: checked for the address connected to.
+    let err = Session::connect(&options(None)).await.unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "host certificate \"rexec-test-host\" is for principals [\"web1.example\"], not \
+             \"127.0.0.1\"; its plain key"
+        ),
+        "{err}"
+    );
+}

@@ -519,3 +519,148 @@ fn the_command_line_and_the_inventory_take_certificate_files() {
         text(&out.stderr)
     );
 }
+
+/// ssh_config's `CertificateFile` (an absent one is skipped, as OpenSSH does), shown by
+/// `--show-config` with its origin.
+#[test]
+fn ssh_config_certificate_files_are_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = harness::keygen(dir.path(), "user_ca", "ed25519", "");
+    let sshd = server(&ca, &[]);
+    let key = harness::keygen(dir.path(), "id_cfg", "ed25519", "");
+    let signed = sign(&ca, &key, "from-config", &["-n", TEST_USER]);
+    let cert = dir.path().join("cfg.cert");
+    fs::rename(&signed, &cert).unwrap();
+    let config = dir.path().join("ssh_config");
+    fs::write(
+        &config,
+        format!(
+            "Host target\n  HostName 127.0.0.1\n  Port {}\n  User {TEST_USER}\n  \
+             IdentityFile {}\n  CertificateFile {}/absent.cert\n  CertificateFile {}\n  \
+             UserKnownHostsFile {}\n",
+            sshd.port,
+            key.display(),
+            dir.path().display(),
+            cert.display(),
+            sshd.known_hosts.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let c = config.to_str().unwrap();
+
+    let out = rexec(&["-H", "target", "-F", c, "--no-agent", "whoami"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(TEST_USER),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        sshd.log()
+            .contains("Accepted certificate ID \"from-config\""),
+        "{}",
+        sshd.log()
+    );
+
+    let out = rexec(&["-H", "target", "-F", c, "--show-config"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let line = format!(
+        "  certificate_files    {}/absent.cert {}  (ssh_config {c}:6)",
+        dir.path().display(),
+        cert.display()
+    );
+    assert!(
+        text(&out.stdout).lines().any(|l| l == line),
+        "missing {line:?} in:\n{}",
+        text(&out.stdout)
+    );
+
+    // The command line replaces ssh_config's list (not merged with it): only the expired
+    // certificate given is offered, and the login fails.
+    let expired = dir.path().join("expired.cert");
+    let signed = sign(
+        &ca,
+        &key,
+        "expired",
+        &["-n", TEST_USER, "-V", "20200101000000Z:20200102000000Z"],
+    );
+    fs::rename(&signed, &expired).unwrap();
+    let out = rexec(&[
+        "-H",
+        "target",
+        "-F",
+        c,
+        "--no-agent",
+        "--json",
+        "--certificate",
+        expired.to_str().unwrap(),
+        "whoami",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let (results, _) = json_lines(&out);
+    let message = results["target"]["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "tried: certificate {} (ID \"expired\"",
+            expired.display()
+        )),
+        "{message}"
+    );
+    assert!(!message.contains("cfg.cert"), "{message}");
+}
+
+/// `IdentitiesOnly yes`: the agent's certificates for keys that are not configured are not
+/// offered, as OpenSSH does; without it they log in.
+#[test]
+fn identities_only_limits_the_agent_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = harness::keygen(dir.path(), "user_ca", "ed25519", "");
+    let sshd = server(&ca, &[]);
+    let in_agent = harness::keygen(dir.path(), "id_in_agent", "ed25519", "");
+    sign(&ca, &in_agent, "in-agent", &["-n", TEST_USER]);
+    let agent = SshAgent::start();
+    agent.add(&in_agent);
+    let configured = harness::keygen(dir.path(), "id_configured", "ed25519", "");
+    let config = dir.path().join("ssh_config");
+    let write = |identities_only: &str| {
+        fs::write(
+            &config,
+            format!(
+                "Host target\n  HostName 127.0.0.1\n  Port {}\n  User {TEST_USER}\n  \
+                 IdentityFile {}\n  IdentityAgent {}\n  IdentitiesOnly {identities_only}\n  \
+                 UserKnownHostsFile {}\n",
+                sshd.port,
+                configured.display(),
+                agent.socket.display(),
+                sshd.known_hosts.display()
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    };
+    let c = config.to_str().unwrap();
+
+    write("no");
+    let out = rexec(&["-H", "target", "-F", c, "whoami"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        sshd.log().contains("Accepted certificate ID \"in-agent\""),
+        "{}",
+        sshd.log()
+    );
+
+    write("yes");
+    let out = rexec(&["-H", "target", "-F", c, "--json", "whoami"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let (results, _) = json_lines(&out);
+    let message = results["target"]["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "tried: publickey {}, agent (0 of 1 keys: IdentitiesOnly);",
+            configured.display()
+        )),
+        "{message}"
+    );
+    assert!(!message.contains("certificate"), "{message}");
+}

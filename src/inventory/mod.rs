@@ -43,6 +43,35 @@ pub enum Transport {
     Local,
 }
 
+/// Where a setting's value came from (what `--show-config` prints).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A command-line option (or a program's override).
+    CommandLine,
+    /// An item of a `-H` host list (`user@`, `:port`).
+    HostList,
+    /// A line of the inventory file.
+    Inventory {
+        /// The file as named to rexec.
+        file: String,
+        /// The line, counting from 1.
+        line: usize,
+    },
+    /// A line of an OpenSSH client configuration file.
+    SshConfig(crate::ssh_config::ConfigLine),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::CommandLine => f.write_str("command line"),
+            Origin::HostList => f.write_str("host list (-H)"),
+            Origin::Inventory { file, line } => write!(f, "inventory {file}:{line}"),
+            Origin::SshConfig(at) => write!(f, "ssh_config {at}"),
+        }
+    }
+}
+
 /// Settings that defaults, groups and hosts may each set; later layers win.
 /// Every field is optional: unset means "inherit".
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -77,13 +106,24 @@ pub struct HostSettings {
     pub transport: Option<Transport>,
     /// Free-form variables for `{{name}}` placeholders in commands.
     pub vars: IndexMap<String, String>,
+    /// Where each set field came from, by field name (`"user"`, `"port"`...); a field
+    /// missing here was set by a program without saying where.
+    pub origins: std::collections::BTreeMap<&'static str, Origin>,
 }
 
 impl HostSettings {
     /// Lays `over` on top of `self`: set fields of `over` win; variables merge.
     pub fn merge(&mut self, over: &HostSettings) {
         macro_rules! take {
-            ($($f:ident),*) => {$( if over.$f.is_some() { self.$f = over.$f.clone(); } )*};
+            ($($f:ident),*) => {$(
+                if over.$f.is_some() {
+                    self.$f = over.$f.clone();
+                    match over.origins.get(stringify!($f)) {
+                        Some(origin) => self.origins.insert(stringify!($f), origin.clone()),
+                        None => self.origins.remove(stringify!($f)),
+                    };
+                }
+            )*};
         }
         take!(
             address,
@@ -115,6 +155,10 @@ pub struct Host {
     pub groups: Vec<String>,
     /// The resolved settings (address and port always set).
     pub settings: HostSettings,
+    /// What the OpenSSH client configuration said for this host, once applied with
+    /// [`SshConfig::apply`](crate::ssh_config::SshConfig::apply) (the settings above then
+    /// hold the values it filled in).
+    pub ssh_config: Option<crate::ssh_config::ResolvedConfig>,
 }
 
 impl Host {
@@ -156,8 +200,9 @@ pub struct Inventory {
 }
 
 impl Inventory {
-    /// Reads and validates a `hosts.toml`. `overrides` (from the command line) replace the
-    /// file's `[defaults]`; group and host settings still win over them.
+    /// Reads and validates a `hosts.toml`. `overrides` (from the command line) win over
+    /// every setting of the file: `[defaults]`, groups and hosts (as `ssh -l USER` wins
+    /// over ssh_config's `User`).
     ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`] with `file:line:column` for any invalid content (a NUL
@@ -443,6 +488,12 @@ impl Parser<'_> {
         format!("{}:{line}:{col}", self.file)
     }
 
+    /// The 1-based line of a byte offset.
+    fn line_of(&self, offset: usize) -> usize {
+        let before = self.text.get(..offset).unwrap_or(self.text);
+        before.matches('\n').count() + 1
+    }
+
     fn error<T>(&self, span: std::ops::Range<usize>, msg: impl std::fmt::Display) -> Result<T> {
         Err(Error::new(
             ErrorKind::InvalidInput,
@@ -467,8 +518,7 @@ impl Parser<'_> {
             )
         })?;
 
-        let mut defaults = raw.defaults.settings(self)?;
-        defaults.merge(overrides);
+        let defaults = raw.defaults.settings(self)?;
 
         // Hosts from [hosts], each range expanded, in file order; then hosts that groups
         // introduce. (host, index of its own settings in `owns`, where it was first named)
@@ -579,7 +629,8 @@ impl Parser<'_> {
         }
         let group_names: Vec<&str> = raw.groups.keys().map(|k| k.get_ref().as_str()).collect();
 
-        // Settings per host: defaults, then each group containing it (file order), then its own.
+        // Settings per host: defaults, then each group containing it (file order), then its own,
+        // then the command line.
         let mut inventory = Inventory {
             hosts: Vec::with_capacity(hosts.len()),
             groups: IndexMap::with_capacity(raw.groups.len()),
@@ -596,6 +647,9 @@ impl Parser<'_> {
             if let Some(own) = own.and_then(|i| owns.get(i)) {
                 settings.merge(own);
             }
+            // The command line wins over the whole inventory, as `ssh -l USER` wins over
+            // ssh_config's `User`.
+            settings.merge(overrides);
             if let Some(user) = &settings.user {
                 check_user(user)
                     .or_else(|e| self.error(span.clone(), format!("host {:?}: {e}", host.name)))?;
@@ -814,6 +868,54 @@ impl Parser<'_> {
                 }
             });
         }
+        let origin = |span: Span| Origin::Inventory {
+            file: self.file.to_owned(),
+            line: self.line_of(span.start),
+        };
+        let spans: [(&'static str, Option<Span>); 13] = [
+            ("address", raw.address.as_ref().map(Spanned::span)),
+            ("port", raw.port.as_ref().map(Spanned::span)),
+            ("user", raw.user.as_ref().map(Spanned::span)),
+            (
+                "identity_files",
+                raw.identity_files
+                    .as_ref()
+                    .and_then(|f| f.first())
+                    .map(Spanned::span),
+            ),
+            (
+                "certificate_files",
+                raw.certificate_files
+                    .as_ref()
+                    .and_then(|f| f.first())
+                    .map(Spanned::span),
+            ),
+            ("password_env", raw.password_env.as_ref().map(Spanned::span)),
+            (
+                "host_key_policy",
+                raw.host_key_policy.as_ref().map(Spanned::span),
+            ),
+            ("known_hosts", raw.known_hosts.as_ref().map(Spanned::span)),
+            (
+                "connect_timeout",
+                raw.connect_timeout.as_ref().map(Spanned::span),
+            ),
+            (
+                "command_timeout",
+                raw.command_timeout.as_ref().map(Spanned::span),
+            ),
+            ("keepalive", raw.keepalive.as_ref().map(Spanned::span)),
+            (
+                "keepalive_max",
+                raw.keepalive_max.as_ref().map(Spanned::span),
+            ),
+            ("transport", raw.transport.as_ref().map(Spanned::span)),
+        ];
+        for (field, span) in spans {
+            if let Some(span) = span {
+                s.origins.insert(field, origin(span));
+            }
+        }
         if let Some(vars) = raw.vars {
             for (k, v) in vars {
                 self.string(k, "a variable name")?;
@@ -891,6 +993,7 @@ fn new_host(name: String) -> Host {
         name,
         groups: Vec::new(),
         settings: HostSettings::default(),
+        ssh_config: None,
     }
 }
 

@@ -11,7 +11,7 @@ pub mod session;
 pub mod sftp;
 mod signer;
 
-pub use auth::{Agent, Credentials, Identity, UserCertificate};
+pub use auth::{Agent, AuthMethod, Credentials, Identity, UserCertificate};
 pub use command::{Command, DataCallback, ExitStatus, Output, Stream};
 pub use known_hosts::{HostKeyPolicy, HostKeyStatus, KeyLocation, KnownHosts};
 pub use session::{ConnectOptions, Session};

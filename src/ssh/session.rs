@@ -14,7 +14,7 @@ use russh::MethodKind;
 use russh::MethodSet;
 
 use crate::error::{Error, ErrorKind, Phase, Result};
-use crate::ssh::auth::{describe_user_certificate, Agent, Credentials};
+use crate::ssh::auth::{describe_user_certificate, Agent, AuthMethod, Credentials};
 use crate::ssh::command::Command;
 use crate::ssh::diagnosis::{
     ending_of, greeting_error, is_integrity_failure, negotiation_message, quote, Diagnosis, Ending,
@@ -41,6 +41,7 @@ pub struct ConnectOptions {
     keepalive_interval: Duration,
     keepalive_max: usize,
     label: Option<String>,
+    host_key_alias: Option<String>,
 }
 
 impl ConnectOptions {
@@ -68,6 +69,24 @@ impl ConnectOptions {
             keepalive_interval: ConnectOptions::DEFAULT_KEEPALIVE,
             keepalive_max: ConnectOptions::DEFAULT_KEEPALIVE_MAX,
             label: None,
+            host_key_alias: None,
+        }
+    }
+
+    /// The name the host key is looked up and recorded under in known_hosts instead of
+    /// the host (OpenSSH's `HostKeyAlias`): the bare alias, without the port.
+    #[must_use]
+    pub fn host_key_alias(mut self, alias: impl Into<String>) -> Self {
+        self.host_key_alias = Some(alias.into());
+        self
+    }
+
+    /// The name and port the host key is looked up under: the alias and 22 when there is
+    /// one (`[host]:port` is written only for a port other than 22), else the host and port.
+    fn key_lookup(&self) -> (&str, u16) {
+        match &self.host_key_alias {
+            Some(alias) => (alias, 22),
+            None => (&self.host, self.port),
         }
     }
 
@@ -684,10 +703,11 @@ async fn connect_inner(options: &ConnectOptions, name: &str) -> Result<Session> 
         .await
         .map_err(|_| Error::new(ErrorKind::LocalIo, "cannot read known_hosts"))
         .and_then(|r| r);
+    let (key_host, key_port) = options.key_lookup();
     let (recorded, cert_authority) = match &snapshot {
         Ok(r) => (
-            r.algorithms(&options.host, options.port),
-            r.has_cert_authority(&options.host, options.port),
+            r.algorithms(key_host, key_port),
+            r.has_cert_authority(key_host, key_port),
         ),
         Err(_) => (Vec::new(), false),
     };
@@ -728,8 +748,8 @@ async fn connect_inner(options: &ConnectOptions, name: &str) -> Result<Session> 
     let verdict = Arc::new(Mutex::new(HostKeyVerdict::default()));
     let diagnosis = Arc::new(Diagnosis::default());
     let handler = ClientHandler {
-        host: options.host.clone(),
-        port: options.port,
+        host: key_host.to_owned(),
+        port: key_port,
         known_hosts: options.known_hosts.clone(),
         snapshot: Some(snapshot),
         policy: options.policy,
@@ -881,7 +901,21 @@ async fn authenticate(
     Err(Error::new(ErrorKind::Auth, message).with_source(error))
 }
 
-/// The methods in order: identity files, agent keys, keyboard-interactive, password.
+/// Where authentication stands: the methods the server still allows, and how many
+/// public key failures may pass before the password's turn.
+struct AuthState {
+    allowed: Option<MethodSet>,
+    key_failures_allowed: usize,
+}
+
+impl AuthState {
+    fn allows(&self, m: MethodKind) -> bool {
+        self.allowed.as_ref().is_none_or(|set| set.contains(&m))
+    }
+}
+
+/// The methods in the order of [`Credentials::methods`] (by default: identity files and
+/// agent keys, keyboard-interactive, password).
 async fn try_methods(
     handle: &mut Handle<ClientHandler>,
     options: &ConnectOptions,
@@ -890,10 +924,8 @@ async fn try_methods(
 ) -> Result<()> {
     let user = options.user.as_str();
     let creds = &options.credentials;
-    let allows = |allowed: &Option<MethodSet>, m: MethodKind| {
-        allowed.as_ref().is_none_or(|set| set.contains(&m))
-    };
     let auth_err = |e: russh::Error| russh_error(e, "authenticating");
+    let order = creds.method_order();
 
     // Like OpenSSH, ask with "none" first: the answer lists the methods the server allows,
     // so no attempt is spent on a method it would refuse (MaxAuthTries counts them).
@@ -903,58 +935,83 @@ async fn try_methods(
             remaining_methods, ..
         } => Some(remaining_methods),
     };
-
-    // A password the server may take gets its turn: agent keys stop one attempt short of
-    // sshd's default MaxAuthTries, which would otherwise end the connection first.
-    let password_turn = creds.password_secret().is_some()
-        && !mismatch_accepted
-        && (allows(&allowed, MethodKind::KeyboardInteractive)
-            || allows(&allowed, MethodKind::Password));
-    let key_failures_allowed = if password_turn {
-        DEFAULT_MAX_AUTH_TRIES - 1
-    } else {
-        usize::MAX
-    };
-
     let mut state = AuthState {
         allowed,
-        key_failures_allowed,
+        key_failures_allowed: usize::MAX,
     };
-    if public_keys(handle, options, &mut state, attempts).await? {
-        return Ok(());
-    }
-    let mut allowed = state.allowed;
 
-    // 3 and 4. The password, unless the host key could not be verified.
-    if let Some(password) = creds.password_secret() {
-        if mismatch_accepted {
-            attempts
-                .tried
-                .push("password (disabled: the host key did not match)".to_owned());
-        } else {
-            if allows(&allowed, MethodKind::KeyboardInteractive) {
-                attempts.tried.push("keyboard-interactive".to_owned());
-                match keyboard_interactive(handle, user, password.expose()).await? {
-                    None => return Ok(()),
-                    Some(remaining) => {
-                        attempts.failures += 1;
-                        allowed = Some(remaining);
-                    }
+    // A password the server may take, tried after the keys, gets its turn: agent keys
+    // stop one attempt short of sshd's default MaxAuthTries, which would otherwise end the
+    // connection first.
+    let password_methods = [AuthMethod::KeyboardInteractive, AuthMethod::Password];
+    let password_after_keys = order
+        .iter()
+        .position(|m| *m == AuthMethod::PublicKey)
+        .is_some_and(|keys| {
+            order
+                .iter()
+                .skip(keys)
+                .any(|m| password_methods.contains(m))
+        });
+    let password_turn = creds.password_secret().is_some()
+        && !mismatch_accepted
+        && password_after_keys
+        && (state.allows(MethodKind::KeyboardInteractive) || state.allows(MethodKind::Password));
+    if password_turn {
+        state.key_failures_allowed = DEFAULT_MAX_AUTH_TRIES - 1;
+    }
+
+    let mut mismatch_noted = false;
+    for method in order {
+        match method {
+            AuthMethod::PublicKey => {
+                if public_keys(handle, options, &mut state, attempts).await? {
+                    return Ok(());
                 }
             }
-            if allows(&allowed, MethodKind::Password) {
-                attempts.tried.push("password".to_owned());
-                match handle
-                    .authenticate_password(user, password.expose())
-                    .await
-                    .map_err(auth_err)?
-                {
-                    AuthResult::Success => return Ok(()),
-                    AuthResult::Failure {
-                        remaining_methods, ..
-                    } => {
-                        attempts.failures += 1;
-                        allowed = Some(remaining_methods);
+            AuthMethod::KeyboardInteractive | AuthMethod::Password => {
+                // The password, unless the host key could not be verified.
+                let Some(password) = creds.password_secret() else {
+                    continue;
+                };
+                if mismatch_accepted {
+                    if !mismatch_noted {
+                        attempts
+                            .tried
+                            .push("password (disabled: the host key did not match)".to_owned());
+                        mismatch_noted = true;
+                    }
+                    continue;
+                }
+                if *method == AuthMethod::KeyboardInteractive {
+                    if !state.allows(MethodKind::KeyboardInteractive) {
+                        continue;
+                    }
+                    attempts.tried.push("keyboard-interactive".to_owned());
+                    match keyboard_interactive(handle, user, password.expose()).await? {
+                        None => return Ok(()),
+                        Some(remaining) => {
+                            attempts.failures += 1;
+                            state.allowed = Some(remaining);
+                        }
+                    }
+                } else {
+                    if !state.allows(MethodKind::Password) {
+                        continue;
+                    }
+                    attempts.tried.push("password".to_owned());
+                    match handle
+                        .authenticate_password(user, password.expose())
+                        .await
+                        .map_err(auth_err)?
+                    {
+                        AuthResult::Success => return Ok(()),
+                        AuthResult::Failure {
+                            remaining_methods, ..
+                        } => {
+                            attempts.failures += 1;
+                            state.allowed = Some(remaining_methods);
+                        }
                     }
                 }
             }
@@ -967,7 +1024,7 @@ async fn try_methods(
             "connection lost while authenticating",
         ));
     }
-    let allowed = match &allowed {
+    let allowed = match &state.allowed {
         Some(set) => set
             .iter()
             .map(|m| <&str>::from(m).to_owned())
@@ -975,26 +1032,26 @@ async fn try_methods(
             .join(","),
         None => "unknown".to_owned(),
     };
+    let methods = if order == AuthMethod::DEFAULT_ORDER {
+        String::new()
+    } else {
+        format!(
+            " (methods configured: {})",
+            order
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+    };
     Err(Error::new(
         ErrorKind::Auth,
         format!(
-            "authentication failed for user {user:?}; tried: {}; the server allows: {allowed}",
+            "authentication failed for user {user:?}; tried: {}{methods}; the server allows: \
+             {allowed}",
             list_or_none(&attempts.tried)
         ),
     ))
-}
-
-/// Where authentication stands: the methods the server still allows, and how many
-/// public key failures may pass before the password's turn.
-struct AuthState {
-    allowed: Option<MethodSet>,
-    key_failures_allowed: usize,
-}
-
-impl AuthState {
-    fn allows(&self, m: MethodKind) -> bool {
-        self.allowed.as_ref().is_none_or(|set| set.contains(&m))
-    }
 }
 
 /// Public key authentication: certificate files, identity files (each with its
@@ -1161,6 +1218,15 @@ async fn public_keys(
             if offered_certificates.contains(&blob) {
                 continue;
             }
+            // IdentitiesOnly: only certificates for a configured key, as OpenSSH.
+            let plain = russh::keys::PublicKey::new(cert.public_key().clone(), "");
+            let configured = creds
+                .identities()
+                .iter()
+                .any(|id| id.key().public_key().key_data() == cert.public_key());
+            if !configured && !creds.agent_may_offer(&plain) {
+                continue;
+            }
             attempts.tried.push(format!(
                 "certificate from the agent {comment:?} ({})",
                 describe_user_certificate(&cert, user)
@@ -1177,13 +1243,24 @@ async fn public_keys(
             }
         }
         let total = agent.keys.len();
+        let keys: Vec<_> = agent
+            .keys
+            .iter()
+            .filter(|k| creds.agent_may_offer(k))
+            .cloned()
+            .collect();
+        let usable = keys.len();
         let entry = attempts.tried.len();
         if total > 0 || agent.certificates.is_empty() {
-            attempts.tried.push(format!("agent ({total} keys)"));
+            attempts.tried.push(if usable == total {
+                format!("agent ({total} keys)")
+            } else {
+                format!("agent ({usable} of {total} keys: IdentitiesOnly)")
+            });
         }
         let mut offered = 0;
         let mut held_back = false;
-        for public in agent.keys.clone() {
+        for public in keys {
             if !state.allows(MethodKind::PublicKey) {
                 break;
             }
@@ -1226,7 +1303,7 @@ async fn public_keys(
                 }
             }
         }
-        if offered < total {
+        if offered < usable {
             if let Some(entry) = attempts.tried.get_mut(entry) {
                 *entry = if held_back {
                     format!(
