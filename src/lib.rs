@@ -56,7 +56,7 @@ pub use pool::{
 pub use secret::Secret;
 pub use ssh::quote::shell_quote;
 pub use ssh::{
-    Agent, Command, ConnectOptions, Credentials, DataCallback, ExitStatus, HostKeyPolicy,
+    Agent, Become, Command, ConnectOptions, Credentials, DataCallback, ExitStatus, HostKeyPolicy,
     HostKeyStatus, Identity, KeyLocation, KnownHosts, Output, Session, Sftp, Stream,
     TransferOptions, TransferStats,
 };

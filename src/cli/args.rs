@@ -67,6 +67,18 @@ pub struct Args {
     /// Do not use the ssh-agent.
     #[arg(long, global = true)]
     pub no_agent: bool,
+    /// Run the command (or put/get) as root through sudo, without a pty.
+    #[arg(short = 'b', long = "become", global = true)]
+    pub become_: bool,
+    /// Run as this user through sudo (implies --become).
+    #[arg(long, value_name = "USER", global = true)]
+    pub become_user: Option<String>,
+    /// Prompt once for the sudo password, used on every host that runs through sudo.
+    #[arg(short = 'K', long, global = true)]
+    pub ask_become_pass: bool,
+    /// Read the sudo password from this environment variable.
+    #[arg(long, value_name = "VAR", global = true, conflicts_with = "ask_become_pass")]
+    pub become_pass_env: Option<String>,
     /// Host key policy: strict (default), accept-new or off.
     #[arg(long, value_name = "POLICY", global = true)]
     pub host_key_policy: Option<String>,
@@ -273,6 +285,8 @@ pub struct Config {
     pub list_hosts: bool,
     pub overrides: HostSettings,
     pub ask_pass: bool,
+    pub ask_become_pass: bool,
+    pub become_pass_env: Option<String>,
     pub key_passphrase_env: Option<String>,
     pub no_agent: bool,
     pub forks: usize,
@@ -347,6 +361,12 @@ impl Args {
         }
         if !self.identity.is_empty() {
             overrides.identity_files = Some(self.identity);
+        }
+        if let Some(user) = &self.become_user {
+            overrides.become_user = Some(user.clone());
+        }
+        if self.become_ || self.become_user.is_some() {
+            overrides.become_enabled = Some(true);
         }
         if let Some(p) = &self.host_key_policy {
             overrides.host_key_policy = Some(p.parse::<HostKeyPolicy>()?);
@@ -447,6 +467,8 @@ impl Args {
             list_hosts: self.list_hosts,
             overrides,
             ask_pass: self.ask_pass,
+            ask_become_pass: self.ask_become_pass,
+            become_pass_env: self.become_pass_env,
             key_passphrase_env: self.key_passphrase_env,
             no_agent: self.no_agent,
             forks: self.forks,

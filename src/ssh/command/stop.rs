@@ -28,6 +28,8 @@ use russh::ChannelMsg;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::sudo::{wrap, Become, PromptWatch};
+use crate::secret::Secret;
 use crate::ssh::session::ClientHandler;
 
 /// How long the output may stay silent after the exit status arrived before rexec stops
@@ -169,9 +171,19 @@ impl PidMarker {
     }
 
     /// Feeds a chunk; returns the bytes to pass on.
+    #[cfg(test)]
     pub(super) fn push(&mut self, data: &[u8]) -> Vec<u8> {
+        let (mut before, after) = self.push_split(data);
+        before.extend_from_slice(&after);
+        before
+    }
+
+    /// Feeds a chunk; returns the bytes to pass on, split where the marker stood: what
+    /// came before it, and what came after it (everything, once the marker was found in
+    /// an earlier chunk; nothing, while it has not been found).
+    pub(super) fn push_split(&mut self, data: &[u8]) -> (Vec<u8>, Vec<u8>) {
         if self.done {
-            return data.to_vec();
+            return (Vec::new(), data.to_vec());
         }
         self.pending.extend_from_slice(data);
         let buf = std::mem::take(&mut self.pending);
@@ -180,7 +192,7 @@ impl PidMarker {
         loop {
             let Some(start) = rest.iter().position(|&b| b == 0x1e) else {
                 out.extend_from_slice(rest);
-                return out;
+                return (out, Vec::new());
             };
             out.extend_from_slice(rest.get(..start).unwrap_or_default());
             let candidate = rest.get(start..).unwrap_or_default();
@@ -188,12 +200,11 @@ impl PidMarker {
                 Match::Marker { pid, len } => {
                     self.found = Some(pid);
                     self.done = true;
-                    out.extend_from_slice(candidate.get(len..).unwrap_or_default());
-                    return out;
+                    return (out, candidate.get(len..).unwrap_or_default().to_vec());
                 }
                 Match::Incomplete => {
                     self.pending = candidate.to_vec();
-                    return out;
+                    return (out, Vec::new());
                 }
                 Match::No => {
                     out.push(0x1e);
@@ -289,25 +300,46 @@ pub(super) fn reaper_script(pid: u32, grace: Duration) -> String {
 /// survived `KILL`, `None` the reaper could not run or report.
 pub(super) type Reaped = Option<bool>;
 
-/// Runs the reaper on a new channel of `connection`; bounded by `limit`.
+/// Runs the reaper on a new channel of `connection`; bounded by `limit`. With `sudo`
+/// (a command run through sudo), the reaper runs through sudo as the same user, with the
+/// password sent when sudo asks for it: a login user cannot signal the target user's
+/// processes.
 pub(super) fn spawn_reaper(
     connection: Arc<Handle<ClientHandler>>,
     pid: u32,
     grace: Duration,
     limit: Duration,
+    sudo: Option<Become>,
 ) -> tokio::task::JoinHandle<Reaped> {
     tokio::spawn(async move {
         let run = async {
             let mut channel = connection.channel_open_session().await.ok()?;
-            channel
-                .exec(false, reaper_script(pid, grace).into_bytes())
-                .await
-                .ok()?;
-            let _ = channel.eof().await;
+            let script = reaper_script(pid, grace);
+            let nonce = nonce();
+            let (line, mut watch) = match &sudo {
+                Some(b) => (wrap(&script, b, &nonce), Some(PromptWatch::new(&nonce))),
+                None => (script, None),
+            };
+            channel.exec(false, line.into_bytes()).await.ok()?;
+            let password = sudo.as_ref().and_then(|b| b.secret().cloned());
+            if password.is_none() {
+                let _ = channel.eof().await;
+            }
             let mut status = None;
             while let Some(msg) = channel.wait().await {
                 match msg {
                     ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+                    ChannelMsg::ExtendedData { data, ext: 1 } => {
+                        let Some(w) = watch.as_mut() else { continue };
+                        let before = w.prompts();
+                        w.push(&data);
+                        if w.prompts() > before {
+                            if let (1, Some(p)) = (w.prompts(), &password) {
+                                let _ = channel.data(&password_line(p)[..]).await;
+                            }
+                            let _ = channel.eof().await;
+                        }
+                    }
                     ChannelMsg::Close => break,
                     _ => {}
                 }
@@ -320,6 +352,14 @@ pub(super) fn spawn_reaper(
         };
         tokio::time::timeout(limit, run).await.ok().flatten()
     })
+}
+
+/// `password` and a newline, as sudo reads it, wiped on drop.
+pub(super) fn password_line(password: &Secret) -> zeroize::Zeroizing<Vec<u8>> {
+    let mut line = zeroize::Zeroizing::new(Vec::with_capacity(password.expose().len() + 1));
+    line.extend_from_slice(password.expose().as_bytes());
+    line.push(b'\n');
+    line
 }
 
 #[cfg(test)]

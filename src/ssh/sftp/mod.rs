@@ -36,6 +36,7 @@ use crate::ssh::session::{ClientHandler, Session};
 
 mod download;
 mod open;
+mod sudo;
 mod tree;
 mod upload;
 
