@@ -28,7 +28,14 @@ fn sudo_installed() {
         harness::setup();
         if !Path::new("/usr/bin/sudo").exists() {
             run(Command::new("apt-get")
-                .args(["-o", "DPkg::Lock::Timeout=300", "install", "-y", "-qq", "sudo"])
+                .args([
+                    "-o",
+                    "DPkg::Lock::Timeout=300",
+                    "install",
+                    "-y",
+                    "-qq",
+                    "sudo",
+                ])
                 .env("DEBIAN_FRONTEND", "noninteractive"));
         }
     });
@@ -52,7 +59,9 @@ impl Sudoers {
         let text = format!("Defaults:{TEST_USER} timestamp_timeout=0\n{rules}\n");
         let candidate = std::env::temp_dir().join(format!("rexec-sudoers-{name}"));
         fs::write(&candidate, &text).unwrap();
-        run(Command::new("visudo").args(["-c", "-q", "-f"]).arg(&candidate));
+        run(Command::new("visudo")
+            .args(["-c", "-q", "-f"])
+            .arg(&candidate));
         fs::remove_file(&candidate).unwrap();
         fs::write(&path, text).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o440)).unwrap();
@@ -147,7 +156,13 @@ fn a_wrong_password_is_become_failed_and_never_shown() {
     let wrong = "not-the-password-1234";
     let out = rexec_with(
         &args,
-        &["--become", "--become-pass-env", "BECOME_PW", "--json", "echo ran"],
+        &[
+            "--become",
+            "--become-pass-env",
+            "BECOME_PW",
+            "--json",
+            "echo ran",
+        ],
         &[("BECOME_PW", wrong), ("REXEC_LOG", "trace")],
     );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
@@ -159,7 +174,10 @@ fn a_wrong_password_is_become_failed_and_never_shown() {
     assert!(message.contains("did not run"), "{message}");
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert!(!all.contains(wrong), "the password was shown: {all}");
-    assert!(!all.contains("sudo via rexec"), "the prompt was shown: {all}");
+    assert!(
+        !all.contains("sudo via rexec"),
+        "the prompt was shown: {all}"
+    );
     assert!(!all.contains("\"stdout\":\"ran"), "{all}");
     // The library says the same with its kind.
     runtime().block_on(async {
@@ -186,6 +204,7 @@ fn the_summary_and_exit_code_count_become_failed() {
     assert_eq!(out.status.code(), Some(3));
     let err = text(&out.stderr);
     assert!(err.contains("1 become-failed"), "{err}");
+    let err = format!("{}{err}", text(&out.stdout));
     assert!(
         err.contains("sudo: a password is required and none was given"),
         "{err}"
@@ -196,7 +215,11 @@ fn the_summary_and_exit_code_count_become_failed() {
 fn a_host_that_needs_a_password_fails_clearly_without_one() {
     let _sudoers = Sudoers::new("needed", &with_password());
     let sshd = Sshd::start();
-    let out = rexec_with(&host_args(&sshd, TEST_USER), &["--become", "--json", "id -u"], &[]);
+    let out = rexec_with(
+        &host_args(&sshd, TEST_USER),
+        &["--become", "--json", "id -u"],
+        &[],
+    );
     let host = json_host(&out);
     assert_eq!(host["outcome"], "become-failed", "{host}");
     assert!(host["error"]["message"]
@@ -230,7 +253,11 @@ fn sudo_missing_from_the_path_is_named() {
         extra: vec!["ForceCommand PATH=/nonexistent; eval \"$SSH_ORIGINAL_COMMAND\"".into()],
         ..SshdConfig::default()
     });
-    let out = rexec_with(&host_args(&sshd, TEST_USER), &["--become", "--json", "id -u"], &[]);
+    let out = rexec_with(
+        &host_args(&sshd, TEST_USER),
+        &["--become", "--json", "id -u"],
+        &[],
+    );
     let host = json_host(&out);
     assert_eq!(host["outcome"], "become-failed", "{host}");
     assert!(host["error"]["message"]
@@ -295,10 +322,7 @@ fn stdin_reaches_the_command_after_the_password() {
 #[test]
 fn become_user_runs_as_that_user_with_its_home() {
     let other = harness::bash_user();
-    let _sudoers = Sudoers::new(
-        "other",
-        &format!("{TEST_USER} ALL=({other}) NOPASSWD: ALL"),
-    );
+    let _sudoers = Sudoers::new("other", &format!("{TEST_USER} ALL=({other}) NOPASSWD: ALL"));
     let sshd = Sshd::start();
     let out = rexec_with(
         &host_args(&sshd, TEST_USER),
@@ -306,9 +330,17 @@ fn become_user_runs_as_that_user_with_its_home() {
         &[],
     );
     let host = json_host(&out);
-    assert_eq!(host["stdout"], format!("{other}\n/home/{other}\n"), "{host}");
+    assert_eq!(
+        host["stdout"],
+        format!("{other}\n/home/{other}\n"),
+        "{host}"
+    );
     // Not allowed to become root with that rule.
-    let out = rexec_with(&host_args(&sshd, TEST_USER), &["--become", "--json", "id"], &[]);
+    let out = rexec_with(
+        &host_args(&sshd, TEST_USER),
+        &["--become", "--json", "id"],
+        &[],
+    );
     let host = json_host(&out);
     assert_eq!(host["outcome"], "become-failed", "{host}");
 }
@@ -351,7 +383,11 @@ fn the_inventory_turns_become_on_with_a_password_from_the_environment() {
     fs::write(&inventory, "[defaults]\nbecome_password = \"x\"\n").unwrap();
     let out = rexec(&["-i", inventory.to_str().unwrap(), "true"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("become_password"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("become_password"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -392,7 +428,10 @@ fn ask_become_pass_prompts_once_on_the_terminal() {
     seen.extend_from_slice(&rest);
     let shown = text(&seen);
     assert!(shown.contains("\"stdout\":\"root\\n\""), "{shown}");
-    assert!(!shown.contains(password), "the password was echoed: {shown}");
+    assert!(
+        !shown.contains(password),
+        "the password was echoed: {shown}"
+    );
     assert_eq!(shown.matches("BECOME password:").count(), 1, "{shown}");
 }
 
@@ -402,7 +441,13 @@ fn the_password_is_not_in_trace_logs_or_json() {
     let sshd = Sshd::start();
     let out = rexec_with(
         &host_args(&sshd, TEST_USER),
-        &["--become", "--become-pass-env", "BECOME_PW", "--json", "id -un"],
+        &[
+            "--become",
+            "--become-pass-env",
+            "BECOME_PW",
+            "--json",
+            "id -un",
+        ],
         &[("BECOME_PW", harness::setup()), ("REXEC_LOG", "trace")],
     );
     assert_eq!(json_host(&out)["stdout"], "root\n");
@@ -569,7 +614,13 @@ fn put_as_root_lands_owned_by_root_with_the_mode_replacing_atomically() {
         ],
         &[("BECOME_PW", harness::setup())],
     );
-    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     assert_eq!(fs::read_to_string(&dest).unwrap(), "new contents\n");
     assert_eq!(owner_and_mode(&dest), (0, 0o640));
     // Replaced by a rename (a new inode), not rewritten in place.
@@ -644,7 +695,10 @@ fn put_as_another_user_lands_owned_by_that_user() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let landed = PathBuf::from(format!("/home/{other}/rexec-sudo-notes.txt"));
-    let uid: u32 = run(Command::new("id").args(["-u", other])).trim().parse().unwrap();
+    let uid: u32 = run(Command::new("id").args(["-u", other]))
+        .trim()
+        .parse()
+        .unwrap();
     assert_eq!(owner_and_mode(&landed), (uid, 0o600));
     assert_eq!(fs::read_to_string(&landed).unwrap(), "for the other user\n");
     fs::remove_file(&landed).unwrap();
@@ -666,7 +720,11 @@ fn get_reads_a_root_only_file() {
     // As the login user: permission denied.
     let out = rexec_with(
         &args,
-        &["get", remote.to_str().unwrap(), local.path().to_str().unwrap()],
+        &[
+            "get",
+            remote.to_str().unwrap(),
+            local.path().to_str().unwrap(),
+        ],
         &[],
     );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
@@ -742,7 +800,10 @@ fn library_put_and_get_through_sudo() {
             .await
             .unwrap();
         assert_eq!(stats.bytes, data.len() as u64);
-        assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), data.len() as u64);
+        assert_eq!(
+            seen.load(std::sync::atomic::Ordering::Relaxed),
+            data.len() as u64
+        );
         assert_eq!(fs::read(&dest).unwrap(), data);
         assert_eq!(fs::metadata(&dest).unwrap().uid(), 0);
         let back = local.path().join("back.bin");
@@ -754,12 +815,22 @@ fn library_put_and_get_through_sudo() {
         assert_eq!(fs::read(&back).unwrap(), data);
         // Directories are refused: single files only.
         let e = session
-            .sudo_put(local.path(), dest.to_str().unwrap(), &Become::root(), &options)
+            .sudo_put(
+                local.path(),
+                dest.to_str().unwrap(),
+                &Become::root(),
+                &options,
+            )
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e:#}");
         let e = session
-            .sudo_get(sshd.dir.path().to_str().unwrap(), local.path(), &Become::root(), &options)
+            .sudo_get(
+                sshd.dir.path().to_str().unwrap(),
+                local.path(),
+                &Become::root(),
+                &options,
+            )
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e:#}");

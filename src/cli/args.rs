@@ -77,7 +77,12 @@ pub struct Args {
     #[arg(short = 'K', long, global = true)]
     pub ask_become_pass: bool,
     /// Read the sudo password from this environment variable.
-    #[arg(long, value_name = "VAR", global = true, conflicts_with = "ask_become_pass")]
+    #[arg(
+        long,
+        value_name = "VAR",
+        global = true,
+        conflicts_with = "ask_become_pass"
+    )]
     pub become_pass_env: Option<String>,
     /// Host key policy: strict (default), accept-new or off.
     #[arg(long, value_name = "POLICY", global = true)]

@@ -177,13 +177,11 @@ pub fn check_sudo_transfer(action: &Action, targets: &[Target]) -> Result<(), Er
         return Ok(());
     }
     match action {
-        Action::Put { in_place: true, .. } | Action::Get { in_place: true, .. } => {
-            Err(Error::new(
-                ErrorKind::InvalidInput,
-                "--inplace does not apply with --become: the file is replaced atomically as \
+        Action::Put { in_place: true, .. } | Action::Get { in_place: true, .. } => Err(Error::new(
+            ErrorKind::InvalidInput,
+            "--inplace does not apply with --become: the file is replaced atomically as \
                  the target user",
-            ))
-        }
+        )),
         Action::Put {
             local,
             recursive: true,
@@ -277,7 +275,9 @@ pub async fn run(
                             let dir = get_dir(config, &target, local_dir)?;
                             session.sudo_get(&path(remote)?, &dir, b, &options).await
                         }
-                        Action::Run(_) => Err(Error::new(ErrorKind::InvalidInput, "not a transfer")),
+                        Action::Run(_) => {
+                            Err(Error::new(ErrorKind::InvalidInput, "not a transfer"))
+                        }
                     };
                 }
                 let sftp = session.sftp().await?;

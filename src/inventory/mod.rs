@@ -314,7 +314,10 @@ fn check_overrides(overrides: &HostSettings) -> Result<()> {
         ("user", overrides.user.as_deref()),
         ("password_env", overrides.password_env.as_deref()),
         ("become_user", overrides.become_user.as_deref()),
-        ("become_password_env", overrides.become_password_env.as_deref()),
+        (
+            "become_password_env",
+            overrides.become_password_env.as_deref(),
+        ),
     ];
     for (what, value) in fields {
         if let Some(v) = value {

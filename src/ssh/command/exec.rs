@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::output::{Collector, ExitStatus, Stream};
 use super::stop::{
-    marker_line, nonce, password_line, spawn_reaper, PidMarker, Reaped, StopPlan, StopReason,
-    Stopping, EXIT_DRAIN,
+    group_marker_line, marker_line, nonce, password_line, spawn_reaper, PidMarker, Reaped,
+    StopPlan, StopReason, Stopping, EXIT_DRAIN,
 };
 use super::sudo::{wrap, Become, PromptWatch};
 use super::{Command, RunEnd, StdinFile};
@@ -54,7 +54,7 @@ pub(super) async fn run(
     let sudo = cmd.sudo.clone();
     match &sudo {
         // The marker comes from the shell sudo starts: it also says the command started.
-        Some(b) => line = wrap(&format!("{}{line}", marker_line(&nonce)), b, &nonce),
+        Some(b) => line = wrap(&format!("{}{line}", group_marker_line(&nonce)), b, &nonce),
         None if cmd.report_pid => line.insert_str(0, &marker_line(&nonce)),
         None => {}
     }

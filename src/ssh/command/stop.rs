@@ -142,6 +142,24 @@ pub(super) fn marker_line(nonce: &str) -> String {
     format!("printf '\\036rexec-{nonce}-%s\\036' \"$$\" >&2\n")
 }
 
+/// The first line of a command run through sudo: the same marker, carrying the process
+/// group of the shell that sudo started instead of its process id.
+///
+/// Without a pty sudo does not give the command a process group of its own: the shell
+/// shares sudo's (the session's) group, and when that shell dies first (`TERM` relayed by
+/// sudo) its children stay in the group while the shell's pid names no group at all. So
+/// the group is read when the command starts: field 5 of `/proc/$$/stat` (the shell's
+/// name, field 2, is `sh`: no spaces), or sudo's pid (`$PPID`, the session leader) where
+/// there is no `/proc`. The variables are removed before the command runs.
+pub(super) fn group_marker_line(nonce: &str) -> String {
+    format!(
+        "__rexec_g=$PPID\n\
+         read -r __rexec_1 __rexec_2 __rexec_3 __rexec_4 __rexec_g __rexec_5 2>/dev/null </proc/$$/stat\n\
+         printf '\\036rexec-{nonce}-%s\\036' \"$__rexec_g\" >&2\n\
+         unset __rexec_1 __rexec_2 __rexec_3 __rexec_4 __rexec_5 __rexec_g\n"
+    )
+}
+
 /// Finds the process-id marker in a stream and removes it; every other byte passes
 /// through unchanged and in order. At most the length of a marker is held back while a
 /// partial marker could be forming.

@@ -214,7 +214,10 @@ impl PromptWatch {
             return "sudo: a password is required and none was given; the command did not run"
                 .to_owned();
         }
-        if let Some(line) = lines.iter().find(|l| l.contains("is not in the sudoers file")) {
+        if let Some(line) = lines
+            .iter()
+            .find(|l| l.contains("is not in the sudoers file"))
+        {
             let line = line.trim_start_matches("sudo: ").trim_end_matches('.');
             return format!("sudo: {line}; the command did not run");
         }
@@ -310,7 +313,9 @@ mod tests {
         let w = said("P:Sorry, try again.\nP:\nsudo: no password was provided\n");
         assert!(w.failure(&one, &with_pw).contains("incorrect password"));
         let w = said("sudo: a password is required\n");
-        assert!(w.failure(&one, &Become::root()).contains("a password is required"));
+        assert!(w
+            .failure(&one, &Become::root())
+            .contains("a password is required"));
         let w = said("P:alice is not in the sudoers file.\n");
         assert_eq!(
             w.failure(&one, &with_pw),

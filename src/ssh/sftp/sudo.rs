@@ -118,15 +118,12 @@ impl Session {
                 ),
             ));
         }
-        let name = local
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::InvalidInput,
-                    format!("local name {} is not UTF-8", local.display()),
-                )
-            })?;
+        let name = local.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("local name {} is not UTF-8", local.display()),
+            )
+        })?;
         let size = meta.len();
         let mode = if options.preserve {
             meta.permissions().mode() & 0o7777
@@ -183,7 +180,10 @@ impl Session {
         let output = cmd.output().await.map_err(|e| match e.kind() {
             ErrorKind::Interrupted => Error::new(
                 ErrorKind::Interrupted,
-                format!("interrupted: the upload of {remote} as {} stopped", become_.user_name()),
+                format!(
+                    "interrupted: the upload of {remote} as {} stopped",
+                    become_.user_name()
+                ),
             ),
             _ => e,
         })?;
@@ -241,7 +241,11 @@ impl Session {
         options: &TransferOptions,
     ) -> Result<TransferStats> {
         refuse_in_place(options)?;
-        let name = remote.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+        let name = remote
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or("");
         let dest = if local.is_dir() {
             if name.is_empty() || name == "." || name == ".." || name == "~" {
                 return Err(Error::new(
@@ -327,7 +331,12 @@ impl Session {
                     progress: None,
                 },
             ),
-            Err(_) => return Err(Error::new(ErrorKind::LocalIo, "the download's state failed")),
+            Err(_) => {
+                return Err(Error::new(
+                    ErrorKind::LocalIo,
+                    "the download's state failed",
+                ))
+            }
         };
         if let Some(e) = sink.error.take() {
             return Err(local_error(e, "cannot write", &temp));
@@ -492,7 +501,13 @@ fn finish_local(
     }
     let mode = if options.preserve { mode } else { 0o644 };
     file.set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(|e| Error::new(io_kind(&e), format!("cannot set the mode of local {}", path.display())).with_source(e))
+        .map_err(|e| {
+            Error::new(
+                io_kind(&e),
+                format!("cannot set the mode of local {}", path.display()),
+            )
+            .with_source(e)
+        })
 }
 
 /// Removes a local temporary file unless disarmed.
