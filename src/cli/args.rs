@@ -206,6 +206,10 @@ pub enum TransferArgs {
         /// interrupted transfer leaves a partial file.
         #[arg(long)]
         inplace: bool,
+        /// Permission bits of the uploaded files, in octal (e.g. 0640), instead of the
+        /// local file's (or 0644 with --no-preserve).
+        #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]
+        mode: Option<u32>,
         /// Local file or directory.
         local: PathBuf,
         /// Remote path (an existing directory receives the file under its own name; `~/`
@@ -249,6 +253,8 @@ pub enum Action {
         preserve: bool,
         fsync: bool,
         in_place: bool,
+        /// `--mode`: the uploaded files' permission bits.
+        mode: Option<u32>,
     },
     /// Download.
     Get {
@@ -425,6 +431,7 @@ impl Args {
                 no_preserve,
                 no_fsync,
                 inplace,
+                mode,
                 local,
                 remote,
             }) => Some(Action::Put {
@@ -434,6 +441,7 @@ impl Args {
                 preserve: !no_preserve,
                 fsync: !no_fsync,
                 in_place: inplace,
+                mode,
             }),
             Some(TransferArgs::Get {
                 recursive,
@@ -501,4 +509,15 @@ impl Args {
 /// Durations as people write them in messages.
 pub fn seconds(d: Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())
+}
+
+/// `--mode`: octal permission bits (`640`, `0640`, `0o640`), at most `7777`.
+fn parse_mode(text: &str) -> Result<u32, String> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if m <= 0o7777 && !digits.is_empty() => Ok(m),
+        _ => Err(format!(
+            "{text:?} is not an octal file mode (like 0640, at most 7777)"
+        )),
+    }
 }

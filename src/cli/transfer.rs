@@ -241,6 +241,12 @@ pub async fn run(
                 } => (*recursive, *preserve, *fsync, *in_place),
                 Action::Run(_) => (false, true, true, false),
             };
+            if let Action::Put {
+                mode: Some(mode), ..
+            } = action
+            {
+                options.mode(*mode);
+            }
             options
                 .recursive(recursive)
                 .preserve(preserve)

@@ -350,6 +350,9 @@ impl Driver {
                     reaper = begin_stop(&write, &connection, pid(&marker), &s, now, &sudo).await;
                     reaper_started = reaper.is_some();
                     stopping = Some(s);
+                    // A command being stopped gets no more input (nor EOF): an upload
+                    // through sudo must not complete after its cancellation.
+                    (sending, stdin) = (None, None);
                 }
                 _ = async { match timer { Some((at, _)) => sleep_until(at).await, None => std::future::pending().await } }, if timer.is_some() => {
                     let now = Instant::now();
@@ -359,6 +362,7 @@ impl Driver {
                             reaper = begin_stop(&write, &connection, pid(&marker), &s, now, &sudo).await;
                             reaper_started = reaper.is_some();
                             stopping = Some(s);
+                            (sending, stdin) = (None, None);
                         }
                         Some(Timer::Kill) => {
                             let _ = write.signal(Sig::KILL).await;

@@ -51,15 +51,15 @@ case $p in '~') p=$HOME;; '~/'*) p=$HOME/${p#'~/'};; /*) ;; *) p=./$p;; esac\n";
 impl Session {
     /// Uploads local file `local` to `remote` as the user of `become_`, through sudo (see
     /// [`Command::sudo`] for how sudo is run and how its password is given). The file
-    /// lands owned by that user, with the local file's mode (or 0644 with
-    /// [`TransferOptions::preserve`] off) and modification time, replacing `remote`
-    /// atomically; if `remote` is an existing directory, the file goes inside it under
-    /// its own name. `~`, `~/...` and relative paths are relative to the target user's
+    /// lands owned by that user, with the mode of [`TransferOptions::mode`] (else the local
+    /// file's, or 0644 with [`TransferOptions::preserve`] off) and the local modification
+    /// time (with `preserve`), replacing `remote` atomically; if `remote` is an existing
+    /// directory, the file goes inside it under its own name. `~`, `~/...` and relative paths are relative to the target user's
     /// home. The bytes go over the command's stdin, never through a file another user
     /// could read.
     ///
-    /// Options used: `preserve`, `fsync` (`sync FILE` before the rename), `progress`,
-    /// `cancel_on`.
+    /// Options used: `mode`, `preserve`, `fsync` (`sync FILE` before the rename),
+    /// `progress`, `cancel_on`.
     ///
     /// # Errors
     /// [`ErrorKind::Become`] when sudo does not run the script (wrong or missing password,
@@ -125,11 +125,7 @@ impl Session {
             )
         })?;
         let size = meta.len();
-        let mode = if options.preserve {
-            meta.permissions().mode() & 0o7777
-        } else {
-            0o644
-        };
+        let mode = options.file_mode(meta.permissions().mode());
         let mtime = if options.preserve {
             meta.modified()
                 .ok()
@@ -208,8 +204,8 @@ impl Session {
     /// into place as [`Sftp::get`](super::Sftp::get) does. `~`, `~/...` and relative
     /// paths are relative to the target user's home.
     ///
-    /// Options used: `preserve` (the remote mode and modification time; off: 0644 and
-    /// now), `fsync`, `progress`, `cancel_on`.
+    /// Options used: `mode`, `preserve` (the remote mode and modification time; off: 0644
+    /// and now), `fsync`, `progress`, `cancel_on`.
     ///
     /// # Errors
     /// [`ErrorKind::Become`] when sudo does not run the script; [`ErrorKind::NotFound`];
@@ -499,7 +495,7 @@ fn finish_local(
         )
         .map_err(|e| local_error(e, "cannot set the time of", path))?;
     }
-    let mode = if options.preserve { mode } else { 0o644 };
+    let mode = options.file_mode(mode);
     file.set_permissions(std::fs::Permissions::from_mode(mode))
         .map_err(|e| {
             Error::new(
