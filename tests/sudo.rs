@@ -490,6 +490,7 @@ fn a_deadline_stops_everything_the_command_started_as_root() {
         let running_as = |uid: &str| {
             Command::new("pgrep")
                 .args(["-u", uid, "-f", &format!("^{marker}$")])
+                .stdout(Stdio::null())
                 .status()
                 .unwrap()
                 .success()
@@ -549,6 +550,7 @@ fn cancelling_stops_a_command_run_through_sudo() {
                     eventually(Duration::from_secs(20), || {
                         Command::new("pgrep")
                             .args(["-u", "root", "-f", &format!("^{marker}$")])
+                            .stdout(Stdio::null())
                             .status()
                             .unwrap()
                             .success()
@@ -567,6 +569,7 @@ fn cancelling_stops_a_command_run_through_sudo() {
     });
     let left = Command::new("pgrep")
         .args(["-f", &format!("^{marker}$")])
+        .stdout(Stdio::null())
         .status()
         .unwrap();
     assert!(!left.success(), "{marker} is still running");
@@ -854,4 +857,194 @@ fn recursive_transfers_and_pty_are_refused_with_become_before_connecting() {
     let out = rexec(&["-H", "127.0.0.1:1", "--become", "--pty", "id"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--pty cannot be combined with --become"));
+}
+
+/// Ctrl-C on the command line stops a command run as root through sudo (the password
+/// asked again by the reaper's sudo): nothing is left running, and while it ran the
+/// password was in no process's command line.
+#[test]
+fn ctrl_c_stops_a_command_run_through_sudo_and_the_password_is_never_in_argv() {
+    let _sudoers = Sudoers::new("ctrl-c", &with_password());
+    let sshd = Sshd::start();
+    let password = harness::setup();
+    let marker = format!("sleep {}.75", 5000 + harness::random_u64() % 999);
+    let mut all = host_args(&sshd, TEST_USER);
+    all.extend(
+        ["--become", "--become-pass-env", "BECOME_PW", "--json"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    all.push(format!("echo started; {marker} & {marker}"));
+    let child = rexec_command(&all.iter().map(String::as_str).collect::<Vec<_>>())
+        .env("BECOME_PW", password)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let as_root = || {
+        let out = Command::new("pgrep")
+            .args(["-u", "0", "-f", &format!("^{marker}$")])
+            .output()
+            .unwrap();
+        text(&out.stdout).lines().count()
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || as_root() == 2),
+        "the command never ran as root"
+    );
+    let with_password = Command::new("pgrep")
+        .args(["-a", "-f", password])
+        .output()
+        .unwrap();
+    assert!(
+        !with_password.status.success(),
+        "the password is in a command line: {}",
+        text(&with_password.stdout)
+    );
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    let host = json_host(&out);
+    assert_eq!(host["outcome"], "interrupted", "{host}");
+    assert_eq!(host["stdout"], "started\n", "{host}");
+    let left = || {
+        let out = Command::new("pgrep")
+            .args(["-a", "-f", &format!("^{marker}$")])
+            .output()
+            .unwrap();
+        text(&out.stdout)
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || left().is_empty()),
+        "left running: {}",
+        left()
+    );
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        !all.contains(password) && !all.contains("sudo via rexec"),
+        "{all}"
+    );
+}
+
+/// Neither `Debug` of a command run through sudo nor of its `Become` shows the password.
+#[test]
+fn debug_output_never_shows_the_become_password() {
+    let sshd = Sshd::start();
+    let secret = "debug-secret-4711";
+    runtime().block_on(async {
+        let session = Session::connect(&sshd.options()).await.unwrap();
+        let mut cmd = session.command("id");
+        cmd.become_user("postgres")
+            .become_password(Secret::new(secret));
+        let shown = format!("{cmd:?} {:?}", Become::root().password(Secret::new(secret)));
+        assert!(!shown.contains(secret), "{shown}");
+        assert!(
+            shown.contains("postgres") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+    });
+}
+
+/// Cancelling an upload through sudo half-way leaves the destination as it was and no
+/// temporary file behind (the script removes it when stopped).
+#[test]
+fn a_cancelled_upload_through_sudo_leaves_the_destination_and_no_temporary_file() {
+    let _sudoers = Sudoers::new("put-cancel", &with_password());
+    let sshd = Sshd::start();
+    let dest_dir = sshd.dir.path().join("conf");
+    fs::create_dir(&dest_dir).unwrap();
+    let dest = dest_dir.join("big.bin");
+    fs::write(&dest, "old\n").unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let file = local.path().join("big.bin");
+    let f = fs::File::create(&file).unwrap();
+    f.set_len(256 << 20).unwrap();
+    drop(f);
+    runtime().block_on(async {
+        let session = Session::connect(&sshd.options()).await.unwrap();
+        let token = tokio_util::sync::CancellationToken::new();
+        let cancel = token.clone();
+        let mut options = TransferOptions::new();
+        options
+            .cancel_on(token)
+            .progress(std::sync::Arc::new(move |done, _| {
+                if done >= 1 << 20 {
+                    cancel.cancel();
+                }
+            }));
+        let e = session
+            .sudo_put(
+                &file,
+                dest.to_str().unwrap(),
+                &Become::root().password(Sshd::password()),
+                &options,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Interrupted, "{e:#}");
+    });
+    assert_eq!(fs::read_to_string(&dest).unwrap(), "old\n");
+    let names: Vec<String> = fs::read_dir(&dest_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["big.bin".to_owned()], "temporary files left");
+}
+
+/// `put --mode` sets the uploaded file's permission bits, through sudo and without it.
+#[test]
+fn put_mode_sets_the_permission_bits() {
+    let _sudoers = Sudoers::new("put-mode", &without_password());
+    let sshd = Sshd::start();
+    let local_dir = tempfile::tempdir().unwrap();
+    let local = local_dir.path().join("f.txt");
+    fs::write(&local, "x\n").unwrap();
+    fs::set_permissions(&local, fs::Permissions::from_mode(0o644)).unwrap();
+    let args = host_args(&sshd, TEST_USER);
+    let root_dest = sshd.dir.path().join("as-root.txt");
+    let out = rexec_with(
+        &args,
+        &[
+            "--become",
+            "put",
+            "--mode",
+            "0600",
+            local.to_str().unwrap(),
+            root_dest.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(owner_and_mode(&root_dest), (0, 0o600));
+    // Without sudo, into a directory the login user owns.
+    let own = sshd.dir.path().join("own");
+    fs::create_dir(&own).unwrap();
+    run(Command::new("chown").arg(TEST_USER).arg(&own));
+    let out = rexec_with(
+        &args,
+        &[
+            "put",
+            "--mode",
+            "640",
+            local.to_str().unwrap(),
+            own.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let uid: u32 = run(Command::new("id").args(["-u", TEST_USER]))
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(owner_and_mode(&own.join("f.txt")), (uid, 0o640));
+    // Not octal: a usage error before connecting.
+    let out = rexec(&["-H", "127.0.0.1:1", "put", "--mode", "0689", "a", "b"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("not an octal file mode"),
+        "{}",
+        text(&out.stderr)
+    );
 }
