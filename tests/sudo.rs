@@ -26,17 +26,31 @@ fn sudo_installed() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
         harness::setup();
-        if !Path::new("/usr/bin/sudo").exists() {
-            run(Command::new("apt-get")
-                .args([
+        if !Path::new("/usr/bin/sudo").exists() || !Path::new("/usr/sbin/visudo").exists() {
+            let install = || {
+                Command::new("apt-get")
+                    .args([
+                        "-o",
+                        "DPkg::Lock::Timeout=300",
+                        "install",
+                        "-y",
+                        "-qq",
+                        "sudo",
+                    ])
+                    .env("DEBIAN_FRONTEND", "noninteractive")
+                    .status()
+                    .is_ok_and(|s| s.success())
+            };
+            // Package lists may be missing on a fresh machine: update once and retry.
+            if !install() {
+                run(Command::new("apt-get").args([
                     "-o",
                     "DPkg::Lock::Timeout=300",
-                    "install",
-                    "-y",
+                    "update",
                     "-qq",
-                    "sudo",
-                ])
-                .env("DEBIAN_FRONTEND", "noninteractive"));
+                ]));
+                assert!(install(), "cannot install sudo");
+            }
         }
     });
 }
@@ -123,7 +137,11 @@ fn json_host(out: &std::process::Output) -> serde_json::Value {
 
 #[test]
 fn the_right_password_runs_the_command_as_root_and_the_prompt_is_not_shown() {
-    let _sudoers = Sudoers::new("right", &with_password());
+    // sudo's lecture (shown before the prompt) is sudo's talk, not the command's stderr.
+    let _sudoers = Sudoers::new(
+        "right",
+        &format!("Defaults:{TEST_USER} lecture=always\n{}", with_password()),
+    );
     let sshd = Sshd::start();
     runtime().block_on(async {
         let session = Session::connect(&sshd.options()).await.unwrap();
@@ -466,10 +484,15 @@ fn a_deadline_stops_everything_the_command_started_as_root() {
         root_login: true,
         ..SshdConfig::default()
     });
-    for (login, password) in [(TEST_USER, Some(harness::setup())), ("root", None)] {
+    // Root's login shell here is bash with a slow ~/.bashrc (about 0.4 s), which the
+    // reaper's channel pays too: a longer deadline leaves the stop its time to confirm.
+    for (login, password, timeout) in [
+        (TEST_USER, Some(harness::setup()), "4s"),
+        ("root", None, "8s"),
+    ] {
         let tag = format!("{}", 3000 + harness::random_u64() % 999);
         let marker = format!("sleep {tag}.5");
-        let mut extra = vec!["--become", "-t", "3s", "--json"];
+        let mut extra = vec!["--become", "-t", timeout, "--json"];
         if password.is_some() {
             extra.extend(["--become-pass-env", "BECOME_PW"]);
         }

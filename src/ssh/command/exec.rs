@@ -166,12 +166,13 @@ fn deliver(
     };
     let (before, after) = m.push_split(data);
     match watch.as_mut() {
+        // Before the marker only sudo speaks (a lecture, "Sorry, try again"): kept to
+        // explain a failure, never passed on as the command's own stderr.
         Some(w) => {
-            let mut out = w.push(&before);
+            w.push(&before);
             if m.pid().is_some() {
-                out.extend(w.finish());
+                w.finish();
             }
-            collector.push(stream, &out);
         }
         None => collector.push(stream, &before),
     }
@@ -390,12 +391,22 @@ impl Driver {
         if let Some(m) = marker.as_mut() {
             let rest = m.finish();
             match watch.as_mut().filter(|_| m.pid().is_none()) {
+                // sudo never started the command: what it said (prompts removed) is
+                // the output that explains why.
                 Some(w) => {
-                    let mut out = w.push(&rest);
-                    out.extend(w.finish());
-                    collector.push(marker_stream, &out);
+                    w.push(&rest);
+                    w.finish();
+                    collector.push(marker_stream, w.said());
                 }
                 None => collector.push(marker_stream, &rest),
+            }
+        }
+        if let Some(w) = watch.as_ref().filter(|_| pid(&marker).is_some()) {
+            if !w.said().is_empty() {
+                tracing::debug!(
+                    said = %String::from_utf8_lossy(w.said()).trim_end(),
+                    "sudo's messages before the command started (not part of its output)"
+                );
             }
         }
         // Through sudo, an end without the marker is sudo's own: the command never ran.

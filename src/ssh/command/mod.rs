@@ -211,9 +211,10 @@ impl<'s> Command<'s> {
     /// instead of `-S -p PROMPT` without a password): the command line, with its
     /// [`Command::env`] exports and [`Command::current_dir`], runs in `/bin/sh` as `USER`,
     /// with `HOME` set to that user's home and the login user's working directory. The
-    /// password is sent only when sudo prints `PROMPT`, a string unique to this command that
-    /// is removed from stderr, and stdin ([`Command::stdin`]) only once the command has
-    /// started, so neither can be mistaken for the other. The process-id `printf` is
+    /// password is sent only when sudo prints `PROMPT`, a string unique to this command,
+    /// and stdin ([`Command::stdin`]) only once the command has started, so neither can be
+    /// mistaken for the other. What sudo prints before the command starts (the prompt, a
+    /// lecture, warnings) is not part of the command's stderr; it is logged at debug level. The process-id `printf` is
     /// printed by that `/bin/sh` even when [`Command::report_pid`] is off, and stopping the
     /// command runs its reaper through sudo too.
     ///

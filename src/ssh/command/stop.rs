@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::sudo::{wrap, Become, PromptWatch};
 use crate::secret::Secret;
+use crate::ssh::quote::shell_quote;
 use crate::ssh::session::ClientHandler;
 
 /// How long the output may stay silent after the exit status arrived before rexec stops
@@ -321,7 +322,7 @@ pub(super) type Reaped = Option<bool>;
 /// Runs the reaper on a new channel of `connection`; bounded by `limit`. With `sudo`
 /// (a command run through sudo), the reaper runs through sudo as the same user, with the
 /// password sent when sudo asks for it: a login user cannot signal the target user's
-/// processes.
+/// processes. A root login runs it directly.
 pub(super) fn spawn_reaper(
     connection: Arc<Handle<ClientHandler>>,
     pid: u32,
@@ -335,7 +336,16 @@ pub(super) fn spawn_reaper(
             let script = reaper_script(pid, grace);
             let nonce = nonce();
             let (line, mut watch) = match &sudo {
-                Some(b) => (wrap(&script, b, &nonce), Some(PromptWatch::new(&nonce))),
+                // A root login signals anyone: no sudo (its start-up and PAM would eat
+                // into the grace).
+                Some(b) => (
+                    format!(
+                        "[ \"$(id -u)\" = 0 ] && exec /bin/sh -c {}\n{}",
+                        shell_quote(&script),
+                        wrap(&script, b, &nonce)
+                    ),
+                    Some(PromptWatch::new(&nonce)),
+                ),
                 None => (script, None),
             };
             channel.exec(false, line.into_bytes()).await.ok()?;
@@ -362,13 +372,18 @@ pub(super) fn spawn_reaper(
                     _ => {}
                 }
             }
+            tracing::debug!(?status, "reaper ended");
             match status {
                 Some(0) => Some(true),
                 Some(3) => Some(false),
                 _ => None,
             }
         };
-        tokio::time::timeout(limit, run).await.ok().flatten()
+        let reaped = tokio::time::timeout(limit, run).await;
+        if reaped.is_err() {
+            tracing::debug!(?limit, "the reaper did not report in time");
+        }
+        reaped.ok().flatten()
     })
 }
 

@@ -7,8 +7,11 @@
 //! stderr, before the marker only sudo speaks:
 //!
 //! - each time `PROMPT` appears, sudo waits for a password on stdin: the first time
-//!   rexec sends it (and removes the prompt from stderr); a second prompt means sudo
-//!   refused it, and rexec closes stdin instead of sending anything else;
+//!   rexec sends it; a second prompt means sudo refused it, and rexec closes stdin
+//!   instead of sending anything else;
+//! - what sudo says there (prompts, a lecture, "Sorry, try again", warnings) is not the
+//!   command's stderr: it is kept to explain a failure, and logged at debug level when
+//!   the command runs;
 //! - the marker means the command runs: only then is the command's own stdin sent, so a
 //!   password is never sent to a sudo that does not ask for one (`NOPASSWD`, cached
 //!   credentials), and the command's stdin is never read by sudo as a password;
@@ -148,6 +151,11 @@ impl PromptWatch {
             prompts: 0,
             said: Vec::new(),
         }
+    }
+
+    /// What sudo said (prompts removed), at most its first 4 KiB.
+    pub(super) fn said(&self) -> &[u8] {
+        &self.said
     }
 
     /// How many prompts have been seen.
