@@ -361,6 +361,23 @@ fn become_user_runs_as_that_user_with_its_home() {
     );
     let host = json_host(&out);
     assert_eq!(host["outcome"], "become-failed", "{host}");
+    // sudo -n asks for a password before it checks the rule.
+    assert_eq!(
+        host["error"]["message"],
+        "sudo: a password is required and none was given; the command did not run"
+    );
+    let out = rexec_with(
+        &host_args(&sshd, TEST_USER),
+        &["--become", "--become-pass-env", "BECOME_PW", "--json", "id"],
+        &[("BECOME_PW", harness::setup())],
+    );
+    let host = json_host(&out);
+    assert_eq!(host["outcome"], "become-failed", "{host}");
+    assert_eq!(
+        host["error"]["message"],
+        "sudo: the login user is not allowed to run /bin/sh as root (sudoers); the command \
+         did not run"
+    );
 }
 
 #[test]
@@ -877,6 +894,19 @@ fn recursive_transfers_and_pty_are_refused_with_become_before_connecting() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("put -r with --become is not supported"));
+    let file = local.path().join("f");
+    fs::write(&file, "x").unwrap();
+    let out = rexec(&[
+        "-H",
+        "127.0.0.1:1",
+        "--become",
+        "put",
+        "--inplace",
+        file.to_str().unwrap(),
+        "/tmp/x",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--inplace does not apply with --become"));
     let out = rexec(&["-H", "127.0.0.1:1", "--become", "--pty", "id"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--pty cannot be combined with --become"));
@@ -1069,5 +1099,26 @@ fn put_mode_sets_the_permission_bits() {
         text(&out.stderr).contains("not an octal file mode"),
         "{}",
         text(&out.stderr)
+    );
+}
+
+#[test]
+fn requiretty_is_named() {
+    let _sudoers = Sudoers::new(
+        "requiretty",
+        &format!("Defaults:{TEST_USER} requiretty\n{}", without_password()),
+    );
+    let sshd = Sshd::start();
+    let out = rexec_with(
+        &host_args(&sshd, TEST_USER),
+        &["--become", "--json", "id -u"],
+        &[],
+    );
+    let host = json_host(&out);
+    assert_eq!(host["outcome"], "become-failed", "{host}");
+    assert_eq!(
+        host["error"]["message"],
+        "sudo: this host's sudoers requires a tty (requiretty) and rexec runs sudo without \
+         one; the command did not run"
     );
 }
