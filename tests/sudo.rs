@@ -1122,3 +1122,39 @@ fn requiretty_is_named() {
          one; the command did not run"
     );
 }
+
+/// Bad `become_user` / `become_password_env` values are usage errors naming the file and
+/// line, before anything connects.
+#[test]
+fn bad_become_settings_in_the_inventory_name_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("hosts.toml");
+    for (line, what) in [
+        ("become_user = \"-x\"", "begins with '-'"),
+        ("become_user = \"a b\"", "become_user"),
+        (
+            "become_password_env = \"NOT-A-NAME\"",
+            "is not an environment variable name",
+        ),
+        ("become = \"yes\"", "expected a boolean"),
+    ] {
+        fs::write(
+            &inventory,
+            format!("[hosts]\nh1 = {{}}\n\n[defaults]\n{line}\n"),
+        )
+        .unwrap();
+        let out = rexec(&["-i", inventory.to_str().unwrap(), "true"]);
+        assert_eq!(out.status.code(), Some(2), "{line}");
+        let err = text(&out.stderr);
+        assert!(err.contains("hosts.toml:5"), "{line}: {err}");
+        assert!(err.contains(what), "{line}: {err}");
+    }
+    // On the command line too.
+    let out = rexec(&["-H", "h1", "--become-user", "a b", "true"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("invalid become user \"a b\""),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -773,7 +773,8 @@ impl Parser<'_> {
             }
         }
         if let Some(u) = raw.user {
-            check_user(u.get_ref()).or_else(|e| self.error(u.span(), e))?;
+            check_user(u.get_ref())
+                .or_else(|e| self.error(u.span(), format!("become_user: {e}")))?;
             s.user = Some(u.get_ref().clone());
         }
         if let Some(files) = raw.identity_files {
@@ -790,7 +791,8 @@ impl Parser<'_> {
             s.become_enabled = Some(*b.get_ref());
         }
         if let Some(u) = raw.become_user {
-            check_user(u.get_ref()).or_else(|e| self.error(u.span(), e))?;
+            check_user(u.get_ref())
+                .or_else(|e| self.error(u.span(), format!("become_user: {e}")))?;
             s.become_user = Some(u.get_ref().clone());
         }
         if let Some(v) = raw.become_password_env {
