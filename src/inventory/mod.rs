@@ -773,8 +773,7 @@ impl Parser<'_> {
             }
         }
         if let Some(u) = raw.user {
-            check_user(u.get_ref())
-                .or_else(|e| self.error(u.span(), format!("become_user: {e}")))?;
+            check_user(u.get_ref()).or_else(|e| self.error(u.span(), e))?;
             s.user = Some(u.get_ref().clone());
         }
         if let Some(files) = raw.identity_files {

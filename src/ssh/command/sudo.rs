@@ -84,7 +84,7 @@ impl Become {
     }
 
     /// The user name is one word sudo can take: not empty, no whitespace, control
-    /// characters or NUL, not starting with `-`.
+    /// characters or NUL, not starting with `-`; the password is one line.
     pub(crate) fn check(&self) -> Result<()> {
         let bad = self.user.is_empty()
             || self.user.starts_with('-')
@@ -96,6 +96,18 @@ impl Become {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
                 format!("invalid become user {:?}", self.user),
+            ));
+        }
+        // sudo reads one line: whatever followed a line break would be left for the
+        // command to read on its stdin.
+        let broken = self
+            .password
+            .as_ref()
+            .is_some_and(|p| p.expose().contains(['\n', '\r', '\0']));
+        if broken {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "the become password contains a line break or NUL, which sudo cannot read",
             ));
         }
         Ok(())
@@ -306,6 +318,23 @@ mod tests {
         assert!(!line.contains("pw"));
         let line = wrap("id", &Become::root(), "abc");
         assert_eq!(line, "exec sudo -H -n -u root -- /bin/sh -c id");
+    }
+
+    #[test]
+    fn a_password_of_more_than_one_line_is_refused_without_showing_it() {
+        for bad in ["one\ntwo", "cr\r", "nul\0"] {
+            let e = Become::root()
+                .password(Secret::new(bad))
+                .check()
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput);
+            assert!(!format!("{e:#}").contains(bad));
+        }
+        assert!(Become::root()
+            .password(Secret::new("ok pw"))
+            .check()
+            .is_ok());
+        assert!(Become::user("-x").check().is_err());
     }
 
     #[test]
