@@ -1149,6 +1149,24 @@ fn bad_become_settings_in_the_inventory_name_file_and_line() {
         assert!(err.contains("hosts.toml:5"), "{line}: {err}");
         assert!(err.contains(what), "{line}: {err}");
     }
+    // An unset password variable is named once, before connecting.
+    let out = rexec_command(&[
+        "-H",
+        "127.0.0.1:1",
+        "-b",
+        "--become-pass-env",
+        "REXEC_NO_SUCH_VAR",
+        "true",
+    ])
+    .env_remove("REXEC_NO_SUCH_VAR")
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "rexec: --become-pass-env REXEC_NO_SUCH_VAR: the environment variable \
+         REXEC_NO_SUCH_VAR is not set (or not UTF-8)\n"
+    );
     // On the command line too.
     let out = rexec(&["-H", "h1", "--become-user", "a b", "true"]);
     assert_eq!(out.status.code(), Some(2));
