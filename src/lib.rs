@@ -19,6 +19,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! [`Command::sudo`] runs a command as another user through `sudo` ([`Become`]), and
+//! [`Session::sudo_put`] / [`Session::sudo_get`] move files as that user.
+//!
 //! Errors are one type, [`Error`], with a [`ErrorKind`] for programs. A command that exits
 //! non-zero is not an error: see [`Output::check`].
 
