@@ -64,14 +64,18 @@ struct Sudoers {
 static TURN: Mutex<()> = Mutex::new(());
 
 impl Sudoers {
-    /// `rules` (sudoers lines) in /etc/sudoers.d/rexec-test-NAME, checked by visudo.
+    /// `rules` (sudoers lines) in /etc/sudoers.d/rexec-test-NAME-PID, checked by visudo.
     /// No rules: the test user is in no sudoers file.
     fn new(name: &str, rules: &str) -> Sudoers {
         sudo_installed();
         let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
-        let path = PathBuf::from(format!("/etc/sudoers.d/rexec-test-{name}"));
+        let path = PathBuf::from(format!(
+            "/etc/sudoers.d/rexec-test-{name}-{}",
+            std::process::id()
+        ));
         let text = format!("Defaults:{TEST_USER} timestamp_timeout=0\n{rules}\n");
-        let candidate = std::env::temp_dir().join(format!("rexec-sudoers-{name}"));
+        let candidate =
+            std::env::temp_dir().join(format!("rexec-sudoers-{name}-{}", std::process::id()));
         fs::write(&candidate, &text).unwrap();
         run(Command::new("visudo")
             .args(["-c", "-q", "-f"])
