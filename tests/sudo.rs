@@ -418,6 +418,42 @@ fn the_inventory_turns_become_on_with_a_password_from_the_environment() {
     let (hosts, _) = json_lines(&out);
     assert_eq!(hosts["web1"]["stdout"], "root\n", "{}", text(&out.stdout));
     assert_eq!(hosts["web2"]["stdout"], format!("{TEST_USER}\n"));
+    // `become_user` alone does not turn sudo on; `--become` replaces `[defaults]` only,
+    // so a host's own `become = false` stays.
+    fs::write(
+        &inventory,
+        format!(
+            "[defaults]\nuser = \"{TEST_USER}\"\nidentity_files = [\"{}\"]\nknown_hosts = \"{}\"\n\
+             become_password_env = \"SUDO_PW_FOR_TEST\"\n\n[hosts]\n\
+             web1 = {{ address = \"127.0.0.1\", port = {} }}\n\
+             web2 = {{ address = \"127.0.0.1\", port = {}, become = false }}\n\
+             web3 = {{ address = \"127.0.0.1\", port = {}, become_user = \"root\" }}\n",
+            sshd.user_key.display(),
+            sshd.known_hosts.display(),
+            sshd.port,
+            sshd.port,
+            sshd.port
+        ),
+    )
+    .unwrap();
+    let run_with = |extra: &[&str]| {
+        let mut args = vec!["-i", inventory.to_str().unwrap(), "--no-agent", "--json"];
+        args.extend_from_slice(extra);
+        args.push("id -un");
+        let out = rexec_command(&args)
+            .env("SUDO_PW_FOR_TEST", harness::setup())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let (hosts, _) = json_lines(&out);
+        ["web1", "web2", "web3"].map(|h| hosts[h]["stdout"].as_str().unwrap_or("").to_owned())
+    };
+    let me = format!("{TEST_USER}\n");
+    assert_eq!(run_with(&[]), [me.clone(), me.clone(), me.clone()]);
+    assert_eq!(
+        run_with(&["--become"]),
+        ["root\n".to_owned(), me.clone(), "root\n".to_owned()]
+    );
     // A password in the inventory is not a key it knows.
     fs::write(&inventory, "[defaults]\nbecome_password = \"x\"\n").unwrap();
     let out = rexec(&["-i", inventory.to_str().unwrap(), "true"]);
