@@ -11,7 +11,7 @@ pub mod session;
 pub mod sftp;
 
 pub use auth::{Agent, AuthMethod, Credentials, Identity};
-pub use command::{Command, DataCallback, ExitStatus, Output, Stream};
+pub use command::{Become, Command, DataCallback, ExitStatus, Output, Stream};
 pub use known_hosts::{HostKeyPolicy, HostKeyStatus, KeyLocation, KnownHosts};
 pub use session::{ConnectOptions, Session};
 pub use sftp::{
