@@ -53,6 +53,10 @@ pub enum ErrorKind {
     /// An SFTP operation failed on the server for another reason, or a name the server
     /// sent was refused.
     Sftp,
+    /// `sudo` did not run the command (wrong or missing password, not allowed by
+    /// sudoers, not installed): the command never started. See
+    /// [`Become`](crate::Become).
+    Become,
 }
 
 impl ErrorKind {
@@ -79,6 +83,7 @@ impl ErrorKind {
             ErrorKind::PermissionDenied => "permission-denied",
             ErrorKind::NoSpace => "no-space",
             ErrorKind::Sftp => "sftp",
+            ErrorKind::Become => "become",
         }
     }
 }

@@ -19,6 +19,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! [`Command::sudo`] runs a command as another user through `sudo` ([`Become`]), and
+//! [`Session::sudo_put`] / [`Session::sudo_get`] move files as that user.
+//!
 //! Errors are one type, [`Error`], with a [`ErrorKind`] for programs. A command that exits
 //! non-zero is not an error: see [`Output::check`].
 
@@ -57,7 +60,7 @@ pub use pool::{
 pub use secret::Secret;
 pub use ssh::quote::shell_quote;
 pub use ssh::{
-    Agent, AuthMethod, Command, ConnectOptions, Credentials, DataCallback, ExitStatus,
+    Agent, AuthMethod, Become, Command, ConnectOptions, Credentials, DataCallback, ExitStatus,
     HostKeyPolicy, HostKeyStatus, Identity, KeyLocation, KnownHosts, Output, Session, Sftp, Stream,
     TransferOptions, TransferStats, UserCertificate,
 };

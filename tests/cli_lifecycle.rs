@@ -668,12 +668,13 @@ fn the_russh_log_is_reachable_and_holds_no_secret() {
 #[test]
 fn usage_errors_have_one_format_and_options_work_after_put_and_get() {
     // An unknown option before the command is a usage error, not part of the command.
-    let out = rexec(&["-H", "h", "--bogus", "true"]);
+    // (Not `--bogus`: clap would suggest `--become-user` for it.)
+    let out = rexec(&["-H", "h", "--xyzzy", "true"]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         text(&out.stderr),
-        "rexec: unexpected argument '--bogus' found\n\
-         rexec: tip: to pass '--bogus' as a value, use '-- --bogus'\n\
+        "rexec: unexpected argument '--xyzzy' found\n\
+         rexec: tip: to pass '--xyzzy' as a value, use '-- --xyzzy'\n\
          Try 'rexec --help' for more information.\n"
     );
     let out = rexec(&["-H", "h"]);

@@ -57,6 +57,13 @@ fn the_example_inventory_means_what_its_comments_say() {
         db7.settings.password_env.as_deref(),
         Some("BACKUP_PASSWORD")
     );
+    assert_eq!(db7.settings.become_enabled, Some(true));
+    assert_eq!(db7.settings.become_user.as_deref(), Some("backup"));
+    assert_eq!(
+        db7.settings.become_password_env.as_deref(),
+        Some("BACKUP_SUDO_PASSWORD")
+    );
+    assert_eq!(web03.settings.become_enabled, None);
     let lb1 = inv.hosts().iter().find(|h| h.name == "lb1").unwrap();
     assert_eq!((lb1.address(), lb1.port()), ("lb1.example.net", 2222));
     let control = inv.hosts().iter().find(|h| h.name == "control").unwrap();
@@ -133,7 +140,7 @@ fn errors_name_file_line_and_column() {
         "hosts.toml:2:10: unknown field `prot`, expected one of `address`, `port`, `user`, \
          `identity_files`, `certificate_files`, `password_env`, `host_key_policy`, \
          `known_hosts`, `connect_timeout`, `command_timeout`, `keepalive`, `keepalive_max`, \
-         `transport`, `vars`"
+         `transport`, `become`, `become_user`, `become_password_env`, `vars`"
     );
     assert!(
         err("[hosts\nweb1 = {}\n").starts_with("hosts.toml:1:"),

@@ -80,6 +80,23 @@ pub struct Args {
     /// Do not use the ssh-agent.
     #[arg(long, global = true)]
     pub no_agent: bool,
+    /// Run the command (or put/get) as root through sudo, without a pty.
+    #[arg(short = 'b', long = "become", global = true)]
+    pub become_: bool,
+    /// Run as this user through sudo (implies --become).
+    #[arg(long, value_name = "USER", global = true)]
+    pub become_user: Option<String>,
+    /// Prompt once for the sudo password, used on every host that runs through sudo.
+    #[arg(short = 'K', long, global = true)]
+    pub ask_become_pass: bool,
+    /// Read the sudo password from this environment variable.
+    #[arg(
+        long,
+        value_name = "VAR",
+        global = true,
+        conflicts_with = "ask_become_pass"
+    )]
+    pub become_pass_env: Option<String>,
     /// Host key policy: strict (default), accept-new or off.
     #[arg(long, value_name = "POLICY", global = true)]
     pub host_key_policy: Option<String>,
@@ -202,6 +219,10 @@ pub enum TransferArgs {
         /// interrupted transfer leaves a partial file.
         #[arg(long)]
         inplace: bool,
+        /// Permission bits of the uploaded files, in octal (e.g. 0640), instead of the
+        /// local file's (or 0644 with --no-preserve).
+        #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]
+        mode: Option<u32>,
         /// Local file or directory.
         local: PathBuf,
         /// Remote path (an existing directory receives the file under its own name; `~/`
@@ -245,6 +266,8 @@ pub enum Action {
         preserve: bool,
         fsync: bool,
         in_place: bool,
+        /// `--mode`: the uploaded files' permission bits.
+        mode: Option<u32>,
     },
     /// Download.
     Get {
@@ -289,6 +312,8 @@ pub struct Config {
     pub json: bool,
     pub overrides: HostSettings,
     pub ask_pass: bool,
+    pub ask_become_pass: bool,
+    pub become_pass_env: Option<String>,
     pub key_passphrase_env: Option<String>,
     pub no_agent: bool,
     pub forks: usize,
@@ -367,6 +392,12 @@ impl Args {
         if !self.certificate.is_empty() {
             overrides.certificate_files = Some(self.certificate);
         }
+        if let Some(user) = &self.become_user {
+            overrides.become_user = Some(user.clone());
+        }
+        if self.become_ || self.become_user.is_some() {
+            overrides.become_enabled = Some(true);
+        }
         if let Some(p) = &self.host_key_policy {
             overrides.host_key_policy = Some(p.parse::<HostKeyPolicy>()?);
         }
@@ -420,6 +451,7 @@ impl Args {
                 no_preserve,
                 no_fsync,
                 inplace,
+                mode,
                 local,
                 remote,
             }) => Some(Action::Put {
@@ -429,6 +461,7 @@ impl Args {
                 preserve: !no_preserve,
                 fsync: !no_fsync,
                 in_place: inplace,
+                mode,
             }),
             Some(TransferArgs::Get {
                 recursive,
@@ -470,6 +503,8 @@ impl Args {
             json: self.json,
             overrides,
             ask_pass: self.ask_pass,
+            ask_become_pass: self.ask_become_pass,
+            become_pass_env: self.become_pass_env,
             key_passphrase_env: self.key_passphrase_env,
             no_agent: self.no_agent,
             forks: self.forks,
@@ -519,4 +554,15 @@ fn mark_command_line(overrides: &mut HostSettings) {
 /// Durations as people write them in messages.
 pub fn seconds(d: Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())
+}
+
+/// `--mode`: octal permission bits (`640`, `0640`, `0o640`), at most `7777`.
+fn parse_mode(text: &str) -> Result<u32, String> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if m <= 0o7777 && !digits.is_empty() => Ok(m),
+        _ => Err(format!(
+            "{text:?} is not an octal file mode (like 0640, at most 7777)"
+        )),
+    }
 }

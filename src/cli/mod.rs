@@ -71,6 +71,14 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
         }
     }
     transfer::check_get_destination(&action, &targets, config.raw)?;
+    transfer::check_sudo_transfer(&action, &targets)?;
+    if config.pty && targets.iter().any(|t| t.sudo.is_some()) {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "--pty cannot be combined with --become: sudo runs without a pty, which would echo \
+             the password",
+        ));
+    }
     let kill_grace = config
         .kill_grace
         .unwrap_or(rexec::Command::DEFAULT_KILL_GRACE);
@@ -130,6 +138,16 @@ fn build_targets<'a>(
             Error::new(
                 ErrorKind::InvalidInput,
                 format!("--password-env {var}: the environment variable {var} is not set (or not UTF-8)"),
+            )
+        })?);
+    }
+    if config.ask_become_pass {
+        builder.become_password(Secret::prompt("BECOME password: ")?);
+    } else if let Some(var) = &config.become_pass_env {
+        builder.become_password(Secret::from_env(var).map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("--become-pass-env {var}: the environment variable {var} is not set (or not UTF-8)"),
             )
         })?);
     }

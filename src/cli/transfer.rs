@@ -151,6 +151,55 @@ fn check_writable_dir(dir: &Path) -> Result<(), Error> {
     }
 }
 
+/// `get`: the local directory of one host's copy (LOCAL_DIR/<host>, or LOCAL_DIR rendered
+/// for the host when it has placeholders), created.
+fn get_dir(config: &Config, target: &Target, local_dir: &str) -> Result<PathBuf, Error> {
+    let per_host = !config.raw && !Template::parse_path(local_dir).placeholders().is_empty();
+    let dir = if per_host {
+        PathBuf::from(target.render_path(local_dir)?)
+    } else {
+        PathBuf::from(local_dir).join(target.name())
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        Error::new(
+            ErrorKind::LocalIo,
+            format!("cannot create {}", dir.display()),
+        )
+        .with_source(e)
+    })?;
+    Ok(dir)
+}
+
+/// Transfers through sudo copy single files, replacing the destination atomically: `-r`
+/// on a directory and `--inplace` are refused before connecting (exit 2).
+pub fn check_sudo_transfer(action: &Action, targets: &[Target]) -> Result<(), Error> {
+    if targets.iter().all(|t| t.sudo.is_none()) {
+        return Ok(());
+    }
+    match action {
+        Action::Put { in_place: true, .. } | Action::Get { in_place: true, .. } => Err(Error::new(
+            ErrorKind::InvalidInput,
+            "--inplace does not apply with --become: the file is replaced atomically as \
+                 the target user",
+        )),
+        Action::Put {
+            local,
+            recursive: true,
+            ..
+        } if local.is_dir() => Err(Error::new(
+            ErrorKind::InvalidInput,
+            "put -r with --become is not supported: transfers through sudo copy single files",
+        )),
+        Action::Get {
+            recursive: true, ..
+        } => Err(Error::new(
+            ErrorKind::InvalidInput,
+            "get -r with --become is not supported: transfers through sudo copy single files",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Runs a `put` or `get` on every target; `source` is what [`check_put_source`] found.
 pub async fn run(
     config: &Config,
@@ -192,6 +241,12 @@ pub async fn run(
                 } => (*recursive, *preserve, *fsync, *in_place),
                 Action::Run(_) => (false, true, true, false),
             };
+            if let Action::Put {
+                mode: Some(mode), ..
+            } = action
+            {
+                options.mode(*mode);
+            }
             options
                 .recursive(recursive)
                 .preserve(preserve)
@@ -215,6 +270,22 @@ pub async fn run(
                 false => target.render_path(p),
             };
             let transfer = async {
+                if let Some(b) = &target.sudo {
+                    return match action {
+                        Action::Put { local, remote, .. } => {
+                            session.sudo_put(local, &path(remote)?, b, &options).await
+                        }
+                        Action::Get {
+                            remote, local_dir, ..
+                        } => {
+                            let dir = get_dir(config, &target, local_dir)?;
+                            session.sudo_get(&path(remote)?, &dir, b, &options).await
+                        }
+                        Action::Run(_) => {
+                            Err(Error::new(ErrorKind::InvalidInput, "not a transfer"))
+                        }
+                    };
+                }
                 let sftp = session.sftp().await?;
                 match action {
                     Action::Put { local, remote, .. } => {
@@ -225,20 +296,7 @@ pub async fn run(
                         remote, local_dir, ..
                     } => {
                         let remote = path(remote)?;
-                        let per_host = !config.raw
-                            && !Template::parse_path(local_dir).placeholders().is_empty();
-                        let dir = if per_host {
-                            PathBuf::from(path(local_dir)?)
-                        } else {
-                            PathBuf::from(local_dir).join(target.name())
-                        };
-                        std::fs::create_dir_all(&dir).map_err(|e| {
-                            Error::new(
-                                ErrorKind::LocalIo,
-                                format!("cannot create {}", dir.display()),
-                            )
-                            .with_source(e)
-                        })?;
+                        let dir = get_dir(config, &target, local_dir)?;
                         sftp.get_with(&remote, &dir, &options).await
                     }
                     Action::Run(_) => Err(Error::new(ErrorKind::InvalidInput, "not a transfer")),

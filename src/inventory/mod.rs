@@ -104,6 +104,13 @@ pub struct HostSettings {
     pub keepalive_max: Option<usize>,
     /// How commands run.
     pub transport: Option<Transport>,
+    /// Run commands and transfers through sudo (inventory key `become`).
+    pub become_enabled: Option<bool>,
+    /// The user sudo runs them as (default root); only used when `become` is on.
+    pub become_user: Option<String>,
+    /// The name of an environment variable holding the sudo password (never the
+    /// password itself).
+    pub become_password_env: Option<String>,
     /// Free-form variables for `{{name}}` placeholders in commands.
     pub vars: IndexMap<String, String>,
     /// Where each set field came from, by field name (`"user"`, `"port"`...); a field
@@ -138,7 +145,10 @@ impl HostSettings {
             command_timeout,
             keepalive,
             keepalive_max,
-            transport
+            transport,
+            become_enabled,
+            become_user,
+            become_password_env
         );
         for (k, v) in &over.vars {
             self.vars.insert(k.clone(), v.clone());
@@ -352,6 +362,11 @@ fn check_overrides(overrides: &HostSettings) -> Result<()> {
         ("address", overrides.address.as_deref()),
         ("user", overrides.user.as_deref()),
         ("password_env", overrides.password_env.as_deref()),
+        ("become_user", overrides.become_user.as_deref()),
+        (
+            "become_password_env",
+            overrides.become_password_env.as_deref(),
+        ),
     ];
     for (what, value) in fields {
         if let Some(v) = value {
@@ -408,6 +423,10 @@ macro_rules! raw_settings {
             keepalive: Option<Spanned<toml::Value>>,
             keepalive_max: Option<Spanned<i64>>,
             transport: Option<Spanned<String>>,
+            #[serde(rename = "become")]
+            become_enabled: Option<Spanned<bool>>,
+            become_user: Option<Spanned<String>>,
+            become_password_env: Option<Spanned<String>>,
             vars: Option<IndexMap<Spanned<String>, Spanned<toml::Value>>>,
         }
 
@@ -427,6 +446,9 @@ macro_rules! raw_settings {
                     keepalive: &self.keepalive,
                     keepalive_max: &self.keepalive_max,
                     transport: &self.transport,
+                    become_enabled: &self.become_enabled,
+                    become_user: &self.become_user,
+                    become_password_env: &self.become_password_env,
                     vars: &self.vars,
                 })
             }
@@ -467,6 +489,9 @@ struct SettingsRef<'a> {
     keepalive: &'a Option<Spanned<toml::Value>>,
     keepalive_max: &'a Option<Spanned<i64>>,
     transport: &'a Option<Spanned<String>>,
+    become_enabled: &'a Option<Spanned<bool>>,
+    become_user: &'a Option<Spanned<String>>,
+    become_password_env: &'a Option<Spanned<String>>,
     vars: &'a Option<IndexMap<Spanned<String>, Spanned<toml::Value>>>,
 }
 
@@ -780,6 +805,19 @@ impl Parser<'_> {
         Ok(value.get_ref())
     }
 
+    /// The name of an environment variable (`password_env`, `become_password_env`).
+    fn env_name(&self, value: &Spanned<String>, key: &str) -> Result<String> {
+        let name = self.string(value, key)?;
+        let ok = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !name.is_empty();
+        if !ok {
+            return self.error(
+                value.span(),
+                format!("{name:?} is not an environment variable name"),
+            );
+        }
+        Ok(name.to_owned())
+    }
+
     fn settings(&self, raw: SettingsRef<'_>) -> Result<HostSettings> {
         let mut s = HostSettings::default();
         if let Some(a) = raw.address {
@@ -815,16 +853,18 @@ impl Parser<'_> {
             s.certificate_files = Some(paths);
         }
         if let Some(v) = raw.password_env {
-            let name = self.string(v, "password_env")?;
-            let ok =
-                name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !name.is_empty();
-            if !ok {
-                return self.error(
-                    v.span(),
-                    format!("{name:?} is not an environment variable name"),
-                );
-            }
-            s.password_env = Some(name.to_owned());
+            s.password_env = Some(self.env_name(v, "password_env")?);
+        }
+        if let Some(b) = raw.become_enabled {
+            s.become_enabled = Some(*b.get_ref());
+        }
+        if let Some(u) = raw.become_user {
+            check_user(u.get_ref())
+                .or_else(|e| self.error(u.span(), format!("become_user: {e}")))?;
+            s.become_user = Some(u.get_ref().clone());
+        }
+        if let Some(v) = raw.become_password_env {
+            s.become_password_env = Some(self.env_name(v, "become_password_env")?);
         }
         if let Some(p) = raw.host_key_policy {
             s.host_key_policy = Some(

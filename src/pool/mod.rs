@@ -438,6 +438,9 @@ impl Pool {
             command.timeout(t);
         }
         command.cancel_on(self.cancel.clone());
+        if let Some(b) = &target.sudo {
+            command.sudo(b.clone());
+        }
         configure(&target, &mut command);
         command.output().await
     }

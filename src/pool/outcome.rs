@@ -27,6 +27,9 @@ pub enum Outcome {
     /// Authentication failed or did not finish in time (or a key file or the agent
     /// could not be used).
     AuthFailed,
+    /// `sudo` did not run the command: wrong or missing password, not in sudoers, not
+    /// installed ([`ErrorKind::Become`]). The command never ran.
+    BecomeFailed,
     /// The connection was lost.
     ConnectionLost,
     /// Stopped by cancellation while it ran.
@@ -39,7 +42,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, in the order summaries list them.
-    pub const ALL: [Outcome; 12] = [
+    pub const ALL: [Outcome; 13] = [
         Outcome::Ok,
         Outcome::ExitedNonZero,
         Outcome::Killed,
@@ -48,6 +51,7 @@ impl Outcome {
         Outcome::Unreachable,
         Outcome::HostKeyRejected,
         Outcome::AuthFailed,
+        Outcome::BecomeFailed,
         Outcome::ConnectionLost,
         Outcome::Interrupted,
         Outcome::NotStarted,
@@ -95,6 +99,7 @@ impl Outcome {
             ErrorKind::Resolve | ErrorKind::Connect => Outcome::Unreachable,
             ErrorKind::HostKeyUnknown | ErrorKind::HostKeyChanged => Outcome::HostKeyRejected,
             ErrorKind::Auth | ErrorKind::KeyFile | ErrorKind::Agent => Outcome::AuthFailed,
+            ErrorKind::Become => Outcome::BecomeFailed,
             ErrorKind::Disconnected => Outcome::ConnectionLost,
             ErrorKind::Interrupted => Outcome::Interrupted,
             ErrorKind::NotStarted => Outcome::NotStarted,
@@ -117,6 +122,7 @@ impl Outcome {
             Outcome::Unreachable => "unreachable",
             Outcome::HostKeyRejected => "host-key-rejected",
             Outcome::AuthFailed => "auth-failed",
+            Outcome::BecomeFailed => "become-failed",
             Outcome::ConnectionLost => "connection-lost",
             Outcome::Interrupted => "interrupted",
             Outcome::NotStarted => "not-started",
@@ -132,6 +138,7 @@ impl Outcome {
             Outcome::Unreachable
             | Outcome::HostKeyRejected
             | Outcome::AuthFailed
+            | Outcome::BecomeFailed
             | Outcome::Error => RunExit::CouldNotRun,
             Outcome::TimedOut | Outcome::Killed | Outcome::NoStatus | Outcome::ConnectionLost => {
                 RunExit::Incomplete
@@ -158,7 +165,8 @@ pub enum RunExit {
     CommandFailed,
     /// 2: usage or inventory error; nothing ran.
     Usage,
-    /// 3: some host could not run the command (unreachable, host key, authentication).
+    /// 3: some host could not run the command (unreachable, host key, authentication,
+    /// sudo).
     CouldNotRun,
     /// 4: on some host the command timed out, was killed, lost its connection or gave no
     /// exit status.

@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::inventory::{Host, Origin, Transport};
 use crate::secret::Secret;
 use crate::ssh::{
-    Agent, AuthMethod, ConnectOptions, Credentials, Identity, KnownHosts, UserCertificate,
+    Agent, AuthMethod, Become, ConnectOptions, Credentials, Identity, KnownHosts, UserCertificate,
 };
 use crate::ssh_config::ResolvedConfig;
 use crate::template::Template;
@@ -26,6 +26,9 @@ pub struct Target {
     pub connect: ConnectOptions,
     /// The command deadline from the inventory or command line, if any.
     pub command_timeout: Option<Duration>,
+    /// Run commands (and transfers) as another user through sudo: from the inventory's
+    /// `become`, `become_user` and `become_password_env`, or the command line.
+    pub sudo: Option<Become>,
 }
 
 impl Target {
@@ -85,6 +88,7 @@ pub struct TargetBuilder {
     defaults: Option<Credentials>,
     passwords: HashMap<String, Secret>,
     password_override: Option<Secret>,
+    become_password: Option<Secret>,
     passphrase: Option<PassphraseSource>,
     /// Set by [`TargetBuilder::agent`]: wins over a host's `IdentityAgent`.
     agent: Option<Agent>,
@@ -117,6 +121,7 @@ impl TargetBuilder {
             defaults: None,
             passwords: HashMap::new(),
             password_override: None,
+            become_password: None,
             passphrase: None,
             agent: None,
             command_timeout: None,
@@ -127,6 +132,13 @@ impl TargetBuilder {
     /// inventory's `password_env` says.
     pub fn password(&mut self, password: Secret) -> &mut Self {
         self.password_override = Some(password);
+        self
+    }
+
+    /// Uses this sudo password for every host that runs through sudo (e.g. from
+    /// `--ask-become-pass`), whatever the inventory's `become_password_env` says.
+    pub fn become_password(&mut self, password: Secret) -> &mut Self {
+        self.become_password = Some(password);
         self
     }
 
@@ -154,9 +166,9 @@ impl TargetBuilder {
     /// The target for `host`.
     ///
     /// # Errors
-    /// A key or certificate file that cannot be loaded ([`ErrorKind::KeyFile`]), or a
-    /// password variable that is not set ([`ErrorKind::InvalidInput`]); the message names
-    /// the host.
+    /// A key or certificate file that cannot be loaded ([`ErrorKind::KeyFile`]), a
+    /// password variable (`password_env`, `become_password_env`) that is not set, or an
+    /// invalid `become_user` ([`ErrorKind::InvalidInput`]); the message names the host.
     pub fn build(&mut self, host: &Host) -> Result<Target> {
         self.build_inner(host).map_err(|e| e.with_host(&host.name))
     }
@@ -256,16 +268,21 @@ impl TargetBuilder {
         if let Some(p) = &self.password_override {
             creds.password(p.clone());
         } else if let Some(var) = &s.password_env {
-            let secret = match self.passwords.get(var) {
-                Some(secret) => secret.clone(),
-                None => {
-                    let secret = Secret::from_env(var)?;
-                    self.passwords.insert(var.clone(), secret.clone());
-                    secret
-                }
-            };
-            creds.password(secret);
+            creds.password(self.env_secret(var)?);
         }
+        let sudo = match s.become_enabled {
+            Some(true) => {
+                let mut b = Become::user(s.become_user.as_deref().unwrap_or("root"));
+                if let Some(p) = &self.become_password {
+                    b = b.password(p.clone());
+                } else if let Some(var) = &s.become_password_env {
+                    b = b.password(self.env_secret(var)?);
+                }
+                b.check()?;
+                Some(b)
+            }
+            _ => None,
+        };
         let mut connect = ConnectOptions::new(host.address())
             .port(host.port())
             .credentials(creds)
@@ -311,6 +328,7 @@ impl TargetBuilder {
             host: host.clone(),
             connect,
             command_timeout: s.command_timeout.or(self.command_timeout),
+            sudo,
         })
     }
 
@@ -321,6 +339,16 @@ impl TargetBuilder {
         let c = UserCertificate::from_file(file)?;
         self.certificates.insert(file.to_owned(), c.clone());
         Ok(c)
+    }
+
+    /// The secret in environment variable `var`, read once per builder.
+    fn env_secret(&mut self, var: &str) -> Result<Secret> {
+        if let Some(secret) = self.passwords.get(var) {
+            return Ok(secret.clone());
+        }
+        let secret = Secret::from_env(var)?;
+        self.passwords.insert(var.to_owned(), secret.clone());
+        Ok(secret)
     }
 
     fn identity(&mut self, file: &Path) -> Result<Identity> {

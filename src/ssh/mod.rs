@@ -12,7 +12,7 @@ pub mod sftp;
 mod signer;
 
 pub use auth::{Agent, AuthMethod, Credentials, Identity, UserCertificate};
-pub use command::{Command, DataCallback, ExitStatus, Output, Stream};
+pub use command::{Become, Command, DataCallback, ExitStatus, Output, Stream};
 pub use known_hosts::{HostKeyPolicy, HostKeyStatus, KeyLocation, KnownHosts};
 pub use session::{ConnectOptions, Session};
 pub use sftp::{

@@ -2,6 +2,8 @@
 //! the end of the command (exit status, then the channel's close or a short drain), and
 //! the stop sequence on deadline, cancellation or drop.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use russh::{ChannelMsg, Sig};
@@ -10,14 +12,17 @@ use tokio_util::sync::CancellationToken;
 
 use super::output::{Collector, ExitStatus, Stream};
 use super::stop::{
-    marker_line, nonce, spawn_reaper, PidMarker, Reaped, StopPlan, StopReason, Stopping, EXIT_DRAIN,
+    group_marker_line, marker_line, nonce, password_line, spawn_reaper, PidMarker, Reaped,
+    StopPlan, StopReason, Stopping, EXIT_DRAIN,
 };
-use super::{Command, RunEnd};
+use super::sudo::{wrap, Become, PromptWatch};
+use super::{Command, RunEnd, StdinFile};
 use crate::error::{Error, ErrorKind, Phase, Result};
 use crate::ssh::session::{russh_error, ClientHandler};
 
 type Connection = Arc<russh::client::Handle<ClientHandler>>;
 type Writer = Arc<russh::ChannelWriteHalf<russh::client::Msg>>;
+type Sending = Pin<Box<dyn Future<Output = Result<(), russh::Error>> + Send>>;
 
 /// The next timed step of the loop.
 #[derive(Debug, Clone, Copy)]
@@ -46,8 +51,12 @@ pub(super) async fn run(
     })?;
     let nonce = nonce();
     let mut line = line;
-    if cmd.report_pid {
-        line.insert_str(0, &marker_line(&nonce));
+    let sudo = cmd.sudo.clone();
+    match &sudo {
+        // The marker comes from the shell sudo starts: it also says the command started.
+        Some(b) => line = wrap(&format!("{}{line}", group_marker_line(&nonce)), b, &nonce),
+        None if cmd.report_pid => line.insert_str(0, &marker_line(&nonce)),
+        None => {}
     }
     // Opening the channel and sending the request count against the deadline too.
     let start = async {
@@ -84,8 +93,11 @@ pub(super) async fn run(
         plan: plan.clone(),
         dropped,
         stdin: cmd.stdin.clone(),
+        stdin_file: cmd.stdin_file.clone(),
         pty: cmd.pty,
-        marker: cmd.report_pid.then(|| PidMarker::new(&nonce)),
+        marker: (cmd.report_pid || sudo.is_some()).then(|| PidMarker::new(&nonce)),
+        watch: sudo.as_ref().map(|_| PromptWatch::new(&nonce)),
+        sudo,
     };
     let (end, returned) = tokio::spawn(driver.drive())
         .await
@@ -103,8 +115,68 @@ struct Driver {
     plan: StopPlan,
     dropped: CancellationToken,
     stdin: Option<bytes::Bytes>,
+    stdin_file: Option<StdinFile>,
     pty: bool,
     marker: Option<PidMarker>,
+    /// With sudo: the prompts on stderr before the marker.
+    watch: Option<PromptWatch>,
+    sudo: Option<Become>,
+}
+
+/// Writes the command's stdin (bytes, or a local file in chunks), then EOF.
+fn send_stdin(writer: Writer, bytes: Option<bytes::Bytes>, file: Option<StdinFile>) -> Sending {
+    Box::pin(async move {
+        if let Some(file) = file {
+            use tokio::io::AsyncReadExt;
+            let mut local = tokio::fs::File::open(&file.path).await?;
+            let mut sent = 0u64;
+            loop {
+                let mut chunk = vec![0u8; 256 * 1024];
+                let n = local.read(&mut chunk).await?;
+                if n == 0 {
+                    break;
+                }
+                chunk.truncate(n);
+                writer.data_bytes(chunk).await?;
+                sent += n as u64;
+                if let Some(progress) = &file.progress {
+                    progress(sent);
+                }
+            }
+        } else if let Some(bytes) = bytes {
+            writer.data_bytes(bytes).await?;
+        }
+        writer.eof().await
+    })
+}
+
+/// Passes a chunk on to the collector: the process-id marker removed from its stream,
+/// and with sudo, the prompts removed from what came before the marker.
+fn deliver(
+    collector: &mut Collector,
+    marker: &mut Option<PidMarker>,
+    watch: &mut Option<PromptWatch>,
+    marker_stream: Stream,
+    stream: Stream,
+    data: &[u8],
+) {
+    let Some(m) = marker.as_mut().filter(|_| stream == marker_stream) else {
+        collector.push(stream, data);
+        return;
+    };
+    let (before, after) = m.push_split(data);
+    match watch.as_mut() {
+        // Before the marker only sudo speaks (a lecture, "Sorry, try again"): kept to
+        // explain a failure, never passed on as the command's own stderr.
+        Some(w) => {
+            w.push(&before);
+            if m.pid().is_some() {
+                w.finish();
+            }
+        }
+        None => collector.push(stream, &before),
+    }
+    collector.push(stream, &after);
 }
 
 impl Driver {
@@ -117,32 +189,31 @@ impl Driver {
             plan,
             dropped,
             stdin,
+            stdin_file,
             pty,
             mut marker,
+            mut watch,
+            sudo,
         } = self;
         let plan = &plan;
         let collector = &mut collector;
         let replies_expected = if pty { 2 } else { 1 };
 
-        let stdin_writer = write.clone();
-        let send_stdin = async move {
-            if let Some(bytes) = stdin {
-                stdin_writer.data_bytes(bytes).await?;
+        // Through sudo, stdin waits until the command has started (the marker); sudo
+        // reads only the password, and only when it asks.
+        let mut stdin = Some((stdin, stdin_file));
+        let mut sending: Option<Sending> = None;
+        if sudo.is_none() {
+            if let Some((bytes, file)) = stdin.take() {
+                sending = Some(send_stdin(write.clone(), bytes, file));
             }
-            stdin_writer.eof().await
-        };
-        tokio::pin!(send_stdin);
+        }
         let mut stdin_done = false;
+        let mut prompts_answered = 0;
+        let password = sudo.as_ref().and_then(|b| b.secret().cloned());
 
         // The marker comes on stderr, or on stdout through a pty.
         let marker_stream = if pty { Stream::Stdout } else { Stream::Stderr };
-        let deliver =
-            |collector: &mut Collector, marker: &mut Option<PidMarker>, stream, data: &[u8]| {
-                match marker.as_mut().filter(|_| stream == marker_stream) {
-                    Some(m) => collector.push(stream, &m.push(data)),
-                    None => collector.push(stream, data),
-                }
-            };
         let pid = |marker: &Option<PidMarker>| marker.as_ref().and_then(PidMarker::pid);
 
         let mut status: Option<ExitStatus> = None;
@@ -179,6 +250,7 @@ impl Driver {
                         p,
                         s.reaper_grace(now),
                         s.end_at.saturating_duration_since(now),
+                        sudo.clone(),
                     ));
                     reaper_started = true;
                 }
@@ -202,13 +274,36 @@ impl Driver {
                 msg = read.wait(), if !closed => match msg {
                     None | Some(ChannelMsg::Close) => closed = true,
                     Some(ChannelMsg::Data { data }) => {
-                        deliver(collector, &mut marker, Stream::Stdout, &data);
+                        deliver(collector, &mut marker, &mut watch, marker_stream, Stream::Stdout, &data);
                         if let Some(until) = drain_until.as_mut() {
                             *until = Instant::now() + EXIT_DRAIN;
                         }
                     }
                     Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
-                        deliver(collector, &mut marker, Stream::Stderr, &data);
+                        deliver(collector, &mut marker, &mut watch, marker_stream, Stream::Stderr, &data);
+                        let started = pid(&marker).is_some();
+                        match watch.as_ref().map(PromptWatch::prompts) {
+                            // sudo asks for the password: once, it gets it; again, it
+                            // refused it, and gets nothing more.
+                            Some(n) if !started && n > prompts_answered => {
+                                prompts_answered = n;
+                                match (n, &password) {
+                                    (1, Some(p)) => {
+                                        let _ = write.data(&password_line(p)[..]).await;
+                                    }
+                                    _ => {
+                                        stdin = None;
+                                        let _ = write.eof().await;
+                                    }
+                                }
+                            }
+                            Some(_) if started => {
+                                if let Some((bytes, file)) = stdin.take() {
+                                    sending = Some(send_stdin(write.clone(), bytes, file));
+                                }
+                            }
+                            _ => {}
+                        }
                         if let Some(until) = drain_until.as_mut() {
                             *until = Instant::now() + EXIT_DRAIN;
                         }
@@ -245,7 +340,7 @@ impl Driver {
                     }
                     Some(_) => {}
                 },
-                _ = &mut send_stdin, if !stdin_done => stdin_done = true,
+                _ = async { match sending.as_mut() { Some(f) => f.await, None => std::future::pending().await } }, if sending.is_some() && !stdin_done => stdin_done = true,
                 r = async { match reaper.as_mut() { Some(h) => h.await.ok().flatten(), None => std::future::pending().await } }, if reaper.is_some() => {
                     reaped = r;
                     reaper = None;
@@ -253,18 +348,22 @@ impl Driver {
                 _ = &mut stop_requested, if can_cancel => {
                     let now = Instant::now();
                     let s = plan.sequence(StopReason::Cancelled, now);
-                    reaper = begin_stop(&write, &connection, pid(&marker), &s, now).await;
+                    reaper = begin_stop(&write, &connection, pid(&marker), &s, now, &sudo).await;
                     reaper_started = reaper.is_some();
                     stopping = Some(s);
+                    // A command being stopped gets no more input (nor EOF): an upload
+                    // through sudo must not complete after its cancellation.
+                    (sending, stdin) = (None, None);
                 }
                 _ = async { match timer { Some((at, _)) => sleep_until(at).await, None => std::future::pending().await } }, if timer.is_some() => {
                     let now = Instant::now();
                     match timer.map(|(_, t)| t) {
                         Some(Timer::Term) => {
                             let s = plan.sequence(StopReason::Timeout, now);
-                            reaper = begin_stop(&write, &connection, pid(&marker), &s, now).await;
+                            reaper = begin_stop(&write, &connection, pid(&marker), &s, now, &sudo).await;
                             reaper_started = reaper.is_some();
                             stopping = Some(s);
+                            (sending, stdin) = (None, None);
                         }
                         Some(Timer::Kill) => {
                             let _ = write.signal(Sig::KILL).await;
@@ -291,8 +390,34 @@ impl Driver {
         }
         if let Some(m) = marker.as_mut() {
             let rest = m.finish();
-            collector.push(marker_stream, &rest);
+            match watch.as_mut().filter(|_| m.pid().is_none()) {
+                // sudo never started the command: what it said (prompts removed) is
+                // the output that explains why.
+                Some(w) => {
+                    w.push(&rest);
+                    w.finish();
+                    collector.push(marker_stream, w.said());
+                }
+                None => collector.push(marker_stream, &rest),
+            }
         }
+        if let Some(w) = watch.as_ref().filter(|_| pid(&marker).is_some()) {
+            if !w.said().is_empty() {
+                tracing::debug!(
+                    said = %String::from_utf8_lossy(w.said()).trim_end(),
+                    "sudo's messages before the command started (not part of its output)"
+                );
+            }
+        }
+        // Through sudo, an end without the marker is sudo's own: the command never ran.
+        let become_failure = match (&sudo, &watch, &status) {
+            (Some(b), Some(w), Some(st))
+                if pid(&marker).is_none() && stopping.is_none() && refused.is_none() =>
+            {
+                Some(w.failure(st, b))
+            }
+            _ => None,
+        };
         if let Some(why) = refused {
             return (
                 Err(Error::new(ErrorKind::Channel, why)),
@@ -311,6 +436,7 @@ impl Driver {
             stop: stopping.map(|s| s.reason),
             confirmed,
             output_open_after_exit,
+            become_failure,
         };
         (
             Ok(end),
@@ -327,6 +453,7 @@ async fn begin_stop(
     pid: Option<u32>,
     stopping: &Stopping,
     now: Instant,
+    sudo: &Option<Become>,
 ) -> Option<tokio::task::JoinHandle<Reaped>> {
     let _ = write.signal(Sig::TERM).await;
     pid.map(|pid| {
@@ -335,6 +462,7 @@ async fn begin_stop(
             pid,
             stopping.reaper_grace(now),
             stopping.end_at.saturating_duration_since(now),
+            sudo.clone(),
         )
     })
 }

@@ -151,6 +151,7 @@ pub(super) async fn run(
         stop: stopping.map(|s| s.reason),
         confirmed,
         output_open_after_exit,
+        become_failure: None,
     })
 }
 

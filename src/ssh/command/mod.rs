@@ -6,6 +6,7 @@ mod exec;
 mod local;
 mod output;
 mod stop;
+mod sudo;
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ use crate::ssh::quote::shell_quote;
 use crate::ssh::session::Session;
 
 pub use output::{DataCallback, ExitStatus, Output, Stream};
+pub use sudo::Become;
 
 use output::Collector;
 use stop::{StopPlan, StopReason};
@@ -45,6 +47,16 @@ pub struct Command<'s> {
     on_data: Option<DataCallback>,
     cancel: Option<CancellationToken>,
     report_pid: bool,
+    sudo: Option<Become>,
+    stdin_file: Option<StdinFile>,
+}
+
+/// A local file streamed to the command's stdin (uploads through sudo), with a callback
+/// told the bytes sent so far.
+#[derive(Clone)]
+pub(crate) struct StdinFile {
+    pub(crate) path: std::path::PathBuf,
+    pub(crate) progress: Option<std::sync::Arc<dyn Fn(u64) + Send + Sync>>,
 }
 
 /// What the channel loop (or the local process loop) found out.
@@ -54,6 +66,8 @@ struct RunEnd {
     /// The stop was confirmed (the process group is gone, or at least the command ended).
     confirmed: bool,
     output_open_after_exit: bool,
+    /// Run through sudo, which ended without starting the command: why.
+    become_failure: Option<String>,
 }
 
 impl<'s> Command<'s> {
@@ -74,6 +88,8 @@ impl<'s> Command<'s> {
             on_data: None,
             cancel: None,
             report_pid: true,
+            sudo: None,
+            stdin_file: None,
         }
     }
 
@@ -188,8 +204,63 @@ impl<'s> Command<'s> {
         self
     }
 
+    /// Runs the command as another user through `sudo`, without a pty (Ansible's
+    /// `become`); see [`Become`] and the README's "sudo" section.
+    ///
+    /// The login shell runs `exec sudo -H -S -p PROMPT -u USER -- /bin/sh -c LINE` (`-n`
+    /// instead of `-S -p PROMPT` without a password): the command line, with its
+    /// [`Command::env`] exports and [`Command::current_dir`], runs in `/bin/sh` as `USER`,
+    /// with `HOME` set to that user's home and the login user's working directory. The
+    /// password is sent only when sudo prints `PROMPT`, a string unique to this command,
+    /// and stdin ([`Command::stdin`]) only once the command has started, so neither can be
+    /// mistaken for the other. What sudo prints before the command starts (the prompt, a
+    /// lecture, warnings) is not part of the command's stderr; it is logged at debug level. The process-id `printf` is
+    /// printed by that `/bin/sh` even when [`Command::report_pid`] is off, and stopping the
+    /// command runs its reaper through sudo too.
+    ///
+    /// When sudo does not run the command, [`Command::output`] fails with
+    /// [`ErrorKind::Become`] (wrong or missing password, not allowed by sudoers, sudo not
+    /// installed, unknown user), with sudo's messages in the error's output. Not for local
+    /// sessions or with [`Command::pty`] (a pty would echo the password):
+    /// [`ErrorKind::InvalidInput`]. sudoers' `passprompt_override` (which replaces rexec's
+    /// prompt) and PAM stacks that ask more than one question are not supported: the
+    /// command then waits at sudo's prompt until its deadline.
+    pub fn sudo(&mut self, become_: Become) -> &mut Self {
+        self.sudo = Some(become_);
+        self
+    }
+
+    /// Runs the command as `user` through sudo ([`Command::sudo`]), keeping a password
+    /// given by [`Command::become_password`].
+    pub fn become_user(&mut self, user: impl Into<String>) -> &mut Self {
+        let mut next = Become::user(user);
+        if let Some(p) = self.sudo.as_ref().and_then(|b| b.secret()) {
+            next = next.password(p.clone());
+        }
+        self.sudo = Some(next);
+        self
+    }
+
+    /// The password sudo asks for; runs the command as root through sudo unless
+    /// [`Command::become_user`] names another user.
+    pub fn become_password(&mut self, password: crate::Secret) -> &mut Self {
+        let user = self
+            .sudo
+            .as_ref()
+            .map_or_else(|| "root".to_owned(), |b| b.user_name().to_owned());
+        self.sudo = Some(Become::user(user).password(password));
+        self
+    }
+
+    /// Streams a local file to the command's stdin instead of [`Command::stdin`].
+    pub(crate) fn stdin_file(&mut self, file: StdinFile) -> &mut Self {
+        self.stdin_file = Some(file);
+        self
+    }
+
     /// The command line as it is sent to the server (without the process-id `printf`
-    /// of [`Command::report_pid`]).
+    /// of [`Command::report_pid`]; with [`Command::sudo`], the line that sudo's
+    /// `/bin/sh` runs).
     ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`] for an invalid environment variable name.
@@ -261,6 +332,21 @@ impl<'s> Command<'s> {
         let started = Instant::now();
         let mut collector = Collector::new(self.max_output, self.on_data.clone());
         let plan = StopPlan::new(self.timeout, self.kill_grace, self.cancel.clone());
+        if let Some(b) = &self.sudo {
+            b.check()?;
+            if self.session.is_local() {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    "become (sudo) needs an ssh host, not the local transport",
+                ));
+            }
+            if self.pty {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    "become (sudo) runs without a pty: a pty would echo the password",
+                ));
+            }
+        }
         let end = if self.session.is_local() {
             if self.pty {
                 return Err(Error::new(
@@ -293,6 +379,9 @@ impl<'s> Command<'s> {
             }
             message
         };
+        if let Some(why) = end.become_failure {
+            return Err(Error::new(ErrorKind::Become, why).with_output(output));
+        }
         match end.stop {
             Some(StopReason::Timeout) => {
                 let timeout = self.timeout.unwrap_or_default();
@@ -332,6 +421,7 @@ impl fmt::Debug for Command<'_> {
             .field("kill_grace", &self.kill_grace)
             .field("max_output", &self.max_output)
             .field("report_pid", &self.report_pid)
+            .field("sudo", &self.sudo)
             .finish_non_exhaustive()
     }
 }

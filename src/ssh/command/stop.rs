@@ -28,6 +28,9 @@ use russh::ChannelMsg;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::sudo::{wrap, Become, PromptWatch};
+use crate::secret::Secret;
+use crate::ssh::quote::shell_quote;
 use crate::ssh::session::ClientHandler;
 
 /// How long the output may stay silent after the exit status arrived before rexec stops
@@ -140,6 +143,24 @@ pub(super) fn marker_line(nonce: &str) -> String {
     format!("printf '\\036rexec-{nonce}-%s\\036' \"$$\" >&2\n")
 }
 
+/// The first line of a command run through sudo: the same marker, carrying the process
+/// group of the shell that sudo started instead of its process id.
+///
+/// Without a pty sudo does not give the command a process group of its own: the shell
+/// shares sudo's (the session's) group, and when that shell dies first (`TERM` relayed by
+/// sudo) its children stay in the group while the shell's pid names no group at all. So
+/// the group is read when the command starts: field 5 of `/proc/$$/stat` (the shell's
+/// name, field 2, is `sh`: no spaces), or sudo's pid (`$PPID`, the session leader) where
+/// there is no `/proc`. The variables are removed before the command runs.
+pub(super) fn group_marker_line(nonce: &str) -> String {
+    format!(
+        "__rexec_g=$PPID\n\
+         read -r __rexec_1 __rexec_2 __rexec_3 __rexec_4 __rexec_g __rexec_5 2>/dev/null </proc/$$/stat\n\
+         printf '\\036rexec-{nonce}-%s\\036' \"$__rexec_g\" >&2\n\
+         unset __rexec_1 __rexec_2 __rexec_3 __rexec_4 __rexec_5 __rexec_g\n"
+    )
+}
+
 /// Finds the process-id marker in a stream and removes it; every other byte passes
 /// through unchanged and in order. At most the length of a marker is held back while a
 /// partial marker could be forming.
@@ -169,9 +190,19 @@ impl PidMarker {
     }
 
     /// Feeds a chunk; returns the bytes to pass on.
+    #[cfg(test)]
     pub(super) fn push(&mut self, data: &[u8]) -> Vec<u8> {
+        let (mut before, after) = self.push_split(data);
+        before.extend_from_slice(&after);
+        before
+    }
+
+    /// Feeds a chunk; returns the bytes to pass on, split where the marker stood: what
+    /// came before it, and what came after it (everything, once the marker was found in
+    /// an earlier chunk; nothing, while it has not been found).
+    pub(super) fn push_split(&mut self, data: &[u8]) -> (Vec<u8>, Vec<u8>) {
         if self.done {
-            return data.to_vec();
+            return (Vec::new(), data.to_vec());
         }
         self.pending.extend_from_slice(data);
         let buf = std::mem::take(&mut self.pending);
@@ -180,7 +211,7 @@ impl PidMarker {
         loop {
             let Some(start) = rest.iter().position(|&b| b == 0x1e) else {
                 out.extend_from_slice(rest);
-                return out;
+                return (out, Vec::new());
             };
             out.extend_from_slice(rest.get(..start).unwrap_or_default());
             let candidate = rest.get(start..).unwrap_or_default();
@@ -188,12 +219,11 @@ impl PidMarker {
                 Match::Marker { pid, len } => {
                     self.found = Some(pid);
                     self.done = true;
-                    out.extend_from_slice(candidate.get(len..).unwrap_or_default());
-                    return out;
+                    return (out, candidate.get(len..).unwrap_or_default().to_vec());
                 }
                 Match::Incomplete => {
                     self.pending = candidate.to_vec();
-                    return out;
+                    return (out, Vec::new());
                 }
                 Match::No => {
                     out.push(0x1e);
@@ -289,37 +319,80 @@ pub(super) fn reaper_script(pid: u32, grace: Duration) -> String {
 /// survived `KILL`, `None` the reaper could not run or report.
 pub(super) type Reaped = Option<bool>;
 
-/// Runs the reaper on a new channel of `connection`; bounded by `limit`.
+/// Runs the reaper on a new channel of `connection`; bounded by `limit`. With `sudo`
+/// (a command run through sudo), the reaper runs through sudo as the same user, with the
+/// password sent when sudo asks for it: a login user cannot signal the target user's
+/// processes. A root login runs it directly.
 pub(super) fn spawn_reaper(
     connection: Arc<Handle<ClientHandler>>,
     pid: u32,
     grace: Duration,
     limit: Duration,
+    sudo: Option<Become>,
 ) -> tokio::task::JoinHandle<Reaped> {
     tokio::spawn(async move {
         let run = async {
             let mut channel = connection.channel_open_session().await.ok()?;
-            channel
-                .exec(false, reaper_script(pid, grace).into_bytes())
-                .await
-                .ok()?;
-            let _ = channel.eof().await;
+            let script = reaper_script(pid, grace);
+            let nonce = nonce();
+            let (line, mut watch) = match &sudo {
+                // A root login signals anyone: no sudo (its start-up and PAM would eat
+                // into the grace).
+                Some(b) => (
+                    format!(
+                        "[ \"$(id -u)\" = 0 ] && exec /bin/sh -c {}\n{}",
+                        shell_quote(&script),
+                        wrap(&script, b, &nonce)
+                    ),
+                    Some(PromptWatch::new(&nonce)),
+                ),
+                None => (script, None),
+            };
+            channel.exec(false, line.into_bytes()).await.ok()?;
+            let password = sudo.as_ref().and_then(|b| b.secret().cloned());
+            if password.is_none() {
+                let _ = channel.eof().await;
+            }
             let mut status = None;
             while let Some(msg) = channel.wait().await {
                 match msg {
                     ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+                    ChannelMsg::ExtendedData { data, ext: 1 } => {
+                        let Some(w) = watch.as_mut() else { continue };
+                        let before = w.prompts();
+                        w.push(&data);
+                        if w.prompts() > before {
+                            if let (1, Some(p)) = (w.prompts(), &password) {
+                                let _ = channel.data(&password_line(p)[..]).await;
+                            }
+                            let _ = channel.eof().await;
+                        }
+                    }
                     ChannelMsg::Close => break,
                     _ => {}
                 }
             }
+            tracing::debug!(?status, "reaper ended");
             match status {
                 Some(0) => Some(true),
                 Some(3) => Some(false),
                 _ => None,
             }
         };
-        tokio::time::timeout(limit, run).await.ok().flatten()
+        let reaped = tokio::time::timeout(limit, run).await;
+        if reaped.is_err() {
+            tracing::debug!(?limit, "the reaper did not report in time");
+        }
+        reaped.ok().flatten()
     })
+}
+
+/// `password` and a newline, as sudo reads it, wiped on drop.
+pub(super) fn password_line(password: &Secret) -> zeroize::Zeroizing<Vec<u8>> {
+    let mut line = zeroize::Zeroizing::new(Vec::with_capacity(password.expose().len() + 1));
+    line.extend_from_slice(password.expose().as_bytes());
+    line.push(b'\n');
+    line
 }
 
 #[cfg(test)]

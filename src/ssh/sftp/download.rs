@@ -295,7 +295,7 @@ impl Sftp {
             )
             .map_err(|e| self.fail(local_error(e, "cannot set the time of", path)))?;
         }
-        let mode = if options.preserve { meta.mode } else { 0o644 };
+        let mode = options.file_mode(meta.mode);
         file.set_permissions(std::fs::Permissions::from_mode(mode))
             .map_err(|e| self.fail(local_error(e, "cannot set the mode of", path)))
     }

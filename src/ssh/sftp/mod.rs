@@ -36,6 +36,7 @@ use crate::ssh::session::{ClientHandler, Session};
 
 mod download;
 mod open;
+mod sudo;
 mod tree;
 mod upload;
 
@@ -67,6 +68,7 @@ pub struct TransferOptions {
     preserve: bool,
     fsync: bool,
     in_place: bool,
+    mode: Option<u32>,
     progress: Option<ProgressCallback>,
     cancel: Option<CancellationToken>,
 }
@@ -78,6 +80,7 @@ impl Default for TransferOptions {
             preserve: true,
             fsync: true,
             in_place: false,
+            mode: None,
             progress: None,
             cancel: None,
         }
@@ -91,6 +94,7 @@ impl fmt::Debug for TransferOptions {
             .field("preserve", &self.preserve)
             .field("fsync", &self.fsync)
             .field("in_place", &self.in_place)
+            .field("mode", &self.mode.map(|m| format!("{m:04o}")))
             .field("progress", &self.progress.is_some())
             .field("cancel", &self.cancel.is_some())
             .finish()
@@ -137,6 +141,25 @@ impl TransferOptions {
     pub fn in_place(&mut self, in_place: bool) -> &mut Self {
         self.in_place = in_place;
         self
+    }
+
+    /// The permission bits of every file written (`0o640`...; `put`: the remote files,
+    /// `get`: the local ones), instead of the source's ([`TransferOptions::preserve`]) or
+    /// 0644. Bits outside `0o7777` are ignored. Directories are not affected. Ansible's
+    /// `copy` module calls it `mode`.
+    pub fn mode(&mut self, mode: u32) -> &mut Self {
+        self.mode = Some(mode & 0o7777);
+        self
+    }
+
+    /// The mode a written file gets: [`TransferOptions::mode`], else the source's
+    /// `source_mode` with `preserve`, else 0644.
+    fn file_mode(&self, source_mode: u32) -> u32 {
+        match self.mode {
+            Some(m) => m,
+            None if self.preserve => source_mode & 0o7777,
+            None => 0o644,
+        }
     }
 
     /// Report progress: `callback(done, total)` in bytes, after every chunk.

@@ -156,11 +156,7 @@ impl Sftp {
         let mut file = std::fs::File::open(local)
             .map_err(|e| self.fail(local_error(e, "cannot open", local)))?;
         let finish = Finish {
-            mode: if options.preserve {
-                meta.permissions().mode() & 0o7777
-            } else {
-                0o644
-            },
+            mode: options.file_mode(meta.permissions().mode()),
             mtime: options.preserve.then(|| mtime_secs(meta)),
             fsync: options.fsync,
         };
