@@ -599,10 +599,12 @@ fn ssh_config_certificate_files_are_used() {
     ]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     let (results, _) = json_lines(&out);
+    assert_eq!(results["target"]["outcome"], "auth-failed");
     let message = results["target"]["error"]["message"].as_str().unwrap();
     assert!(
         message.contains(&format!(
-            "tried: certificate {} (ID \"expired\"",
+            "tried: certificate {} (ID \"expired\"; principals [\"{TEST_USER}\"]; expired at \
+             2020-01-02T00:00:00Z;",
             expired.display()
         )),
         "{message}"
