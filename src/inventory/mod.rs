@@ -72,13 +72,25 @@ pub struct HostSettings {
     pub keepalive_max: Option<usize>,
     /// How commands run.
     pub transport: Option<Transport>,
+    /// Jump hosts (OpenSSH's `ProxyJump`): `[user@]host[:port]` hops separated by commas,
+    /// first hop first, or `none`. See [`JumpHost::parse_list`](crate::JumpHost::parse_list).
+    pub proxy_jump: Option<String>,
+    /// A local command carrying the connection (OpenSSH's `ProxyCommand`), or `none`.
+    /// See [`ConnectOptions::proxy_command`](crate::ConnectOptions::proxy_command).
+    pub proxy_command: Option<String>,
     /// Free-form variables for `{{name}}` placeholders in commands.
     pub vars: IndexMap<String, String>,
 }
 
 impl HostSettings {
-    /// Lays `over` on top of `self`: set fields of `over` win; variables merge.
+    /// Lays `over` on top of `self`: set fields of `over` win; variables merge. The
+    /// layer that sets `proxy_jump` or `proxy_command` decides how the host is reached:
+    /// setting one clears the other from the layers below.
     pub fn merge(&mut self, over: &HostSettings) {
+        if over.proxy_jump.is_some() || over.proxy_command.is_some() {
+            self.proxy_jump = over.proxy_jump.clone();
+            self.proxy_command = over.proxy_command.clone();
+        }
         macro_rules! take {
             ($($f:ident),*) => {$( if over.$f.is_some() { self.$f = over.$f.clone(); } )*};
         }
@@ -303,6 +315,8 @@ fn check_overrides(overrides: &HostSettings) -> Result<()> {
         ("address", overrides.address.as_deref()),
         ("user", overrides.user.as_deref()),
         ("password_env", overrides.password_env.as_deref()),
+        ("proxy_jump", overrides.proxy_jump.as_deref()),
+        ("proxy_command", overrides.proxy_command.as_deref()),
     ];
     for (what, value) in fields {
         if let Some(v) = value {
@@ -357,6 +371,8 @@ macro_rules! raw_settings {
             keepalive: Option<Spanned<toml::Value>>,
             keepalive_max: Option<Spanned<i64>>,
             transport: Option<Spanned<String>>,
+            proxy_jump: Option<Spanned<String>>,
+            proxy_command: Option<Spanned<String>>,
             vars: Option<IndexMap<Spanned<String>, Spanned<toml::Value>>>,
         }
 
@@ -375,6 +391,8 @@ macro_rules! raw_settings {
                     keepalive: &self.keepalive,
                     keepalive_max: &self.keepalive_max,
                     transport: &self.transport,
+                    proxy_jump: &self.proxy_jump,
+                    proxy_command: &self.proxy_command,
                     vars: &self.vars,
                 })
             }
@@ -414,6 +432,8 @@ struct SettingsRef<'a> {
     keepalive: &'a Option<Spanned<toml::Value>>,
     keepalive_max: &'a Option<Spanned<i64>>,
     transport: &'a Option<Spanned<String>>,
+    proxy_jump: &'a Option<Spanned<String>>,
+    proxy_command: &'a Option<Spanned<String>>,
     vars: &'a Option<IndexMap<Spanned<String>, Spanned<toml::Value>>>,
 }
 
@@ -798,6 +818,28 @@ impl Parser<'_> {
                     )
                 }
             });
+        }
+        if let (Some(_), Some(c)) = (raw.proxy_jump, raw.proxy_command) {
+            return self.error(
+                c.span(),
+                "set proxy_jump or proxy_command, not both (set the other to \"none\" in a \
+                 narrower layer to override a wider one)",
+            );
+        }
+        if let Some(j) = raw.proxy_jump {
+            let text = self.string(j, "proxy_jump")?;
+            crate::ssh::JumpHost::parse_list(text)
+                .or_else(|e| self.error(j.span(), format!("proxy_jump: {}", e.message())))?;
+            s.proxy_jump = Some(text.to_owned());
+        }
+        if let Some(c) = raw.proxy_command {
+            let text = self.string(c, "proxy_command")?;
+            if text.trim().is_empty() {
+                return self.error(c.span(), "proxy_command is empty (use \"none\" for none)");
+            }
+            crate::ssh::check_proxy_command(text)
+                .or_else(|e| self.error(c.span(), e.message().to_owned()))?;
+            s.proxy_command = Some(text.to_owned());
         }
         if let Some(vars) = raw.vars {
             for (k, v) in vars {

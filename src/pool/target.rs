@@ -6,12 +6,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-#[cfg(doc)]
-use crate::error::ErrorKind;
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::inventory::{Host, Transport};
 use crate::secret::Secret;
-use crate::ssh::{Agent, ConnectOptions, Credentials, Identity, KnownHosts};
+use crate::ssh::{Agent, ConnectOptions, Credentials, Identity, JumpHost, KnownHosts};
 use crate::template::Template;
 
 /// One host ready to run: how to reach it and what it runs with.
@@ -147,8 +145,9 @@ impl TargetBuilder {
     /// The target for `host`.
     ///
     /// # Errors
-    /// A key file that cannot be loaded ([`ErrorKind::KeyFile`]), or a password variable
-    /// that is not set ([`ErrorKind::InvalidInput`]); the message names the host.
+    /// A key file that cannot be loaded ([`ErrorKind::KeyFile`]), a password variable
+    /// that is not set, an invalid `proxy_jump` or `proxy_command`, or both set
+    /// ([`ErrorKind::InvalidInput`]); the message names the host.
     pub fn build(&mut self, host: &Host) -> Result<Target> {
         self.build_inner(host).map_err(|e| e.with_host(&host.name))
     }
@@ -222,6 +221,28 @@ impl TargetBuilder {
                 s.keepalive_max
                     .unwrap_or(ConnectOptions::DEFAULT_KEEPALIVE_MAX),
             );
+        }
+        let none = |v: &Option<String>| {
+            v.as_deref()
+                .is_none_or(|v| v.trim().eq_ignore_ascii_case("none"))
+        };
+        match (none(&s.proxy_jump), none(&s.proxy_command)) {
+            (false, false) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    "both proxy_jump and proxy_command are set",
+                ))
+            }
+            (false, true) => {
+                let list = s.proxy_jump.as_deref().unwrap_or_default();
+                connect = connect.proxy_jump(JumpHost::parse_list(list)?);
+            }
+            (true, false) => {
+                let command = s.proxy_command.as_deref().unwrap_or_default();
+                crate::ssh::check_proxy_command(command)?;
+                connect = connect.proxy_command(command);
+            }
+            (true, true) => {}
         }
         Ok(Target {
             host: host.clone(),
