@@ -11,7 +11,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use harness::cli::{json_lines, text};
-use harness::netns::{direct_connect_fails, ensure_installed, log_count, Topology};
+use harness::netns::{
+    direct_connect_fails, direct_connects_all_fail, ensure_installed, log_count, Topology,
+};
 use harness::{eventually, Sshd, SshdConfig, TEST_USER};
 use rexec::{
     Agent, ConnectOptions, Credentials, ErrorKind, Identity, Inventory, JumpHost, Jumps,
@@ -253,10 +255,49 @@ fn two_hops_from_the_command_line() {
         "{r}"
     );
     assert_eq!(summary["exit_code"], 0);
-    // Each bastion saw exactly one connection: hop 2 rode a channel through hop 1.
+    // Each bastion saw exactly one connection: hop 2 rode a channel through hop 1 (its
+    // log shows the connection coming from hop 1's side of their link).
     for b in &lab.bastions {
         assert_eq!(log_count(b, "Accepted publickey for rexec-test"), 1, "{}", b.log());
     }
+    let from_first = format!("Connection from {} ", lab.topology.gateway(2));
+    assert_eq!(log_count(second, &from_first), 1, "{}", second.log());
+
+    // The second hop's host key unknown: the error names hop 2.
+    let without_second: String = lab.bastions[..1]
+        .iter()
+        .chain(&lab.targets)
+        .map(Sshd::known_hosts_lines)
+        .collect();
+    std::fs::write(&lab.known_hosts, without_second).unwrap();
+    let out = rexec(&[
+        "-H",
+        &host,
+        "-u",
+        TEST_USER,
+        "-I",
+        lab.key.to_str().unwrap(),
+        "--known-hosts",
+        lab.known_hosts.to_str().unwrap(),
+        "--no-agent",
+        "-J",
+        &lab.jump_spec(),
+        "--json",
+        "true",
+    ]);
+    let (results, summary) = json_lines(&out);
+    let r = &results[&host];
+    assert_eq!(r["outcome"], "host-key-rejected", "{r}");
+    assert_eq!(r["error"]["kind"], "host-key-unknown", "{r}");
+    let message = r["error"]["message"].as_str().unwrap();
+    let second_name = format!("{}:{}", second.addresses[0], second.port);
+    assert!(
+        message.starts_with(&format!("jump host {second_name} (hop 2 of 2): "))
+            && message.contains("is not in known_hosts"),
+        "{message}"
+    );
+    assert_eq!(summary["exit_code"], 3);
+    assert_eq!(log_count(second, "Accepted publickey"), 1);
 }
 
 #[test]
@@ -270,9 +311,14 @@ fn fifty_targets_share_capped_connections_to_one_bastion() {
         .build_all(hosts.hosts())
         .unwrap();
     assert_eq!(targets.len(), 50);
-    assert!(targets
+    let addresses: Vec<(String, u16)> = targets
         .iter()
-        .all(|t| direct_connect_fails(t.connect.host(), t.connect.port_number())));
+        .map(|t| (t.connect.host().to_owned(), t.connect.port_number()))
+        .collect();
+    assert!(
+        direct_connects_all_fail(&addresses),
+        "the targets must not be reachable without the jump"
+    );
 
     let rt = runtime();
     rt.block_on(async {
@@ -356,7 +402,7 @@ fn bastion_host_key_unknown_or_changed() {
             assert_eq!(r["outcome"], "host-key-rejected", "{r}");
             assert_eq!(r["error"]["kind"], *kind, "{r}");
             let message = r["error"]["message"].as_str().unwrap();
-            let prefix = format!("via {bastion_name} (hop 1 of 1): ");
+            let prefix = format!("jump host {bastion_name} (hop 1 of 1): ");
             assert!(
                 message.starts_with(&prefix) && message.contains(says),
                 "{message}"
@@ -372,7 +418,8 @@ fn bastion_host_key_unknown_or_changed() {
     let out = rexec(&["-i", inventory.to_str().unwrap(), "-l", "t01", "true"]);
     let stdout = text(&out.stdout);
     assert!(
-        stdout.contains(&format!("t01: via {bastion_name} (hop 1 of 1): HOST KEY CHANGED")),
+        stdout.starts_with("=== t01: host-key-rejected")
+            && stdout.contains(&format!(": jump host {bastion_name} (hop 1 of 1): HOST KEY CHANGED")),
         "{stdout}"
     );
 }
@@ -410,7 +457,7 @@ fn bastion_auth_failure_names_the_hop() {
     let message = r["error"]["message"].as_str().unwrap();
     assert!(
         message.starts_with(&format!(
-            "via {bastion_name} (hop 1 of 1): authentication failed for user \"rexec-test\""
+            "jump host {bastion_name} (hop 1 of 1): authentication failed for user \"rexec-test\""
         )),
         "{message}"
     );
@@ -431,7 +478,7 @@ fn bastion_auth_failure_names_the_hop() {
         assert_eq!(Outcome::of_error(&e), Outcome::AuthFailed);
         assert!(
             e.to_string()
-                .starts_with(&format!("{host}: via {bastion_name} (hop 1 of 1): ")),
+                .starts_with(&format!("{host}: jump host {bastion_name} (hop 1 of 1): ")),
             "{e}"
         );
     });
@@ -664,7 +711,7 @@ fn inventory_proxy_keys_are_checked_and_the_narrower_layer_decides() {
     let e = parse("[hosts]\nweb1 = { proxy_jump = \"b:0\" }\n").unwrap_err();
     assert!(
         e.to_string()
-            .starts_with("hosts.toml:2:21: proxy_jump: invalid jump host \"b:0\""),
+            .starts_with("hosts.toml:2:23: proxy_jump: invalid jump host \"b:0\""),
         "{e}"
     );
     let e = parse("[hosts]\nweb1 = { proxy_command = \"nc %h %x\" }\n").unwrap_err();

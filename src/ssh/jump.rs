@@ -419,10 +419,11 @@ impl HopFailure {
         }
     }
 
-    /// The target's error: `via NAME (hop K of N): MESSAGE`, with the hop's kind and phase.
+    /// The target's error: `jump host NAME (hop K of N): MESSAGE`, with the hop's kind
+    /// and phase.
     fn into_error(self, hops: usize) -> Error {
         let message = format!(
-            "via {} (hop {} of {hops}): {}",
+            "jump host {} (hop {} of {hops}): {}",
             self.name,
             self.hop + 1,
             self.error.message()

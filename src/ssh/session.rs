@@ -512,7 +512,7 @@ impl Session {
     /// with other sessions connected through it.
     ///
     /// A hop that cannot be reached fails the connection with that hop's error kind and
-    /// phase, the message saying `via HOP (hop K of N): ...`; a target the last hop
+    /// phase, the message saying `jump host HOP (hop K of N): ...`; a target the last hop
     /// cannot reach fails with [`ErrorKind::Connect`] (or [`ErrorKind::Timeout`], phase
     /// connect) quoting the jump host's refusal.
     ///

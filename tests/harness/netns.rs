@@ -146,6 +146,18 @@ pub fn direct_connect_fails(address: &str, port: u16) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err()
 }
 
+/// Whether direct TCP connections from the test process to every one of `targets` fail,
+/// tried all at once (each may wait its 2 s).
+pub fn direct_connects_all_fail(targets: &[(String, u16)]) -> bool {
+    std::thread::scope(|scope| {
+        let tries: Vec<_> = targets
+            .iter()
+            .map(|(address, port)| scope.spawn(move || direct_connect_fails(address, *port)))
+            .collect();
+        tries.into_iter().all(|t| t.join().unwrap())
+    })
+}
+
 /// Whether a socket listens on `address:port` in the network namespace of process `pid`
 /// (its /proc/PID/net/tcp).
 pub fn is_listening_in(pid: u32, address: &str, port: u16) -> bool {
