@@ -57,8 +57,8 @@ pub use secret::Secret;
 pub use ssh::quote::shell_quote;
 pub use ssh::{
     Agent, Command, ConnectOptions, Credentials, DataCallback, ExitStatus, HostKeyPolicy,
-    HostKeyStatus, Identity, JumpHost, Jumps, KeyLocation, KnownHosts, Output, Session, Sftp, Stream,
-    TransferOptions, TransferStats,
+    HostKeyStatus, Identity, JumpHost, Jumps, KeyLocation, KnownHosts, Output, Session, Sftp,
+    Stream, TransferOptions, TransferStats,
 };
 pub use template::Template;
 

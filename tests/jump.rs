@@ -137,7 +137,10 @@ impl Lab {
                 t.port
             ));
         }
-        let path = self.dir.path().join(format!("hosts-{}.toml", harness::random_u64()));
+        let path = self
+            .dir
+            .path()
+            .join(format!("hosts-{}.toml", harness::random_u64()));
         std::fs::write(&path, text).unwrap();
         path
     }
@@ -258,7 +261,12 @@ fn two_hops_from_the_command_line() {
     // Each bastion saw exactly one connection: hop 2 rode a channel through hop 1 (its
     // log shows the connection coming from hop 1's side of their link).
     for b in &lab.bastions {
-        assert_eq!(log_count(b, "Accepted publickey for rexec-test"), 1, "{}", b.log());
+        assert_eq!(
+            log_count(b, "Accepted publickey for rexec-test"),
+            1,
+            "{}",
+            b.log()
+        );
     }
     let from_first = format!("Connection from {} ", lab.topology.gateway(2));
     assert_eq!(log_count(second, &from_first), 1, "{}", second.log());
@@ -336,15 +344,17 @@ fn fifty_targets_share_capped_connections_to_one_bastion() {
         for r in &results {
             assert_eq!(r.outcome(), Outcome::Ok, "{:?}", r.result);
             let out = r.result.as_ref().unwrap().stdout_lossy();
-            assert!(out.starts_with(&format!("{} ", lab.last_bastion_inside())), "{out}");
+            assert!(
+                out.starts_with(&format!("{} ", lab.last_bastion_inside())),
+                "{out}"
+            );
         }
         assert_eq!(log_count(bastion, "Connection from"), 5);
         assert_eq!(log_count(bastion, "Accepted publickey"), 5);
 
         // No session uses them any more: the connections close.
         drop(sessions);
-        assert!(eventually(Duration::from_secs(10), || jumps.connections()
-            == 0));
+        assert!(eventually(Duration::from_secs(10), || jumps.connections() == 0));
 
         // A cap of 50: one connection carries all 50.
         let jumps = Jumps::with_channels_per_connection(50);
@@ -384,10 +394,16 @@ fn bastion_host_key_unknown_or_changed() {
         (String::new(), "host-key-unknown", "is not in known_hosts"),
         (
             // The target's host key where the bastion's should be.
-            lab.targets[0].known_hosts_lines().lines().next().unwrap().replace(
-                &format!("[{}]:{}", lab.targets[0].addresses[0], lab.targets[0].port),
-                &format!("[{}]:{}", bastion.addresses[0], bastion.port),
-            ) + "\n",
+            lab.targets[0]
+                .known_hosts_lines()
+                .lines()
+                .next()
+                .unwrap()
+                .replace(
+                    &format!("[{}]:{}", lab.targets[0].addresses[0], lab.targets[0].port),
+                    &format!("[{}]:{}", bastion.addresses[0], bastion.port),
+                )
+                + "\n",
             "host-key-changed",
             "HOST KEY CHANGED",
         ),
@@ -410,7 +426,12 @@ fn bastion_host_key_unknown_or_changed() {
         }
         assert_eq!(summary["exit_code"], 3);
         // Tried once for both targets.
-        assert_eq!(log_count(bastion, "Connection from"), n + 1, "{}", bastion.log());
+        assert_eq!(
+            log_count(bastion, "Connection from"),
+            n + 1,
+            "{}",
+            bastion.log()
+        );
         assert_eq!(log_count(bastion, "Accepted publickey"), 0);
     }
     // The text output names the target, then the hop.
@@ -419,7 +440,9 @@ fn bastion_host_key_unknown_or_changed() {
     let stdout = text(&out.stdout);
     assert!(
         stdout.starts_with("=== t01: host-key-rejected")
-            && stdout.contains(&format!(": jump host {bastion_name} (hop 1 of 1): HOST KEY CHANGED")),
+            && stdout.contains(&format!(
+                ": jump host {bastion_name} (hop 1 of 1): HOST KEY CHANGED"
+            )),
         "{stdout}"
     );
 }
@@ -531,7 +554,12 @@ fn proxy_command_carries_the_connection_and_is_reaped() {
     // socat run inside the targets' namespace: another way in than the bastion.
     let proxy = format!("ip netns exec {ns} socat - TCP:%h:%p");
     let inventory = lab.inventory(&format!("proxy_command = \"{proxy}\""));
-    let out = rexec(&["-i", inventory.to_str().unwrap(), "--json", "echo $SSH_CONNECTION"]);
+    let out = rexec(&[
+        "-i",
+        inventory.to_str().unwrap(),
+        "--json",
+        "echo $SSH_CONNECTION",
+    ]);
     let (results, _) = json_lines(&out);
     let r = &results["t01"];
     assert_eq!(r["outcome"], "ok", "{r} {}", text(&out.stderr));
@@ -543,13 +571,13 @@ fn proxy_command_carries_the_connection_and_is_reaped() {
         "{r}"
     );
     let socat = format!("socat - TCP:{}:{}", target.address, target.port);
-    assert!(eventually(Duration::from_secs(10), || processes_with(&socat)
-        .is_empty()));
+    assert!(eventually(Duration::from_secs(10), || processes_with(
+        &socat
+    )
+    .is_empty()));
 
     // A command that fails: its status and stderr are in the message.
-    let inventory = lab.inventory(
-        "proxy_command = \"sh -c 'echo no way to %h:%p >&2; exit 3'\"",
-    );
+    let inventory = lab.inventory("proxy_command = \"sh -c 'echo no way to %h:%p >&2; exit 3'\"");
     let out = rexec(&["-i", inventory.to_str().unwrap(), "--json", "true"]);
     let (results, _) = json_lines(&out);
     let r = &results["t01"];
@@ -642,7 +670,12 @@ fn deadline_stop_and_transfers_through_a_jump() {
     args.extend(["-t".into(), "2s".into(), format!("sleep {marker}")]);
     let out = rexec(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let (results, _) = json_lines(&out);
-    assert_eq!(results[&host]["outcome"], "timed-out", "{}", text(&out.stdout));
+    assert_eq!(
+        results[&host]["outcome"],
+        "timed-out",
+        "{}",
+        text(&out.stdout)
+    );
     assert!(eventually(Duration::from_secs(10), || processes_with(
         &format!("sleep {marker}")
     )
@@ -661,7 +694,10 @@ fn deadline_stop_and_transfers_through_a_jump() {
     let out = rexec(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let (results, _) = json_lines(&out);
     assert_eq!(results[&host]["outcome"], "ok", "{}", text(&out.stdout));
-    assert_eq!(std::fs::read(remote_dir.join("payload.bin")).unwrap(), payload);
+    assert_eq!(
+        std::fs::read(remote_dir.join("payload.bin")).unwrap(),
+        payload
+    );
 
     let down = lab.dir.path().join("down");
     let mut args = base(TEST_USER);
@@ -697,7 +733,9 @@ fn jump_host_lists_parse_as_openssh_writes_them() {
     );
     assert!(JumpHost::parse_list("none").unwrap().is_empty());
     assert!(JumpHost::parse_list("NONE").unwrap().is_empty());
-    for bad in ["", "a,,b", "@h", "h:0", "h:99999", "h:x", "u@", "a b", "[::1", "h/x"] {
+    for bad in [
+        "", "a,,b", "@h", "h:0", "h:99999", "h:x", "u@", "a b", "[::1", "h/x",
+    ] {
         let e = JumpHost::parse_list(bad).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{bad:?}");
     }
@@ -718,7 +756,11 @@ fn inventory_proxy_keys_are_checked_and_the_narrower_layer_decides() {
     assert!(e.to_string().contains("unknown token %x"), "{e}");
     let e = parse("[hosts]\nweb1 = { proxy_jump = \"b\", proxy_command = \"nc %h %p\" }\n")
         .unwrap_err();
-    assert!(e.to_string().contains("set proxy_jump or proxy_command, not both"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("set proxy_jump or proxy_command, not both"),
+        "{e}"
+    );
 
     let inventory = parse(
         "[defaults]\nproxy_command = \"nc %h %p\"\n\
@@ -733,11 +775,17 @@ fn inventory_proxy_keys_are_checked_and_the_narrower_layer_decides() {
     let route = |i: usize| {
         let c = &targets[i].connect;
         (
-            c.jump_hosts().iter().map(JumpHost::display_name).collect::<Vec<_>>(),
+            c.jump_hosts()
+                .iter()
+                .map(JumpHost::display_name)
+                .collect::<Vec<_>>(),
             c.proxy_command_line().map(str::to_owned),
         )
     };
-    assert_eq!(route(0), (vec!["b1:2222".to_owned(), "b2".to_owned()], None));
+    assert_eq!(
+        route(0),
+        (vec!["b1:2222".to_owned(), "b2".to_owned()], None)
+    );
     assert_eq!(route(1), (vec![], None));
     assert_eq!(route(2), (vec![], None));
     assert_eq!(route(3), (vec![], Some("nc %h %p".to_owned())));
@@ -767,4 +815,80 @@ fn bad_jump_flag_is_a_usage_error() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// The hook the OpenSSH configuration uses: a hop written as an alias (`bastion`) gets
+/// its address, port and user from the resolver, and the rest from the target.
+#[test]
+fn a_jump_host_resolver_turns_an_alias_into_the_bastion() {
+    let lab = Lab::new(1, 1, 2, SshdConfig::default());
+    let bastion = &lab.bastions[0];
+    let inventory = lab.inventory("proxy_jump = \"bastion\"");
+    let hosts = Inventory::from_file(&inventory, &Default::default()).unwrap();
+    let (address, port) = (bastion.addresses[0].clone(), bastion.port);
+    let mut builder = TargetBuilder::new();
+    builder
+        .agent(Agent::Off)
+        .jump_host_resolver(move |mut hop| {
+            assert_eq!(hop.settings.user, None);
+            assert_eq!(hop.settings.port, None);
+            match hop.name.as_str() {
+                "bastion" => {
+                    hop.settings.address = Some(address.clone());
+                    hop.settings.port = Some(port);
+                    hop.settings.user = Some(TEST_USER.to_owned());
+                    Ok(hop)
+                }
+                other => Err(rexec::Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("no such alias {other:?}"),
+                )),
+            }
+        });
+    let targets = builder.build_all(hosts.hosts()).unwrap();
+    let hop = &targets[0].connect.jump_hosts()[0];
+    assert_eq!(hop.display_name(), "bastion");
+    assert_eq!(hop.host(), bastion.addresses[0]);
+    assert_eq!(hop.port_number(), bastion.port);
+
+    let rt = runtime();
+    rt.block_on(async {
+        let results = Pool::new(8)
+            .run_command(&targets, "echo $SSH_CONNECTION", |_, _| {}, |_| {})
+            .await;
+        for r in &results {
+            assert_eq!(r.outcome(), Outcome::Ok, "{:?}", r.result);
+            let out = r.result.as_ref().unwrap().stdout_lossy();
+            assert!(
+                out.starts_with(&format!("{} ", lab.last_bastion_inside())),
+                "{out}"
+            );
+        }
+    });
+    // Both targets rode one connection, authenticated with the target's key file.
+    assert_eq!(log_count(bastion, "Accepted publickey for rexec-test"), 1);
+
+    // Errors name the hop as written.
+    let targets_only: String = lab.targets.iter().map(Sshd::known_hosts_lines).collect();
+    std::fs::write(&lab.known_hosts, targets_only).unwrap();
+    rt.block_on(async {
+        let e = Session::connect(&targets[0].connect).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::HostKeyUnknown, "{e:#}");
+        assert!(
+            e.to_string()
+                .starts_with("t01: jump host bastion (hop 1 of 1): "),
+            "{e}"
+        );
+    });
+
+    // A resolver's error fails the target's build, naming the target.
+    let hosts = Inventory::parse(
+        "[hosts]\nweb1 = { proxy_jump = \"nowhere\" }\n",
+        "hosts.toml",
+        &Default::default(),
+    )
+    .unwrap();
+    let e = builder.build(&hosts.hosts()[0]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert_eq!(e.to_string(), "web1: no such alias \"nowhere\"");
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::inventory::{Host, Transport};
+use crate::inventory::{Host, HostSettings, Transport};
 use crate::secret::Secret;
 use crate::ssh::{Agent, ConnectOptions, Credentials, Identity, JumpHost, KnownHosts};
 use crate::template::Template;
@@ -73,6 +73,9 @@ impl Target {
 /// Asked for the passphrase of an encrypted key file.
 type PassphraseSource = Box<dyn Fn(&Path) -> Result<Secret> + Send + Sync>;
 
+/// Completes the settings of a jump host (see [`TargetBuilder::jump_host_resolver`]).
+type JumpHostResolver = Box<dyn Fn(Host) -> Result<Host> + Send + Sync>;
+
 /// Builds [`Target`]s, sharing credentials between hosts with the same settings.
 pub struct TargetBuilder {
     identities: HashMap<PathBuf, Identity>,
@@ -82,6 +85,7 @@ pub struct TargetBuilder {
     passphrase: Option<PassphraseSource>,
     agent: Agent,
     command_timeout: Option<Duration>,
+    jump_host_resolver: Option<JumpHostResolver>,
 }
 
 impl Default for TargetBuilder {
@@ -111,6 +115,7 @@ impl TargetBuilder {
             passphrase: None,
             agent: Agent::FromEnv,
             command_timeout: None,
+            jump_host_resolver: None,
         }
     }
 
@@ -142,6 +147,27 @@ impl TargetBuilder {
         self
     }
 
+    /// How the hops of a host's `proxy_jump` get their settings: `resolve` receives
+    /// each hop as a [`Host`] named by the hop's host as written (`bastion` for
+    /// `ops@bastion:2222`), with `settings.user` and `settings.port` set when the hop
+    /// gives them and nothing else, and returns it with what it knows added: an
+    /// address, a user, a port, key files, known_hosts, host key policy... Laying an
+    /// OpenSSH configuration under it there makes a hop that is a `Host` alias resolve
+    /// as `ssh -J` resolves it. Without a resolver, the hop is returned unchanged.
+    ///
+    /// Whatever is still unset then comes from the target's own settings (key files,
+    /// password variable, known_hosts, host key policy, connect timeout, keepalive);
+    /// a hop's user and port never do (unset: the local user name and 22, as in
+    /// OpenSSH). The hop's own `proxy_jump` or `proxy_command` is ignored. Errors from
+    /// `resolve` fail the target's [`build`](TargetBuilder::build), naming the target.
+    pub fn jump_host_resolver(
+        &mut self,
+        resolve: impl Fn(Host) -> Result<Host> + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.jump_host_resolver = Some(Box::new(resolve));
+        self
+    }
+
     /// The target for `host`.
     ///
     /// # Errors
@@ -164,6 +190,80 @@ impl TargetBuilder {
     }
 
     fn build_inner(&mut self, host: &Host) -> Result<Target> {
+        let s = &host.settings;
+        let mut connect = self.connect_options(host)?;
+        let none = |v: &Option<String>| {
+            v.as_deref()
+                .is_none_or(|v| v.trim().eq_ignore_ascii_case("none"))
+        };
+        match (none(&s.proxy_jump), none(&s.proxy_command)) {
+            (false, false) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    "both proxy_jump and proxy_command are set",
+                ))
+            }
+            (false, true) => {
+                let list = s.proxy_jump.as_deref().unwrap_or_default();
+                let hops = JumpHost::parse_list(list)?
+                    .iter()
+                    .map(|hop| self.jump_host(host, hop))
+                    .collect::<Result<Vec<_>>>()?;
+                connect = connect.proxy_jump(hops);
+            }
+            (true, false) => {
+                let command = s.proxy_command.as_deref().unwrap_or_default();
+                crate::ssh::check_proxy_command(command)?;
+                connect = connect.proxy_command(command);
+            }
+            (true, true) => {}
+        }
+        Ok(Target {
+            host: host.clone(),
+            connect,
+            command_timeout: s.command_timeout.or(self.command_timeout),
+        })
+    }
+
+    /// `hop` of `target`'s chain, resolved and completed from the target's settings.
+    fn jump_host(&mut self, target: &Host, hop: &JumpHost) -> Result<JumpHost> {
+        let mut resolved = Host {
+            name: hop.host().to_owned(),
+            groups: Vec::new(),
+            settings: HostSettings {
+                user: hop.user_name().map(str::to_owned),
+                port: hop.port_if_given(),
+                ..HostSettings::default()
+            },
+        };
+        if let Some(resolve) = &self.jump_host_resolver {
+            resolved = resolve(resolved)?;
+        }
+        // The target's settings under the hop's own; never its address, user, port or
+        // route.
+        let t = &target.settings;
+        let mut settings = HostSettings {
+            identity_files: t.identity_files.clone(),
+            password_env: t.password_env.clone(),
+            host_key_policy: t.host_key_policy,
+            known_hosts: t.known_hosts.clone(),
+            connect_timeout: t.connect_timeout,
+            keepalive: t.keepalive,
+            keepalive_max: t.keepalive_max,
+            ..HostSettings::default()
+        };
+        settings.merge(&HostSettings {
+            proxy_jump: None,
+            proxy_command: None,
+            ..resolved.settings
+        });
+        resolved.settings = settings;
+        let options = self.connect_options(&resolved)?.label(hop.display_name());
+        Ok(JumpHost::from_options(options))
+    }
+
+    /// How to connect to `host` (its route aside).
+    fn connect_options(&mut self, host: &Host) -> Result<ConnectOptions> {
         let s = &host.settings;
         let mut creds = match &s.identity_files {
             None => self
@@ -222,33 +322,7 @@ impl TargetBuilder {
                     .unwrap_or(ConnectOptions::DEFAULT_KEEPALIVE_MAX),
             );
         }
-        let none = |v: &Option<String>| {
-            v.as_deref()
-                .is_none_or(|v| v.trim().eq_ignore_ascii_case("none"))
-        };
-        match (none(&s.proxy_jump), none(&s.proxy_command)) {
-            (false, false) => {
-                return Err(Error::new(
-                    ErrorKind::InvalidInput,
-                    "both proxy_jump and proxy_command are set",
-                ))
-            }
-            (false, true) => {
-                let list = s.proxy_jump.as_deref().unwrap_or_default();
-                connect = connect.proxy_jump(JumpHost::parse_list(list)?);
-            }
-            (true, false) => {
-                let command = s.proxy_command.as_deref().unwrap_or_default();
-                crate::ssh::check_proxy_command(command)?;
-                connect = connect.proxy_command(command);
-            }
-            (true, true) => {}
-        }
-        Ok(Target {
-            host: host.clone(),
-            connect,
-            command_timeout: s.command_timeout.or(self.command_timeout),
-        })
+        Ok(connect)
     }
 
     fn identity(&mut self, file: &Path) -> Result<Identity> {

@@ -29,11 +29,18 @@ pub const MAX_HOPS: usize = 16;
 /// chain leads to: credentials, known_hosts files, host key policy, deadlines and
 /// keepalive. The user and port are not inherited (as in OpenSSH): unset, they are the
 /// local user name and 22.
+///
+/// A hop made with [`JumpHost::from_options`] inherits nothing: it is connected exactly
+/// as those options say (how [`TargetBuilder`](crate::TargetBuilder) builds hops, and the
+/// way to give a hop settings resolved elsewhere, such as from an OpenSSH configuration).
 #[derive(Debug, Clone)]
 pub struct JumpHost {
     host: String,
-    port: u16,
+    /// `None`: not given (22, unless a resolver finds another).
+    port: Option<u16>,
     user: Option<String>,
+    /// Every setting of the hop, inheriting nothing (see [`JumpHost::from_options`]).
+    resolved: Option<Box<ConnectOptions>>,
     credentials: Option<Credentials>,
     known_hosts: Option<KnownHosts>,
     policy: Option<HostKeyPolicy>,
@@ -48,8 +55,9 @@ impl JumpHost {
     pub fn new(host: impl Into<String>) -> JumpHost {
         JumpHost {
             host: host.into(),
-            port: 22,
+            port: None,
             user: None,
+            resolved: None,
             credentials: None,
             known_hosts: None,
             policy: None,
@@ -88,7 +96,7 @@ impl JumpHost {
             return Err(invalid("the user before @ is empty"));
         }
         let port_of = |p: &str| match p.parse::<u16>() {
-            Ok(port) if port > 0 => Ok(port),
+            Ok(port) if port > 0 => Ok(Some(port)),
             _ => Err(invalid(&format!("port {p:?} is not 1 to 65535"))),
         };
         let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
@@ -99,7 +107,7 @@ impl JumpHost {
             let after = bracketed.get(close + 1..).unwrap_or_default();
             let port = match after.strip_prefix(':') {
                 Some(p) => port_of(p)?,
-                None if after.is_empty() => 22,
+                None if after.is_empty() => None,
                 None => return Err(invalid("unexpected text after ]")),
             };
             (host, port)
@@ -107,8 +115,8 @@ impl JumpHost {
             let (host, port) = rest.split_once(':').unwrap_or((rest, ""));
             (host, port_of(port)?)
         } else {
-            // No colon, or a bare IPv6 address (several colons): port 22.
-            (rest, 22)
+            // No colon, or a bare IPv6 address (several colons): no port.
+            (rest, None)
         };
         if host.is_empty() {
             return Err(invalid("the host is empty"));
@@ -116,7 +124,8 @@ impl JumpHost {
         if host.contains('/') || host.contains(',') {
             return Err(invalid("the host contains / or ,"));
         }
-        let mut hop = JumpHost::new(host).port(port);
+        let mut hop = JumpHost::new(host);
+        hop.port = port;
         if let Some(user) = user {
             hop = hop.user(user);
         }
@@ -156,10 +165,23 @@ impl JumpHost {
         Ok(hops)
     }
 
-    /// The TCP port.
+    /// A hop connected with exactly `options` (host, port, user, credentials, known_hosts,
+    /// host key policy, deadlines, keepalive; the name in messages is
+    /// [`ConnectOptions::display_name`]); its own jump hosts or proxy command, if any, are
+    /// ignored. Nothing is inherited from the target, and the other setters of this type
+    /// have no effect on such a hop.
+    pub fn from_options(options: ConnectOptions) -> JumpHost {
+        let mut hop = JumpHost::new(options.host().to_owned());
+        hop.port = Some(options.port_number());
+        hop.user = Some(options.user_name().to_owned());
+        hop.resolved = Some(Box::new(options.proxy_jump(Vec::new())));
+        hop
+    }
+
+    /// The TCP port (default 22).
     #[must_use]
     pub fn port(mut self, port: u16) -> Self {
-        self.port = port;
+        self.port = Some(port);
         self
     }
 
@@ -230,20 +252,36 @@ impl JumpHost {
         self.user.as_deref()
     }
 
-    /// The name used in messages: `host`, or `host:port` when the port is not 22.
+    /// The TCP port: the one given, else 22.
+    pub fn port_number(&self) -> u16 {
+        self.port.unwrap_or(22)
+    }
+
+    /// The TCP port when one was given (`host:port`, [`JumpHost::port`]); `None` leaves
+    /// it to whoever resolves the hop (22 by default, or an OpenSSH configuration's
+    /// `Port`).
+    pub fn port_if_given(&self) -> Option<u16> {
+        self.port
+    }
+
+    /// The name used in messages: `host`, or `host:port` when the port is not 22 (for
+    /// a hop [`from_options`](JumpHost::from_options), the options' display name).
     pub fn display_name(&self) -> String {
-        if self.port == 22 {
-            self.host.clone()
-        } else {
-            format!("{}:{}", self.host, self.port)
+        match (&self.resolved, self.port) {
+            (Some(options), _) => options.display_name(),
+            (None, Some(port)) if port != 22 => format!("{}:{port}", self.host),
+            (None, _) => self.host.clone(),
         }
     }
 
     /// The options to connect to this hop with, completed from the target's.
     pub(crate) fn options_for(&self, target: &ConnectOptions) -> ConnectOptions {
+        if let Some(options) = &self.resolved {
+            return (**options).clone();
+        }
         let (keepalive, keepalive_max) = self.keepalive.unwrap_or(target.keepalive_setting());
         let mut options = ConnectOptions::new(self.host.clone())
-            .port(self.port)
+            .port(self.port_number())
             .credentials(
                 self.credentials
                     .clone()
@@ -255,10 +293,7 @@ impl JumpHost {
                     .unwrap_or_else(|| target.known_hosts_setting().clone()),
             )
             .host_key_policy(self.policy.unwrap_or(target.policy_setting()))
-            .connect_timeout(
-                self.connect_timeout
-                    .unwrap_or(target.timeouts().connect),
-            )
+            .connect_timeout(self.connect_timeout.unwrap_or(target.timeouts().connect))
             .handshake_timeout(
                 self.handshake_timeout
                     .unwrap_or(target.timeouts().handshake),
@@ -525,7 +560,12 @@ impl Jumps {
             if let Some(lease) = self.take(&chain) {
                 return Ok(lease);
             }
-            if let Some(failure) = chain.failure.lock().ok().and_then(|f| f.as_ref().map(HopFailure::replicate)) {
+            if let Some(failure) = chain
+                .failure
+                .lock()
+                .ok()
+                .and_then(|f| f.as_ref().map(HopFailure::replicate))
+            {
                 return Err(failure);
             }
             let Some(options) = hops.get(last) else {
@@ -634,7 +674,10 @@ async fn open_direct_tcpip(
     deadline: Duration,
 ) -> Result<russh::ChannelStream<client::Msg>> {
     let (handle, failures) = session.jump_parts().ok_or_else(|| {
-        Error::new(ErrorKind::InvalidInput, "a local session cannot be a jump host")
+        Error::new(
+            ErrorKind::InvalidInput,
+            "a local session cannot be a jump host",
+        )
     })?;
     let start = failures.mark();
     let open = handle.channel_open_direct_tcpip(host, u32::from(port), "127.0.0.1", 0);
@@ -661,7 +704,9 @@ async fn open_direct_tcpip(
                 _ => String::new(),
             };
             let (kind, why) = match &reason {
-                ChannelOpenFailure::ConnectFailed => (ErrorKind::Connect, "connect failed".to_owned()),
+                ChannelOpenFailure::ConnectFailed => {
+                    (ErrorKind::Connect, "connect failed".to_owned())
+                }
                 ChannelOpenFailure::AdministrativelyProhibited => {
                     (ErrorKind::Connect, "administratively prohibited".to_owned())
                 }

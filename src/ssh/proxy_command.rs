@@ -25,7 +25,13 @@ const STDERR_KEPT: usize = 2048;
 ///
 /// # Errors
 /// [`ErrorKind::InvalidInput`] for any other `%` token, or a `%` at the end.
-pub fn expand_tokens(command: &str, host: &str, port: u16, user: &str, name: &str) -> Result<String> {
+pub fn expand_tokens(
+    command: &str,
+    host: &str,
+    port: u16,
+    user: &str,
+    name: &str,
+) -> Result<String> {
     let mut out = String::with_capacity(command.len());
     let mut chars = command.chars();
     while let Some(c) = chars.next() {
@@ -94,7 +100,11 @@ impl ProxyProcess {
     fn stderr_text(&self) -> String {
         let bytes = self.stderr.lock().map(|b| b.clone()).unwrap_or_default();
         let text = String::from_utf8_lossy(&bytes);
-        let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
         if lines.is_empty() {
             String::new()
         } else {
@@ -248,7 +258,10 @@ pub(crate) async fn connect(
     let (Some(stdin), Some(stdout), Some(mut stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
-        return Err(Error::new(ErrorKind::LocalIo, "proxy command without pipes"));
+        return Err(Error::new(
+            ErrorKind::LocalIo,
+            "proxy command without pipes",
+        ));
     };
     let kept = Arc::new(Mutex::new(Vec::new()));
     let sink = kept.clone();

@@ -784,7 +784,6 @@ async fn establish<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-
     // Like OpenSSH, prefer the host key algorithms already recorded for this host, so a
     // server with several keys presents the one we know.
     // The files are read once here and reused for the key check below.

@@ -83,7 +83,9 @@ impl Topology {
             ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
             let upper = format!("rxj{}a{level}", self.id);
             let lower = format!("rxj{}b{level}", self.id);
-            ip(&["link", "add", &upper, "type", "veth", "peer", "name", &lower]);
+            ip(&[
+                "link", "add", &upper, "type", "veth", "peer", "name", &lower,
+            ]);
             ip(&["link", "set", &lower, "netns", &ns]);
             if level > 1 {
                 ip(&["link", "set", &upper, "netns", &self.namespace(level - 1)]);
@@ -197,7 +199,14 @@ pub fn ensure_installed(binary: &str, package: &str) {
     lock.lock().unwrap();
     let install = || {
         Command::new("apt-get")
-            .args(["-o", "DPkg::Lock::Timeout=300", "install", "-y", "-qq", package])
+            .args([
+                "-o",
+                "DPkg::Lock::Timeout=300",
+                "install",
+                "-y",
+                "-qq",
+                package,
+            ])
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
             .unwrap()
