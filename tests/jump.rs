@@ -169,6 +169,25 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// TCP connections in state established from this namespace to `address:port`.
+fn established_to(address: &str, port: u16) -> usize {
+    let out = Command::new("ss")
+        .args([
+            "-Htn",
+            "state",
+            "established",
+            "dst",
+            &format!("{address}:{port}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count()
+}
+
 /// The processes whose command line contains `marker` (not zombies: a zombie's command
 /// line is empty), as pids.
 fn processes_with(marker: &str) -> Vec<u32> {
@@ -338,6 +357,14 @@ fn fifty_targets_share_capped_connections_to_one_bastion() {
         let sessions = pool.connect_all(&targets, |_| {}).await;
         assert_eq!(sessions.connected(), 50);
         assert_eq!(jumps.connections(), 5);
+        // The kernel agrees: 5 TCP connections to the bastion from this process's
+        // namespace, and the bastion serves 5 authenticated connections.
+        assert_eq!(
+            established_to(&bastion.addresses[0], bastion.port),
+            5,
+            "{}",
+            bastion.log()
+        );
         let results = pool
             .run_command_on(&sessions, "echo $SSH_CONNECTION", |_, _| {}, |_| {})
             .await;
@@ -363,8 +390,19 @@ fn fifty_targets_share_capped_connections_to_one_bastion() {
         assert_eq!(sessions.connected(), 50);
         assert_eq!(jumps.connections(), 1);
         sessions.close().await;
+
+        // A cap of 1, 50 targets at once: 50 connections to the bastion, opened one
+        // after another, none of them dropped by the bastion's MaxStartups (10).
+        let jumps = Jumps::with_channels_per_connection(1);
+        let pool = Pool::new(64).jumps(jumps.clone());
+        let sessions = pool.connect_all(&targets, |_| {}).await;
+        assert_eq!(sessions.connected(), 50);
+        assert_eq!(jumps.connections(), 50);
+        sessions.close().await;
     });
-    assert_eq!(log_count(bastion, "Connection from"), 6);
+    assert_eq!(log_count(bastion, "Connection from"), 56);
+    // Paced: the bastion never started dropping unauthenticated connections.
+    assert_eq!(log_count(bastion, "MaxStartups"), 0, "{}", bastion.log());
     // The bastion's connection processes are gone.
     assert!(eventually(Duration::from_secs(10), || {
         harness::descendants(bastion.pid()).is_empty()
@@ -375,11 +413,95 @@ fn fifty_targets_share_capped_connections_to_one_bastion() {
     let (results, summary) = json_lines(&out);
     assert_eq!(results.len(), 50);
     assert_eq!(summary["exit_code"], 0, "{}", text(&out.stdout));
-    let connections = log_count(bastion, "Connection from") - 6;
+    let connections = log_count(bastion, "Connection from") - 56;
     assert!(
         (1..=5).contains(&connections),
         "50 targets took {connections} bastion connections"
     );
+}
+
+/// A target behind a bastion that `-J none` reaches directly: the inventory's jump host
+/// (nothing listens there) is not used. No namespace needed: the target is on loopback.
+#[test]
+fn jump_none_on_the_command_line_turns_the_inventorys_jump_off() {
+    let server = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let known_hosts = dir.path().join("known_hosts");
+    std::fs::write(&known_hosts, server.known_hosts_lines()).unwrap();
+    let inventory = dir.path().join("hosts.toml");
+    std::fs::write(
+        &inventory,
+        format!(
+            "[defaults]\nuser = \"{TEST_USER}\"\nidentity_files = [\"{}\"]\n\
+             known_hosts = \"{}\"\nproxy_jump = \"{TEST_USER}@127.0.0.1:1\"\n\
+             [hosts]\nweb1 = {{ address = \"127.0.0.1\", port = {} }}\n",
+            server.user_key.display(),
+            known_hosts.display(),
+            server.port
+        ),
+    )
+    .unwrap();
+    let inventory = inventory.to_str().unwrap();
+    let out = rexec(&["-i", inventory, "--json", "true"]);
+    let (results, _) = json_lines(&out);
+    assert_eq!(
+        results["web1"]["outcome"],
+        "unreachable",
+        "{}",
+        text(&out.stdout)
+    );
+    let message = results["web1"]["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("jump host 127.0.0.1:1 (hop 1 of 1): "),
+        "{message}"
+    );
+    let out = rexec(&["-i", inventory, "-J", "none", "--json", "true"]);
+    let (results, summary) = json_lines(&out);
+    assert_eq!(results["web1"]["outcome"], "ok", "{}", text(&out.stdout));
+    assert_eq!(summary["exit_code"], 0);
+}
+
+/// The topology's guard deletes its namespaces and links, also when the test using it
+/// panics.
+#[test]
+fn topology_leaves_no_namespace_behind() {
+    let names = |id: u32| -> Vec<String> {
+        let list = text(
+            &Command::new("ip")
+                .args(["netns", "list"])
+                .output()
+                .unwrap()
+                .stdout,
+        );
+        list.lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|n| n.starts_with(&format!("rxj{id}n")))
+            .map(str::to_owned)
+            .collect()
+    };
+    let topology = Topology::new(2);
+    let id = topology.id;
+    assert_eq!(names(id).len(), 2);
+    drop(topology);
+    assert!(names(id).is_empty());
+
+    let id = std::sync::Mutex::new(0);
+    let panicked = std::panic::catch_unwind(|| {
+        let topology = Topology::new(2);
+        *id.lock().unwrap() = topology.id;
+        panic!("a failing test");
+    });
+    assert!(panicked.is_err());
+    let id = *id.lock().unwrap();
+    assert!(names(id).is_empty());
+    let links = text(
+        &Command::new("ip")
+            .args(["-o", "link"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    assert!(!links.contains(&format!("rxj{id}a")), "{links}");
 }
 
 /// A bastion whose key is not recorded, then recorded with another key: refused with
