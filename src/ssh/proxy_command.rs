@@ -64,6 +64,19 @@ pub fn expand_tokens(
     Ok(out)
 }
 
+/// Checks the `%` tokens of a proxy command before anything runs (see
+/// [`ConnectOptions::proxy_command`]); `none` (any case) is fine.
+///
+/// # Errors
+/// [`ErrorKind::InvalidInput`] naming the command and the unknown token, or a lone `%` at
+/// the end.
+pub fn check_proxy_command(command: &str) -> Result<()> {
+    if command.trim().eq_ignore_ascii_case("none") {
+        return Ok(());
+    }
+    expand_tokens(command, "h", 22, "r", "n").map(|_| ())
+}
+
 /// The running command, shared by its stream and the code explaining a failed connect.
 /// Dropped with the last of them: the process group is killed and the child reaped.
 pub(crate) struct ProxyProcess {
