@@ -1014,3 +1014,36 @@ fn a_jump_host_resolver_turns_an_alias_into_the_bastion() {
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     assert_eq!(e.to_string(), "web1: no such alias \"nowhere\"");
 }
+
+/// A bastion that accepts the TCP connection and never speaks: the hop's own handshake
+/// deadline ends the attempt, and the error names the hop and the phase.
+#[test]
+fn a_silent_bastion_fails_the_target_on_the_hops_handshake_deadline() {
+    harness::setup();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accepted connections are held, silent, until the test ends.
+    let held = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 64];
+        // Reads the client's banner, answers nothing; returns when the client closes.
+        while std::io::Read::read(&mut &stream, &mut buf).unwrap_or(0) > 0 {}
+    });
+    let mut creds = Credentials::new();
+    creds.agent(Agent::Off);
+    let hop = JumpHost::parse(&format!("{TEST_USER}@127.0.0.1:{port}")).unwrap();
+    let options = ConnectOptions::new("10.0.0.1")
+        .credentials(creds)
+        .handshake_timeout(Duration::from_secs(1))
+        .proxy_jump(vec![hop]);
+    let e = runtime().block_on(Session::connect(&options)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e:#}");
+    assert_eq!(e.phase(), Some(rexec::Phase::Handshake), "{e:#}");
+    assert!(
+        e.to_string().starts_with(&format!(
+            "10.0.0.1: jump host 127.0.0.1:{port} (hop 1 of 1): timed out after 1s"
+        )),
+        "{e}"
+    );
+    held.join().unwrap();
+}
