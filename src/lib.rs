@@ -45,10 +45,11 @@ pub mod inventory;
 pub mod pool;
 pub mod secret;
 pub mod ssh;
+pub mod ssh_config;
 mod template;
 
 pub use error::{Error, ErrorKind, Phase, Result};
-pub use inventory::{Host, HostSettings, Inventory, Transport};
+pub use inventory::{Host, HostSettings, Inventory, Origin, Transport};
 pub use pool::{
     CommandLine, Event, HostResult, Outcome, Pool, RunExit, Sessions, Target, TargetBuilder,
     Timings,
@@ -56,9 +57,9 @@ pub use pool::{
 pub use secret::Secret;
 pub use ssh::quote::shell_quote;
 pub use ssh::{
-    Agent, Command, ConnectOptions, Credentials, DataCallback, ExitStatus, HostKeyPolicy,
-    HostKeyStatus, Identity, JumpHost, Jumps, KeyLocation, KnownHosts, Output, Session, Sftp,
-    Stream, TransferOptions, TransferStats,
+    Agent, AuthMethod, Command, ConnectOptions, Credentials, DataCallback, ExitStatus,
+    HostKeyPolicy, HostKeyStatus, Identity, JumpHost, Jumps, KeyLocation, KnownHosts, Output,
+    Session, Sftp, Stream, TransferOptions, TransferStats,
 };
 pub use template::Template;
 

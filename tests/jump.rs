@@ -1012,7 +1012,10 @@ fn a_jump_host_resolver_turns_an_alias_into_the_bastion() {
     .unwrap();
     let e = builder.build(&hosts.hosts()[0]).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
-    assert_eq!(e.to_string(), "web1: no such alias \"nowhere\"");
+    assert_eq!(
+        e.to_string(),
+        "web1: jump host nowhere: no such alias \"nowhere\""
+    );
 }
 
 /// A bastion that accepts the TCP connection and never speaks: the hop's own handshake
@@ -1046,4 +1049,154 @@ fn a_silent_bastion_fails_the_target_on_the_hops_handshake_deadline() {
         "{e}"
     );
     held.join().unwrap();
+}
+
+/// `ProxyJump` and `ProxyCommand` from an OpenSSH configuration (`-F`): the target and
+/// the bastion are `Host` aliases, the hop resolves through the configuration as with
+/// `ssh -J`, and OpenSSH's own `ssh` reaches the target with the same file. The
+/// command line and the inventory win over the configuration.
+#[test]
+fn ssh_config_proxy_jump_and_proxy_command_with_aliases() {
+    ensure_installed("socat", "socat");
+    let lab = Lab::new(1, 1, 2, SshdConfig::default());
+    let bastion = &lab.bastions[0];
+    let targets = lab.target_addresses();
+    let ns = lab.topology.namespace(2);
+    let config = lab.dir.path().join("ssh_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Host bastion\n  HostName {}\n  Port {}\n\n\
+             Host inner\n  HostName {}\n  Port {}\n  ProxyJump bastion\n\n\
+             Host viacommand\n  HostName {}\n  Port {}\n  ProxyCommand ip netns exec {ns} socat - TCP:%h:%p\n\n\
+             Host *\n  User {TEST_USER}\n  IdentityFile {}\n  UserKnownHostsFile {}\n  \
+             GlobalKnownHostsFile none\n  IdentitiesOnly yes\n  BatchMode yes\n",
+            bastion.addresses[0],
+            bastion.port,
+            targets[0].address,
+            targets[0].port,
+            targets[1].address,
+            targets[1].port,
+            lab.key.display(),
+            lab.known_hosts.display(),
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    // The line numbers of ProxyJump and ProxyCommand in the file above.
+    let (jump_line, command_line) = (8, 13);
+
+    let out = rexec(&[
+        "-F",
+        config,
+        "-H",
+        "inner,viacommand",
+        "--json",
+        "echo $SSH_CONNECTION",
+    ]);
+    let (results, summary) = json_lines(&out);
+    assert_eq!(
+        summary["exit_code"],
+        0,
+        "{} {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let inner = results["inner"]["stdout"].as_str().unwrap();
+    assert!(
+        inner.starts_with(&format!("{} ", lab.last_bastion_inside())),
+        "{inner}"
+    );
+    // The proxy command connected from inside the targets' namespace, not through the
+    // bastion.
+    let via = results["viacommand"]["stdout"].as_str().unwrap();
+    assert!(
+        !via.starts_with(&format!("{} ", lab.last_bastion_inside()))
+            && via
+                .trim_end()
+                .ends_with(&format!(" {} {}", targets[1].address, targets[1].port)),
+        "{via}"
+    );
+    assert_eq!(log_count(bastion, "Accepted publickey for rexec-test"), 1);
+
+    // OpenSSH reads the same file the same way.
+    let out = Command::new("ssh")
+        .args(["-F", config, "inner", "echo $SSH_CONNECTION"])
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let theirs = text(&out.stdout);
+    assert!(
+        theirs.starts_with(&format!("{} ", lab.last_bastion_inside()))
+            && theirs
+                .trim_end()
+                .ends_with(&format!(" {} {}", targets[0].address, targets[0].port)),
+        "{theirs}"
+    );
+    assert_eq!(log_count(bastion, "Accepted publickey for rexec-test"), 2);
+
+    // Where the values came from.
+    let out = rexec(&[
+        "-F",
+        config,
+        "-H",
+        "inner,viacommand",
+        "--show-config",
+        "--json",
+    ]);
+    let shown: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(shown[0]["settings"]["proxy_jump"]["value"], "bastion");
+    assert_eq!(
+        shown[0]["settings"]["proxy_jump"]["origin"],
+        format!("ssh_config {config}:{jump_line}")
+    );
+    assert_eq!(
+        shown[1]["settings"]["proxy_command"]["origin"],
+        format!("ssh_config {config}:{command_line}")
+    );
+
+    // -J none wins over the file: the target is then really unreachable.
+    let out = rexec(&[
+        "-F",
+        config,
+        "-H",
+        "inner",
+        "-J",
+        "none",
+        "--connect-timeout",
+        "2s",
+        "--json",
+        "true",
+    ]);
+    let (results, _) = json_lines(&out);
+    assert_eq!(
+        results["inner"]["outcome"],
+        "unreachable",
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(log_count(bastion, "Accepted publickey for rexec-test"), 2);
+
+    // An unknown hop alias is looked up as a name: the error names the hop.
+    let out = rexec(&[
+        "-F",
+        config,
+        "-H",
+        "inner",
+        "-J",
+        "nowhere.invalid",
+        "--json",
+        "true",
+    ]);
+    let (results, _) = json_lines(&out);
+    let message = results["inner"]["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("jump host nowhere.invalid (hop 1 of 1): "),
+        "{message}"
+    );
 }

@@ -44,6 +44,15 @@ pub struct Args {
     /// Print the selected hosts and exit.
     #[arg(long, global = true)]
     pub list_hosts: bool,
+    /// Print each selected host's settings and where each came from (command line,
+    /// inventory, ssh_config file:line, default), then exit without connecting
+    /// (with --json: one object per host).
+    #[arg(long, global = true)]
+    pub show_config: bool,
+    /// OpenSSH client configuration file instead of ~/.ssh/config and
+    /// /etc/ssh/ssh_config; `none` for none.
+    #[arg(short = 'F', long = "ssh-config", value_name = "FILE", global = true)]
+    pub ssh_config: Option<PathBuf>,
 
     /// Remote user (replaces the inventory's [defaults]; hosts and groups may still set their own).
     #[arg(short = 'u', long, global = true)]
@@ -274,6 +283,9 @@ pub struct Config {
     pub hosts: Option<String>,
     pub limit: String,
     pub list_hosts: bool,
+    pub show_config: bool,
+    pub ssh_config: Option<PathBuf>,
+    pub json: bool,
     pub overrides: HostSettings,
     pub ask_pass: bool,
     pub key_passphrase_env: Option<String>,
@@ -388,6 +400,7 @@ impl Args {
             return Err(usage("--keepalive-max must be at least 1"));
         }
         overrides.keepalive_max = self.keepalive_max;
+        mark_command_line(&mut overrides);
         let mode = if self.stream {
             OutputMode::Stream
         } else if self.group {
@@ -435,7 +448,7 @@ impl Args {
             }),
             None => (!self.command.is_empty()).then(|| Action::Run(self.command.join(" "))),
         };
-        if action.is_none() && !self.list_hosts {
+        if action.is_none() && !self.list_hosts && !self.show_config {
             return Err(usage("no command given"));
         }
         let transfer = matches!(action, Some(Action::Put { .. } | Action::Get { .. }));
@@ -453,6 +466,9 @@ impl Args {
             hosts: self.hosts,
             limit: self.limit,
             list_hosts: self.list_hosts,
+            show_config: self.show_config,
+            ssh_config: self.ssh_config,
+            json: self.json,
             overrides,
             ask_pass: self.ask_pass,
             key_passphrase_env: self.key_passphrase_env,
@@ -476,6 +492,28 @@ impl Args {
             raw: self.raw,
             action,
         })
+    }
+}
+
+/// Records every set override as coming from the command line.
+fn mark_command_line(overrides: &mut HostSettings) {
+    let set = [
+        ("user", overrides.user.is_some()),
+        ("port", overrides.port.is_some()),
+        ("identity_files", overrides.identity_files.is_some()),
+        ("password_env", overrides.password_env.is_some()),
+        ("host_key_policy", overrides.host_key_policy.is_some()),
+        ("known_hosts", overrides.known_hosts.is_some()),
+        ("connect_timeout", overrides.connect_timeout.is_some()),
+        ("command_timeout", overrides.command_timeout.is_some()),
+        ("keepalive", overrides.keepalive.is_some()),
+        ("keepalive_max", overrides.keepalive_max.is_some()),
+        ("proxy_jump", overrides.proxy_jump.is_some()),
+    ];
+    for (field, is_set) in set {
+        if is_set {
+            overrides.origins.insert(field, rexec::Origin::CommandLine);
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod args;
 pub mod log;
 pub mod report;
+mod show;
 mod transfer;
 
 use std::io::{IsTerminal, Read, Write};
@@ -29,6 +30,15 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
     if config.list_hosts {
         return Ok(list_hosts(&selected));
     }
+    // The OpenSSH configuration, under the command line and the inventory.
+    let ssh_config = rexec::ssh_config::SshConfig::from_flag(config.ssh_config.as_deref())?;
+    let selected: Vec<rexec::Host> = selected
+        .iter()
+        .map(|h| ssh_config.apply(h))
+        .collect::<Result<_, _>>()?;
+    if config.show_config {
+        return Ok(show::print(&selected, config.json, config.no_agent));
+    }
     let Some(action) = config.action.clone() else {
         return Err(Error::new(ErrorKind::InvalidInput, "no command given"));
     };
@@ -40,7 +50,7 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
         Action::Run(command) if !config.raw => Some(Template::parse(command)?),
         _ => None,
     };
-    let targets = build_targets(&config, selected.iter().copied())?;
+    let targets = build_targets(&config, &ssh_config, selected.iter())?;
     // Every placeholder must resolve before anything connects.
     for t in targets.iter().filter(|_| !config.raw) {
         match &action {
@@ -106,9 +116,14 @@ fn list_hosts(hosts: &[&rexec::Host]) -> RunExit {
 
 fn build_targets<'a>(
     config: &Config,
+    ssh_config: &rexec::ssh_config::SshConfig,
     hosts: impl IntoIterator<Item = &'a rexec::Host>,
 ) -> Result<Vec<rexec::Target>, Error> {
     let mut builder = TargetBuilder::new();
+    // A jump host resolves through ssh_config as `ssh -J` resolves it (an alias's
+    // HostName, User, Port, IdentityFile...).
+    let hops_config = ssh_config.clone();
+    builder.jump_host_resolver(move |hop| hops_config.apply(&hop));
     if config.no_agent {
         builder.agent(rexec::Agent::Off);
     }

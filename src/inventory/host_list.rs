@@ -9,7 +9,8 @@ use std::net::Ipv6Addr;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::inventory::{
-    check_host_name, check_user, parse_port, range, Host, HostSettings, Inventory, MAX_HOSTS,
+    check_host_name, check_user, parse_port, range, Host, HostSettings, Inventory, Origin,
+    MAX_HOSTS,
 };
 
 /// Where one expanded item connects, and what it is called.
@@ -42,6 +43,7 @@ pub(super) fn parse(list: &str, overrides: &HostSettings) -> Result<Inventory> {
         if let Some(u) = user {
             check_user(u).map_err(bad)?;
             settings.user = Some(u.to_owned());
+            settings.origins.insert("user", Origin::HostList);
         }
         let expanded = range::expand(rest).map_err(|e| bad(e.message().to_owned()))?;
         for text in expanded {
@@ -61,14 +63,17 @@ pub(super) fn parse(list: &str, overrides: &HostSettings) -> Result<Inventory> {
             let mut settings = settings.clone();
             if endpoint.address.is_some() {
                 settings.address = endpoint.address;
+                settings.origins.insert("address", Origin::HostList);
             }
             if endpoint.port.is_some() {
                 settings.port = endpoint.port;
+                settings.origins.insert("port", Origin::HostList);
             }
             inventory.push(Host {
                 name: endpoint.name,
                 groups: Vec::new(),
                 settings,
+                ssh_config: None,
             });
         }
     }

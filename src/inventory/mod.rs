@@ -43,6 +43,35 @@ pub enum Transport {
     Local,
 }
 
+/// Where a setting's value came from (what `--show-config` prints).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A command-line option (or a program's override).
+    CommandLine,
+    /// An item of a `-H` host list (`user@`, `:port`).
+    HostList,
+    /// A line of the inventory file.
+    Inventory {
+        /// The file as named to rexec.
+        file: String,
+        /// The line, counting from 1.
+        line: usize,
+    },
+    /// A line of an OpenSSH client configuration file.
+    SshConfig(crate::ssh_config::ConfigLine),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::CommandLine => f.write_str("command line"),
+            Origin::HostList => f.write_str("host list (-H)"),
+            Origin::Inventory { file, line } => write!(f, "inventory {file}:{line}"),
+            Origin::SshConfig(at) => write!(f, "ssh_config {at}"),
+        }
+    }
+}
+
 /// Settings that defaults, groups and hosts may each set; later layers win.
 /// Every field is optional: unset means "inherit".
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -80,6 +109,9 @@ pub struct HostSettings {
     pub proxy_command: Option<String>,
     /// Free-form variables for `{{name}}` placeholders in commands.
     pub vars: IndexMap<String, String>,
+    /// Where each set field came from, by field name (`"user"`, `"port"`...); a field
+    /// missing here was set by a program without saying where.
+    pub origins: std::collections::BTreeMap<&'static str, Origin>,
 }
 
 impl HostSettings {
@@ -90,9 +122,23 @@ impl HostSettings {
         if over.proxy_jump.is_some() || over.proxy_command.is_some() {
             self.proxy_jump = over.proxy_jump.clone();
             self.proxy_command = over.proxy_command.clone();
+            for field in ["proxy_jump", "proxy_command"] {
+                match over.origins.get(field) {
+                    Some(origin) => self.origins.insert(field, origin.clone()),
+                    None => self.origins.remove(field),
+                };
+            }
         }
         macro_rules! take {
-            ($($f:ident),*) => {$( if over.$f.is_some() { self.$f = over.$f.clone(); } )*};
+            ($($f:ident),*) => {$(
+                if over.$f.is_some() {
+                    self.$f = over.$f.clone();
+                    match over.origins.get(stringify!($f)) {
+                        Some(origin) => self.origins.insert(stringify!($f), origin.clone()),
+                        None => self.origins.remove(stringify!($f)),
+                    };
+                }
+            )*};
         }
         take!(
             address,
@@ -123,6 +169,10 @@ pub struct Host {
     pub groups: Vec<String>,
     /// The resolved settings (address and port always set).
     pub settings: HostSettings,
+    /// What the OpenSSH client configuration said for this host, once applied with
+    /// [`SshConfig::apply`](crate::ssh_config::SshConfig::apply) (the settings above then
+    /// hold the values it filled in).
+    pub ssh_config: Option<crate::ssh_config::ResolvedConfig>,
 }
 
 impl Host {
@@ -453,6 +503,12 @@ impl Parser<'_> {
             .map_or(before.len(), |i| before.len() - i - 1)
             + 1;
         format!("{}:{line}:{col}", self.file)
+    }
+
+    /// The 1-based line of a byte offset.
+    fn line_of(&self, offset: usize) -> usize {
+        let before = self.text.get(..offset).unwrap_or(self.text);
+        before.matches('\n').count() + 1
     }
 
     fn error<T>(&self, span: std::ops::Range<usize>, msg: impl std::fmt::Display) -> Result<T> {
@@ -819,6 +875,52 @@ impl Parser<'_> {
                 }
             });
         }
+        let origin = |span: Span| Origin::Inventory {
+            file: self.file.to_owned(),
+            line: self.line_of(span.start),
+        };
+        let spans: [(&'static str, Option<Span>); 14] = [
+            ("address", raw.address.as_ref().map(Spanned::span)),
+            ("port", raw.port.as_ref().map(Spanned::span)),
+            ("user", raw.user.as_ref().map(Spanned::span)),
+            (
+                "identity_files",
+                raw.identity_files
+                    .as_ref()
+                    .and_then(|f| f.first())
+                    .map(Spanned::span),
+            ),
+            ("password_env", raw.password_env.as_ref().map(Spanned::span)),
+            (
+                "host_key_policy",
+                raw.host_key_policy.as_ref().map(Spanned::span),
+            ),
+            ("known_hosts", raw.known_hosts.as_ref().map(Spanned::span)),
+            (
+                "connect_timeout",
+                raw.connect_timeout.as_ref().map(Spanned::span),
+            ),
+            (
+                "command_timeout",
+                raw.command_timeout.as_ref().map(Spanned::span),
+            ),
+            ("keepalive", raw.keepalive.as_ref().map(Spanned::span)),
+            (
+                "keepalive_max",
+                raw.keepalive_max.as_ref().map(Spanned::span),
+            ),
+            ("transport", raw.transport.as_ref().map(Spanned::span)),
+            ("proxy_jump", raw.proxy_jump.as_ref().map(Spanned::span)),
+            (
+                "proxy_command",
+                raw.proxy_command.as_ref().map(Spanned::span),
+            ),
+        ];
+        for (field, span) in spans {
+            if let Some(span) = span {
+                s.origins.insert(field, origin(span));
+            }
+        }
         if let (Some(_), Some(c)) = (raw.proxy_jump, raw.proxy_command) {
             return self.error(
                 c.span(),
@@ -918,6 +1020,7 @@ fn new_host(name: String) -> Host {
         name,
         groups: Vec::new(),
         settings: HostSettings::default(),
+        ssh_config: None,
     }
 }
 

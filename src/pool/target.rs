@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::inventory::{Host, HostSettings, Transport};
+use crate::inventory::{Host, HostSettings, Origin, Transport};
 use crate::secret::Secret;
-use crate::ssh::{Agent, ConnectOptions, Credentials, Identity, JumpHost, KnownHosts};
+use crate::ssh::{Agent, AuthMethod, ConnectOptions, Credentials, Identity, JumpHost, KnownHosts};
+use crate::ssh_config::ResolvedConfig;
 use crate::template::Template;
 
 /// One host ready to run: how to reach it and what it runs with.
@@ -83,7 +84,8 @@ pub struct TargetBuilder {
     passwords: HashMap<String, Secret>,
     password_override: Option<Secret>,
     passphrase: Option<PassphraseSource>,
-    agent: Agent,
+    /// Set by [`TargetBuilder::agent`]: wins over a host's `IdentityAgent`.
+    agent: Option<Agent>,
     command_timeout: Option<Duration>,
     jump_host_resolver: Option<JumpHostResolver>,
 }
@@ -105,7 +107,8 @@ impl std::fmt::Debug for TargetBuilder {
 }
 
 impl TargetBuilder {
-    /// A builder with the agent from `SSH_AUTH_SOCK` and no passphrase source.
+    /// A builder with no passphrase source, using for each host the agent its ssh_config
+    /// names (`IdentityAgent`), else the one from `SSH_AUTH_SOCK`.
     pub fn new() -> TargetBuilder {
         TargetBuilder {
             identities: HashMap::new(),
@@ -113,7 +116,7 @@ impl TargetBuilder {
             passwords: HashMap::new(),
             password_override: None,
             passphrase: None,
-            agent: Agent::FromEnv,
+            agent: None,
             command_timeout: None,
             jump_host_resolver: None,
         }
@@ -135,9 +138,9 @@ impl TargetBuilder {
         self
     }
 
-    /// The ssh-agent to use.
+    /// The ssh-agent to use for every host, whatever its ssh_config says.
     pub fn agent(&mut self, agent: Agent) -> &mut Self {
-        self.agent = agent;
+        self.agent = Some(agent);
         self
     }
 
@@ -151,15 +154,17 @@ impl TargetBuilder {
     /// each hop as a [`Host`] named by the hop's host as written (`bastion` for
     /// `ops@bastion:2222`), with `settings.user` and `settings.port` set when the hop
     /// gives them and nothing else, and returns it with what it knows added: an
-    /// address, a user, a port, key files, known_hosts, host key policy... Laying an
-    /// OpenSSH configuration under it there makes a hop that is a `Host` alias resolve
-    /// as `ssh -J` resolves it. Without a resolver, the hop is returned unchanged.
+    /// address, a user, a port, key files, known_hosts, host key policy, an applied
+    /// OpenSSH configuration ([`SshConfig::apply`](crate::ssh_config::SshConfig::apply),
+    /// which makes a hop that is a `Host` alias resolve as `ssh -J` resolves it; the
+    /// command line does this). Without a resolver, the hop is used as written.
     ///
     /// Whatever is still unset then comes from the target's own settings (key files,
-    /// password variable, known_hosts, host key policy, connect timeout, keepalive);
-    /// a hop's user and port never do (unset: the local user name and 22, as in
-    /// OpenSSH). The hop's own `proxy_jump` or `proxy_command` is ignored. Errors from
-    /// `resolve` fail the target's [`build`](TargetBuilder::build), naming the target.
+    /// password variable, known_hosts file, host key policy, connect timeout,
+    /// keepalive); a hop's user and port never do (unset: the local user name and 22,
+    /// as in OpenSSH). The hop's own `proxy_jump` or `proxy_command` is ignored. Errors
+    /// from `resolve` fail the target's [`build`](TargetBuilder::build), naming the
+    /// target.
     pub fn jump_host_resolver(
         &mut self,
         resolve: impl Fn(Host) -> Result<Host> + Send + Sync + 'static,
@@ -173,7 +178,9 @@ impl TargetBuilder {
     /// # Errors
     /// A key file that cannot be loaded ([`ErrorKind::KeyFile`]), a password variable
     /// that is not set, an invalid `proxy_jump` or `proxy_command`, or both set
-    /// ([`ErrorKind::InvalidInput`]); the message names the host.
+    /// ([`ErrorKind::InvalidInput`]); an error of the
+    /// [jump host resolver](TargetBuilder::jump_host_resolver). The message names the
+    /// host.
     pub fn build(&mut self, host: &Host) -> Result<Target> {
         self.build_inner(host).map_err(|e| e.with_host(&host.name))
     }
@@ -235,28 +242,42 @@ impl TargetBuilder {
                 port: hop.port_if_given(),
                 ..HostSettings::default()
             },
+            ssh_config: None,
         };
         if let Some(resolve) = &self.jump_host_resolver {
-            resolved = resolve(resolved)?;
+            // The error is the target's: it names the hop in its message.
+            resolved = resolve(resolved).map_err(|e| {
+                Error::new(
+                    e.kind(),
+                    format!("jump host {}: {}", hop.display_name(), e.full_message()),
+                )
+            })?;
         }
-        // The target's settings under the hop's own; never its address, user, port or
-        // route.
-        let t = &target.settings;
-        let mut settings = HostSettings {
-            identity_files: t.identity_files.clone(),
-            password_env: t.password_env.clone(),
-            host_key_policy: t.host_key_policy,
-            known_hosts: t.known_hosts.clone(),
-            connect_timeout: t.connect_timeout,
-            keepalive: t.keepalive,
-            keepalive_max: t.keepalive_max,
-            ..HostSettings::default()
-        };
-        settings.merge(&HostSettings {
-            proxy_jump: None,
-            proxy_command: None,
-            ..resolved.settings
-        });
+        // The target's settings (with where they came from) under the hop's own; never
+        // its address, user, port, route, transport, command deadline or variables.
+        let mut settings = target.settings.clone();
+        settings.address = None;
+        settings.port = None;
+        settings.user = None;
+        settings.proxy_jump = None;
+        settings.proxy_command = None;
+        settings.transport = None;
+        settings.command_timeout = None;
+        settings.vars.clear();
+        for field in [
+            "address",
+            "port",
+            "user",
+            "proxy_jump",
+            "proxy_command",
+            "transport",
+            "command_timeout",
+        ] {
+            settings.origins.remove(field);
+        }
+        resolved.settings.proxy_jump = None;
+        resolved.settings.proxy_command = None;
+        settings.merge(&resolved.settings);
         resolved.settings = settings;
         let options = self.connect_options(&resolved)?.label(hop.display_name());
         Ok(JumpHost::from_options(options))
@@ -265,24 +286,68 @@ impl TargetBuilder {
     /// How to connect to `host` (its route aside).
     fn connect_options(&mut self, host: &Host) -> Result<ConnectOptions> {
         let s = &host.settings;
+        let ssh = host.ssh_config.as_ref();
+        let identities_only = ssh
+            .and_then(|c| c.identities_only.as_ref())
+            .is_some_and(|v| v.value);
         let mut creds = match &s.identity_files {
-            None => self
-                .defaults
-                .get_or_insert_with(|| {
-                    let mut c = Credentials::new();
-                    c.default_identities();
-                    c
-                })
-                .clone(),
+            None => {
+                let mut c = self
+                    .defaults
+                    .get_or_insert_with(|| {
+                        let mut c = Credentials::new();
+                        c.default_identities();
+                        c
+                    })
+                    .clone();
+                if identities_only {
+                    // The agent may still sign for a default key rexec did not load.
+                    for path in default_identity_paths() {
+                        if !path.exists() {
+                            c.agent_public_key_file(&public_half(&path));
+                        }
+                    }
+                }
+                c
+            }
             Some(files) => {
+                // Files named by ssh_config may be absent (OpenSSH skips them); files
+                // named on the command line or in the inventory must load.
+                let lenient = matches!(s.origins.get("identity_files"), Some(Origin::SshConfig(_)));
                 let mut c = Credentials::new();
                 for file in files {
+                    if lenient && !file.exists() {
+                        if c.agent_public_key_file(&public_half(file)) {
+                            tracing::debug!(
+                                "{}: key file {} is absent; the agent may sign with its public half",
+                                host.name,
+                                file.display()
+                            );
+                        } else {
+                            tracing::debug!(
+                                "{}: key file {} is absent: skipped",
+                                host.name,
+                                file.display()
+                            );
+                        }
+                        continue;
+                    }
                     c.identity(self.identity(file)?);
                 }
                 c
             }
         };
-        creds.agent(self.agent.clone());
+        creds.identities_only(identities_only);
+        creds.agent(
+            match (&self.agent, ssh.and_then(|c| c.identity_agent.as_ref())) {
+                (Some(agent), _) => agent.clone(),
+                (None, Some(v)) => agent_of(&v.value),
+                (None, None) => Agent::FromEnv,
+            },
+        );
+        if let Some(ssh) = ssh {
+            creds.methods(&auth_methods(ssh));
+        }
         if let Some(p) = &self.password_override {
             creds.password(p.clone());
         } else if let Some(var) = &s.password_env {
@@ -308,6 +373,21 @@ impl TargetBuilder {
         }
         if let Some(file) = &s.known_hosts {
             connect = connect.known_hosts(KnownHosts::file(file));
+        } else if let Some(ssh) = ssh
+            .filter(|c| c.user_known_hosts_files.is_some() || c.global_known_hosts_files.is_some())
+        {
+            let user = ssh
+                .user_known_hosts_files
+                .as_ref()
+                .map_or_else(KnownHosts::default_user_files, |v| v.value.clone());
+            let global = ssh
+                .global_known_hosts_files
+                .as_ref()
+                .map_or_else(KnownHosts::default_global_files, |v| v.value.clone());
+            connect = connect.known_hosts(KnownHosts::user_and_global(user, global));
+        }
+        if let Some(alias) = ssh.and_then(|c| c.host_key_alias.as_ref()) {
+            connect = connect.host_key_alias(alias.value.clone());
         }
         if let Some(t) = s.connect_timeout {
             connect = connect
@@ -334,5 +414,85 @@ impl TargetBuilder {
             Identity::from_file_with(file, || source.as_ref().map(|ask| ask(file)).transpose())?;
         self.identities.insert(file.to_owned(), id.clone());
         Ok(id)
+    }
+}
+
+/// `KEY.pub` for `KEY`.
+fn public_half(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".pub");
+    PathBuf::from(name)
+}
+
+/// The key files [`Credentials::default_identities`] looks for.
+fn default_identity_paths() -> Vec<PathBuf> {
+    match home::home_dir() {
+        Some(home) => ["id_ed25519", "id_ecdsa", "id_rsa"]
+            .iter()
+            .map(|n| home.join(".ssh").join(n))
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// The agent an `IdentityAgent` value names: `none`, `SSH_AUTH_SOCK` (the variable),
+/// `$NAME` (the socket in that variable; none when it is unset) or a socket path.
+fn agent_of(value: &str) -> Agent {
+    if value.eq_ignore_ascii_case("none") {
+        return Agent::Off;
+    }
+    if value == "SSH_AUTH_SOCK" {
+        return Agent::FromEnv;
+    }
+    if let Some(var) = value.strip_prefix('$') {
+        return match std::env::var_os(var).filter(|v| !v.is_empty()) {
+            Some(path) => Agent::Socket(PathBuf::from(path)),
+            None => {
+                tracing::debug!("IdentityAgent ${var}: the variable is not set; no agent");
+                Agent::Off
+            }
+        };
+    }
+    Agent::Socket(PathBuf::from(value))
+}
+
+/// The authentication methods a host's ssh_config allows, in its order:
+/// `PreferredAuthentications` (methods rexec does not implement dropped) or the default
+/// order, less those turned off by `PubkeyAuthentication`, `KbdInteractiveAuthentication`
+/// or `PasswordAuthentication`.
+fn auth_methods(config: &ResolvedConfig) -> Vec<AuthMethod> {
+    let mut order: Vec<AuthMethod> = match &config.preferred_authentications {
+        Some(v) => v
+            .value
+            .iter()
+            .filter_map(|name| AuthMethod::from_openssh_name(name))
+            .collect(),
+        None => AuthMethod::DEFAULT_ORDER.to_vec(),
+    };
+    let off = |v: &Option<crate::ssh_config::Value<bool>>| v.as_ref().is_some_and(|v| !v.value);
+    order.retain(|m| match m {
+        AuthMethod::PublicKey => !off(&config.pubkey_authentication),
+        AuthMethod::KeyboardInteractive => !off(&config.kbd_interactive_authentication),
+        AuthMethod::Password => !off(&config.password_authentication),
+    });
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_agent_values() {
+        assert_eq!(agent_of("none"), Agent::Off);
+        assert_eq!(agent_of("NONE"), Agent::Off);
+        assert_eq!(agent_of("SSH_AUTH_SOCK"), Agent::FromEnv);
+        assert_eq!(agent_of("/run/a.sock"), Agent::Socket("/run/a.sock".into()));
+        std::env::set_var("REXEC_TEST_AGENT_VAR", "/run/b.sock");
+        assert_eq!(
+            agent_of("$REXEC_TEST_AGENT_VAR"),
+            Agent::Socket("/run/b.sock".into())
+        );
+        assert_eq!(agent_of("$REXEC_TEST_AGENT_UNSET"), Agent::Off);
     }
 }

@@ -224,22 +224,84 @@ pub enum Agent {
     Off,
 }
 
+/// An authentication method rexec can use (OpenSSH's names in `Display`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthMethod {
+    /// `publickey`: identity files, then the agent's keys.
+    PublicKey,
+    /// `keyboard-interactive`, answered with the password.
+    KeyboardInteractive,
+    /// `password`.
+    Password,
+}
+
+impl AuthMethod {
+    /// The default order: public key, keyboard-interactive, password (OpenSSH's, without
+    /// the methods rexec does not implement).
+    pub const DEFAULT_ORDER: [AuthMethod; 3] = [
+        AuthMethod::PublicKey,
+        AuthMethod::KeyboardInteractive,
+        AuthMethod::Password,
+    ];
+
+    /// The method OpenSSH calls `name` (`publickey`, `keyboard-interactive`, `password`);
+    /// `None` for another (`gssapi-with-mic`, `hostbased`: not implemented by rexec).
+    pub fn from_openssh_name(name: &str) -> Option<AuthMethod> {
+        match name {
+            "publickey" => Some(AuthMethod::PublicKey),
+            "keyboard-interactive" => Some(AuthMethod::KeyboardInteractive),
+            "password" => Some(AuthMethod::Password),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for AuthMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AuthMethod::PublicKey => "publickey",
+            AuthMethod::KeyboardInteractive => "keyboard-interactive",
+            AuthMethod::Password => "password",
+        })
+    }
+}
+
 /// What rexec may use to log in. Cheap to clone; meant to be built once and shared by
 /// every connection of a run (encrypted keys are decrypted once).
 ///
-/// Methods are tried in this order, skipping those the server does not allow:
-/// 1. each identity file, in the order given;
-/// 2. each key the ssh-agent holds; when a password is set and the server allows password
-///    or keyboard-interactive authentication, only until five attempts in all have been
-///    refused, so that the password is the sixth: sshd disconnects at its `MaxAuthTries`
-///    (6 by default);
-/// 3. keyboard-interactive, answering the prompts with the password;
-/// 4. password.
-#[derive(Clone, Default)]
+/// Methods are tried in the order of [`Credentials::methods`] (by default
+/// [`AuthMethod::DEFAULT_ORDER`]), skipping those the server does not allow:
+/// - public key: each identity file, in the order given, then each key the ssh-agent
+///   holds (with [`Credentials::identities_only`], only agent keys allowed by
+///   [`Credentials::agent_public_key_file`]); when a password is set and the server allows
+///   password or keyboard-interactive authentication, agent keys only until five attempts
+///   in all have been refused, so that the password is the sixth: sshd disconnects at its
+///   `MaxAuthTries` (6 by default);
+/// - keyboard-interactive, answering the prompts with the password;
+/// - password.
+#[derive(Clone)]
 pub struct Credentials {
     identities: Vec<Identity>,
     agent: Agent,
     password: Option<Secret>,
+    identities_only: bool,
+    /// Agent keys that may be offered under `identities_only` (public halves of
+    /// configured identity files rexec could not load itself).
+    agent_allowed: Vec<russh::keys::PublicKey>,
+    methods: Vec<AuthMethod>,
+}
+
+impl Default for Credentials {
+    fn default() -> Credentials {
+        Credentials {
+            identities: Vec::new(),
+            agent: Agent::default(),
+            password: None,
+            identities_only: false,
+            agent_allowed: Vec::new(),
+            methods: AuthMethod::DEFAULT_ORDER.to_vec(),
+        }
+    }
 }
 
 impl Credentials {
@@ -286,6 +348,53 @@ impl Credentials {
         self
     }
 
+    /// Offer only the identity files, and of the agent's keys only those allowed by
+    /// [`Credentials::agent_public_key_file`] (OpenSSH's `IdentitiesOnly`).
+    pub fn identities_only(&mut self, on: bool) -> &mut Self {
+        self.identities_only = on;
+        self
+    }
+
+    /// Under [`Credentials::identities_only`], lets the agent sign with the key whose
+    /// public half is in `path` (an identity file's `.pub`, for a key the agent holds but
+    /// rexec does not load itself). Returns whether the file held a public key.
+    pub fn agent_public_key_file(&mut self, path: &Path) -> bool {
+        let key = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| russh::keys::PublicKey::from_openssh(text.trim()).ok());
+        match key {
+            Some(key) => {
+                self.agent_allowed.push(key);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The methods to try, in order (duplicates dropped).
+    pub fn methods(&mut self, methods: &[AuthMethod]) -> &mut Self {
+        self.methods.clear();
+        for m in methods {
+            if !self.methods.contains(m) {
+                self.methods.push(*m);
+            }
+        }
+        self
+    }
+
+    pub(crate) fn method_order(&self) -> &[AuthMethod] {
+        &self.methods
+    }
+
+    /// Whether the agent may offer `key`.
+    pub(crate) fn agent_may_offer(&self, key: &russh::keys::PublicKey) -> bool {
+        !self.identities_only
+            || self
+                .agent_allowed
+                .iter()
+                .any(|k| k.key_data() == key.key_data())
+    }
+
     pub(crate) fn identities(&self) -> &[Identity] {
         &self.identities
     }
@@ -305,6 +414,8 @@ impl fmt::Debug for Credentials {
             .field("identities", &self.identities)
             .field("agent", &self.agent)
             .field("password", &self.password)
+            .field("identities_only", &self.identities_only)
+            .field("methods", &self.methods)
             .finish()
     }
 }

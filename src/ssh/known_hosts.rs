@@ -91,10 +91,14 @@ pub enum HostKeyStatus {
     Unknown,
 }
 
-/// An ordered list of known_hosts files. The first one is where new keys are learned.
+/// An ordered list of known_hosts files. The first one is where new keys are learned,
+/// unless the list holds only global files ([`KnownHosts::user_and_global`] with no user
+/// file): then nothing is learned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KnownHosts {
     files: Vec<PathBuf>,
+    /// How many of `files`, from the first, are the user's (written by accept-new).
+    user_files: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,29 +109,61 @@ enum Marker {
 }
 
 impl KnownHosts {
-    /// OpenSSH's defaults: `~/.ssh/known_hosts`, `~/.ssh/known_hosts2` and
-    /// `/etc/ssh/ssh_known_hosts`.
+    /// OpenSSH's defaults: the user's files `~/.ssh/known_hosts` and
+    /// `~/.ssh/known_hosts2`, the global files `/etc/ssh/ssh_known_hosts` and
+    /// `/etc/ssh/ssh_known_hosts2`.
     pub fn default_files() -> KnownHosts {
-        let mut files = Vec::new();
-        if let Some(home) = home::home_dir() {
-            files.push(home.join(".ssh").join("known_hosts"));
-            files.push(home.join(".ssh").join("known_hosts2"));
+        KnownHosts::user_and_global(
+            KnownHosts::default_user_files(),
+            KnownHosts::default_global_files(),
+        )
+    }
+
+    /// OpenSSH's default user files (`UserKnownHostsFile`): `~/.ssh/known_hosts` and
+    /// `~/.ssh/known_hosts2` (`~` is `$HOME`).
+    pub fn default_user_files() -> Vec<PathBuf> {
+        match home::home_dir() {
+            Some(home) => vec![
+                home.join(".ssh").join("known_hosts"),
+                home.join(".ssh").join("known_hosts2"),
+            ],
+            None => Vec::new(),
         }
-        files.push(PathBuf::from("/etc/ssh/ssh_known_hosts"));
-        KnownHosts { files }
+    }
+
+    /// OpenSSH's default global files (`GlobalKnownHostsFile`): `/etc/ssh/ssh_known_hosts`
+    /// and `/etc/ssh/ssh_known_hosts2`.
+    pub fn default_global_files() -> Vec<PathBuf> {
+        vec![
+            PathBuf::from("/etc/ssh/ssh_known_hosts"),
+            PathBuf::from("/etc/ssh/ssh_known_hosts2"),
+        ]
+    }
+
+    /// The user's files, then the global ones, all read; accept-new writes to the first
+    /// user file, and learns nothing when there is none (OpenSSH's `UserKnownHostsFile
+    /// none`).
+    pub fn user_and_global(user: Vec<PathBuf>, global: Vec<PathBuf>) -> KnownHosts {
+        let user_files = user.len();
+        let mut files = user;
+        files.extend(global);
+        KnownHosts { files, user_files }
     }
 
     /// Just this file (read, and written by accept-new).
     pub fn file(path: impl Into<PathBuf>) -> KnownHosts {
         KnownHosts {
             files: vec![path.into()],
+            user_files: 1,
         }
     }
 
     /// These files, in order; the first is written by accept-new.
     pub fn files(paths: impl IntoIterator<Item = PathBuf>) -> KnownHosts {
+        let files: Vec<PathBuf> = paths.into_iter().collect();
         KnownHosts {
-            files: paths.into_iter().collect(),
+            user_files: files.len(),
+            files,
         }
     }
 
@@ -168,10 +204,10 @@ impl KnownHosts {
     /// # Errors
     /// [`ErrorKind::LocalIo`] when the file cannot be created, locked or written.
     pub(crate) fn learn(&self, host: &str, port: u16, key: &PublicKey) -> Result<HostKeyStatus> {
-        let Some(path) = self.files.first() else {
+        let Some(path) = self.files.first().filter(|_| self.user_files > 0) else {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
-                "no known_hosts file to learn the host key into",
+                "no user known_hosts file to learn the host key into",
             ));
         };
         let io_err = |what: &str, e: std::io::Error| {

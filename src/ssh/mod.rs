@@ -12,7 +12,7 @@ pub mod quote;
 pub mod session;
 pub mod sftp;
 
-pub use auth::{Agent, Credentials, Identity};
+pub use auth::{Agent, AuthMethod, Credentials, Identity};
 pub use command::{Command, DataCallback, ExitStatus, Output, Stream};
 pub use jump::{JumpHost, Jumps};
 pub use known_hosts::{HostKeyPolicy, HostKeyStatus, KeyLocation, KnownHosts};

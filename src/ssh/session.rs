@@ -13,7 +13,7 @@ use russh::MethodKind;
 use russh::MethodSet;
 
 use crate::error::{Error, ErrorKind, Phase, Result};
-use crate::ssh::auth::{Agent, Credentials};
+use crate::ssh::auth::{Agent, AuthMethod, Credentials};
 use crate::ssh::command::Command;
 use crate::ssh::diagnosis::{
     ending_of, greeting_error, is_integrity_failure, negotiation_message, quote, Diagnosis, Ending,
@@ -39,6 +39,7 @@ pub struct ConnectOptions {
     keepalive_max: usize,
     label: Option<String>,
     route: Route,
+    host_key_alias: Option<String>,
 }
 
 /// How a connection reaches its host.
@@ -87,6 +88,7 @@ impl ConnectOptions {
             keepalive_max: ConnectOptions::DEFAULT_KEEPALIVE_MAX,
             label: None,
             route: Route::Direct,
+            host_key_alias: None,
         }
     }
 
@@ -159,6 +161,23 @@ impl ConnectOptions {
             connect: self.connect_timeout,
             handshake: self.handshake_timeout,
             auth: self.auth_timeout,
+        }
+    }
+
+    /// The name the host key is looked up and recorded under in known_hosts instead of
+    /// the host (OpenSSH's `HostKeyAlias`): the bare alias, without the port.
+    #[must_use]
+    pub fn host_key_alias(mut self, alias: impl Into<String>) -> Self {
+        self.host_key_alias = Some(alias.into());
+        self
+    }
+
+    /// The name and port the host key is looked up under: the alias and 22 when there is
+    /// one (`[host]:port` is written only for a port other than 22), else the host and port.
+    fn key_lookup(&self) -> (&str, u16) {
+        match &self.host_key_alias {
+            Some(alias) => (alias, 22),
+            None => (&self.host, self.port),
         }
     }
 
@@ -792,8 +811,9 @@ where
         .await
         .map_err(|_| Error::new(ErrorKind::LocalIo, "cannot read known_hosts"))
         .and_then(|r| r);
+    let (key_host, key_port) = options.key_lookup();
     let recorded = match &snapshot {
-        Ok(r) => r.algorithms(&options.host, options.port),
+        Ok(r) => r.algorithms(key_host, key_port),
         Err(_) => Vec::new(),
     };
     let mut preferred = russh::Preferred::default();
@@ -830,8 +850,8 @@ where
     let open_failures = Arc::new(OpenFailures::default());
     let handler = ClientHandler {
         open_failures: open_failures.clone(),
-        host: options.host.clone(),
-        port: options.port,
+        host: key_host.to_owned(),
+        port: key_port,
         known_hosts: options.known_hosts.clone(),
         snapshot: Some(snapshot),
         policy: options.policy,
@@ -985,7 +1005,21 @@ async fn authenticate(
     Err(Error::new(ErrorKind::Auth, message).with_source(error))
 }
 
-/// The methods in order: identity files, agent keys, keyboard-interactive, password.
+/// Where authentication stands: the methods the server still allows, and how many
+/// public key failures may pass before the password's turn.
+struct AuthState {
+    allowed: Option<MethodSet>,
+    key_failures_allowed: usize,
+}
+
+impl AuthState {
+    fn allows(&self, m: MethodKind) -> bool {
+        self.allowed.as_ref().is_none_or(|set| set.contains(&m))
+    }
+}
+
+/// The methods in the order of [`Credentials::methods`] (by default: identity files and
+/// agent keys, keyboard-interactive, password).
 async fn try_methods(
     handle: &mut Handle<ClientHandler>,
     options: &ConnectOptions,
@@ -994,36 +1028,150 @@ async fn try_methods(
 ) -> Result<()> {
     let user = options.user.as_str();
     let creds = &options.credentials;
-    let mut allowed: Option<MethodSet>;
-    let allows = |allowed: &Option<MethodSet>, m: MethodKind| {
-        allowed.as_ref().is_none_or(|set| set.contains(&m))
-    };
     let auth_err = |e: russh::Error| russh_error(e, "authenticating");
+    let order = creds.method_order();
 
     // Like OpenSSH, ask with "none" first: the answer lists the methods the server allows,
     // so no attempt is spent on a method it would refuse (MaxAuthTries counts them).
-    match handle.authenticate_none(user).await.map_err(auth_err)? {
+    let allowed = match handle.authenticate_none(user).await.map_err(auth_err)? {
         AuthResult::Success => return Ok(()),
         AuthResult::Failure {
             remaining_methods, ..
-        } => allowed = Some(remaining_methods),
-    }
+        } => Some(remaining_methods),
+    };
+    let mut state = AuthState {
+        allowed,
+        key_failures_allowed: usize::MAX,
+    };
 
-    // A password the server may take gets its turn: agent keys stop one attempt short of
-    // sshd's default MaxAuthTries, which would otherwise end the connection first.
+    // A password the server may take, tried after the keys, gets its turn: agent keys
+    // stop one attempt short of sshd's default MaxAuthTries, which would otherwise end the
+    // connection first.
+    let password_methods = [AuthMethod::KeyboardInteractive, AuthMethod::Password];
+    let password_after_keys = order
+        .iter()
+        .position(|m| *m == AuthMethod::PublicKey)
+        .is_some_and(|keys| {
+            order
+                .iter()
+                .skip(keys)
+                .any(|m| password_methods.contains(m))
+        });
     let password_turn = creds.password_secret().is_some()
         && !mismatch_accepted
-        && (allows(&allowed, MethodKind::KeyboardInteractive)
-            || allows(&allowed, MethodKind::Password));
-    let key_failures_allowed = if password_turn {
-        DEFAULT_MAX_AUTH_TRIES - 1
-    } else {
-        usize::MAX
+        && password_after_keys
+        && (state.allows(MethodKind::KeyboardInteractive) || state.allows(MethodKind::Password));
+    if password_turn {
+        state.key_failures_allowed = DEFAULT_MAX_AUTH_TRIES - 1;
+    }
+
+    let mut mismatch_noted = false;
+    for method in order {
+        match method {
+            AuthMethod::PublicKey => {
+                if public_keys(handle, options, &mut state, attempts).await? {
+                    return Ok(());
+                }
+            }
+            AuthMethod::KeyboardInteractive | AuthMethod::Password => {
+                // The password, unless the host key could not be verified.
+                let Some(password) = creds.password_secret() else {
+                    continue;
+                };
+                if mismatch_accepted {
+                    if !mismatch_noted {
+                        attempts
+                            .tried
+                            .push("password (disabled: the host key did not match)".to_owned());
+                        mismatch_noted = true;
+                    }
+                    continue;
+                }
+                if *method == AuthMethod::KeyboardInteractive {
+                    if !state.allows(MethodKind::KeyboardInteractive) {
+                        continue;
+                    }
+                    attempts.tried.push("keyboard-interactive".to_owned());
+                    match keyboard_interactive(handle, user, password.expose()).await? {
+                        None => return Ok(()),
+                        Some(remaining) => {
+                            attempts.failures += 1;
+                            state.allowed = Some(remaining);
+                        }
+                    }
+                } else {
+                    if !state.allows(MethodKind::Password) {
+                        continue;
+                    }
+                    attempts.tried.push("password".to_owned());
+                    match handle
+                        .authenticate_password(user, password.expose())
+                        .await
+                        .map_err(auth_err)?
+                    {
+                        AuthResult::Success => return Ok(()),
+                        AuthResult::Failure {
+                            remaining_methods, ..
+                        } => {
+                            attempts.failures += 1;
+                            state.allowed = Some(remaining_methods);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    if handle.is_closed() {
+        return Err(Error::new(
+            ErrorKind::Disconnected,
+            "connection lost while authenticating",
+        ));
+    }
+    let allowed = match &state.allowed {
+        Some(set) => set
+            .iter()
+            .map(|m| <&str>::from(m).to_owned())
+            .collect::<Vec<_>>()
+            .join(","),
+        None => "unknown".to_owned(),
     };
+    let methods = if order == AuthMethod::DEFAULT_ORDER {
+        String::new()
+    } else {
+        format!(
+            " (methods configured: {})",
+            order
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+    };
+    Err(Error::new(
+        ErrorKind::Auth,
+        format!(
+            "authentication failed for user {user:?}; tried: {}{methods}; the server allows: \
+             {allowed}",
+            list_or_none(&attempts.tried)
+        ),
+    ))
+}
+
+/// Identity files, then agent keys within the budget. Whether one was accepted.
+async fn public_keys(
+    handle: &mut Handle<ClientHandler>,
+    options: &ConnectOptions,
+    state: &mut AuthState,
+    attempts: &mut Attempts,
+) -> Result<bool> {
+    let user = options.user.as_str();
+    let creds = &options.credentials;
+    let auth_err = |e: russh::Error| russh_error(e, "authenticating");
 
     // 1. Identity files, all of them: the user named each one.
     for identity in creds.identities() {
-        if !allows(&allowed, MethodKind::PublicKey) {
+        if !state.allows(MethodKind::PublicKey) {
             break;
         }
         let hash = if identity.is_rsa() {
@@ -1044,12 +1192,12 @@ async fn try_methods(
             .await
             .map_err(auth_err)?
         {
-            AuthResult::Success => return Ok(()),
+            AuthResult::Success => return Ok(true),
             AuthResult::Failure {
                 remaining_methods, ..
             } => {
                 attempts.failures += 1;
-                allowed = Some(remaining_methods);
+                state.allowed = Some(remaining_methods);
             }
         }
     }
@@ -1062,139 +1210,92 @@ async fn try_methods(
             .map(std::path::PathBuf::from),
         Agent::Socket(p) => Some(p.clone()),
     };
-    if let Some(socket) = socket.filter(|_| allows(&allowed, MethodKind::PublicKey)) {
-        // At high fan-out an agent refuses connections (EAGAIN): a few at a time.
-        let _slot = AGENT_SLOTS.acquire().await;
-        let mut agent = AgentClient::connect_uds(&socket).await.map_err(|e| {
-            Error::new(
-                ErrorKind::Agent,
-                format!("cannot reach the ssh-agent at {}", socket.display()),
-            )
-            .with_source(e)
-        })?;
-        let keys = agent.request_identities().await.map_err(|e| {
-            Error::new(ErrorKind::Agent, "cannot list the ssh-agent's keys").with_source(e)
-        })?;
-        let total = keys.len();
-        let entry = attempts.tried.len();
-        attempts.tried.push(format!("agent ({total} keys)"));
-        let mut offered = 0;
-        let mut held_back = false;
-        for identity in keys {
-            if !allows(&allowed, MethodKind::PublicKey) {
-                break;
-            }
-            if attempts.failures >= key_failures_allowed {
-                held_back = true;
-                break;
-            }
-            offered += 1;
-            let public = identity.public_key().into_owned();
-            let hash = if matches!(public.algorithm(), russh::keys::Algorithm::Rsa { .. }) {
-                handle
-                    .best_supported_rsa_hash()
-                    .await
-                    .map_err(auth_err)?
-                    .flatten()
-            } else {
-                None
-            };
-            match handle
-                .authenticate_publickey_with(user, public, hash, &mut agent)
-                .await
-            {
-                Ok(AuthResult::Success) => return Ok(()),
-                Ok(AuthResult::Failure {
-                    remaining_methods, ..
-                }) => {
-                    attempts.failures += 1;
-                    allowed = Some(remaining_methods);
-                }
-                // The server went away while the agent signed: not the agent's fault.
-                Err(_) if handle.is_closed() => {
-                    return Err(Error::new(
-                        ErrorKind::Disconnected,
-                        "connection lost while authenticating",
-                    ))
-                }
-                Err(e) => {
-                    return Err(
-                        Error::new(ErrorKind::Agent, "the ssh-agent failed to sign").with_source(e)
-                    )
-                }
-            }
-        }
-        if offered < total {
-            if let Some(entry) = attempts.tried.get_mut(entry) {
-                *entry = if held_back {
-                    format!(
-                        "agent ({offered} of {total} keys; the rest held back so that the \
-                         password gets its turn within sshd's MaxAuthTries)"
-                    )
-                } else {
-                    format!("agent ({offered} of {total} keys)")
-                };
-            }
-        }
-    }
-
-    // 3 and 4. The password, unless the host key could not be verified.
-    if let Some(password) = creds.password_secret() {
-        if mismatch_accepted {
-            attempts
-                .tried
-                .push("password (disabled: the host key did not match)".to_owned());
-        } else {
-            if allows(&allowed, MethodKind::KeyboardInteractive) {
-                attempts.tried.push("keyboard-interactive".to_owned());
-                match keyboard_interactive(handle, user, password.expose()).await? {
-                    None => return Ok(()),
-                    Some(remaining) => {
-                        attempts.failures += 1;
-                        allowed = Some(remaining);
-                    }
-                }
-            }
-            if allows(&allowed, MethodKind::Password) {
-                attempts.tried.push("password".to_owned());
-                match handle
-                    .authenticate_password(user, password.expose())
-                    .await
-                    .map_err(auth_err)?
-                {
-                    AuthResult::Success => return Ok(()),
-                    AuthResult::Failure {
-                        remaining_methods, ..
-                    } => {
-                        attempts.failures += 1;
-                        allowed = Some(remaining_methods);
-                    }
-                }
-            }
-        }
-    }
-
-    if handle.is_closed() {
-        return Err(Error::new(
-            ErrorKind::Disconnected,
-            "connection lost while authenticating",
-        ));
-    }
-    let allowed = match &allowed {
-        Some(set) => set
-            .iter()
-            .map(|m| <&str>::from(m).to_owned())
-            .collect::<Vec<_>>()
-            .join(","),
-        None => "unknown".to_owned(),
+    let Some(socket) = socket.filter(|_| state.allows(MethodKind::PublicKey)) else {
+        return Ok(false);
     };
-    Err(Error::new(
-        ErrorKind::Auth,
-        format!(
-            "authentication failed for user {user:?}; tried: {}; the server allows: {allowed}",
-            list_or_none(&attempts.tried)
-        ),
-    ))
+    // At high fan-out an agent refuses connections (EAGAIN): a few at a time.
+    let _slot = AGENT_SLOTS.acquire().await;
+    let mut agent = AgentClient::connect_uds(&socket).await.map_err(|e| {
+        Error::new(
+            ErrorKind::Agent,
+            format!("cannot reach the ssh-agent at {}", socket.display()),
+        )
+        .with_source(e)
+    })?;
+    let keys = agent.request_identities().await.map_err(|e| {
+        Error::new(ErrorKind::Agent, "cannot list the ssh-agent's keys").with_source(e)
+    })?;
+    let total = keys.len();
+    let keys: Vec<_> = keys
+        .into_iter()
+        .filter(|k| creds.agent_may_offer(&k.public_key()))
+        .collect();
+    let usable = keys.len();
+    let entry = attempts.tried.len();
+    attempts.tried.push(if usable == total {
+        format!("agent ({total} keys)")
+    } else {
+        format!("agent ({usable} of {total} keys: IdentitiesOnly)")
+    });
+    let mut offered = 0;
+    let mut held_back = false;
+    for identity in keys {
+        if !state.allows(MethodKind::PublicKey) {
+            break;
+        }
+        if attempts.failures >= state.key_failures_allowed {
+            held_back = true;
+            break;
+        }
+        offered += 1;
+        let public = identity.public_key().into_owned();
+        let hash = if matches!(public.algorithm(), russh::keys::Algorithm::Rsa { .. }) {
+            handle
+                .best_supported_rsa_hash()
+                .await
+                .map_err(auth_err)?
+                .flatten()
+        } else {
+            None
+        };
+        match handle
+            .authenticate_publickey_with(user, public, hash, &mut agent)
+            .await
+        {
+            Ok(AuthResult::Success) => return Ok(true),
+            Ok(AuthResult::Failure {
+                remaining_methods, ..
+            }) => {
+                attempts.failures += 1;
+                state.allowed = Some(remaining_methods);
+            }
+            // The server went away while the agent signed: not the agent's fault.
+            Err(_) if handle.is_closed() => {
+                return Err(Error::new(
+                    ErrorKind::Disconnected,
+                    "connection lost while authenticating",
+                ))
+            }
+            Err(e) => {
+                return Err(
+                    Error::new(ErrorKind::Agent, "the ssh-agent failed to sign").with_source(e)
+                )
+            }
+        }
+    }
+    if offered < usable {
+        if let Some(entry) = attempts.tried.get_mut(entry) {
+            *entry = if held_back {
+                format!(
+                    "agent ({offered} of {total} keys; the rest held back so that the \
+                     password gets its turn within sshd's MaxAuthTries)"
+                )
+            } else {
+                format!("agent ({offered} of {total} keys)")
+            };
+        }
+    }
+    Ok(false)
 }
 
 fn list_or_none(items: &[String]) -> String {
