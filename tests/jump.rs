@@ -1070,7 +1070,8 @@ fn ssh_config_proxy_jump_and_proxy_command_with_aliases() {
              Host inner\n  HostName {}\n  Port {}\n  ProxyJump bastion\n\n\
              Host viacommand\n  HostName {}\n  Port {}\n  ProxyCommand ip netns exec {ns} socat - TCP:%h:%p\n\n\
              Host *\n  User {TEST_USER}\n  IdentityFile {}\n  UserKnownHostsFile {}\n  \
-             GlobalKnownHostsFile none\n  IdentitiesOnly yes\n  BatchMode yes\n",
+             GlobalKnownHostsFile none\n  IdentitiesOnly yes\n  BatchMode yes\n  \
+             StrictHostKeyChecking yes\n",
             bastion.addresses[0],
             bastion.port,
             targets[0].address,
@@ -1181,6 +1182,32 @@ fn ssh_config_proxy_jump_and_proxy_command_with_aliases() {
         text(&out.stdout)
     );
     assert_eq!(log_count(bastion, "Accepted publickey for rexec-test"), 2);
+
+    // Command-line options apply to the hop above the file (its StrictHostKeyChecking
+    // and UserKnownHostsFile): the bastion's key is learned into the --known-hosts file.
+    let learned = lab.dir.path().join("learned_known_hosts");
+    let targets_only: String = lab.targets.iter().map(Sshd::known_hosts_lines).collect();
+    std::fs::write(&learned, &targets_only).unwrap();
+    let out = rexec(&[
+        "-F",
+        config,
+        "-H",
+        "inner",
+        "--known-hosts",
+        learned.to_str().unwrap(),
+        "--host-key-policy",
+        "accept-new",
+        "--json",
+        "true",
+    ]);
+    let (results, _) = json_lines(&out);
+    assert_eq!(results["inner"]["outcome"], "ok", "{}", text(&out.stdout));
+    let now = std::fs::read_to_string(&learned).unwrap();
+    assert!(
+        now.starts_with(&targets_only)
+            && now.contains(&format!("[{}]:{} ", bastion.addresses[0], bastion.port)),
+        "{now}"
+    );
 
     // An unknown hop alias is looked up as a name: the error names the hop.
     let out = rexec(&[

@@ -153,7 +153,9 @@ impl TargetBuilder {
     /// How the hops of a host's `proxy_jump` get their settings: `resolve` receives
     /// each hop as a [`Host`] named by the hop's host as written (`bastion` for
     /// `ops@bastion:2222`), with `settings.user` and `settings.port` set when the hop
-    /// gives them and nothing else, and returns it with what it knows added: an
+    /// gives them, and the target's settings that came from the command line
+    /// ([`Origin::CommandLine`]: key files, known_hosts, policy, deadlines...; never
+    /// its user or port), and returns it with what it knows added: an
     /// address, a user, a port, key files, known_hosts, host key policy, an applied
     /// OpenSSH configuration ([`SshConfig::apply`](crate::ssh_config::SshConfig::apply),
     /// which makes a hop that is a `Host` alias resolve as `ssh -J` resolves it; the
@@ -234,14 +236,33 @@ impl TargetBuilder {
 
     /// `hop` of `target`'s chain, resolved and completed from the target's settings.
     fn jump_host(&mut self, target: &Host, hop: &JumpHost) -> Result<JumpHost> {
+        let inherited = inheritable(&target.settings);
+        // Command-line options apply to hops as to targets, above ssh_config; the hop's
+        // own user and port (as written) above both.
+        let mut given = inherited.clone();
+        macro_rules! keep_command_line {
+            ($($f:ident),*) => {$(
+                if given.origins.get(stringify!($f)) != Some(&Origin::CommandLine) {
+                    given.$f = None;
+                    given.origins.remove(stringify!($f));
+                }
+            )*};
+        }
+        keep_command_line!(
+            identity_files,
+            password_env,
+            host_key_policy,
+            known_hosts,
+            connect_timeout,
+            keepalive,
+            keepalive_max
+        );
+        given.user = hop.user_name().map(str::to_owned);
+        given.port = hop.port_if_given();
         let mut resolved = Host {
             name: hop.host().to_owned(),
             groups: Vec::new(),
-            settings: HostSettings {
-                user: hop.user_name().map(str::to_owned),
-                port: hop.port_if_given(),
-                ..HostSettings::default()
-            },
+            settings: given,
             ssh_config: None,
         };
         if let Some(resolve) = &self.jump_host_resolver {
@@ -253,28 +274,8 @@ impl TargetBuilder {
                 )
             })?;
         }
-        // The target's settings (with where they came from) under the hop's own; never
-        // its address, user, port, route, transport, command deadline or variables.
-        let mut settings = target.settings.clone();
-        settings.address = None;
-        settings.port = None;
-        settings.user = None;
-        settings.proxy_jump = None;
-        settings.proxy_command = None;
-        settings.transport = None;
-        settings.command_timeout = None;
-        settings.vars.clear();
-        for field in [
-            "address",
-            "port",
-            "user",
-            "proxy_jump",
-            "proxy_command",
-            "transport",
-            "command_timeout",
-        ] {
-            settings.origins.remove(field);
-        }
+        // Then the rest of the target's settings under what the hop has now.
+        let mut settings = inherited;
         resolved.settings.proxy_jump = None;
         resolved.settings.proxy_command = None;
         settings.merge(&resolved.settings);
@@ -415,6 +416,32 @@ impl TargetBuilder {
         self.identities.insert(file.to_owned(), id.clone());
         Ok(id)
     }
+}
+
+/// What a jump host takes from its target's settings (with where each came from): not
+/// the address, user, port, route, transport, command deadline or variables.
+fn inheritable(target: &HostSettings) -> HostSettings {
+    let mut settings = target.clone();
+    settings.address = None;
+    settings.port = None;
+    settings.user = None;
+    settings.proxy_jump = None;
+    settings.proxy_command = None;
+    settings.transport = None;
+    settings.command_timeout = None;
+    settings.vars.clear();
+    for field in [
+        "address",
+        "port",
+        "user",
+        "proxy_jump",
+        "proxy_command",
+        "transport",
+        "command_timeout",
+    ] {
+        settings.origins.remove(field);
+    }
+    settings
 }
 
 /// `KEY.pub` for `KEY`.
