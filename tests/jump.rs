@@ -41,11 +41,21 @@ struct TargetAddress {
 
 impl Lab {
     fn new(hops: usize, servers: usize, per_server: usize, target: SshdConfig) -> Lab {
+        Lab::with_bastions(hops, servers, per_server, target, SshdConfig::default())
+    }
+
+    fn with_bastions(
+        hops: usize,
+        servers: usize,
+        per_server: usize,
+        target: SshdConfig,
+        bastion: SshdConfig,
+    ) -> Lab {
         let topology = Topology::new(hops + 1);
         let level = hops + 1;
         topology.add_addresses(level, servers * per_server);
         let bastions: Vec<Sshd> = (1..=hops)
-            .map(|l| topology.sshd(l, vec![topology.address(l, 0)], SshdConfig::default()))
+            .map(|l| topology.sshd(l, vec![topology.address(l, 0)], bastion.clone()))
             .collect();
         let targets: Vec<Sshd> = (0..servers)
             .map(|s| {
@@ -1226,4 +1236,39 @@ fn ssh_config_proxy_jump_and_proxy_command_with_aliases() {
         message.starts_with("jump host nowhere.invalid (hop 1 of 1): "),
         "{message}"
     );
+}
+
+/// A bastion that forbids forwarding (`AllowTcpForwarding no`): the target is
+/// unreachable, with the bastion's refusal in the message, and the bastion's connection
+/// (authenticated) is not the one blamed.
+#[test]
+fn a_bastion_that_forbids_forwarding_is_named_with_its_refusal() {
+    let lab = Lab::with_bastions(
+        1,
+        1,
+        1,
+        SshdConfig::default(),
+        SshdConfig {
+            extra: vec!["AllowTcpForwarding no".to_owned()],
+            ..SshdConfig::default()
+        },
+    );
+    let bastion = &lab.bastions[0];
+    let bastion_name = format!("{}:{}", bastion.addresses[0], bastion.port);
+    let target = lab.target_addresses()[0].clone();
+    let e = runtime()
+        .block_on(Session::connect(&lab.options(&target)))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Connect, "{e:#}");
+    assert_eq!(e.phase(), Some(rexec::Phase::Connect), "{e:#}");
+    assert_eq!(Outcome::of_error(&e), Outcome::Unreachable);
+    let host = format!("{}:{}", target.address, target.port);
+    assert!(
+        e.message().starts_with(&format!(
+            "cannot connect to {host} through {bastion_name}: it refused the direct-tcpip \
+             channel (administratively prohibited"
+        )),
+        "{e}"
+    );
+    assert_eq!(log_count(bastion, "Accepted publickey for rexec-test"), 1);
 }
