@@ -708,8 +708,10 @@ fn proxy_command_carries_the_connection_and_is_reaped() {
     )
     .is_empty()));
 
-    // A command that fails: its status and stderr are in the message.
-    let inventory = lab.inventory("proxy_command = \"sh -c 'echo no way to %h:%p >&2; exit 3'\"");
+    // A command that fails: its status and stderr are in the message (and the tokens
+    // %r %h %p %n %% were expanded).
+    let inventory = lab
+        .inventory("proxy_command = \"sh -c 'echo no way to %r@%h:%p for %n, 100%% >&2; exit 3'\"");
     let out = rexec(&["-i", inventory.to_str().unwrap(), "--json", "true"]);
     let (results, _) = json_lines(&out);
     let r = &results["t01"];
@@ -718,8 +720,9 @@ fn proxy_command_carries_the_connection_and_is_reaped() {
     assert_eq!(
         r["error"]["message"],
         format!(
-            "proxy command \"sh -c 'echo no way to {0}:{1} >&2; exit 3'\" exited with \
-             status 3 before sending anything; its stderr: \"no way to {0}:{1}\"",
+            "proxy command \"sh -c 'echo no way to {TEST_USER}@{0}:{1} for t01, 100% >&2; \
+             exit 3'\" exited with status 3 before sending anything; its stderr: \"no way to \
+             {TEST_USER}@{0}:{1} for t01, 100%\"",
             target.address, target.port
         )
     );
