@@ -110,7 +110,8 @@ user = "g2"
 }
 
 #[test]
-fn command_line_overrides_replace_defaults_only() {
+/// Issue 12: command line > inventory (host, group, defaults) > ssh_config > defaults.
+fn command_line_overrides_win_over_the_whole_inventory() {
     let over = HostSettings {
         user: Some("cli".into()),
         ..HostSettings::default()
@@ -122,7 +123,7 @@ fn command_line_overrides_replace_defaults_only() {
     )
     .unwrap();
     assert_eq!(inv.hosts()[0].settings.user.as_deref(), Some("cli"));
-    assert_eq!(inv.hosts()[1].settings.user.as_deref(), Some("own"));
+    assert_eq!(inv.hosts()[1].settings.user.as_deref(), Some("cli"));
 }
 
 #[test]

@@ -690,8 +690,7 @@ fn show_config_names_origins_without_connecting() {
     assert!(!sshd.log().contains("Connection from"), "{}", sshd.log());
 }
 
-/// command line > inventory (host, group; `[defaults]` is replaced by the command line) >
-/// ssh_config > built-in defaults.
+/// command line > inventory (host, group, `[defaults]`) > ssh_config > built-in defaults.
 #[test]
 fn precedence() {
     let dir = tempfile::tempdir().unwrap();
@@ -745,9 +744,35 @@ fn precedence() {
     assert_eq!(s["l"]["transport"]["value"], "local");
     let s = show(&["-u", "cli", "-p", "2500", "--connect-timeout", "3s"]);
     assert_eq!(s["a"]["user"]["value"], "cli");
-    assert_eq!(s["b"]["user"]["value"], "host-user");
+    // The command line wins over a host's own entry and over its group, too.
+    assert_eq!(s["b"]["user"]["value"], "cli");
+    assert_eq!(s["b"]["user"]["origin"], "command line");
     assert_eq!(s["a"]["port"]["value"], 2500);
-    assert_eq!(s["c"]["port"]["value"], 3000);
+    assert_eq!(s["c"]["port"]["value"], 2500);
+    assert_eq!(s["c"]["port"]["origin"], "command line");
+
+    // A host-list item's own user and port win over -u/-p for that item (pssh's rule).
+    let out = rexec(&[
+        "-H",
+        "alice@x:2222,y",
+        "-u",
+        "bob",
+        "-p",
+        "2500",
+        "-F",
+        "none",
+        "--show-config",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["settings"]["user"]["value"], "alice");
+    assert_eq!(lines[0]["settings"]["port"]["value"], 2222);
+    assert_eq!(lines[1]["settings"]["user"]["value"], "bob");
+    assert_eq!(lines[1]["settings"]["port"]["value"], 2500);
     assert_eq!(s["a"]["connect_timeout"]["origin"], "command line");
 }
 

@@ -54,7 +54,7 @@ pub struct Args {
     #[arg(short = 'F', long = "ssh-config", value_name = "FILE", global = true)]
     pub ssh_config: Option<PathBuf>,
 
-    /// Remote user (replaces the inventory's [defaults]; hosts and groups may still set their own).
+    /// Remote user (wins over the inventory and ssh_config).
     #[arg(short = 'u', long, global = true)]
     pub user: Option<String>,
     /// SSH port (as --user).

@@ -214,8 +214,9 @@ pub struct Inventory {
 }
 
 impl Inventory {
-    /// Reads and validates a `hosts.toml`. `overrides` (from the command line) replace the
-    /// file's `[defaults]`; group and host settings still win over them.
+    /// Reads and validates a `hosts.toml`. `overrides` (from the command line) win over
+    /// every setting of the file: `[defaults]`, groups and hosts (as `ssh -l USER` wins
+    /// over ssh_config's `User`).
     ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`] with `file:line:column` for any invalid content (a NUL
@@ -535,8 +536,7 @@ impl Parser<'_> {
             )
         })?;
 
-        let mut defaults = raw.defaults.settings(self)?;
-        defaults.merge(overrides);
+        let defaults = raw.defaults.settings(self)?;
 
         // Hosts from [hosts], each range expanded, in file order; then hosts that groups
         // introduce. (host, index of its own settings in `owns`, where it was first named)
@@ -647,7 +647,8 @@ impl Parser<'_> {
         }
         let group_names: Vec<&str> = raw.groups.keys().map(|k| k.get_ref().as_str()).collect();
 
-        // Settings per host: defaults, then each group containing it (file order), then its own.
+        // Settings per host: defaults, then each group containing it (file order), then its own,
+        // then the command line.
         let mut inventory = Inventory {
             hosts: Vec::with_capacity(hosts.len()),
             groups: IndexMap::with_capacity(raw.groups.len()),
@@ -664,6 +665,9 @@ impl Parser<'_> {
             if let Some(own) = own.and_then(|i| owns.get(i)) {
                 settings.merge(own);
             }
+            // The command line wins over the whole inventory, as `ssh -l USER` wins over
+            // ssh_config's `User`.
+            settings.merge(overrides);
             if let Some(user) = &settings.user {
                 check_user(user)
                     .or_else(|e| self.error(span.clone(), format!("host {:?}: {e}", host.name)))?;
