@@ -430,8 +430,9 @@ fn fifty_targets_share_capped_connections_to_one_bastion() {
     );
 }
 
-/// A target behind a bastion that `-J none` reaches directly: the inventory's jump host
-/// (nothing listens there) is not used. No namespace needed: the target is on loopback.
+/// A target behind a bastion that `-J none` reaches directly: the jump host of the
+/// host's own inventory entry (nothing listens there) is not used: the command line wins
+/// over the whole inventory. No namespace needed: the target is on loopback.
 #[test]
 fn jump_none_on_the_command_line_turns_the_inventorys_jump_off() {
     let server = Sshd::start();
@@ -443,8 +444,8 @@ fn jump_none_on_the_command_line_turns_the_inventorys_jump_off() {
         &inventory,
         format!(
             "[defaults]\nuser = \"{TEST_USER}\"\nidentity_files = [\"{}\"]\n\
-             known_hosts = \"{}\"\nproxy_jump = \"{TEST_USER}@127.0.0.1:1\"\n\
-             [hosts]\nweb1 = {{ address = \"127.0.0.1\", port = {} }}\n",
+             known_hosts = \"{}\"\n[hosts]\nweb1 = {{ address = \"127.0.0.1\", port = {}, \
+             proxy_jump = \"{TEST_USER}@127.0.0.1:1\" }}\n",
             server.user_key.display(),
             known_hosts.display(),
             server.port
@@ -925,20 +926,28 @@ fn inventory_proxy_keys_are_checked_and_the_narrower_layer_decides() {
     assert_eq!(route(2), (vec![], None));
     assert_eq!(route(3), (vec![], Some("nc %h %p".to_owned())));
 
-    // -J replaces [defaults] (here: its proxy_command) like the other flags.
+    // -J wins over the whole inventory like the other flags (here: over [defaults]'s
+    // proxy_command and a host's own proxy_jump).
     let overrides = rexec::HostSettings {
         proxy_jump: Some("b9".to_owned()),
         ..Default::default()
     };
     let inventory = Inventory::parse(
-        "[defaults]\nproxy_command = \"nc %h %p\"\n[hosts]\nweb1 = {}\n",
+        "[defaults]\nproxy_command = \"nc %h %p\"\n\
+         [hosts]\nweb1 = {}\nweb2 = { proxy_jump = \"b1\" }\n",
         "hosts.toml",
         &overrides,
     )
     .unwrap();
-    let host = &inventory.hosts()[0];
-    assert_eq!(host.settings.proxy_jump.as_deref(), Some("b9"));
-    assert_eq!(host.settings.proxy_command, None);
+    for host in inventory.hosts() {
+        assert_eq!(
+            host.settings.proxy_jump.as_deref(),
+            Some("b9"),
+            "{}",
+            host.name
+        );
+        assert_eq!(host.settings.proxy_command, None);
+    }
 }
 
 #[test]
