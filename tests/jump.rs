@@ -578,6 +578,33 @@ fn bastion_host_key_unknown_or_changed() {
             )),
         "{stdout}"
     );
+
+    // A Jumps shared across runs remembers the failure until told to forget it.
+    let targets_only: String = lab.targets.iter().map(Sshd::known_hosts_lines).collect();
+    std::fs::write(&lab.known_hosts, &targets_only).unwrap();
+    let target = lab.target_addresses()[0].clone();
+    let jumps = Jumps::new();
+    runtime().block_on(async {
+        let e = Session::connect_with(&lab.options(&target), &jumps)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::HostKeyUnknown, "{e:#}");
+        let all: String = std::iter::once(bastion)
+            .chain(&lab.targets)
+            .map(Sshd::known_hosts_lines)
+            .collect();
+        std::fs::write(&lab.known_hosts, all).unwrap();
+        let again = Session::connect_with(&lab.options(&target), &jumps)
+            .await
+            .unwrap_err();
+        assert_eq!(again.kind(), ErrorKind::HostKeyUnknown, "{again:#}");
+        jumps.forget_failures();
+        let session = Session::connect_with(&lab.options(&target), &jumps)
+            .await
+            .unwrap();
+        session.close().await.unwrap();
+    });
+    assert_eq!(log_count(bastion, "Accepted publickey"), 1);
 }
 
 #[test]

@@ -327,7 +327,7 @@ const IDLE_LINGER: Duration = Duration::from_secs(2);
 /// [`Session::connect_with`].
 ///
 /// Targets whose chains start with the same hops (same host, port, user, known_hosts
-/// files and policy, hop by hop) share the connections to those hops: one handshake,
+/// files, policy and host key alias, hop by hop) share the connections to those hops: one handshake,
 /// one authentication, then one `direct-tcpip` channel per target. A connection carries
 /// at most [`Jumps::channels_per_connection`] channels at once; when every connection to
 /// a hop is full, another is opened, one at a time per hop and at most 8 handshakes at
@@ -335,7 +335,8 @@ const IDLE_LINGER: Duration = Duration::from_secs(2);
 ///
 /// A connection lives as long as a session uses it; one that no session uses is closed
 /// after 2 s, or at once when the `Jumps` is dropped. A failure to reach a hop is
-/// remembered for the life of the `Jumps` (the targets behind it fail at once with the
+/// remembered for the life of the `Jumps` or until [`Jumps::forget_failures`] (the
+/// targets behind it fail at once with the
 /// same error), except a connection dropped before authentication, which the next target
 /// tries again. Cheap to clone (clones share the pool).
 #[derive(Clone)]
@@ -366,7 +367,8 @@ struct JumpsInner {
 }
 
 /// What makes two hops the same connection (as OpenSSH's ControlPath `%C`: host, port and
-/// user; and the host key rules it was checked under).
+/// user; and the host key rules it was checked under: files, policy, the name the key is
+/// looked up under).
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct HopKey {
     host: String,
@@ -374,16 +376,19 @@ struct HopKey {
     user: String,
     known_hosts: Vec<PathBuf>,
     policy: String,
+    key_name: (String, u16),
 }
 
 impl HopKey {
     fn of(options: &ConnectOptions) -> HopKey {
+        let (key_host, key_port) = options.key_lookup();
         HopKey {
             host: options.host().to_owned(),
             port: options.port_number(),
             user: options.user_name().to_owned(),
             known_hosts: options.known_hosts_setting().paths().to_vec(),
             policy: options.policy_setting().to_string(),
+            key_name: (key_host.to_owned(), key_port),
         }
     }
 }
@@ -491,6 +496,21 @@ impl Jumps {
     /// The cap on channels per connection.
     pub fn channels_per_connection(&self) -> usize {
         self.inner.cap
+    }
+
+    /// Forgets the failures to reach hops remembered so far: the next target behind
+    /// such a hop tries it again (after fixing a known_hosts file, say, with a `Jumps`
+    /// shared across runs). Open connections are kept.
+    pub fn forget_failures(&self) {
+        let chains = match self.inner.chains.lock() {
+            Ok(c) => c.values().cloned().collect::<Vec<_>>(),
+            Err(_) => return,
+        };
+        for chain in chains {
+            if let Ok(mut failure) = chain.failure.lock() {
+                *failure = None;
+            }
+        }
     }
 
     /// The connections to jump hosts open now (every hop of every chain).

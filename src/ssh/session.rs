@@ -174,7 +174,7 @@ impl ConnectOptions {
 
     /// The name and port the host key is looked up under: the alias and 22 when there is
     /// one (`[host]:port` is written only for a port other than 22), else the host and port.
-    fn key_lookup(&self) -> (&str, u16) {
+    pub(crate) fn key_lookup(&self) -> (&str, u16) {
         match &self.host_key_alias {
             Some(alias) => (alias, 22),
             None => (&self.host, self.port),
