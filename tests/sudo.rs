@@ -452,7 +452,11 @@ fn the_inventory_turns_become_on_with_a_password_from_the_environment() {
     assert_eq!(run_with(&[]), [me.clone(), me.clone(), me.clone()]);
     assert_eq!(
         run_with(&["--become"]),
-        ["root\n".to_owned(), "root\n".to_owned(), "root\n".to_owned()]
+        [
+            "root\n".to_owned(),
+            "root\n".to_owned(),
+            "root\n".to_owned()
+        ]
     );
     // A password in the inventory is not a key it knows.
     fs::write(&inventory, "[defaults]\nbecome_password = \"x\"\n").unwrap();

@@ -4,15 +4,19 @@
 pub mod auth;
 pub mod command;
 mod diagnosis;
+pub mod jump;
 mod key_file;
 pub mod known_hosts;
+mod proxy_command;
 pub mod quote;
 pub mod session;
 pub mod sftp;
 
 pub use auth::{Agent, AuthMethod, Credentials, Identity};
 pub use command::{Become, Command, DataCallback, ExitStatus, Output, Stream};
+pub use jump::{JumpHost, Jumps};
 pub use known_hosts::{HostKeyPolicy, HostKeyStatus, KeyLocation, KnownHosts};
+pub use proxy_command::check_proxy_command;
 pub use session::{ConnectOptions, Session};
 pub use sftp::{
     DirEntry, ProgressCallback, RemoteKind, RemoteMetadata, Sftp, TransferOptions, TransferStats,

@@ -149,6 +149,9 @@ pub struct SshdConfig {
     pub root_login: bool,
     /// The `Subsystem sftp` line (default on; off: a server without SFTP).
     pub sftp_subsystem: bool,
+    /// Run the server inside this network namespace (`ip netns exec NAME sshd`; see
+    /// `netns::Topology`). Default: none.
+    pub netns: Option<String>,
 }
 
 impl Default for SshdConfig {
@@ -162,6 +165,7 @@ impl Default for SshdConfig {
             addresses: vec!["127.0.0.1".to_owned()],
             root_login: false,
             sftp_subsystem: true,
+            netns: None,
         }
     }
 }
@@ -230,7 +234,16 @@ impl Sshd {
             }
             fs::write(&config_path, text).unwrap();
             let log = fs::File::create(dir.path().join("sshd.log")).unwrap();
-            let mut child = Command::new("/usr/sbin/sshd")
+            let mut sshd_command = match &config.netns {
+                // `ip netns exec` execs sshd: the child is the server itself.
+                Some(ns) => {
+                    let mut c = Command::new("ip");
+                    c.args(["netns", "exec", ns, "/usr/sbin/sshd"]);
+                    c
+                }
+                None => Command::new("/usr/sbin/sshd"),
+            };
+            let mut child = sshd_command
                 .args(["-D", "-e", "-f"])
                 .arg(&config_path)
                 .stdin(Stdio::null())
@@ -484,7 +497,7 @@ fn wait_listening(address: &str, port: u16, child: &mut Child) -> bool {
         if let Ok(Some(_)) = child.try_wait() {
             return false;
         }
-        if is_listening(address, port) {
+        if is_listening(address, port) || netns::is_listening_in(child.id(), address, port) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -744,3 +757,5 @@ fn is_listening_v6(address: &str, port: u16) -> bool {
         local_field == Some(local.as_str()) && state == Some("0A")
     })
 }
+
+pub mod netns;
