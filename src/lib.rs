@@ -61,8 +61,8 @@ pub use secret::Secret;
 pub use ssh::quote::shell_quote;
 pub use ssh::{
     Agent, AuthMethod, Become, Command, ConnectOptions, Credentials, DataCallback, ExitStatus,
-    HostKeyPolicy, HostKeyStatus, Identity, KeyLocation, KnownHosts, Output, Session, Sftp, Stream,
-    TransferOptions, TransferStats, UserCertificate,
+    HostKeyPolicy, HostKeyStatus, Identity, JumpHost, Jumps, KeyLocation, KnownHosts, Output,
+    Session, Sftp, Stream, TransferOptions, TransferStats, UserCertificate,
 };
 pub use template::Template;
 

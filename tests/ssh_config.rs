@@ -751,6 +751,18 @@ fn precedence() {
     assert_eq!(s["c"]["port"]["value"], 2500);
     assert_eq!(s["c"]["port"]["origin"], "command line");
 
+    assert_eq!(s["a"]["connect_timeout"]["origin"], "command line");
+
+    // sudo settings are shown with their origin too.
+    let s = show(&["--become-user", "postgres"]);
+    assert_eq!(s["a"]["become"]["value"], true);
+    assert_eq!(s["a"]["become"]["origin"], "command line");
+    assert_eq!(s["a"]["become_user"]["value"], "postgres");
+    assert_eq!(s["a"]["become_user"]["origin"], "command line");
+    let s = show(&[]);
+    assert_eq!(s["a"]["become"]["value"], false);
+    assert_eq!(s["a"]["become"]["origin"], "default");
+
     // A host-list item's own user and port win over -u/-p for that item (pssh's rule).
     let out = rexec(&[
         "-H",
@@ -773,7 +785,6 @@ fn precedence() {
     assert_eq!(lines[0]["settings"]["port"]["value"], 2222);
     assert_eq!(lines[1]["settings"]["user"]["value"], "bob");
     assert_eq!(lines[1]["settings"]["port"]["value"], 2500);
-    assert_eq!(s["a"]["connect_timeout"]["origin"], "command line");
 }
 
 #[test]

@@ -103,6 +103,9 @@ pub struct Args {
     /// known_hosts file.
     #[arg(long, value_name = "FILE", global = true)]
     pub known_hosts: Option<PathBuf>,
+    /// Jump hosts, as ssh -J: [user@]host[:port],... first hop first, or none (as --user).
+    #[arg(short = 'J', long = "jump", value_name = "LIST", global = true)]
+    pub jump: Option<String>,
 
     /// Hosts run at once.
     #[arg(short = 'f', long, default_value_t = rexec::Pool::DEFAULT_FORKS, global = true)]
@@ -381,6 +384,11 @@ impl Args {
             known_hosts: self.known_hosts,
             ..HostSettings::default()
         };
+        if let Some(list) = self.jump {
+            rexec::JumpHost::parse_list(&list)
+                .map_err(|e| usage(format!("-J/--jump: {}", e.message())))?;
+            overrides.proxy_jump = Some(list);
+        }
         if let Some(port) = overrides.port {
             if port == 0 {
                 return Err(usage("--port must be from 1 to 65535"));
@@ -543,6 +551,9 @@ fn mark_command_line(overrides: &mut HostSettings) {
         ("command_timeout", overrides.command_timeout.is_some()),
         ("keepalive", overrides.keepalive.is_some()),
         ("keepalive_max", overrides.keepalive_max.is_some()),
+        ("proxy_jump", overrides.proxy_jump.is_some()),
+        ("become_enabled", overrides.become_enabled.is_some()),
+        ("become_user", overrides.become_user.is_some()),
     ];
     for (field, is_set) in set {
         if is_set {

@@ -50,7 +50,7 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
         Action::Run(command) if !config.raw => Some(Template::parse(command)?),
         _ => None,
     };
-    let targets = build_targets(&config, selected.iter())?;
+    let targets = build_targets(&config, &ssh_config, selected.iter())?;
     // Every placeholder must resolve before anything connects.
     for t in targets.iter().filter(|_| !config.raw) {
         match &action {
@@ -124,9 +124,14 @@ fn list_hosts(hosts: &[&rexec::Host]) -> RunExit {
 
 fn build_targets<'a>(
     config: &Config,
+    ssh_config: &rexec::ssh_config::SshConfig,
     hosts: impl IntoIterator<Item = &'a rexec::Host>,
 ) -> Result<Vec<rexec::Target>, Error> {
     let mut builder = TargetBuilder::new();
+    // A jump host resolves through ssh_config as `ssh -J` resolves it (an alias's
+    // HostName, User, Port, IdentityFile...).
+    let hops_config = ssh_config.clone();
+    builder.jump_host_resolver(move |hop| hops_config.apply(&hop));
     if config.no_agent {
         builder.agent(rexec::Agent::Off);
     }

@@ -97,12 +97,12 @@ fn rows(host: &Host, no_agent: bool) -> Vec<Row> {
             origin_of(host, "certificate_files"),
         );
     }
-    match ssh.and_then(|c| c.proxy_jump.as_ref()) {
-        Some(v) => row("proxy_jump", json!(v.value), from_config(v)),
+    match &s.proxy_jump {
+        Some(v) => row("proxy_jump", json!(v), origin_of(host, "proxy_jump")),
         None => row("proxy_jump", json!("none"), DEFAULT.to_owned()),
     }
-    match ssh.and_then(|c| c.proxy_command.as_ref()) {
-        Some(v) => row("proxy_command", json!(v.value), from_config(v)),
+    match &s.proxy_command {
+        Some(v) => row("proxy_command", json!(v), origin_of(host, "proxy_command")),
         None => row("proxy_command", json!("none"), DEFAULT.to_owned()),
     }
     let user_files = ssh.and_then(|c| c.user_known_hosts_files.as_ref());
@@ -179,6 +179,23 @@ fn rows(host: &Host, no_agent: bool) -> Vec<Row> {
     }
     if host.transport() == rexec::Transport::Local {
         row("transport", json!("local"), origin_of(host, "transport"));
+    }
+    match s.become_enabled {
+        Some(on) => row("become", json!(on), origin_of(host, "become_enabled")),
+        None => row("become", json!(false), DEFAULT.to_owned()),
+    }
+    if s.become_enabled == Some(true) {
+        match &s.become_user {
+            Some(u) => row("become_user", json!(u), origin_of(host, "become_user")),
+            None => row("become_user", json!("root"), DEFAULT.to_owned()),
+        }
+        if let Some(var) = &s.become_password_env {
+            row(
+                "become_password_env",
+                json!(var),
+                origin_of(host, "become_password_env"),
+            );
+        }
     }
     rows
 }

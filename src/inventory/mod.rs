@@ -111,6 +111,12 @@ pub struct HostSettings {
     /// The name of an environment variable holding the sudo password (never the
     /// password itself).
     pub become_password_env: Option<String>,
+    /// Jump hosts (OpenSSH's `ProxyJump`): `[user@]host[:port]` hops separated by commas,
+    /// first hop first, or `none`. See [`JumpHost::parse_list`](crate::JumpHost::parse_list).
+    pub proxy_jump: Option<String>,
+    /// A local command carrying the connection (OpenSSH's `ProxyCommand`), or `none`.
+    /// See [`ConnectOptions::proxy_command`](crate::ConnectOptions::proxy_command).
+    pub proxy_command: Option<String>,
     /// Free-form variables for `{{name}}` placeholders in commands.
     pub vars: IndexMap<String, String>,
     /// Where each set field came from, by field name (`"user"`, `"port"`...); a field
@@ -119,8 +125,20 @@ pub struct HostSettings {
 }
 
 impl HostSettings {
-    /// Lays `over` on top of `self`: set fields of `over` win; variables merge.
+    /// Lays `over` on top of `self`: set fields of `over` win; variables merge. The
+    /// layer that sets `proxy_jump` or `proxy_command` decides how the host is reached:
+    /// setting one clears the other from the layers below.
     pub fn merge(&mut self, over: &HostSettings) {
+        if over.proxy_jump.is_some() || over.proxy_command.is_some() {
+            self.proxy_jump = over.proxy_jump.clone();
+            self.proxy_command = over.proxy_command.clone();
+            for field in ["proxy_jump", "proxy_command"] {
+                match over.origins.get(field) {
+                    Some(origin) => self.origins.insert(field, origin.clone()),
+                    None => self.origins.remove(field),
+                };
+            }
+        }
         macro_rules! take {
             ($($f:ident),*) => {$(
                 if over.$f.is_some() {
@@ -367,6 +385,8 @@ fn check_overrides(overrides: &HostSettings) -> Result<()> {
             "become_password_env",
             overrides.become_password_env.as_deref(),
         ),
+        ("proxy_jump", overrides.proxy_jump.as_deref()),
+        ("proxy_command", overrides.proxy_command.as_deref()),
     ];
     for (what, value) in fields {
         if let Some(v) = value {
@@ -427,6 +447,8 @@ macro_rules! raw_settings {
             become_enabled: Option<Spanned<bool>>,
             become_user: Option<Spanned<String>>,
             become_password_env: Option<Spanned<String>>,
+            proxy_jump: Option<Spanned<String>>,
+            proxy_command: Option<Spanned<String>>,
             vars: Option<IndexMap<Spanned<String>, Spanned<toml::Value>>>,
         }
 
@@ -449,6 +471,8 @@ macro_rules! raw_settings {
                     become_enabled: &self.become_enabled,
                     become_user: &self.become_user,
                     become_password_env: &self.become_password_env,
+                    proxy_jump: &self.proxy_jump,
+                    proxy_command: &self.proxy_command,
                     vars: &self.vars,
                 })
             }
@@ -492,6 +516,8 @@ struct SettingsRef<'a> {
     become_enabled: &'a Option<Spanned<bool>>,
     become_user: &'a Option<Spanned<String>>,
     become_password_env: &'a Option<Spanned<String>>,
+    proxy_jump: &'a Option<Spanned<String>>,
+    proxy_command: &'a Option<Spanned<String>>,
     vars: &'a Option<IndexMap<Spanned<String>, Spanned<toml::Value>>>,
 }
 
@@ -912,7 +938,7 @@ impl Parser<'_> {
             file: self.file.to_owned(),
             line: self.line_of(span.start),
         };
-        let spans: [(&'static str, Option<Span>); 13] = [
+        let spans: [(&'static str, Option<Span>); 18] = [
             ("address", raw.address.as_ref().map(Spanned::span)),
             ("port", raw.port.as_ref().map(Spanned::span)),
             ("user", raw.user.as_ref().map(Spanned::span)),
@@ -950,11 +976,47 @@ impl Parser<'_> {
                 raw.keepalive_max.as_ref().map(Spanned::span),
             ),
             ("transport", raw.transport.as_ref().map(Spanned::span)),
+            ("proxy_jump", raw.proxy_jump.as_ref().map(Spanned::span)),
+            (
+                "proxy_command",
+                raw.proxy_command.as_ref().map(Spanned::span),
+            ),
+            (
+                "become_enabled",
+                raw.become_enabled.as_ref().map(Spanned::span),
+            ),
+            ("become_user", raw.become_user.as_ref().map(Spanned::span)),
+            (
+                "become_password_env",
+                raw.become_password_env.as_ref().map(Spanned::span),
+            ),
         ];
         for (field, span) in spans {
             if let Some(span) = span {
                 s.origins.insert(field, origin(span));
             }
+        }
+        if let (Some(_), Some(c)) = (raw.proxy_jump, raw.proxy_command) {
+            return self.error(
+                c.span(),
+                "set proxy_jump or proxy_command, not both (set the other to \"none\" in a \
+                 narrower layer to override a wider one)",
+            );
+        }
+        if let Some(j) = raw.proxy_jump {
+            let text = self.string(j, "proxy_jump")?;
+            crate::ssh::JumpHost::parse_list(text)
+                .or_else(|e| self.error(j.span(), format!("proxy_jump: {}", e.message())))?;
+            s.proxy_jump = Some(text.to_owned());
+        }
+        if let Some(c) = raw.proxy_command {
+            let text = self.string(c, "proxy_command")?;
+            if text.trim().is_empty() {
+                return self.error(c.span(), "proxy_command is empty (use \"none\" for none)");
+            }
+            crate::ssh::check_proxy_command(text)
+                .or_else(|e| self.error(c.span(), e.message().to_owned()))?;
+            s.proxy_command = Some(text.to_owned());
         }
         if let Some(vars) = raw.vars {
             for (k, v) in vars {

@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, ErrorKind, Phase, Result};
-use crate::ssh::{Output, Session};
+use crate::ssh::{Jumps, Output, Session};
 use crate::template::Template;
 
 pub use outcome::{timeout_phase, Outcome, RunExit};
@@ -113,6 +113,7 @@ pub struct Pool {
     connect_attempts: u32,
     cancel: CancellationToken,
     stop_grace: Duration,
+    jumps: Option<Jumps>,
 }
 
 impl Default for Pool {
@@ -183,6 +184,25 @@ impl Pool {
             connect_attempts: 3,
             cancel: CancellationToken::new(),
             stop_grace: crate::Command::DEFAULT_KILL_GRACE + Duration::from_secs(4),
+            jumps: None,
+        }
+    }
+
+    /// The pool of connections to jump hosts that runs share (default: each run
+    /// ([`Pool::run`], [`Pool::stream`], [`Pool::connect_all`]...) makes its own, whose
+    /// idle connections close when the run ends; a connection stays open as long as a
+    /// session uses it). Targets behind the same jump hosts share connections to them;
+    /// see [`Jumps`].
+    #[must_use]
+    pub fn jumps(mut self, jumps: Jumps) -> Pool {
+        self.jumps = Some(jumps);
+        self
+    }
+
+    fn pacing(&self) -> Pacing {
+        Pacing {
+            slots: Mutex::default(),
+            jumps: self.jumps.clone().unwrap_or_default(),
         }
     }
 
@@ -267,7 +287,7 @@ impl Pool {
         T: 'a,
     {
         raise_open_file_limit();
-        let pacing = Arc::new(Pacing::default());
+        let pacing = Arc::new(self.pacing());
         let work = Arc::new(work);
         let events = Arc::new(events);
         stream::iter(targets.iter().enumerate())
@@ -341,7 +361,7 @@ impl Pool {
         events: impl Fn(Event<'_, Arc<Session>>),
     ) -> Sessions {
         raise_open_file_limit();
-        let pacing = Pacing::default();
+        let pacing = self.pacing();
         let events = &events;
         let pacing = &pacing;
         let mut hosts: Vec<(usize, Connection)> = stream::iter(targets.iter().enumerate())
@@ -555,7 +575,7 @@ impl Pool {
             attempt += 1;
             let slot = pacing.slot(target, self.max_handshakes_per_server);
             let _permit = slot.acquire().await;
-            let result = Session::connect(&target.connect).await;
+            let result = Session::connect_with(&target.connect, &pacing.jumps).await;
             drop(_permit);
             match result {
                 Err(e) if attempt < self.connect_attempts && retryable(&e) => {
@@ -621,10 +641,11 @@ fn jitter_ms() -> u64 {
     )
 }
 
-/// Per-server limits on connections in the handshake.
-#[derive(Default)]
+/// Per-server limits on connections in the handshake, and the run's connections to jump
+/// hosts.
 struct Pacing {
     slots: Mutex<HashMap<(String, u16), Arc<Semaphore>>>,
+    jumps: Jumps,
 }
 
 impl Pacing {

@@ -6,13 +6,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-#[cfg(doc)]
-use crate::error::ErrorKind;
-use crate::error::Result;
-use crate::inventory::{Host, Origin, Transport};
+use crate::error::{Error, ErrorKind, Result};
+use crate::inventory::{Host, HostSettings, Origin, Transport};
 use crate::secret::Secret;
 use crate::ssh::{
-    Agent, AuthMethod, Become, ConnectOptions, Credentials, Identity, KnownHosts, UserCertificate,
+    Agent, AuthMethod, Become, ConnectOptions, Credentials, Identity, JumpHost, KnownHosts,
+    UserCertificate,
 };
 use crate::ssh_config::ResolvedConfig;
 use crate::template::Template;
@@ -81,6 +80,9 @@ impl Target {
 /// Asked for the passphrase of an encrypted key file.
 type PassphraseSource = Box<dyn Fn(&Path) -> Result<Secret> + Send + Sync>;
 
+/// Completes the settings of a jump host (see [`TargetBuilder::jump_host_resolver`]).
+type JumpHostResolver = Box<dyn Fn(Host) -> Result<Host> + Send + Sync>;
+
 /// Builds [`Target`]s, sharing credentials between hosts with the same settings.
 pub struct TargetBuilder {
     identities: HashMap<PathBuf, Identity>,
@@ -93,6 +95,7 @@ pub struct TargetBuilder {
     /// Set by [`TargetBuilder::agent`]: wins over a host's `IdentityAgent`.
     agent: Option<Agent>,
     command_timeout: Option<Duration>,
+    jump_host_resolver: Option<JumpHostResolver>,
 }
 
 impl Default for TargetBuilder {
@@ -125,6 +128,7 @@ impl TargetBuilder {
             passphrase: None,
             agent: None,
             command_timeout: None,
+            jump_host_resolver: None,
         }
     }
 
@@ -163,12 +167,40 @@ impl TargetBuilder {
         self
     }
 
+    /// How the hops of a host's `proxy_jump` get their settings: `resolve` receives
+    /// each hop as a [`Host`] named by the hop's host as written (`bastion` for
+    /// `ops@bastion:2222`), with `settings.user` and `settings.port` set when the hop
+    /// gives them, and the target's settings that came from the command line
+    /// ([`Origin::CommandLine`]: key files, known_hosts, policy, deadlines...; never
+    /// its user or port), and returns it with what it knows added: an
+    /// address, a user, a port, key files, known_hosts, host key policy, an applied
+    /// OpenSSH configuration ([`SshConfig::apply`](crate::ssh_config::SshConfig::apply),
+    /// which makes a hop that is a `Host` alias resolve as `ssh -J` resolves it; the
+    /// command line does this). Without a resolver, the hop is used as written.
+    ///
+    /// Whatever is still unset then comes from the target's own settings (key files,
+    /// password variable, known_hosts file, host key policy, connect timeout,
+    /// keepalive); a hop's user and port never do (unset: the local user name and 22,
+    /// as in OpenSSH). The hop's own `proxy_jump` or `proxy_command` is ignored. Errors
+    /// from `resolve` fail the target's [`build`](TargetBuilder::build), naming the
+    /// target.
+    pub fn jump_host_resolver(
+        &mut self,
+        resolve: impl Fn(Host) -> Result<Host> + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.jump_host_resolver = Some(Box::new(resolve));
+        self
+    }
+
     /// The target for `host`.
     ///
     /// # Errors
     /// A key or certificate file that cannot be loaded ([`ErrorKind::KeyFile`]), a
-    /// password variable (`password_env`, `become_password_env`) that is not set, or an
-    /// invalid `become_user` ([`ErrorKind::InvalidInput`]); the message names the host.
+    /// password variable (`password_env`, `become_password_env`) that is not set, an
+    /// invalid `become_user`, an invalid `proxy_jump` or `proxy_command`, or both set
+    /// ([`ErrorKind::InvalidInput`]); an error of the
+    /// [jump host resolver](TargetBuilder::jump_host_resolver). The message names the
+    /// host.
     pub fn build(&mut self, host: &Host) -> Result<Target> {
         self.build_inner(host).map_err(|e| e.with_host(&host.name))
     }
@@ -185,6 +217,108 @@ impl TargetBuilder {
     }
 
     fn build_inner(&mut self, host: &Host) -> Result<Target> {
+        let s = &host.settings;
+        let mut connect = self.connect_options(host)?;
+        let none = |v: &Option<String>| {
+            v.as_deref()
+                .is_none_or(|v| v.trim().eq_ignore_ascii_case("none"))
+        };
+        match (none(&s.proxy_jump), none(&s.proxy_command)) {
+            (false, false) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    "both proxy_jump and proxy_command are set",
+                ))
+            }
+            (false, true) => {
+                let list = s.proxy_jump.as_deref().unwrap_or_default();
+                let hops = JumpHost::parse_list(list)?
+                    .iter()
+                    .map(|hop| self.jump_host(host, hop))
+                    .collect::<Result<Vec<_>>>()?;
+                connect = connect.proxy_jump(hops);
+            }
+            (true, false) => {
+                let command = s.proxy_command.as_deref().unwrap_or_default();
+                crate::ssh::check_proxy_command(command)?;
+                connect = connect.proxy_command(command);
+            }
+            (true, true) => {}
+        }
+        // sudo is the target's alone: a jump host never runs a command.
+        let sudo = match s.become_enabled {
+            Some(true) => {
+                let mut b = Become::user(s.become_user.as_deref().unwrap_or("root"));
+                if let Some(p) = &self.become_password {
+                    b = b.password(p.clone());
+                } else if let Some(var) = &s.become_password_env {
+                    b = b.password(self.env_secret(var)?);
+                }
+                b.check()?;
+                Some(b)
+            }
+            _ => None,
+        };
+        Ok(Target {
+            host: host.clone(),
+            connect,
+            command_timeout: s.command_timeout.or(self.command_timeout),
+            sudo,
+        })
+    }
+
+    /// `hop` of `target`'s chain, resolved and completed from the target's settings.
+    fn jump_host(&mut self, target: &Host, hop: &JumpHost) -> Result<JumpHost> {
+        let inherited = inheritable(&target.settings);
+        // Command-line options apply to hops as to targets, above ssh_config; the hop's
+        // own user and port (as written) above both.
+        let mut given = inherited.clone();
+        macro_rules! keep_command_line {
+            ($($f:ident),*) => {$(
+                if given.origins.get(stringify!($f)) != Some(&Origin::CommandLine) {
+                    given.$f = None;
+                    given.origins.remove(stringify!($f));
+                }
+            )*};
+        }
+        keep_command_line!(
+            identity_files,
+            password_env,
+            host_key_policy,
+            known_hosts,
+            connect_timeout,
+            keepalive,
+            keepalive_max
+        );
+        given.user = hop.user_name().map(str::to_owned);
+        given.port = hop.port_if_given();
+        let mut resolved = Host {
+            name: hop.host().to_owned(),
+            groups: Vec::new(),
+            settings: given,
+            ssh_config: None,
+        };
+        if let Some(resolve) = &self.jump_host_resolver {
+            // The error is the target's: it names the hop in its message.
+            resolved = resolve(resolved).map_err(|e| {
+                Error::new(
+                    e.kind(),
+                    format!("jump host {}: {}", hop.display_name(), e.full_message()),
+                )
+            })?;
+        }
+        // Then the rest of the target's settings under what the hop has now.
+        let mut settings = inherited;
+        resolved.settings.proxy_jump = None;
+        resolved.settings.proxy_command = None;
+        settings.merge(&resolved.settings);
+        resolved.settings = settings;
+        let options = self.connect_options(&resolved)?.label(hop.display_name());
+        Ok(JumpHost::from_options(options))
+    }
+
+    /// How to connect to `host` (its route aside).
+    fn connect_options(&mut self, host: &Host) -> Result<ConnectOptions> {
         let s = &host.settings;
         let ssh = host.ssh_config.as_ref();
         let identities_only = ssh
@@ -270,19 +404,6 @@ impl TargetBuilder {
         } else if let Some(var) = &s.password_env {
             creds.password(self.env_secret(var)?);
         }
-        let sudo = match s.become_enabled {
-            Some(true) => {
-                let mut b = Become::user(s.become_user.as_deref().unwrap_or("root"));
-                if let Some(p) = &self.become_password {
-                    b = b.password(p.clone());
-                } else if let Some(var) = &s.become_password_env {
-                    b = b.password(self.env_secret(var)?);
-                }
-                b.check()?;
-                Some(b)
-            }
-            _ => None,
-        };
         let mut connect = ConnectOptions::new(host.address())
             .port(host.port())
             .credentials(creds)
@@ -324,12 +445,7 @@ impl TargetBuilder {
                     .unwrap_or(ConnectOptions::DEFAULT_KEEPALIVE_MAX),
             );
         }
-        Ok(Target {
-            host: host.clone(),
-            connect,
-            command_timeout: s.command_timeout.or(self.command_timeout),
-            sudo,
-        })
+        Ok(connect)
     }
 
     fn certificate(&mut self, file: &Path) -> Result<UserCertificate> {
@@ -361,6 +477,32 @@ impl TargetBuilder {
         self.identities.insert(file.to_owned(), id.clone());
         Ok(id)
     }
+}
+
+/// What a jump host takes from its target's settings (with where each came from): not
+/// the address, user, port, route, transport, command deadline or variables.
+fn inheritable(target: &HostSettings) -> HostSettings {
+    let mut settings = target.clone();
+    settings.address = None;
+    settings.port = None;
+    settings.user = None;
+    settings.proxy_jump = None;
+    settings.proxy_command = None;
+    settings.transport = None;
+    settings.command_timeout = None;
+    settings.vars.clear();
+    for field in [
+        "address",
+        "port",
+        "user",
+        "proxy_jump",
+        "proxy_command",
+        "transport",
+        "command_timeout",
+    ] {
+        settings.origins.remove(field);
+    }
+    settings
 }
 
 /// `KEY.pub` for `KEY`.

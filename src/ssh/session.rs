@@ -20,10 +20,12 @@ use crate::ssh::diagnosis::{
     ending_of, greeting_error, is_integrity_failure, negotiation_message, quote, Diagnosis, Ending,
     Greeting, RecordingStream, INTEGRITY_MESSAGE,
 };
+use crate::ssh::jump::{JumpHost, JumpParts, Jumps, Lease, OpenFailures};
 use crate::ssh::known_hosts::{
     describe_key, fingerprint, CertificateStatus, HostKeyPolicy, HostKeyStatus, KnownHosts,
     Recorded,
 };
+use crate::ssh::proxy_command;
 use crate::ssh::signer::{AgentKeySigner, KeySigner};
 
 /// Everything needed to connect to one host. Cheap to clone.
@@ -41,7 +43,28 @@ pub struct ConnectOptions {
     keepalive_interval: Duration,
     keepalive_max: usize,
     label: Option<String>,
+    route: Route,
     host_key_alias: Option<String>,
+}
+
+/// How a connection reaches its host.
+#[derive(Debug, Clone, Default)]
+enum Route {
+    /// A TCP connection.
+    #[default]
+    Direct,
+    /// Through jump hosts, first hop first (never empty).
+    Jump(Vec<JumpHost>),
+    /// Through a local command's stdin and stdout.
+    Command(String),
+}
+
+/// The three connection deadlines.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    pub(crate) connect: Duration,
+    pub(crate) handshake: Duration,
+    pub(crate) auth: Duration,
 }
 
 impl ConnectOptions {
@@ -69,7 +92,80 @@ impl ConnectOptions {
             keepalive_interval: ConnectOptions::DEFAULT_KEEPALIVE,
             keepalive_max: ConnectOptions::DEFAULT_KEEPALIVE_MAX,
             label: None,
+            route: Route::Direct,
             host_key_alias: None,
+        }
+    }
+
+    /// Connects through these jump hosts, first hop first (OpenSSH's `ProxyJump`); an
+    /// empty list connects directly. Each hop is its own SSH connection (host key check,
+    /// authentication and deadlines of its own, see [`JumpHost`] for what it inherits
+    /// from these options); the target is reached over a `direct-tcpip` channel through
+    /// the last hop. Replaces a [`ConnectOptions::proxy_command`].
+    #[must_use]
+    pub fn proxy_jump(mut self, hops: Vec<JumpHost>) -> Self {
+        self.route = if hops.is_empty() {
+            Route::Direct
+        } else {
+            Route::Jump(hops)
+        };
+        self
+    }
+
+    /// Connects through a local command whose stdin and stdout carry the SSH stream
+    /// (OpenSSH's `ProxyCommand`): run as `sh -c 'exec COMMAND'` with `%h` (host), `%p`
+    /// (port), `%r` (user), `%n` (the name used in messages) and `%%` expanded. The
+    /// connect deadline runs until the command's first output; the command is killed and
+    /// reaped when the connection ends or fails. Replaces a
+    /// [`ConnectOptions::proxy_jump`].
+    #[must_use]
+    pub fn proxy_command(mut self, command: impl Into<String>) -> Self {
+        self.route = Route::Command(command.into());
+        self
+    }
+
+    /// The jump hosts, first hop first (empty when there are none).
+    pub fn jump_hosts(&self) -> &[JumpHost] {
+        match &self.route {
+            Route::Jump(hops) => hops,
+            _ => &[],
+        }
+    }
+
+    /// The proxy command, as given (tokens not expanded).
+    pub fn proxy_command_line(&self) -> Option<&str> {
+        match &self.route {
+            Route::Command(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The TCP port.
+    pub fn port_number(&self) -> u16 {
+        self.port
+    }
+
+    pub(crate) fn credentials_setting(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    pub(crate) fn known_hosts_setting(&self) -> &KnownHosts {
+        &self.known_hosts
+    }
+
+    pub(crate) fn policy_setting(&self) -> HostKeyPolicy {
+        self.policy
+    }
+
+    pub(crate) fn keepalive_setting(&self) -> (Duration, usize) {
+        (self.keepalive_interval, self.keepalive_max)
+    }
+
+    pub(crate) fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            connect: self.connect_timeout,
+            handshake: self.handshake_timeout,
+            auth: self.auth_timeout,
         }
     }
 
@@ -83,7 +179,7 @@ impl ConnectOptions {
 
     /// The name and port the host key is looked up under: the alias and 22 when there is
     /// one (`[host]:port` is written only for a port other than 22), else the host and port.
-    fn key_lookup(&self) -> (&str, u16) {
+    pub(crate) fn key_lookup(&self) -> (&str, u16) {
         match &self.host_key_alias {
             Some(alias) => (alias, 22),
             None => (&self.host, self.port),
@@ -227,6 +323,8 @@ pub(crate) struct ClientHandler {
     verdict: Arc<Mutex<HostKeyVerdict>>,
     /// Why the connection ended, for the requests that then fail.
     diagnosis: Arc<Diagnosis>,
+    /// Channel open failures with the server's descriptions (for jumps).
+    open_failures: Arc<OpenFailures>,
 }
 
 impl ClientHandler {
@@ -405,6 +503,18 @@ impl client::Handler for ClientHandler {
         }
     }
 
+    async fn channel_open_failure(
+        &mut self,
+        _channel: russh::ChannelId,
+        reason: russh::ChannelOpenFailure,
+        description: &str,
+        _language: &str,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        self.open_failures.record(reason.code(), description);
+        Ok(())
+    }
+
     async fn disconnected(
         &mut self,
         reason: DisconnectReason<Self::Error>,
@@ -447,6 +557,10 @@ pub struct Session {
     name: String,
     /// Why the connection ended, once it has.
     diagnosis: Arc<Diagnosis>,
+    open_failures: Arc<OpenFailures>,
+    /// The connection to the last jump host, kept open while this session lives
+    /// (dropped after the transport).
+    _via: Option<Lease>,
 }
 
 pub(crate) enum SessionTransport {
@@ -480,10 +594,56 @@ impl Session {
     /// Dropping the future closes the connection attempt; nothing is left behind except a
     /// host key already learned under accept-new.
     pub async fn connect(options: &ConnectOptions) -> Result<Session> {
+        Session::connect_with(options, &Jumps::new()).await
+    }
+
+    /// Like [`Session::connect`], sharing connections to jump hosts through `jumps`
+    /// with other sessions connected through it.
+    ///
+    /// A hop that cannot be reached fails the connection with that hop's error kind and
+    /// phase, the message saying `jump host HOP (hop K of N): ...`; a target the last hop
+    /// cannot reach fails with [`ErrorKind::Connect`] (or [`ErrorKind::Timeout`], phase
+    /// connect) quoting the jump host's refusal.
+    ///
+    /// # Errors
+    /// As [`Session::connect`].
+    ///
+    /// # Cancel safety
+    /// As [`Session::connect`]; a connection to a jump host opened on the way stays in
+    /// `jumps` for other targets.
+    pub async fn connect_with(options: &ConnectOptions, jumps: &Jumps) -> Result<Session> {
         let name = options.display_name();
-        connect_inner(options, &name)
+        connect_inner(options, &name, jumps)
             .await
             .map_err(|e| e.with_host(name))
+    }
+
+    /// Connects straight over TCP, whatever the route (a jump host's first hop); errors
+    /// name no host.
+    pub(crate) async fn connect_direct(options: &ConnectOptions) -> Result<Session> {
+        let stream = tokio::time::timeout(options.connect_timeout, tcp_connect(options))
+            .await
+            .map_err(|_| Error::timeout(Phase::Connect, options.connect_timeout))?
+            .map_err(|e| e.in_phase(Phase::Connect))?;
+        establish(options, &options.display_name(), stream, None).await
+    }
+
+    /// Connects over `stream` (a channel through `via`); errors name no host.
+    pub(crate) async fn connect_over(
+        options: &ConnectOptions,
+        stream: russh::ChannelStream<client::Msg>,
+        via: Option<Lease>,
+    ) -> Result<Session> {
+        establish(options, &options.display_name(), stream, via).await
+    }
+
+    /// The connection and its channel open failures, for opening `direct-tcpip`
+    /// channels through it.
+    pub(crate) fn jump_parts(&self) -> Option<JumpParts<'_>> {
+        match &self.transport {
+            SessionTransport::Ssh(handle) => Some((handle, &self.open_failures)),
+            SessionTransport::Local => None,
+        }
     }
 
     /// A session whose commands run on this machine as `sh -c COMMAND` child processes,
@@ -494,6 +654,8 @@ impl Session {
             transport: SessionTransport::Local,
             name: name.into(),
             diagnosis: Arc::default(),
+            open_failures: Arc::default(),
+            _via: None,
         }
     }
 
@@ -689,12 +851,39 @@ fn aes_in_hardware() -> bool {
     false
 }
 
-async fn connect_inner(options: &ConnectOptions, name: &str) -> Result<Session> {
-    let stream = tokio::time::timeout(options.connect_timeout, tcp_connect(options))
-        .await
-        .map_err(|_| Error::timeout(Phase::Connect, options.connect_timeout))?
-        .map_err(|e| e.in_phase(Phase::Connect))?;
+async fn connect_inner(options: &ConnectOptions, name: &str, jumps: &Jumps) -> Result<Session> {
+    match &options.route {
+        Route::Direct => {
+            let stream = tokio::time::timeout(options.connect_timeout, tcp_connect(options))
+                .await
+                .map_err(|_| Error::timeout(Phase::Connect, options.connect_timeout))?
+                .map_err(|e| e.in_phase(Phase::Connect))?;
+            establish(options, name, stream, None).await
+        }
+        Route::Jump(_) => {
+            let (stream, lease) = jumps.stream_to(options).await?;
+            establish(options, name, stream, Some(lease)).await
+        }
+        Route::Command(command) => {
+            let (stream, process) = proxy_command::connect(command, options).await?;
+            match establish(options, name, stream, None).await {
+                Ok(session) => Ok(session),
+                Err(e) => Err(process.explain(e).await),
+            }
+        }
+    }
+}
 
+/// The SSH handshake and authentication over `stream`, each phase within its deadline.
+async fn establish<S>(
+    options: &ConnectOptions,
+    name: &str,
+    stream: S,
+    via: Option<Lease>,
+) -> Result<Session>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     // Like OpenSSH, prefer the host key algorithms already recorded for this host, so a
     // server with several keys presents the one we know.
     // The files are read once here and reused for the key check below.
@@ -747,7 +936,9 @@ async fn connect_inner(options: &ConnectOptions, name: &str) -> Result<Session> 
     });
     let verdict = Arc::new(Mutex::new(HostKeyVerdict::default()));
     let diagnosis = Arc::new(Diagnosis::default());
+    let open_failures = Arc::new(OpenFailures::default());
     let handler = ClientHandler {
+        open_failures: open_failures.clone(),
         host: key_host.to_owned(),
         port: key_port,
         known_hosts: options.known_hosts.clone(),
@@ -788,6 +979,8 @@ async fn connect_inner(options: &ConnectOptions, name: &str) -> Result<Session> 
             transport: SessionTransport::Ssh(Arc::new(handle)),
             name: name.to_owned(),
             diagnosis,
+            open_failures,
+            _via: via,
         }),
     }
 }

@@ -19,6 +19,9 @@ impl SshConfig {
     ///   `ConnectTimeout`, `ServerAliveInterval` (when not 0) and `ServerAliveCountMax`
     ///   (bounded to 1-1000) fill the settings the command line and inventory left unset,
     ///   with their origin;
+    /// - `ProxyJump` (its `%` tokens expanded) or `ProxyCommand` (as written: its tokens
+    ///   are expanded when it runs) fills `proxy_jump` or `proxy_command` when the command
+    ///   line and the inventory set neither;
     /// - the whole resolution is kept in [`Host::ssh_config`] for the keywords that have no
     ///   inventory setting (known_hosts files, `IdentitiesOnly`, `IdentityAgent`,
     ///   `HostKeyAlias`, authentication methods, `ProxyJump`, `ProxyCommand`).
@@ -108,6 +111,26 @@ impl SshConfig {
             let bounded = v.value.clamp(*KEEPALIVE_MAX.start(), *KEEPALIVE_MAX.end());
             set.keepalive_max = usize::try_from(bounded).ok();
             set.origins.insert("keepalive_max", from(&v.origin));
+        }
+        // ProxyJump and ProxyCommand fill one slot, as in the inventory: only when the
+        // command line and the inventory set neither.
+        if set.proxy_jump.is_none() && set.proxy_command.is_none() {
+            if let Some(v) = &resolved.proxy_jump {
+                let hops = resolved
+                    .expand_proxy_tokens(&v.value)
+                    .map_err(|e| bad(&v.origin, format!("ProxyJump {}", e.message())))?;
+                crate::ssh::JumpHost::parse_list(&hops)
+                    .map_err(|e| bad(&v.origin, format!("ProxyJump: {}", e.message())))?;
+                set.proxy_jump = Some(hops);
+                set.origins.insert("proxy_jump", from(&v.origin));
+            } else if let Some(v) = &resolved.proxy_command {
+                // Its tokens are expanded when it runs, with the final host, port and
+                // user (the same values OpenSSH would use).
+                crate::ssh::check_proxy_command(&v.value)
+                    .map_err(|e| bad(&v.origin, format!("ProxyCommand: {}", e.message())))?;
+                set.proxy_command = Some(v.value.clone());
+                set.origins.insert("proxy_command", from(&v.origin));
+            }
         }
         out.ssh_config = Some(resolved);
         Ok(out)

@@ -149,6 +149,9 @@ pub struct SshdConfig {
     pub root_login: bool,
     /// The `Subsystem sftp` line (default on; off: a server without SFTP).
     pub sftp_subsystem: bool,
+    /// Run the server inside this network namespace (`ip netns exec NAME sshd`; see
+    /// `netns::Topology`). Default: none.
+    pub netns: Option<String>,
     /// An authorized_keys file with the server's user key (default on; off:
     /// `AuthorizedKeysFile none`, so only certificates log in, with `TrustedUserCAKeys`
     /// among `extra`).
@@ -178,6 +181,7 @@ impl Default for SshdConfig {
             sftp_subsystem: true,
             authorized_keys: true,
             host_certificate: None,
+            netns: None,
         }
     }
 }
@@ -270,7 +274,16 @@ impl Sshd {
             }
             fs::write(&config_path, text).unwrap();
             let log = fs::File::create(dir.path().join("sshd.log")).unwrap();
-            let mut child = Command::new("/usr/sbin/sshd")
+            let mut sshd_command = match &config.netns {
+                // `ip netns exec` execs sshd: the child is the server itself.
+                Some(ns) => {
+                    let mut c = Command::new("ip");
+                    c.args(["netns", "exec", ns, "/usr/sbin/sshd"]);
+                    c
+                }
+                None => Command::new("/usr/sbin/sshd"),
+            };
+            let mut child = sshd_command
                 .args(["-D", "-e", "-f"])
                 .arg(&config_path)
                 .stdin(Stdio::null())
@@ -524,7 +537,7 @@ fn wait_listening(address: &str, port: u16, child: &mut Child) -> bool {
         if let Ok(Some(_)) = child.try_wait() {
             return false;
         }
-        if is_listening(address, port) {
+        if is_listening(address, port) || netns::is_listening_in(child.id(), address, port) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -784,3 +797,5 @@ fn is_listening_v6(address: &str, port: u16) -> bool {
         local_field == Some(local.as_str()) && state == Some("0A")
     })
 }
+
+pub mod netns;
