@@ -62,7 +62,7 @@ pub use ssh::quote::shell_quote;
 pub use ssh::{
     Agent, AuthMethod, Become, Command, ConnectOptions, Credentials, DataCallback, ExitStatus,
     HostKeyPolicy, HostKeyStatus, Identity, JumpHost, Jumps, KeyLocation, KnownHosts, Output,
-    Session, Sftp, Stream, TransferOptions, TransferStats,
+    Session, Sftp, Stream, TransferOptions, TransferStats, UserCertificate,
 };
 pub use template::Template;
 

@@ -138,9 +138,10 @@ fn errors_name_file_line_and_column() {
     assert_eq!(
         err("[hosts]\nweb1 = { prot = 22 }\n"),
         "hosts.toml:2:10: unknown field `prot`, expected one of `address`, `port`, `user`, \
-         `identity_files`, `password_env`, `host_key_policy`, `known_hosts`, \
-         `connect_timeout`, `command_timeout`, `keepalive`, `keepalive_max`, `transport`, \
-         `become`, `become_user`, `become_password_env`, `proxy_jump`, `proxy_command`, `vars`"
+         `identity_files`, `certificate_files`, `password_env`, `host_key_policy`, \
+         `known_hosts`, `connect_timeout`, `command_timeout`, `keepalive`, `keepalive_max`, \
+         `transport`, `become`, `become_user`, `become_password_env`, `proxy_jump`, \
+         `proxy_command`, `vars`"
     );
     assert!(
         err("[hosts\nweb1 = {}\n").starts_with("hosts.toml:1:"),

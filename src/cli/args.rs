@@ -63,6 +63,10 @@ pub struct Args {
     /// Private key file; repeat for several (as --user).
     #[arg(short = 'I', long = "identity", value_name = "FILE", global = true)]
     pub identity: Vec<PathBuf>,
+    /// OpenSSH user certificate file (CertificateFile); repeat for several (as --user).
+    /// `KEY-cert.pub` next to a key file is used without this.
+    #[arg(long = "certificate", value_name = "FILE", global = true)]
+    pub certificate: Vec<PathBuf>,
     /// Prompt for a password (used for password and keyboard-interactive auth) for every host.
     #[arg(long, global = true)]
     pub ask_pass: bool,
@@ -393,6 +397,9 @@ impl Args {
         if !self.identity.is_empty() {
             overrides.identity_files = Some(self.identity);
         }
+        if !self.certificate.is_empty() {
+            overrides.certificate_files = Some(self.certificate);
+        }
         if let Some(user) = &self.become_user {
             overrides.become_user = Some(user.clone());
         }
@@ -536,6 +543,7 @@ fn mark_command_line(overrides: &mut HostSettings) {
         ("user", overrides.user.is_some()),
         ("port", overrides.port.is_some()),
         ("identity_files", overrides.identity_files.is_some()),
+        ("certificate_files", overrides.certificate_files.is_some()),
         ("password_env", overrides.password_env.is_some()),
         ("host_key_policy", overrides.host_key_policy.is_some()),
         ("known_hosts", overrides.known_hosts.is_some()),

@@ -90,17 +90,11 @@ fn rows(host: &Host, no_agent: bool) -> Vec<Row> {
         (false, Some(v)) => row("identity_agent", json!(v.value), from_config(v)),
         (false, None) => row("identity_agent", json!("SSH_AUTH_SOCK"), DEFAULT.to_owned()),
     }
-    if let Some(c) = ssh.filter(|c| !c.certificate_files.is_empty()) {
-        let origin = c
-            .certificate_files
-            .iter()
-            .map(from_config)
-            .collect::<Vec<_>>()
-            .join(", ");
+    if let Some(files) = &s.certificate_files {
         row(
             "certificate_files",
-            paths(c.certificate_files.iter().map(|v| &v.value)),
-            origin,
+            paths(files),
+            origin_of(host, "certificate_files"),
         );
     }
     match &s.proxy_jump {

@@ -84,6 +84,9 @@ pub struct HostSettings {
     pub user: Option<String>,
     /// Private key files, tried in order.
     pub identity_files: Option<Vec<PathBuf>>,
+    /// OpenSSH user certificate files (OpenSSH's `CertificateFile`), offered first, each
+    /// signed by the identity file or agent key that holds its private key.
+    pub certificate_files: Option<Vec<PathBuf>>,
     /// The name of an environment variable holding the password.
     pub password_env: Option<String>,
     /// Host key policy.
@@ -152,6 +155,7 @@ impl HostSettings {
             port,
             user,
             identity_files,
+            certificate_files,
             password_env,
             host_key_policy,
             known_hosts,
@@ -397,6 +401,7 @@ fn check_overrides(overrides: &HostSettings) -> Result<()> {
         .identity_files
         .iter()
         .flatten()
+        .chain(overrides.certificate_files.iter().flatten())
         .chain(&overrides.known_hosts)
         .map(|p| p.as_os_str().as_encoded_bytes());
     let nul = strings
@@ -429,6 +434,7 @@ macro_rules! raw_settings {
             port: Option<Spanned<i64>>,
             user: Option<Spanned<String>>,
             identity_files: Option<Vec<Spanned<String>>>,
+            certificate_files: Option<Vec<Spanned<String>>>,
             password_env: Option<Spanned<String>>,
             host_key_policy: Option<Spanned<String>>,
             known_hosts: Option<Spanned<String>>,
@@ -453,6 +459,7 @@ macro_rules! raw_settings {
                     port: &self.port,
                     user: &self.user,
                     identity_files: &self.identity_files,
+                    certificate_files: &self.certificate_files,
                     password_env: &self.password_env,
                     host_key_policy: &self.host_key_policy,
                     known_hosts: &self.known_hosts,
@@ -497,6 +504,7 @@ struct SettingsRef<'a> {
     port: &'a Option<Spanned<i64>>,
     user: &'a Option<Spanned<String>>,
     identity_files: &'a Option<Vec<Spanned<String>>>,
+    certificate_files: &'a Option<Vec<Spanned<String>>>,
     password_env: &'a Option<Spanned<String>>,
     host_key_policy: &'a Option<Spanned<String>>,
     known_hosts: &'a Option<Spanned<String>>,
@@ -863,6 +871,13 @@ impl Parser<'_> {
             }
             s.identity_files = Some(paths);
         }
+        if let Some(files) = raw.certificate_files {
+            let mut paths = Vec::with_capacity(files.len());
+            for f in files {
+                paths.push(self.path(self.string(f, "certificate_files")?));
+            }
+            s.certificate_files = Some(paths);
+        }
         if let Some(v) = raw.password_env {
             s.password_env = Some(self.env_name(v, "password_env")?);
         }
@@ -923,13 +938,20 @@ impl Parser<'_> {
             file: self.file.to_owned(),
             line: self.line_of(span.start),
         };
-        let spans: [(&'static str, Option<Span>); 17] = [
+        let spans: [(&'static str, Option<Span>); 18] = [
             ("address", raw.address.as_ref().map(Spanned::span)),
             ("port", raw.port.as_ref().map(Spanned::span)),
             ("user", raw.user.as_ref().map(Spanned::span)),
             (
                 "identity_files",
                 raw.identity_files
+                    .as_ref()
+                    .and_then(|f| f.first())
+                    .map(Spanned::span),
+            ),
+            (
+                "certificate_files",
+                raw.certificate_files
                     .as_ref()
                     .and_then(|f| f.first())
                     .map(Spanned::span),

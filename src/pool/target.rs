@@ -11,6 +11,7 @@ use crate::inventory::{Host, HostSettings, Origin, Transport};
 use crate::secret::Secret;
 use crate::ssh::{
     Agent, AuthMethod, Become, ConnectOptions, Credentials, Identity, JumpHost, KnownHosts,
+    UserCertificate,
 };
 use crate::ssh_config::ResolvedConfig;
 use crate::template::Template;
@@ -85,6 +86,7 @@ type JumpHostResolver = Box<dyn Fn(Host) -> Result<Host> + Send + Sync>;
 /// Builds [`Target`]s, sharing credentials between hosts with the same settings.
 pub struct TargetBuilder {
     identities: HashMap<PathBuf, Identity>,
+    certificates: HashMap<PathBuf, UserCertificate>,
     defaults: Option<Credentials>,
     passwords: HashMap<String, Secret>,
     password_override: Option<Secret>,
@@ -118,6 +120,7 @@ impl TargetBuilder {
     pub fn new() -> TargetBuilder {
         TargetBuilder {
             identities: HashMap::new(),
+            certificates: HashMap::new(),
             defaults: None,
             passwords: HashMap::new(),
             password_override: None,
@@ -192,9 +195,9 @@ impl TargetBuilder {
     /// The target for `host`.
     ///
     /// # Errors
-    /// A key file that cannot be loaded ([`ErrorKind::KeyFile`]), a password variable
-    /// (`password_env`, `become_password_env`) that is not set, an invalid `become_user`,
-    /// an invalid `proxy_jump` or `proxy_command`, or both set
+    /// A key or certificate file that cannot be loaded ([`ErrorKind::KeyFile`]), a
+    /// password variable (`password_env`, `become_password_env`) that is not set, an
+    /// invalid `become_user`, an invalid `proxy_jump` or `proxy_command`, or both set
     /// ([`ErrorKind::InvalidInput`]); an error of the
     /// [jump host resolver](TargetBuilder::jump_host_resolver). The message names the
     /// host.
@@ -368,6 +371,23 @@ impl TargetBuilder {
                 c
             }
         };
+        // As for key files: ssh_config's CertificateFile may name an absent file (OpenSSH
+        // skips it); a file named on the command line or in the inventory must load.
+        let lenient = matches!(
+            s.origins.get("certificate_files"),
+            Some(Origin::SshConfig(_))
+        );
+        for file in s.certificate_files.iter().flatten() {
+            if lenient && !file.exists() {
+                tracing::debug!(
+                    "{}: certificate file {} is absent: skipped",
+                    host.name,
+                    file.display()
+                );
+                continue;
+            }
+            creds.certificate(self.certificate(file)?);
+        }
         creds.identities_only(identities_only);
         creds.agent(
             match (&self.agent, ssh.and_then(|c| c.identity_agent.as_ref())) {
@@ -426,6 +446,15 @@ impl TargetBuilder {
             );
         }
         Ok(connect)
+    }
+
+    fn certificate(&mut self, file: &Path) -> Result<UserCertificate> {
+        if let Some(c) = self.certificates.get(file) {
+            return Ok(c.clone());
+        }
+        let c = UserCertificate::from_file(file)?;
+        self.certificates.insert(file.to_owned(), c.clone());
+        Ok(c)
     }
 
     /// The secret in environment variable `var`, read once per builder.

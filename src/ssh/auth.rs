@@ -1,18 +1,19 @@
-//! Credentials: private key files (loaded and decrypted once, shared by every connection),
-//! the ssh-agent, and a password used for password and keyboard-interactive authentication.
+//! Credentials: private key files (loaded and decrypted once, shared by every connection)
+//! and their OpenSSH user certificates, the ssh-agent, and a password used for password and
+//! keyboard-interactive authentication.
 
 use std::fmt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use russh::keys::{ssh_key, PrivateKey};
+use russh::keys::{ssh_key, Certificate, PrivateKey};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::Secret;
 use crate::ssh::key_file::{self, DecryptError};
-use crate::ssh::known_hosts::fingerprint;
+use crate::ssh::known_hosts::{describe_key, fingerprint, unix_time};
 
 /// Decodes the text of a key file, asking `passphrase` only when the key is encrypted.
 fn decode_key(
@@ -122,11 +123,155 @@ fn openssh_cipher(text: &str) -> Option<String> {
     Some(key.cipher().as_str().to_owned())
 }
 
-/// A private key loaded from a file. Cloning is cheap: the key is shared.
+/// An OpenSSH user certificate (`ssh-keygen -s CA -I ID -n PRINCIPALS key.pub` writes
+/// `key-cert.pub`): a public key signed by a certificate authority that servers trust
+/// through `TrustedUserCAKeys`, so that no authorized_keys entry is needed. Cloning is
+/// cheap.
+#[derive(Clone)]
+pub struct UserCertificate {
+    path: PathBuf,
+    certificate: Arc<Certificate>,
+}
+
+impl UserCertificate {
+    /// Reads a certificate file (one line, `ssh-ed25519-cert-v01@openssh.com AAAA...`, as
+    /// `ssh-keygen -s` writes it). Nothing is checked against the clock or a user here:
+    /// the server decides (an expired certificate or one for other principals is still
+    /// offered, and described in the error when it is refused).
+    ///
+    /// # Errors
+    /// [`ErrorKind::KeyFile`] naming the file: unreadable, not an OpenSSH certificate, or
+    /// a host certificate.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<UserCertificate> {
+        let path = path.as_ref();
+        let fail = |msg: String| Error::new(ErrorKind::KeyFile, msg);
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            fail(format!("cannot read certificate file {}", path.display())).with_source(e)
+        })?;
+        let certificate = Certificate::from_openssh(text.trim()).map_err(|e| {
+            fail(format!(
+                "certificate file {} is not an openssh certificate",
+                path.display()
+            ))
+            .with_source(e)
+        })?;
+        if !certificate.cert_type().is_user() {
+            return Err(fail(format!(
+                "certificate file {} holds a host certificate, not a user certificate",
+                path.display()
+            )));
+        }
+        Ok(UserCertificate {
+            path: path.to_owned(),
+            certificate: Arc::new(certificate),
+        })
+    }
+
+    /// The file it was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The key ID (`ssh-keygen -I`).
+    pub fn key_id(&self) -> &str {
+        self.certificate.key_id()
+    }
+
+    /// The principals (`ssh-keygen -n`): the user names it is valid for.
+    pub fn principals(&self) -> &[String] {
+        self.certificate.valid_principals()
+    }
+
+    /// The SHA-256 fingerprint of the certified public key (`SHA256:...`).
+    pub fn fingerprint(&self) -> String {
+        self.certificate
+            .public_key()
+            .fingerprint(ssh_key::HashAlg::Sha256)
+            .to_string()
+    }
+
+    /// The SHA-256 fingerprint of the certificate authority's key.
+    pub fn ca_fingerprint(&self) -> String {
+        self.certificate
+            .signature_key()
+            .fingerprint(ssh_key::HashAlg::Sha256)
+            .to_string()
+    }
+
+    pub(crate) fn certificate(&self) -> &Certificate {
+        &self.certificate
+    }
+
+    /// What was offered, for an authentication error: the key ID, the principals (and
+    /// whether `user` is among them), the validity when it is limited or over, the CA.
+    pub(crate) fn describe(&self, user: &str) -> String {
+        describe_user_certificate(&self.certificate, user)
+    }
+}
+
+impl fmt::Debug for UserCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserCertificate")
+            .field("path", &self.path)
+            .field("key_id", &self.key_id())
+            .field("principals", &self.principals())
+            .field("fingerprint", &self.fingerprint())
+            .finish()
+    }
+}
+
+/// `ID "alice"; principals ["alice"]; valid until ...; CA ssh-ed25519 SHA256:...`, with
+/// what the client can already tell the server will refuse (expired, not yet valid,
+/// `user` not among the principals).
+pub(crate) fn describe_user_certificate(certificate: &Certificate, user: &str) -> String {
+    let mut parts = vec![format!("ID {:?}", certificate.key_id())];
+    let principals = certificate.valid_principals();
+    if principals.is_empty() {
+        parts.push("no principals".to_owned());
+    } else if principals.iter().any(|p| p == user) {
+        parts.push(format!("principals {principals:?}"));
+    } else {
+        parts.push(format!("principals {principals:?}, not {user:?}"));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if now < certificate.valid_after() {
+        parts.push(format!(
+            "not valid before {}",
+            unix_time(certificate.valid_after())
+        ));
+    } else if now >= certificate.valid_before() {
+        parts.push(format!(
+            "expired at {}",
+            unix_time(certificate.valid_before())
+        ));
+    } else if certificate.valid_before() != u64::MAX {
+        parts.push(format!(
+            "valid until {}",
+            unix_time(certificate.valid_before())
+        ));
+    }
+    parts.push(format!("CA {}", describe_key(certificate.signature_key())));
+    parts.join("; ")
+}
+
+/// Where an identity's certificate came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CertificateSource {
+    /// `KEY-cert.pub` found next to the key file.
+    BesideKey,
+    /// Given with [`Identity::with_certificate`].
+    Explicit,
+}
+
+/// A private key loaded from a file, with its user certificate if it has one. Cloning is
+/// cheap: the key is shared.
 #[derive(Clone)]
 pub struct Identity {
     path: PathBuf,
     key: Arc<PrivateKey>,
+    certificate: Option<(UserCertificate, CertificateSource)>,
 }
 
 impl Identity {
@@ -178,10 +323,90 @@ impl Identity {
             fail(format!("cannot read key file {}", path.display())).with_source(e)
         })?);
         let key = decode_key(path, &text, passphrase)?;
-        Ok(Identity {
+        let mut identity = Identity {
             path: path.to_owned(),
             key: Arc::new(key),
-        })
+            certificate: None,
+        };
+        identity.certificate = identity
+            .certificate_beside()
+            .map(|c| (c, CertificateSource::BesideKey));
+        Ok(identity)
+    }
+
+    /// The certificate OpenSSH loads for a key file: `KEY-cert`, else `KEY-cert.pub`. A
+    /// file that is missing is no certificate; one that cannot be used (not a user
+    /// certificate, or for another key) is skipped with a warning.
+    fn certificate_beside(&self) -> Option<UserCertificate> {
+        let mut base = self.path.clone().into_os_string();
+        base.push("-cert");
+        let bare = PathBuf::from(base);
+        let with_pub = {
+            let mut p = bare.clone().into_os_string();
+            p.push(".pub");
+            PathBuf::from(p)
+        };
+        let path = [bare, with_pub].into_iter().find(|p| p.exists())?;
+        match UserCertificate::from_file(&path).and_then(|c| self.check_certificate(c)) {
+            Ok(certificate) => {
+                tracing::debug!(
+                    "key file {}: certificate {}",
+                    self.path.display(),
+                    path.display()
+                );
+                Some(certificate)
+            }
+            Err(e) => {
+                tracing::warn!("not using {}: {e:#}", path.display());
+                None
+            }
+        }
+    }
+
+    /// `certificate` if it certifies this identity's key.
+    fn check_certificate(&self, certificate: UserCertificate) -> Result<UserCertificate> {
+        if certificate.certificate().public_key() != self.key.public_key().key_data() {
+            return Err(Error::new(
+                ErrorKind::KeyFile,
+                format!(
+                    "certificate file {} certifies key {}, not the key of {} ({})",
+                    certificate.path().display(),
+                    describe_key(certificate.certificate().public_key()),
+                    self.path.display(),
+                    describe_key(self.key.public_key().key_data())
+                ),
+            ));
+        }
+        Ok(certificate)
+    }
+
+    /// This identity with the user certificate in `path` (OpenSSH's `CertificateFile` for
+    /// one key), replacing a `KEY-cert.pub` found next to the key file.
+    ///
+    /// # Errors
+    /// As [`UserCertificate::from_file`], and [`ErrorKind::KeyFile`] when the certificate
+    /// is for another key.
+    pub fn with_certificate(mut self, path: impl AsRef<Path>) -> Result<Identity> {
+        let certificate = self.check_certificate(UserCertificate::from_file(path)?)?;
+        self.certificate = Some((certificate, CertificateSource::Explicit));
+        Ok(self)
+    }
+
+    /// The user certificate offered with this key: `KEY-cert.pub` (or `KEY-cert`) found
+    /// next to the key file when it was loaded, or the one given to
+    /// [`Identity::with_certificate`].
+    pub fn certificate(&self) -> Option<&UserCertificate> {
+        self.certificate.as_ref().map(|(c, _)| c)
+    }
+
+    /// The certificate to offer, unless it was found next to the key and `explicit_given`
+    /// (OpenSSH loads `KEY-cert.pub` only when no `CertificateFile` is given).
+    pub(crate) fn certificate_to_offer(&self, explicit_given: bool) -> Option<&UserCertificate> {
+        match &self.certificate {
+            Some((c, CertificateSource::Explicit)) => Some(c),
+            Some((c, CertificateSource::BesideKey)) if !explicit_given => Some(c),
+            _ => None,
+        }
     }
 
     /// The file the key came from.
@@ -208,6 +433,10 @@ impl fmt::Debug for Identity {
         f.debug_struct("Identity")
             .field("path", &self.path)
             .field("fingerprint", &self.fingerprint())
+            .field(
+                "certificate",
+                &self.certificate().map(UserCertificate::path),
+            )
             .finish()
     }
 }
@@ -271,17 +500,29 @@ impl fmt::Display for AuthMethod {
 ///
 /// Methods are tried in the order of [`Credentials::methods`] (by default
 /// [`AuthMethod::DEFAULT_ORDER`]), skipping those the server does not allow:
-/// - public key: each identity file, in the order given, then each key the ssh-agent
-///   holds (with [`Credentials::identities_only`], only agent keys allowed by
-///   [`Credentials::agent_public_key_file`]); when a password is set and the server allows
-///   password or keyboard-interactive authentication, agent keys only until five attempts
-///   in all have been refused, so that the password is the sixth: sshd disconnects at its
-///   `MaxAuthTries` (6 by default);
+/// - public key:
+///   1. each certificate added with [`Credentials::certificate`] (OpenSSH's
+///      `CertificateFile`), signed by the identity file or else the agent key that holds
+///      its private key;
+///   2. each identity file, in the order given: its certificate first (see
+///      [`Identity::certificate`]; one found next to the key file is not offered when
+///      certificates were added with [`Credentials::certificate`], as in OpenSSH), then
+///      the plain key;
+///   3. the ssh-agent: the certificates it holds, then its keys (with
+///      [`Credentials::identities_only`], only those allowed by the identity files,
+///      certificate files and [`Credentials::agent_public_key_file`]); when a password is
+///      set and the server allows password or keyboard-interactive authentication, only
+///      until five attempts in all have been refused, so that the password is the sixth:
+///      sshd disconnects at its `MaxAuthTries` (6 by default);
+///
+///   a certificate already offered is not offered again (the agent may hold one given as
+///   a file too);
 /// - keyboard-interactive, answering the prompts with the password;
 /// - password.
 #[derive(Clone)]
 pub struct Credentials {
     identities: Vec<Identity>,
+    certificates: Vec<UserCertificate>,
     agent: Agent,
     password: Option<Secret>,
     identities_only: bool,
@@ -295,6 +536,7 @@ impl Default for Credentials {
     fn default() -> Credentials {
         Credentials {
             identities: Vec::new(),
+            certificates: Vec::new(),
             agent: Agent::default(),
             password: None,
             identities_only: false,
@@ -313,6 +555,13 @@ impl Credentials {
     /// Adds a loaded key.
     pub fn identity(&mut self, identity: Identity) -> &mut Self {
         self.identities.push(identity);
+        self
+    }
+
+    /// Adds a user certificate whose private key is one of the identity files or a key
+    /// in the ssh-agent (OpenSSH's `CertificateFile`). Offered before everything else.
+    pub fn certificate(&mut self, certificate: UserCertificate) -> &mut Self {
+        self.certificates.push(certificate);
         self
     }
 
@@ -399,6 +648,10 @@ impl Credentials {
         &self.identities
     }
 
+    pub(crate) fn certificates(&self) -> &[UserCertificate] {
+        &self.certificates
+    }
+
     pub(crate) fn agent_setting(&self) -> &Agent {
         &self.agent
     }
@@ -412,6 +665,7 @@ impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Credentials")
             .field("identities", &self.identities)
+            .field("certificates", &self.certificates)
             .field("agent", &self.agent)
             .field("password", &self.password)
             .field("identities_only", &self.identities_only)

@@ -1,6 +1,6 @@
 //! known_hosts: parsing OpenSSH's format (hashed names, wildcards, negation, `[host]:port`,
-//! `@revoked`, tabs), checking a server's key under a [`HostKeyPolicy`], and learning new
-//! keys safely when many connections learn at once.
+//! `@revoked`, `@cert-authority`, tabs), checking a server's key or host certificate under a
+//! [`HostKeyPolicy`], and learning new keys safely when many connections learn at once.
 //!
 //! russh's own helpers are not used: they ignore `@revoked`, wildcards and tabs, and report
 //! a known host offering a key of another type as unknown, which accept-new would then learn.
@@ -15,13 +15,21 @@ use std::sync::Arc;
 
 use data_encoding::BASE64;
 use hmac::{Hmac, KeyInit, Mac};
-use russh::keys::ssh_key::{HashAlg, PublicKey};
+use russh::keys::ssh_key::public::KeyData;
+use russh::keys::ssh_key::{Algorithm, Certificate, HashAlg, PublicKey};
 use sha1::Sha1;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::glob::glob_match;
 
 /// What to do with a server's host key.
+///
+/// Under every policy, a host certificate signed by a CA of a matching `@cert-authority`
+/// line and valid for the host is accepted without its key being recorded, and a key or
+/// CA marked `@revoked` is refused. A host certificate that is not valid (expired, other
+/// principals, unknown CA, ...) leaves its plain key to be checked as below, the
+/// certificate's fault named first, except that [`HostKeyPolicy::AcceptNew`] does not learn
+/// that key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HostKeyPolicy {
     /// The key must already be recorded; an unknown or changed key is refused before
@@ -29,11 +37,14 @@ pub enum HostKeyPolicy {
     #[default]
     Strict,
     /// An unknown host's key is recorded in the first known_hosts file and accepted; a
-    /// changed key is still refused. Like OpenSSH's `StrictHostKeyChecking accept-new`.
+    /// changed key is still refused. Like OpenSSH's `StrictHostKeyChecking accept-new`,
+    /// except for the plain key of a host certificate that is not valid: refused, not
+    /// learned (OpenSSH learns it).
     AcceptNew,
-    /// No check at all: any key is accepted, and a warning is logged. With a key that
-    /// differs from the recorded one, password and keyboard-interactive authentication are
-    /// disabled, as OpenSSH does, so a password is never sent to an impostor.
+    /// No check but `@revoked`: any other key is accepted, and a warning is logged. With a
+    /// key that differs from the recorded one, password and keyboard-interactive
+    /// authentication are disabled, as OpenSSH does, so a password is never sent to an
+    /// impostor.
     Off,
 }
 
@@ -334,6 +345,209 @@ impl Recorded {
     }
 }
 
+/// What checking a host certificate against the `@cert-authority` and `@revoked` lines
+/// found (OpenSSH's `check_host_key` with a certificate, sshconnect.c).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CertificateStatus {
+    /// Signed by the CA of the `@cert-authority` line at this location, which matches
+    /// the host, and valid for it now.
+    Valid(KeyLocation),
+    /// The certified key or the CA is marked `@revoked`: refused (the message says which).
+    Revoked(String),
+    /// Not accepted, for the reason given (a sentence starting with "host certificate").
+    /// As OpenSSH does, the plain key inside is then checked like any host key.
+    Invalid(String),
+}
+
+impl Recorded {
+    /// Whether some `@cert-authority` line matches `host`:`port` (or, on a port other
+    /// than 22, plain `host`, as OpenSSH retries without the port): then certificate host
+    /// key algorithms are offered first, as OpenSSH does.
+    pub(crate) fn has_cert_authority(&self, host: &str, port: u16) -> bool {
+        cert_lookup_names(host, port).iter().any(|name| {
+            self.files.iter().any(|(_, indexed)| {
+                indexed.candidates(name).any(|entry| {
+                    entry.marker == Marker::CertAuthority
+                        && host_matches(name, &entry.hosts)
+                        && entry.key().is_some()
+                })
+            })
+        })
+    }
+
+    /// Checks a host certificate presented by `host` on `port` at `now` (seconds since
+    /// the Unix epoch), as OpenSSH 9.2 does (sshconnect.c `check_host_key`, sshkey.c
+    /// `sshkey_cert_check_host`):
+    ///
+    /// - the certified key or the CA marked `@revoked` (on any line: rexec does not match
+    ///   the host names of `@revoked` lines) refuses it;
+    /// - the CA must be the key of an `@cert-authority` line whose patterns match
+    ///   `[host]:port` (or, on a port other than 22, `host`);
+    /// - the CA's signature must verify, with an algorithm in OpenSSH's default
+    ///   `CASignatureAlgorithms` (no `ssh-rsa` SHA-1 or DSA signatures);
+    /// - it must be a host certificate, valid at `now` (`valid_after <= now <
+    ///   valid_before`), with `host` among its principals (any host when it lists none;
+    ///   names compare exactly, lowercased host), and no critical options.
+    pub(crate) fn check_certificate(
+        &self,
+        host: &str,
+        port: u16,
+        certificate: &Certificate,
+        now: u64,
+    ) -> CertificateStatus {
+        let name = certificate_name(certificate);
+        let subject = certificate.public_key();
+        let ca = certificate.signature_key();
+        let names = cert_lookup_names(host, port);
+
+        for (file, indexed) in &self.files {
+            for entry in indexed.candidates(&lookup_name(host, port)) {
+                if entry.marker != Marker::Revoked {
+                    continue;
+                }
+                let Some(revoked) = entry.key() else {
+                    continue;
+                };
+                let at = KeyLocation {
+                    file: file.clone(),
+                    line: entry.line,
+                };
+                if revoked.key_data() == subject {
+                    return CertificateStatus::Revoked(format!(
+                        "{name} certifies key {}, which is marked @revoked in {at}",
+                        describe_key(subject)
+                    ));
+                }
+                if revoked.key_data() == ca {
+                    return CertificateStatus::Revoked(format!(
+                        "{name} is signed by CA {}, which is marked @revoked in {at}",
+                        describe_key(ca)
+                    ));
+                }
+            }
+        }
+
+        let authority = names.iter().find_map(|lookup| {
+            self.files.iter().find_map(|(file, indexed)| {
+                indexed.candidates(lookup).find_map(|entry| {
+                    let trusted = entry.marker == Marker::CertAuthority
+                        && host_matches(lookup, &entry.hosts)
+                        && entry.key().is_some_and(|k| k.key_data() == ca);
+                    trusted.then(|| KeyLocation {
+                        file: file.clone(),
+                        line: entry.line,
+                    })
+                })
+            })
+        });
+        let Some(authority) = authority else {
+            return CertificateStatus::Invalid(format!(
+                "{name} is signed by CA {}, which no @cert-authority line for {} names",
+                describe_key(ca),
+                names.join(" or ")
+            ));
+        };
+
+        // The CA's signature (ssh-key checks it together with the CA's fingerprint and a
+        // time, which is taken inside the validity interval here: the interval is
+        // checked below, with its own message).
+        if certificate.valid_after() < certificate.valid_before() {
+            let fingerprint = ca.fingerprint(HashAlg::Sha256);
+            if certificate
+                .validate_at(certificate.valid_after(), [&fingerprint])
+                .is_err()
+            {
+                return CertificateStatus::Invalid(format!(
+                    "{name} has a CA signature that does not verify"
+                ));
+            }
+        }
+        if !certificate.cert_type().is_host() {
+            return CertificateStatus::Invalid(format!(
+                "{name} is a user certificate, not a host certificate"
+            ));
+        }
+        if now < certificate.valid_after() {
+            return CertificateStatus::Invalid(format!(
+                "{name} is not valid before {}",
+                unix_time(certificate.valid_after())
+            ));
+        }
+        if now >= certificate.valid_before() {
+            return CertificateStatus::Invalid(format!(
+                "{name} expired at {}",
+                unix_time(certificate.valid_before())
+            ));
+        }
+        let principal = host.to_ascii_lowercase();
+        let principals = certificate.valid_principals();
+        if !principals.is_empty() && !principals.contains(&principal) {
+            return CertificateStatus::Invalid(format!(
+                "{name} is for principals {principals:?}, not {principal:?}"
+            ));
+        }
+        if !certificate.critical_options().is_empty() {
+            let options: Vec<&str> = certificate
+                .critical_options()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            return CertificateStatus::Invalid(format!(
+                "{name} has critical options ({}), which OpenSSH refuses in a host certificate",
+                options.join(", ")
+            ));
+        }
+        let signed_with = certificate.signature().algorithm();
+        if matches!(signed_with, Algorithm::Rsa { hash: None } | Algorithm::Dsa) {
+            return CertificateStatus::Invalid(format!(
+                "{name} is signed with {}, which OpenSSH's CASignatureAlgorithms does not \
+                 allow by default",
+                signed_with.as_str()
+            ));
+        }
+        CertificateStatus::Valid(authority)
+    }
+}
+
+/// `host certificate "KEY-ID"`, for messages.
+fn certificate_name(certificate: &Certificate) -> String {
+    if certificate.key_id().is_empty() {
+        "host certificate".to_owned()
+    } else {
+        format!("host certificate {:?}", certificate.key_id())
+    }
+}
+
+/// `ssh-ed25519 SHA256:...`, for messages.
+pub(crate) fn describe_key(key: &KeyData) -> String {
+    format!("{} {}", key.algorithm(), key.fingerprint(HashAlg::Sha256))
+}
+
+/// A certificate time (seconds since the Unix epoch) as RFC 3339 in UTC; `forever` for
+/// the largest value (ssh-keygen's "forever").
+pub(crate) fn unix_time(seconds: u64) -> String {
+    /// The first second of the year 10000, which humantime does not format.
+    const YEAR_10000: u64 = 253_402_300_800;
+    if seconds == u64::MAX {
+        return "forever".to_owned();
+    }
+    if seconds >= YEAR_10000 {
+        return format!("{seconds} seconds after 1970");
+    }
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// The names a certificate's CA is looked up under: `[host]:port`, then (on a port other
+/// than 22) plain `host`, as OpenSSH retries "without port identifier".
+fn cert_lookup_names(host: &str, port: u16) -> Vec<String> {
+    let mut names = vec![lookup_name(host, port)];
+    if port != 22 {
+        names.push(host.to_ascii_lowercase());
+    }
+    names
+}
+
 /// The SHA-256 fingerprint as OpenSSH prints it (`SHA256:...`).
 pub(crate) fn fingerprint(key: &PublicKey) -> String {
     key.fingerprint(HashAlg::Sha256).to_string()
@@ -582,6 +796,232 @@ mod tests {
         let entry = format!("|1|{}|{}", BASE64.encode(&salt), BASE64.encode(&hash));
         assert!(host_matches("localhost", &entry));
         assert!(!host_matches("otherhost", &entry));
+    }
+
+    mod certificates {
+        use super::*;
+        use russh::keys::ssh_key::certificate::{Builder, CertType};
+        use russh::keys::ssh_key::private::Ed25519Keypair;
+        use russh::keys::ssh_key::PrivateKey;
+
+        fn key(seed: u8) -> PrivateKey {
+            PrivateKey::from(Ed25519Keypair::from_seed(&[seed; 32]))
+        }
+
+        fn line(marker: &str, hosts: &str, k: &PrivateKey) -> String {
+            format!("{marker}{hosts} {}\n", k.public_key().to_openssh().unwrap())
+        }
+
+        fn recorded(text: &str) -> Recorded {
+            Recorded {
+                files: vec![(PathBuf::from("kh"), Arc::new(Indexed::new(text)))],
+            }
+        }
+
+        /// A host certificate for `host_key` by `ca`, valid from 1000 to 2000, adjusted by
+        /// `edit`.
+        fn cert(
+            ca: &PrivateKey,
+            host_key: &PrivateKey,
+            edit: impl FnOnce(&mut Builder),
+        ) -> Certificate {
+            cert_as(ca, host_key, CertType::Host, "h", edit)
+        }
+
+        /// As [`cert`], of type `cert_type` with key ID `key_id` (a builder field can be
+        /// set only once).
+        fn cert_as(
+            ca: &PrivateKey,
+            host_key: &PrivateKey,
+            cert_type: CertType,
+            key_id: &str,
+            edit: impl FnOnce(&mut Builder),
+        ) -> Certificate {
+            let mut b = Builder::new(
+                vec![1; 32],
+                host_key.public_key().key_data().clone(),
+                1000,
+                2000,
+            )
+            .unwrap();
+            b.cert_type(cert_type).unwrap();
+            b.key_id(key_id).unwrap();
+            b.valid_principal("web1").unwrap();
+            edit(&mut b);
+            b.sign(ca).unwrap()
+        }
+
+        fn invalid(status: CertificateStatus) -> String {
+            match status {
+                CertificateStatus::Invalid(reason) => reason,
+                other => panic!("{other:?}"),
+            }
+        }
+
+        #[test]
+        fn the_ca_is_looked_up_with_and_then_without_the_port() {
+            let (ca, host) = (key(1), key(2));
+            let c = cert(&ca, &host, |_| {});
+            let kh = recorded(&line("@cert-authority ", "web1", &ca));
+            assert_eq!(
+                kh.check_certificate("web1", 2222, &c, 1500),
+                CertificateStatus::Valid(KeyLocation {
+                    file: "kh".into(),
+                    line: 1
+                })
+            );
+            assert!(kh.has_cert_authority("web1", 2222));
+            assert!(kh.has_cert_authority("WEB1", 22));
+            assert!(!kh.has_cert_authority("web2", 22));
+            let kh = recorded(&line("@cert-authority ", "[web1]:2222", &ca));
+            assert!(matches!(
+                kh.check_certificate("web1", 2222, &c, 1500),
+                CertificateStatus::Valid(_)
+            ));
+            assert_eq!(
+                invalid(kh.check_certificate("web1", 22, &c, 1500)),
+                format!(
+                    "host certificate \"h\" is signed by CA {}, which no @cert-authority line \
+                     for web1 names",
+                    describe_key(ca.public_key().key_data())
+                )
+            );
+        }
+
+        #[test]
+        fn the_validity_interval_is_inclusive_of_its_start_only() {
+            let (ca, host) = (key(1), key(2));
+            let c = cert(&ca, &host, |_| {});
+            let kh = recorded(&line("@cert-authority ", "*", &ca));
+            assert!(matches!(
+                kh.check_certificate("web1", 22, &c, 1000),
+                CertificateStatus::Valid(_)
+            ));
+            assert!(matches!(
+                kh.check_certificate("web1", 22, &c, 1999),
+                CertificateStatus::Valid(_)
+            ));
+            assert_eq!(
+                invalid(kh.check_certificate("web1", 22, &c, 999)),
+                "host certificate \"h\" is not valid before 1970-01-01T00:16:40Z"
+            );
+            assert_eq!(
+                invalid(kh.check_certificate("web1", 22, &c, 2000)),
+                "host certificate \"h\" expired at 1970-01-01T00:33:20Z"
+            );
+        }
+
+        #[test]
+        fn principals_compare_exactly_and_none_means_any_host() {
+            let (ca, host) = (key(1), key(2));
+            let kh = recorded(&line("@cert-authority ", "*", &ca));
+            let c = cert(&ca, &host, |_| {});
+            // The host name is lowercased, as ssh does with the name typed.
+            assert!(matches!(
+                kh.check_certificate("WEB1", 22, &c, 1500),
+                CertificateStatus::Valid(_)
+            ));
+            assert_eq!(
+                invalid(kh.check_certificate("web1.example.com", 22, &c, 1500)),
+                "host certificate \"h\" is for principals [\"web1\"], not \"web1.example.com\""
+            );
+            let mut b = Builder::new(
+                vec![1; 32],
+                host.public_key().key_data().clone(),
+                0,
+                u64::MAX,
+            )
+            .unwrap();
+            b.cert_type(CertType::Host).unwrap();
+            b.all_principals_valid().unwrap();
+            let any = b.sign(&ca).unwrap();
+            assert!(matches!(
+                kh.check_certificate("anything", 22, &any, 1500),
+                CertificateStatus::Valid(_)
+            ));
+        }
+
+        #[test]
+        fn critical_options_and_user_certificates_are_refused() {
+            let (ca, host) = (key(1), key(2));
+            let kh = recorded(&line("@cert-authority ", "*", &ca));
+            let c = cert(&ca, &host, |b| {
+                b.critical_option("source-address", "10.0.0.1").unwrap();
+            });
+            assert_eq!(
+                invalid(kh.check_certificate("web1", 22, &c, 1500)),
+                "host certificate \"h\" has critical options (source-address), which OpenSSH \
+                 refuses in a host certificate"
+            );
+            let c = cert_as(&ca, &host, CertType::User, "h", |_| {});
+            assert_eq!(
+                invalid(kh.check_certificate("web1", 22, &c, 1500)),
+                "host certificate \"h\" is a user certificate, not a host certificate"
+            );
+        }
+
+        #[test]
+        fn a_signature_that_does_not_verify_is_refused() {
+            let (ca, host, other) = (key(1), key(2), key(3));
+            let kh = recorded(&line("@cert-authority ", "*", &ca));
+            // Signed by another CA, then the trusted CA's key put in its place.
+            let signed = cert_as(&other, &host, CertType::Host, "forged", |_| {});
+            let mut bytes = signed.to_bytes().unwrap();
+            let ca_blob = ca.public_key().to_bytes().unwrap();
+            let other_blob = other.public_key().to_bytes().unwrap();
+            let at = bytes
+                .windows(other_blob.len())
+                .position(|w| w == other_blob.as_slice())
+                .unwrap();
+            bytes.splice(at..at + other_blob.len(), ca_blob);
+            let forged = Certificate::from_bytes(&bytes).unwrap();
+            assert_eq!(forged.signature_key(), ca.public_key().key_data());
+            assert_eq!(
+                invalid(kh.check_certificate("web1", 22, &forged, 1500)),
+                "host certificate \"forged\" has a CA signature that does not verify"
+            );
+        }
+
+        #[test]
+        fn revoked_keys_and_cas_are_refused_whatever_the_host_pattern() {
+            let (ca, host) = (key(1), key(2));
+            let c = cert(&ca, &host, |_| {});
+            let kh = recorded(&format!(
+                "{}{}",
+                line("@cert-authority ", "*", &ca),
+                line("@revoked ", "elsewhere", &ca)
+            ));
+            assert_eq!(
+                kh.check_certificate("web1", 22, &c, 1500),
+                CertificateStatus::Revoked(format!(
+                    "host certificate \"h\" is signed by CA {}, which is marked @revoked in kh:2",
+                    describe_key(ca.public_key().key_data())
+                ))
+            );
+            let kh = recorded(&format!(
+                "{}{}",
+                line("@revoked ", "*", &host),
+                line("@cert-authority ", "*", &ca)
+            ));
+            assert_eq!(
+                kh.check_certificate("web1", 22, &c, 1500),
+                CertificateStatus::Revoked(format!(
+                    "host certificate \"h\" certifies key {}, which is marked @revoked in kh:1",
+                    describe_key(host.public_key().key_data())
+                ))
+            );
+        }
+
+        #[test]
+        fn times_are_printed_in_utc() {
+            assert_eq!(unix_time(0), "1970-01-01T00:00:00Z");
+            assert_eq!(unix_time(u64::MAX), "forever");
+            assert_eq!(unix_time(253_402_300_799), "9999-12-31T23:59:59Z");
+            assert_eq!(
+                unix_time(253_402_300_800),
+                "253402300800 seconds after 1970"
+            );
+        }
     }
 
     #[test]

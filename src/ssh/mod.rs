@@ -11,8 +11,9 @@ mod proxy_command;
 pub mod quote;
 pub mod session;
 pub mod sftp;
+mod signer;
 
-pub use auth::{Agent, AuthMethod, Credentials, Identity};
+pub use auth::{Agent, AuthMethod, Credentials, Identity, UserCertificate};
 pub use command::{Become, Command, DataCallback, ExitStatus, Output, Stream};
 pub use jump::{JumpHost, Jumps};
 pub use known_hosts::{HostKeyPolicy, HostKeyStatus, KeyLocation, KnownHosts};

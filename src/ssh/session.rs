@@ -7,21 +7,26 @@ use std::time::Duration;
 
 use russh::client::{self, AuthResult, DisconnectReason, Handle, KeyboardInteractiveAuthResponse};
 use russh::keys::agent::client::AgentClient;
+use russh::keys::agent::AgentIdentity;
 use russh::keys::PrivateKeyWithHashAlg;
 use russh::keys::PublicKeyOrCertificate;
 use russh::MethodKind;
 use russh::MethodSet;
 
 use crate::error::{Error, ErrorKind, Phase, Result};
-use crate::ssh::auth::{Agent, AuthMethod, Credentials};
+use crate::ssh::auth::{describe_user_certificate, Agent, AuthMethod, Credentials};
 use crate::ssh::command::Command;
 use crate::ssh::diagnosis::{
     ending_of, greeting_error, is_integrity_failure, negotiation_message, quote, Diagnosis, Ending,
     Greeting, RecordingStream, INTEGRITY_MESSAGE,
 };
 use crate::ssh::jump::{JumpHost, JumpParts, Jumps, Lease, OpenFailures};
-use crate::ssh::known_hosts::{fingerprint, HostKeyPolicy, HostKeyStatus, KnownHosts, Recorded};
+use crate::ssh::known_hosts::{
+    describe_key, fingerprint, CertificateStatus, HostKeyPolicy, HostKeyStatus, KnownHosts,
+    Recorded,
+};
 use crate::ssh::proxy_command;
+use crate::ssh::signer::{AgentKeySigner, KeySigner};
 
 /// Everything needed to connect to one host. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -338,14 +343,6 @@ impl client::Handler for ClientHandler {
         &mut self,
         server_public_key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        let key = match server_public_key {
-            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
-            PublicKeyOrCertificate::Certificate(cert) => {
-                russh::keys::PublicKey::new(cert.public_key().clone(), "")
-            }
-        };
-        let fp = fingerprint(&key);
-        let algo = key.algorithm().to_string();
         let snapshot = match self.snapshot.take() {
             Some(s) => s,
             // A later key exchange (rekey): read the files again.
@@ -356,19 +353,68 @@ impl client::Handler for ClientHandler {
                     .map_err(|_| russh::Error::Inconsistent)?
             }
         };
-        let status = match snapshot {
-            Ok(recorded) => recorded.check(&self.host, self.port, &key),
+        let recorded = match snapshot {
+            Ok(recorded) => recorded,
             Err(e) => return Ok(self.reject(e)),
         };
+        // A host certificate is checked first; one that is not accepted leaves its plain
+        // key to be checked like any host key, as OpenSSH does (the reason is kept for
+        // the messages).
+        let (key, certificate_problem) = match server_public_key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => (key.clone(), None),
+            PublicKeyOrCertificate::Certificate(cert) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                match recorded.check_certificate(&self.host, self.port, cert, now) {
+                    CertificateStatus::Valid(at) => {
+                        tracing::debug!(
+                            "{}: host certificate {:?} ({}) signed by the CA at {at}",
+                            self.host,
+                            cert.key_id(),
+                            describe_key(cert.public_key())
+                        );
+                        return Ok(true);
+                    }
+                    CertificateStatus::Revoked(message) => {
+                        return Ok(self.reject(Error::new(ErrorKind::HostKeyChanged, message)))
+                    }
+                    CertificateStatus::Invalid(reason) => (
+                        russh::keys::PublicKey::new(cert.public_key().clone(), ""),
+                        Some(reason),
+                    ),
+                }
+            }
+        };
+        let fp = fingerprint(&key);
+        let algo = key.algorithm().to_string();
+        // "REASON; " before a message about the plain key of a certificate not accepted.
+        let because = certificate_problem
+            .as_deref()
+            .map_or(String::new(), |reason| format!("{reason}; "));
+        let its = if certificate_problem.is_some() {
+            "its plain key"
+        } else {
+            "host key"
+        };
+        let status = recorded.check(&self.host, self.port, &key);
         match (status, self.policy) {
-            (HostKeyStatus::Known(_), _) => Ok(true),
+            (HostKeyStatus::Known(at), _) => {
+                if certificate_problem.is_some() {
+                    tracing::warn!(
+                        "{}: {because}accepted because {its} {algo} {fp} is recorded at {at}",
+                        self.host
+                    );
+                }
+                Ok(true)
+            }
             (HostKeyStatus::Revoked(at), _) => Ok(self.reject(Error::new(
                 ErrorKind::HostKeyChanged,
-                format!("host key {algo} {fp} is marked @revoked in {at}"),
+                format!("{because}{its} {algo} {fp} is marked @revoked in {at}"),
             ))),
             (HostKeyStatus::Changed(at), HostKeyPolicy::Off) => {
                 tracing::warn!(
-                    "{}: host key {algo} {fp} differs from the one recorded at {at}; \
+                    "{}: {because}{its} {algo} {fp} differs from the one recorded at {at}; \
                      accepted because host key checking is off; password authentication disabled",
                     self.host
                 );
@@ -380,8 +426,8 @@ impl client::Handler for ClientHandler {
             (HostKeyStatus::Changed(at), _) => Ok(self.reject(Error::new(
                 ErrorKind::HostKeyChanged,
                 format!(
-                    "HOST KEY CHANGED: the server offered {algo} {fp}, which does not match \
-                     the key recorded at {at}; refusing to connect (someone may be \
+                    "{because}HOST KEY CHANGED: the server offered {algo} {fp}, which does not \
+                     match the key recorded at {at}; refusing to connect (someone may be \
                      intercepting the connection; if the host was really reinstalled, remove \
                      that line)"
                 ),
@@ -389,16 +435,40 @@ impl client::Handler for ClientHandler {
             (HostKeyStatus::Unknown, HostKeyPolicy::Strict) => Ok(self.reject(Error::new(
                 ErrorKind::HostKeyUnknown,
                 format!(
-                    "host key {algo} {fp} is not in known_hosts ({}); refusing under the \
-                     strict policy (use accept-new to learn it)",
+                    "{because}{its} {algo} {fp} is not in known_hosts ({}){}; refusing under \
+                     the strict policy (use accept-new to learn it)",
                     self.known_hosts
                         .paths()
                         .iter()
                         .map(|p| p.display().to_string())
                         .collect::<Vec<_>>()
-                        .join(", ")
+                        .join(", "),
+                    if certificate_problem.is_some() {
+                        " either"
+                    } else {
+                        ""
+                    }
                 ),
             ))),
+            // rexec differs from OpenSSH here, which learns the plain key: a host that
+            // presents a certificate for a name an @cert-authority line covers is meant to
+            // be checked by its CA, and a learned key would hide the fault for good.
+            (HostKeyStatus::Unknown, HostKeyPolicy::AcceptNew) if certificate_problem.is_some() => {
+                Ok(self.reject(Error::new(
+                    ErrorKind::HostKeyUnknown,
+                    format!(
+                        "{because}{its} {algo} {fp} is not in known_hosts ({}) either; \
+                         refusing under accept-new, which does not learn the key of a host \
+                         whose certificate failed (renew the certificate or record the key)",
+                        self.known_hosts
+                            .paths()
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    ),
+                )))
+            }
             (HostKeyStatus::Unknown, HostKeyPolicy::AcceptNew) => {
                 let (known_hosts, host, port) =
                     (self.known_hosts.clone(), self.host.clone(), self.port);
@@ -416,8 +486,8 @@ impl client::Handler for ClientHandler {
                         .reject(Error::new(
                             ErrorKind::HostKeyChanged,
                             format!(
-                                "HOST KEY CHANGED: the server offered {algo} {fp}, but another \
-                                 key was recorded at {at} meanwhile; refusing to connect"
+                                "{because}HOST KEY CHANGED: the server offered {algo} {fp}, but \
+                                 another key was recorded at {at} meanwhile; refusing to connect"
                             ),
                         ))),
                     Err(e) => Ok(self.reject(e)),
@@ -425,7 +495,7 @@ impl client::Handler for ClientHandler {
             }
             (HostKeyStatus::Unknown, HostKeyPolicy::Off) => {
                 tracing::warn!(
-                    "{}: host key {algo} {fp} accepted without checking (policy off)",
+                    "{}: {because}{its} {algo} {fp} accepted without checking (policy off)",
                     self.host
                 );
                 Ok(true)
@@ -706,6 +776,17 @@ pub(crate) fn russh_error(e: russh::Error, doing: &str) -> Error {
     Error::new(kind, msg).with_source(e)
 }
 
+/// The certificate host key algorithms offered when an `@cert-authority` line matches the
+/// host: one for each plain algorithm offered, in the same order, without the SHA-1
+/// `ssh-rsa-cert-v01@openssh.com` that OpenSSH no longer offers by default.
+fn certificate_algorithms(plain: &[russh::keys::Algorithm]) -> Vec<russh::keys::Algorithm> {
+    plain
+        .iter()
+        .filter(|a| !matches!(a, russh::keys::Algorithm::Rsa { hash: None }))
+        .cloned()
+        .collect()
+}
+
 /// The key exchange methods offered, best first: russh's default order (the
 /// post-quantum hybrid, curve25519, then finite-field Diffie-Hellman) with the NIST-curve
 /// ECDH methods after curve25519, as OpenSSH orders them, so that servers limited to
@@ -812,11 +893,19 @@ where
         .map_err(|_| Error::new(ErrorKind::LocalIo, "cannot read known_hosts"))
         .and_then(|r| r);
     let (key_host, key_port) = options.key_lookup();
-    let recorded = match &snapshot {
-        Ok(r) => r.algorithms(key_host, key_port),
-        Err(_) => Vec::new(),
+    let (recorded, cert_authority) = match &snapshot {
+        Ok(r) => (
+            r.algorithms(key_host, key_port),
+            r.has_cert_authority(key_host, key_port),
+        ),
+        Err(_) => (Vec::new(), false),
     };
     let mut preferred = russh::Preferred::default();
+    if cert_authority {
+        // As OpenSSH does when an @cert-authority line matches the host: certificate
+        // algorithms first (russh advertises them ahead of the plain ones).
+        preferred.host_key_certificates = certificate_algorithms(&preferred.key).into();
+    }
     if !recorded.is_empty() {
         let same_family = |a: &russh::keys::Algorithm| {
             recorded.iter().any(|r| {
@@ -1158,7 +1247,9 @@ async fn try_methods(
     ))
 }
 
-/// Identity files, then agent keys within the budget. Whether one was accepted.
+/// Public key authentication: certificate files, identity files (each with its
+/// certificate first), then the agent's certificates and keys within the budget. Whether
+/// one was accepted.
 async fn public_keys(
     handle: &mut Handle<ClientHandler>,
     options: &ConnectOptions,
@@ -1169,8 +1260,106 @@ async fn public_keys(
     let creds = &options.credentials;
     let auth_err = |e: russh::Error| russh_error(e, "authenticating");
 
-    // 1. Identity files, all of them: the user named each one.
+    let explicit_certificates = creds.certificates();
+    let mut offered_certificates: Vec<Vec<u8>> = Vec::new();
+    let mut agent: Option<AgentKeys> = None;
+    let agent_socket = match creds.agent_setting() {
+        Agent::Off => None,
+        Agent::FromEnv => std::env::var_os("SSH_AUTH_SOCK")
+            .filter(|s| !s.is_empty())
+            .map(std::path::PathBuf::from),
+        Agent::Socket(p) => Some(p.clone()),
+    };
+
+    // 1. Certificates given as files, each signed by the key file or else the agent key
+    //    that holds its private key.
+    for certificate in explicit_certificates {
+        if !state.allows(MethodKind::PublicKey) {
+            break;
+        }
+        let cert = certificate.certificate();
+        let described = format!(
+            "certificate {} ({})",
+            certificate.path().display(),
+            certificate.describe(user)
+        );
+        let file_key = creds
+            .identities()
+            .iter()
+            .find(|id| id.key().public_key().key_data() == cert.public_key());
+        let outcome = if let Some(identity) = file_key {
+            attempts.tried.push(described);
+            let mut signer = KeySigner {
+                key: identity.key().clone(),
+            };
+            offer_certificate(handle, user, cert, &mut signer, ErrorKind::KeyFile).await?
+        } else {
+            if agent.is_none() {
+                if let Some(socket) = &agent_socket {
+                    agent = Some(AgentKeys::open(socket).await?);
+                }
+            }
+            let agent_key = agent.as_ref().and_then(|a| {
+                a.keys
+                    .iter()
+                    .find(|k| k.key_data() == cert.public_key())
+                    .cloned()
+            });
+            match (agent.as_mut(), agent_key) {
+                (Some(a), Some(key)) => {
+                    attempts.tried.push(described);
+                    let mut signer = AgentKeySigner {
+                        agent: &mut a.client,
+                        key,
+                    };
+                    offer_certificate(handle, user, cert, &mut signer, ErrorKind::Agent).await?
+                }
+                _ => {
+                    attempts.tried.push(format!(
+                        "{described}: not offered, its private key is neither an identity \
+                         file nor in the ssh-agent"
+                    ));
+                    continue;
+                }
+            }
+        };
+        offered_certificates.push(cert.to_bytes().unwrap_or_default());
+        match outcome {
+            None => return Ok(true),
+            Some(remaining) => {
+                attempts.failures += 1;
+                state.allowed = Some(remaining);
+            }
+        }
+    }
+
+    // 2. Identity files, all of them: the user named each one; a key's certificate first.
     for identity in creds.identities() {
+        if let Some(certificate) = identity.certificate_to_offer(!explicit_certificates.is_empty())
+        {
+            let cert = certificate.certificate();
+            let blob = cert.to_bytes().unwrap_or_default();
+            if state.allows(MethodKind::PublicKey) && !offered_certificates.contains(&blob) {
+                attempts.tried.push(format!(
+                    "certificate {} ({})",
+                    certificate.path().display(),
+                    certificate.describe(user)
+                ));
+                let mut signer = KeySigner {
+                    key: identity.key().clone(),
+                };
+                let outcome =
+                    offer_certificate(handle, user, cert, &mut signer, ErrorKind::KeyFile).await?;
+                offered_certificates.push(blob);
+                match outcome {
+                    None => return Ok(true),
+                    Some(remaining) => {
+                        attempts.failures += 1;
+                        state.allowed = Some(remaining);
+                    }
+                }
+            }
+        }
         if !state.allows(MethodKind::PublicKey) {
             break;
         }
@@ -1202,100 +1391,219 @@ async fn public_keys(
         }
     }
 
-    // 2. Agent keys, within the budget.
-    let socket = match creds.agent_setting() {
-        Agent::Off => None,
-        Agent::FromEnv => std::env::var_os("SSH_AUTH_SOCK")
-            .filter(|s| !s.is_empty())
-            .map(std::path::PathBuf::from),
-        Agent::Socket(p) => Some(p.clone()),
-    };
-    let Some(socket) = socket.filter(|_| state.allows(MethodKind::PublicKey)) else {
-        return Ok(false);
-    };
-    // At high fan-out an agent refuses connections (EAGAIN): a few at a time.
-    let _slot = AGENT_SLOTS.acquire().await;
-    let mut agent = AgentClient::connect_uds(&socket).await.map_err(|e| {
-        Error::new(
-            ErrorKind::Agent,
-            format!("cannot reach the ssh-agent at {}", socket.display()),
-        )
-        .with_source(e)
-    })?;
-    let keys = agent.request_identities().await.map_err(|e| {
-        Error::new(ErrorKind::Agent, "cannot list the ssh-agent's keys").with_source(e)
-    })?;
-    let total = keys.len();
-    let keys: Vec<_> = keys
-        .into_iter()
-        .filter(|k| creds.agent_may_offer(&k.public_key()))
-        .collect();
-    let usable = keys.len();
-    let entry = attempts.tried.len();
-    attempts.tried.push(if usable == total {
-        format!("agent ({total} keys)")
-    } else {
-        format!("agent ({usable} of {total} keys: IdentitiesOnly)")
-    });
-    let mut offered = 0;
-    let mut held_back = false;
-    for identity in keys {
-        if !state.allows(MethodKind::PublicKey) {
-            break;
-        }
-        if attempts.failures >= state.key_failures_allowed {
-            held_back = true;
-            break;
-        }
-        offered += 1;
-        let public = identity.public_key().into_owned();
-        let hash = if matches!(public.algorithm(), russh::keys::Algorithm::Rsa { .. }) {
-            handle
-                .best_supported_rsa_hash()
-                .await
-                .map_err(auth_err)?
-                .flatten()
-        } else {
-            None
-        };
-        match handle
-            .authenticate_publickey_with(user, public, hash, &mut agent)
-            .await
-        {
-            Ok(AuthResult::Success) => return Ok(true),
-            Ok(AuthResult::Failure {
-                remaining_methods, ..
-            }) => {
-                attempts.failures += 1;
-                state.allowed = Some(remaining_methods);
-            }
-            // The server went away while the agent signed: not the agent's fault.
-            Err(_) if handle.is_closed() => {
-                return Err(Error::new(
-                    ErrorKind::Disconnected,
-                    "connection lost while authenticating",
-                ))
-            }
-            Err(e) => {
-                return Err(
-                    Error::new(ErrorKind::Agent, "the ssh-agent failed to sign").with_source(e)
-                )
-            }
+    // 3. The agent: its certificates, then its keys, within the budget.
+    if agent.is_none() && state.allows(MethodKind::PublicKey) {
+        if let Some(socket) = &agent_socket {
+            agent = Some(AgentKeys::open(socket).await?);
         }
     }
-    if offered < usable {
-        if let Some(entry) = attempts.tried.get_mut(entry) {
-            *entry = if held_back {
-                format!(
-                    "agent ({offered} of {total} keys; the rest held back so that the \
-                     password gets its turn within sshd's MaxAuthTries)"
-                )
+    if let Some(agent) = agent
+        .as_mut()
+        .filter(|_| state.allows(MethodKind::PublicKey))
+    {
+        for (cert, comment) in agent.certificates.clone() {
+            if !state.allows(MethodKind::PublicKey)
+                || attempts.failures >= state.key_failures_allowed
+            {
+                break;
+            }
+            let blob = cert.to_bytes().unwrap_or_default();
+            if offered_certificates.contains(&blob) {
+                continue;
+            }
+            // IdentitiesOnly: only certificates for a configured key, as OpenSSH.
+            let plain = russh::keys::PublicKey::new(cert.public_key().clone(), "");
+            let configured = creds
+                .identities()
+                .iter()
+                .any(|id| id.key().public_key().key_data() == cert.public_key());
+            if !configured && !creds.agent_may_offer(&plain) {
+                continue;
+            }
+            attempts.tried.push(format!(
+                "certificate from the agent {comment:?} ({})",
+                describe_user_certificate(&cert, user)
+            ));
+            let outcome =
+                offer_certificate(handle, user, &cert, &mut agent.client, ErrorKind::Agent).await?;
+            offered_certificates.push(blob);
+            match outcome {
+                None => return Ok(true),
+                Some(remaining) => {
+                    attempts.failures += 1;
+                    state.allowed = Some(remaining);
+                }
+            }
+        }
+        let total = agent.keys.len();
+        let keys: Vec<_> = agent
+            .keys
+            .iter()
+            .filter(|k| creds.agent_may_offer(k))
+            .cloned()
+            .collect();
+        let usable = keys.len();
+        let entry = attempts.tried.len();
+        if total > 0 || agent.certificates.is_empty() {
+            attempts.tried.push(if usable == total {
+                format!("agent ({total} keys)")
             } else {
-                format!("agent ({offered} of {total} keys)")
+                format!("agent ({usable} of {total} keys: IdentitiesOnly)")
+            });
+        }
+        let mut offered = 0;
+        let mut held_back = false;
+        for public in keys {
+            if !state.allows(MethodKind::PublicKey) {
+                break;
+            }
+            if attempts.failures >= state.key_failures_allowed {
+                held_back = true;
+                break;
+            }
+            offered += 1;
+            let hash = if matches!(public.algorithm(), russh::keys::Algorithm::Rsa { .. }) {
+                handle
+                    .best_supported_rsa_hash()
+                    .await
+                    .map_err(auth_err)?
+                    .flatten()
+            } else {
+                None
             };
+            match handle
+                .authenticate_publickey_with(user, public, hash, &mut agent.client)
+                .await
+            {
+                Ok(AuthResult::Success) => return Ok(true),
+                Ok(AuthResult::Failure {
+                    remaining_methods, ..
+                }) => {
+                    attempts.failures += 1;
+                    state.allowed = Some(remaining_methods);
+                }
+                // The server went away while the agent signed: not the agent's fault.
+                Err(_) if handle.is_closed() => {
+                    return Err(Error::new(
+                        ErrorKind::Disconnected,
+                        "connection lost while authenticating",
+                    ))
+                }
+                Err(e) => {
+                    return Err(
+                        Error::new(ErrorKind::Agent, "the ssh-agent failed to sign").with_source(e)
+                    )
+                }
+            }
+        }
+        if offered < usable {
+            if let Some(entry) = attempts.tried.get_mut(entry) {
+                *entry = if held_back {
+                    format!(
+                        "agent ({offered} of {total} keys; the rest held back so that the \
+                         password gets its turn within sshd's MaxAuthTries)"
+                    )
+                } else {
+                    format!("agent ({offered} of {total} keys)")
+                };
+            }
         }
     }
     Ok(false)
+}
+
+/// The ssh-agent's identities, split into certificates and plain keys, with the
+/// connection to it (holding one of the process's agent slots).
+struct AgentKeys {
+    client: AgentClient<tokio::net::UnixStream>,
+    certificates: Vec<(russh::keys::Certificate, String)>,
+    keys: Vec<russh::keys::PublicKey>,
+    _slot: Option<tokio::sync::SemaphorePermit<'static>>,
+}
+
+impl AgentKeys {
+    async fn open(socket: &std::path::Path) -> Result<AgentKeys> {
+        // At high fan-out an agent refuses connections (EAGAIN): a few at a time.
+        let slot = AGENT_SLOTS.acquire().await.ok();
+        let mut client = AgentClient::connect_uds(socket).await.map_err(|e| {
+            Error::new(
+                ErrorKind::Agent,
+                format!("cannot reach the ssh-agent at {}", socket.display()),
+            )
+            .with_source(e)
+        })?;
+        let identities = client.request_identities().await.map_err(|e| {
+            Error::new(ErrorKind::Agent, "cannot list the ssh-agent's keys").with_source(e)
+        })?;
+        let mut certificates = Vec::new();
+        let mut keys = Vec::new();
+        for identity in identities {
+            match identity {
+                AgentIdentity::Certificate {
+                    certificate,
+                    comment,
+                } => {
+                    // A host certificate in the agent is no login (OpenSSH skips it too).
+                    if certificate.cert_type().is_user() {
+                        certificates.push((certificate, comment));
+                    }
+                }
+                AgentIdentity::PublicKey { key, .. } => keys.push(key),
+            }
+        }
+        Ok(AgentKeys {
+            client,
+            certificates,
+            keys,
+            _slot: slot,
+        })
+    }
+}
+
+/// Offers `certificate`, signed by `signer`: `None` when the server accepted it, or the
+/// methods it still allows. A signer that fails is `failure_kind` (the key file's or the
+/// agent's fault), unless the connection went away meanwhile.
+async fn offer_certificate<S>(
+    handle: &mut Handle<ClientHandler>,
+    user: &str,
+    certificate: &russh::keys::Certificate,
+    signer: &mut S,
+    failure_kind: ErrorKind,
+) -> Result<Option<MethodSet>>
+where
+    S: russh::Signer,
+    S::Error: std::error::Error + Send + Sync + 'static,
+{
+    let hash = if matches!(certificate.algorithm(), russh::keys::Algorithm::Rsa { .. }) {
+        handle
+            .best_supported_rsa_hash()
+            .await
+            .map_err(|e| russh_error(e, "authenticating"))?
+            .flatten()
+    } else {
+        None
+    };
+    match handle
+        .authenticate_certificate_with(user, certificate.clone(), hash, signer)
+        .await
+    {
+        Ok(AuthResult::Success) => Ok(None),
+        Ok(AuthResult::Failure {
+            remaining_methods, ..
+        }) => Ok(Some(remaining_methods)),
+        Err(_) if handle.is_closed() => Err(Error::new(
+            ErrorKind::Disconnected,
+            "connection lost while authenticating",
+        )),
+        Err(e) => Err(Error::new(
+            failure_kind,
+            format!(
+                "cannot sign with the key of certificate {:?}",
+                certificate.key_id()
+            ),
+        )
+        .with_source(e)),
+    }
 }
 
 fn list_or_none(items: &[String]) -> String {

@@ -14,7 +14,8 @@ impl SshConfig {
     /// its name (what `ssh` would be given), with the user and port already set by the
     /// command line or inventory taken as settled (like `ssh -l USER -p PORT`). Then:
     /// - `HostName` replaces the address (the looked-up name is only an alias);
-    /// - `User`, `Port`, `IdentityFile` (all of them), `StrictHostKeyChecking`,
+    /// - `User`, `Port`, `IdentityFile` and `CertificateFile` (all of them),
+    ///   `StrictHostKeyChecking`,
     ///   `ConnectTimeout`, `ServerAliveInterval` (when not 0) and `ServerAliveCountMax`
     ///   (bounded to 1-1000) fill the settings the command line and inventory left unset,
     ///   with their origin;
@@ -23,8 +24,7 @@ impl SshConfig {
     ///   line and the inventory set neither;
     /// - the whole resolution is kept in [`Host::ssh_config`] for the keywords that have no
     ///   inventory setting (known_hosts files, `IdentitiesOnly`, `IdentityAgent`,
-    ///   `HostKeyAlias`, authentication methods, `ProxyJump`, `ProxyCommand`,
-    ///   `CertificateFile`).
+    ///   `HostKeyAlias`, authentication methods, `ProxyJump`, `ProxyCommand`).
     ///
     /// Local hosts are returned unchanged.
     ///
@@ -72,6 +72,16 @@ impl SshConfig {
                     .collect(),
             );
             set.origins.insert("identity_files", from(&first.origin));
+        }
+        if let (None, Some(first)) = (&set.certificate_files, resolved.certificate_files.first()) {
+            set.certificate_files = Some(
+                resolved
+                    .certificate_files
+                    .iter()
+                    .map(|v| v.value.clone())
+                    .collect(),
+            );
+            set.origins.insert("certificate_files", from(&first.origin));
         }
         if let (None, Some(v)) = (set.host_key_policy, &resolved.strict_host_key_checking) {
             set.host_key_policy = Some(v.value.policy());

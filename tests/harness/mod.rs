@@ -152,6 +152,20 @@ pub struct SshdConfig {
     /// Run the server inside this network namespace (`ip netns exec NAME sshd`; see
     /// `netns::Topology`). Default: none.
     pub netns: Option<String>,
+    /// An authorized_keys file with the server's user key (default on; off:
+    /// `AuthorizedKeysFile none`, so only certificates log in, with `TrustedUserCAKeys`
+    /// among `extra`).
+    pub authorized_keys: bool,
+    /// Sign every host key with this CA and serve the certificates (`HostCertificate`).
+    pub host_certificate: Option<HostCertificateSpec>,
+}
+
+/// How the harness signs its host keys: `ssh-keygen -s CA -I rexec-test-host ARGS KEY.pub`
+/// (`args` usually holds `-h`, `-n PRINCIPALS` and `-V VALIDITY`).
+#[derive(Clone, Debug)]
+pub struct HostCertificateSpec {
+    pub ca: PathBuf,
+    pub args: Vec<String>,
 }
 
 impl Default for SshdConfig {
@@ -165,6 +179,8 @@ impl Default for SshdConfig {
             addresses: vec!["127.0.0.1".to_owned()],
             root_login: false,
             sftp_subsystem: true,
+            authorized_keys: true,
+            host_certificate: None,
             netns: None,
         }
     }
@@ -203,16 +219,37 @@ impl Sshd {
         fs::copy(user_key.with_extension("pub"), &authorized).unwrap();
         fs::set_permissions(&authorized, fs::Permissions::from_mode(0o644)).unwrap();
 
+        let mut host_certificates = Vec::new();
+        if let Some(spec) = &config.host_certificate {
+            for k in &host_keys {
+                run(Command::new("ssh-keygen")
+                    .args(["-q", "-s"])
+                    .arg(&spec.ca)
+                    .args(["-I", "rexec-test-host"])
+                    .args(&spec.args)
+                    .arg(k.with_extension("pub")));
+                host_certificates.push(dir.path().join(format!(
+                    "{}-cert.pub",
+                    k.file_name().unwrap().to_str().unwrap()
+                )));
+            }
+        }
+
         for attempt in 0..20 {
             let port = free_port();
             let config_path = dir.path().join("sshd_config");
             let mut text = format!(
                 "Port {port}\nPidFile {dir}/sshd.pid\n\
-                 AuthorizedKeysFile {dir}/authorized_keys\nStrictModes no\n\
+                 AuthorizedKeysFile {authorized}\nStrictModes no\n\
                  UsePAM {pam}\nPasswordAuthentication {pw}\nKbdInteractiveAuthentication {kbd}\n\
                  PermitRootLogin {root}\nAllowUsers {TEST_USER}{also_root}\nMaxStartups 200:30:400\n\
                  MaxSessions 32\nLogLevel VERBOSE\nSetEnv {LEAK_TAG}={dir}\n",
                 dir = dir.path().display(),
+                authorized = if config.authorized_keys {
+                    format!("{}/authorized_keys", dir.path().display())
+                } else {
+                    "none".to_owned()
+                },
                 root = if config.root_login { "prohibit-password" } else { "no" },
                 also_root = if config.root_login { " root" } else { "" },
                 pam = yes(config.use_pam),
@@ -224,6 +261,9 @@ impl Sshd {
             }
             for k in &host_keys {
                 text.push_str(&format!("HostKey {}\n", k.display()));
+            }
+            for c in &host_certificates {
+                text.push_str(&format!("HostCertificate {}\n", c.display()));
             }
             for a in &config.addresses {
                 text.push_str(&format!("ListenAddress {a}\n"));
