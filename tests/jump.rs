@@ -1311,3 +1311,110 @@ fn a_bastion_that_forbids_forwarding_is_named_with_its_refusal() {
     );
     assert_eq!(log_count(bastion, "Accepted publickey for rexec-test"), 1);
 }
+
+/// The first hop's own `ProxyJump` in ssh_config is followed, as OpenSSH does (`ssh -J b2
+/// t` reaches `b2` as `ssh b2` would, through `b2`'s own jump host); a loop of jump hosts
+/// and a jump host's `ProxyCommand` are refused before connecting.
+#[test]
+fn a_first_hops_own_proxy_jump_is_followed_as_openssh_does() {
+    let lab = Lab::new(2, 1, 1, SshdConfig::default());
+    let (first, second) = (&lab.bastions[0], &lab.bastions[1]);
+    let target = lab.target_addresses()[0].clone();
+    let config = lab.dir.path().join("ssh_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Host b1\n  HostName {}\n  Port {}\n\n\
+             Host b2\n  HostName {}\n  Port {}\n  ProxyJump b1\n\n\
+             Host t\n  HostName {}\n  Port {}\n  ProxyJump b2\n\n\
+             Host loop1\n  ProxyJump loop2\n\nHost loop2\n  ProxyJump loop1\n\n\
+             Host viacmd\n  ProxyCommand nc %h %p\n\n\
+             Host *\n  User {TEST_USER}\n  IdentityFile {}\n  UserKnownHostsFile {}\n  \
+             GlobalKnownHostsFile none\n  IdentitiesOnly yes\n  BatchMode yes\n  \
+             StrictHostKeyChecking yes\n",
+            first.addresses[0],
+            first.port,
+            second.addresses[0],
+            second.port,
+            target.address,
+            target.port,
+            lab.key.display(),
+            lab.known_hosts.display(),
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    assert!(direct_connect_fails(&second.addresses[0], second.port));
+
+    let out = rexec(&["-F", config, "-H", "t", "--json", "echo $SSH_CONNECTION"]);
+    let (results, summary) = json_lines(&out);
+    assert_eq!(
+        summary["exit_code"],
+        0,
+        "{} {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let seen = results["t"]["stdout"].as_str().unwrap();
+    assert!(
+        seen.starts_with(&format!("{} ", lab.last_bastion_inside())),
+        "{seen}"
+    );
+    // b2 was reached through b1: one login on each.
+    for b in &lab.bastions {
+        assert_eq!(
+            log_count(b, "Accepted publickey for rexec-test"),
+            1,
+            "{}",
+            b.log()
+        );
+    }
+    let from_first = format!("Connection from {} ", lab.topology.gateway(2));
+    assert_eq!(log_count(second, &from_first), 1, "{}", second.log());
+
+    // OpenSSH reaches the target the same way with the same file.
+    let out = Command::new("ssh")
+        .args(["-F", config, "t", "echo $SSH_CONNECTION"])
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with(&format!("{} ", lab.last_bastion_inside())),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // -J b2 on the command line: b2's own ProxyJump b1 is still followed.
+    let host = format!("{}:{}", target.address, target.port);
+    let out = rexec(&["-F", config, "-H", &host, "-J", "b2", "--json", "true"]);
+    let (results, _) = json_lines(&out);
+    assert_eq!(results[&host]["outcome"], "ok", "{}", text(&out.stdout));
+
+    // A loop of jump hosts, and a ProxyCommand on a jump host: refused, nothing connects.
+    let before: usize = lab
+        .bastions
+        .iter()
+        .map(|b| log_count(b, "Connection from"))
+        .sum();
+    for (jump, expected) in [
+        ("loop1", "ProxyJump chain is more than 8 hosts deep"),
+        ("viacmd", "a ProxyCommand for a jump host is not supported"),
+    ] {
+        let out = rexec(&["-F", config, "-H", &host, "-J", jump, "true"]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(&format!("jump host {jump}")) || err.contains("jump host loop"),
+            "{err}"
+        );
+        assert!(err.contains(expected), "{err}");
+    }
+    let after: usize = lab
+        .bastions
+        .iter()
+        .map(|b| log_count(b, "Connection from"))
+        .sum();
+    assert_eq!(before, after);
+}

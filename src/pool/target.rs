@@ -181,7 +181,10 @@ impl TargetBuilder {
     /// Whatever is still unset then comes from the target's own settings (key files,
     /// password variable, known_hosts file, host key policy, connect timeout,
     /// keepalive); a hop's user and port never do (unset: the local user name and 22,
-    /// as in OpenSSH). The hop's own `proxy_jump` or `proxy_command` is ignored. Errors
+    /// as in OpenSSH). A `proxy_jump` it gives the first hop is followed (its hops go
+    /// first, at most 8 deep), as OpenSSH reaches a `ProxyJump` host the way `ssh HOP`
+    /// would; one it gives a later hop is ignored, as in OpenSSH; a `proxy_command` it
+    /// gives any hop is an [`ErrorKind::InvalidInput`] error. Errors
     /// from `resolve` fail the target's [`build`](TargetBuilder::build), naming the
     /// target.
     pub fn jump_host_resolver(
@@ -232,10 +235,8 @@ impl TargetBuilder {
             }
             (false, true) => {
                 let list = s.proxy_jump.as_deref().unwrap_or_default();
-                let hops = JumpHost::parse_list(list)?
-                    .iter()
-                    .map(|hop| self.jump_host(host, hop))
-                    .collect::<Result<Vec<_>>>()?;
+                let mut hops = Vec::new();
+                self.chain(host, list, 0, &mut hops)?;
                 connect = connect.proxy_jump(hops);
             }
             (true, false) => {
@@ -267,8 +268,46 @@ impl TargetBuilder {
         })
     }
 
-    /// `hop` of `target`'s chain, resolved and completed from the target's settings.
-    fn jump_host(&mut self, target: &Host, hop: &JumpHost) -> Result<JumpHost> {
+    /// Appends the hops of `list` (a `ProxyJump` value) to `hops`, first hop first. The
+    /// first hop's own `ProxyJump` (from the jump host resolver, i.e. ssh_config) is
+    /// followed, as OpenSSH does: `ssh -J a,b t` reaches `a` as `ssh a` would, through
+    /// `a`'s own jump hosts, while `b` is reached through `a` whatever its own says.
+    fn chain(
+        &mut self,
+        target: &Host,
+        list: &str,
+        depth: usize,
+        hops: &mut Vec<JumpHost>,
+    ) -> Result<()> {
+        /// More nested jump hosts than this is a loop (`Host * ProxyJump bastion` without
+        /// `!bastion`), which OpenSSH would follow until it runs out of processes.
+        const MAX_DEPTH: usize = 8;
+        for (i, hop) in JumpHost::parse_list(list)?.iter().enumerate() {
+            let (resolved, own) = self.jump_host(target, hop)?;
+            if i == 0 {
+                if let Some(own) = own.filter(|o| !o.trim().eq_ignore_ascii_case("none")) {
+                    if depth >= MAX_DEPTH {
+                        return Err(Error::new(
+                            ErrorKind::InvalidInput,
+                            format!(
+                                "jump host {}: its ProxyJump chain is more than {MAX_DEPTH} \
+                                 hosts deep (a loop, such as `Host *` with `ProxyJump` and \
+                                 no `!` for the jump host itself?)",
+                                hop.display_name()
+                            ),
+                        ));
+                    }
+                    self.chain(target, &own, depth + 1, hops)?;
+                }
+            }
+            hops.push(resolved);
+        }
+        Ok(())
+    }
+
+    /// `hop` of `target`'s chain, resolved and completed from the target's settings, and
+    /// the hop's own `ProxyJump` if the resolver gave it one.
+    fn jump_host(&mut self, target: &Host, hop: &JumpHost) -> Result<(JumpHost, Option<String>)> {
         let inherited = inheritable(&target.settings);
         // Command-line options apply to hops as to targets, above ssh_config; the hop's
         // own user and port (as written) above both.
@@ -309,12 +348,31 @@ impl TargetBuilder {
         }
         // Then the rest of the target's settings under what the hop has now.
         let mut settings = inherited;
-        resolved.settings.proxy_jump = None;
-        resolved.settings.proxy_command = None;
+        let own = resolved.settings.proxy_jump.take();
+        if let Some(command) = resolved
+            .settings
+            .proxy_command
+            .take()
+            .filter(|c| !c.trim().eq_ignore_ascii_case("none"))
+        {
+            let at = resolved
+                .settings
+                .origins
+                .get("proxy_command")
+                .map_or_else(String::new, |o| format!(" ({o})"));
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "jump host {}: a ProxyCommand for a jump host is not supported{at}: \
+                     {command:?}; use ProxyJump",
+                    hop.display_name()
+                ),
+            ));
+        }
         settings.merge(&resolved.settings);
         resolved.settings = settings;
         let options = self.connect_options(&resolved)?.label(hop.display_name());
-        Ok(JumpHost::from_options(options))
+        Ok((JumpHost::from_options(options), own))
     }
 
     /// How to connect to `host` (its route aside).
