@@ -14,7 +14,7 @@ use harness::cli::{json_lines, text};
 use harness::netns::{
     direct_connect_fails, direct_connects_all_fail, ensure_installed, log_count, Topology,
 };
-use harness::{eventually, Sshd, SshdConfig, TEST_USER};
+use harness::{eventually, HostCertificateSpec, Sshd, SshdConfig, TEST_USER};
 use rexec::{
     Agent, ConnectOptions, Credentials, ErrorKind, Identity, Inventory, JumpHost, Jumps,
     KnownHosts, Outcome, Pool, Session, TargetBuilder,
@@ -1417,4 +1417,161 @@ fn a_first_hops_own_proxy_jump_is_followed_as_openssh_does() {
         .map(|b| log_count(b, "Connection from"))
         .sum();
     assert_eq!(before, after);
+}
+
+/// A sudoers drop-in for the test user, removed on drop.
+struct SudoersDropIn(PathBuf);
+
+impl SudoersDropIn {
+    fn new(name: &str, rules: &str) -> SudoersDropIn {
+        ensure_installed("sudo", "sudo");
+        let path = PathBuf::from(format!(
+            "/etc/sudoers.d/rexec-test-{name}-{}",
+            std::process::id()
+        ));
+        std::fs::write(&path, format!("{rules}\n")).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o440))
+            .unwrap();
+        SudoersDropIn(path)
+    }
+}
+
+impl Drop for SudoersDropIn {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Issue 12 as one fleet host: named by a `Host` alias in ssh_config, behind a bastion
+/// (`ProxyJump`), logging in with a user certificate only (`TrustedUserCAKeys`, no
+/// authorized_keys), its host key vouched for by a host CA (`@cert-authority`, principal
+/// = the `HostKeyAlias`), and running a command and a `put` as root through sudo.
+#[test]
+fn a_fleet_host_behind_the_bastion_with_certificates_sudo_and_ssh_config() {
+    let cas = tempfile::tempdir().unwrap();
+    let user_ca = harness::keygen(cas.path(), "user_ca", "ed25519", "");
+    let host_ca = harness::keygen(cas.path(), "host_ca", "ed25519", "");
+    let lab = Lab::new(
+        1,
+        1,
+        1,
+        SshdConfig {
+            authorized_keys: false,
+            extra: vec![format!(
+                "TrustedUserCAKeys {}",
+                user_ca.with_extension("pub").display()
+            )],
+            host_certificate: Some(HostCertificateSpec {
+                ca: host_ca.clone(),
+                args: ["-h", "-n", "fleet-target"].map(String::from).to_vec(),
+            }),
+            ..SshdConfig::default()
+        },
+    );
+    let bastion = &lab.bastions[0];
+    let target = lab.target_addresses()[0].clone();
+    assert!(direct_connect_fails(&target.address, target.port));
+    // known_hosts: the bastion's own key, and only the host CA for the target.
+    let host_ca_line = std::fs::read_to_string(host_ca.with_extension("pub")).unwrap();
+    std::fs::write(
+        &lab.known_hosts,
+        format!(
+            "{}@cert-authority fleet-* {host_ca_line}",
+            bastion.known_hosts_lines()
+        ),
+    )
+    .unwrap();
+    let config = lab.dir.path().join("ssh_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Host bastion\n  HostName {}\n  Port {}\n\n\
+             Host fleet1\n  HostName {}\n  Port {}\n  ProxyJump bastion\n  \
+             HostKeyAlias fleet-target\n\n\
+             Host *\n  User {TEST_USER}\n  IdentityFile {}\n  UserKnownHostsFile {}\n  \
+             GlobalKnownHostsFile none\n  IdentitiesOnly yes\n  StrictHostKeyChecking yes\n",
+            bastion.addresses[0],
+            bastion.port,
+            target.address,
+            target.port,
+            lab.key.display(),
+            lab.known_hosts.display(),
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["-F", config, "-H", "fleet1", "--json"];
+        all.extend_from_slice(args);
+        let out = rexec(&all);
+        let (results, summary) = json_lines(&out);
+        (results["fleet1"].clone(), summary, out)
+    };
+
+    // Without a user certificate the target refuses the key (no authorized_keys).
+    let (r, _, out) = run(&["id -un"]);
+    assert_eq!(r["outcome"], "auth-failed", "{r} {}", text(&out.stderr));
+
+    // KEY-cert.pub next to the key file is loaded, as OpenSSH does.
+    harness::run(
+        Command::new("ssh-keygen")
+            .args(["-q", "-s"])
+            .arg(&user_ca)
+            .args(["-I", "fleet", "-n", TEST_USER])
+            .arg(lab.key.with_extension("pub")),
+    );
+    let _sudoers = SudoersDropIn::new("fleet", &format!("{TEST_USER} ALL=(ALL:ALL) NOPASSWD: ALL"));
+    let (r, summary, out) = run(&["--become", "id -un"]);
+    assert_eq!(r["outcome"], "ok", "{r} {}", text(&out.stderr));
+    assert_eq!(r["stdout"], "root\n");
+    assert_eq!(summary["exit_code"], 0);
+    let log = lab.targets[0].log();
+    let accepted: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Accepted publickey for rexec-test"))
+        .collect();
+    assert_eq!(accepted.len(), 1, "{log}");
+    assert!(
+        accepted[0].contains(&format!("from {} ", lab.last_bastion_inside()))
+            && accepted[0].contains("ED25519-CERT"),
+        "{log}"
+    );
+
+    // put through sudo, through the jump: lands owned by root with the mode asked for.
+    let local = lab.dir.path().join("payload");
+    std::fs::write(&local, b"fleet payload\n").unwrap();
+    let remote = format!("/root/rexec-fleet-{}", harness::random_u64());
+    let (r, _, out) = run(&[
+        "--become",
+        "put",
+        "--mode",
+        "640",
+        local.to_str().unwrap(),
+        &remote,
+    ]);
+    let landed = std::fs::read(&remote);
+    let meta = std::fs::metadata(&remote);
+    let _ = std::fs::remove_file(&remote);
+    assert_eq!(r["outcome"], "ok", "{r} {}", text(&out.stderr));
+    assert_eq!(landed.unwrap(), b"fleet payload\n");
+    let meta = meta.unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 0);
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777,
+        0o640
+    );
+
+    // The CA vouches only for the names its line matches: for other names the target's
+    // certificate proves nothing, and strict checking refuses it.
+    std::fs::write(
+        &lab.known_hosts,
+        format!(
+            "{}@cert-authority other-* {host_ca_line}",
+            bastion.known_hosts_lines()
+        ),
+    )
+    .unwrap();
+    let (r, summary, _) = run(&["true"]);
+    assert_eq!(r["outcome"], "host-key-rejected", "{r}");
+    assert_eq!(summary["exit_code"], 3);
 }
