@@ -1419,29 +1419,6 @@ fn a_first_hops_own_proxy_jump_is_followed_as_openssh_does() {
     assert_eq!(before, after);
 }
 
-/// A sudoers drop-in for the test user, removed on drop.
-struct SudoersDropIn(PathBuf);
-
-impl SudoersDropIn {
-    fn new(name: &str, rules: &str) -> SudoersDropIn {
-        ensure_installed("sudo", "sudo");
-        let path = PathBuf::from(format!(
-            "/etc/sudoers.d/rexec-test-{name}-{}",
-            std::process::id()
-        ));
-        std::fs::write(&path, format!("{rules}\n")).unwrap();
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o440))
-            .unwrap();
-        SudoersDropIn(path)
-    }
-}
-
-impl Drop for SudoersDropIn {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// Issue 12 as one fleet host: named by a `Host` alias in ssh_config, behind a bastion
 /// (`ProxyJump`), logging in with a user certificate only (`TrustedUserCAKeys`, no
 /// authorized_keys), its host key vouched for by a host CA (`@cert-authority`, principal
@@ -1520,7 +1497,8 @@ fn a_fleet_host_behind_the_bastion_with_certificates_sudo_and_ssh_config() {
             .args(["-I", "fleet", "-n", TEST_USER])
             .arg(lab.key.with_extension("pub")),
     );
-    let _sudoers = SudoersDropIn::new("fleet", &format!("{TEST_USER} ALL=(ALL:ALL) NOPASSWD: ALL"));
+    let _sudoers =
+        harness::sudo::Sudoers::new("fleet", &format!("{TEST_USER} ALL=(ALL:ALL) NOPASSWD: ALL"));
     let (r, summary, out) = run(&["--become", "id -un"]);
     assert_eq!(r["outcome"], "ok", "{r} {}", text(&out.stderr));
     assert_eq!(r["stdout"], "root\n");

@@ -799,3 +799,4 @@ fn is_listening_v6(address: &str, port: u16) -> bool {
 }
 
 pub mod netns;
+pub mod sudo;
