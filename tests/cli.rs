@@ -439,8 +439,10 @@ fn ctrl_c_interrupts_and_cleans_up_remote_commands() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Wait for the `sleep` processes themselves (anchored: the shell's own command line
+    // holds the marker too, before it has even run `echo started`).
     assert!(eventually(Duration::from_secs(20), || remote_processes(
-        &marker
+        &format!("^{marker}")
     )
     .len()
         >= 2));
