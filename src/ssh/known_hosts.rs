@@ -183,6 +183,15 @@ impl KnownHosts {
         &self.files
     }
 
+    /// The files, comma-separated, for messages.
+    pub(crate) fn display_paths(&self) -> String {
+        self.files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Reads every file once, for [`Recorded::check`] and [`Recorded::algorithms`].
     /// Missing files count as empty.
     ///

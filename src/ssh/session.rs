@@ -437,12 +437,7 @@ impl client::Handler for ClientHandler {
                 format!(
                     "{because}{its} {algo} {fp} is not in known_hosts ({}){}; refusing under \
                      the strict policy (use accept-new to learn it)",
-                    self.known_hosts
-                        .paths()
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    self.known_hosts.display_paths(),
                     if certificate_problem.is_some() {
                         " either"
                     } else {
@@ -460,12 +455,7 @@ impl client::Handler for ClientHandler {
                         "{because}{its} {algo} {fp} is not in known_hosts ({}) either; \
                          refusing under accept-new, which does not learn the key of a host \
                          whose certificate failed (renew the certificate or record the key)",
-                        self.known_hosts
-                            .paths()
-                            .iter()
-                            .map(|p| p.display().to_string())
-                            .collect::<Vec<_>>()
-                            .join(", "),
+                        self.known_hosts.display_paths(),
                     ),
                 )))
             }
