@@ -719,6 +719,75 @@ fn put_as_another_user_lands_owned_by_that_user() {
     fs::remove_file(&landed).unwrap();
 }
 
+/// A service user without a home (`nobody`: /nonexistent) still takes absolute paths
+/// (a `cd` to the missing home failed every transfer, found by a new user's probe).
+#[test]
+fn put_and_get_as_a_user_without_a_home_take_absolute_paths() {
+    let home = run(Command::new("getent").args(["passwd", "nobody"]));
+    assert!(home.contains(":/nonexistent:"), "{home}");
+    assert!(!Path::new("/nonexistent").exists());
+    let _sudoers = Sudoers::new("nobody", &format!("{TEST_USER} ALL=(nobody) NOPASSWD: ALL"));
+    let sshd = Sshd::start();
+    let shared = tempfile::tempdir().unwrap();
+    fs::set_permissions(shared.path(), fs::Permissions::from_mode(0o1777)).unwrap();
+    let local_dir = tempfile::tempdir().unwrap();
+    let local = local_dir.path().join("spool.txt");
+    fs::write(&local, "for nobody\n").unwrap();
+    let remote = shared.path().join("spool.txt");
+    let args = host_args(&sshd, TEST_USER);
+    let out = rexec_with(
+        &args,
+        &[
+            "--become-user",
+            "nobody",
+            "put",
+            "--mode",
+            "644",
+            local.to_str().unwrap(),
+            remote.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(owner_and_mode(&remote), (65534, 0o644));
+    assert_eq!(fs::read_to_string(&remote).unwrap(), "for nobody\n");
+    let fetched = tempfile::tempdir().unwrap();
+    let out = rexec_with(
+        &args,
+        &[
+            "--become-user",
+            "nobody",
+            "get",
+            remote.to_str().unwrap(),
+            fetched.path().to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        fs::read_to_string(out_host_dir(fetched.path()).join("spool.txt")).unwrap(),
+        "for nobody\n"
+    );
+    // A relative path does need the home, and says so.
+    let out = rexec_with(
+        &args,
+        &[
+            "--become-user",
+            "nobody",
+            "put",
+            local.to_str().unwrap(),
+            "spool.txt",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("/nonexistent"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
 #[test]
 fn get_reads_a_root_only_file() {
     let _sudoers = Sudoers::new("get", &with_password());

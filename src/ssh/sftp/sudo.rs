@@ -44,9 +44,10 @@ const IS_DIR: u32 = 22;
 const NOT_REGULAR: u32 = 23;
 const SHORT: u32 = 24;
 
-/// The start of both scripts: `~` and relative paths from the target user's home.
-const RESOLVE: &str = "cd || exit 1\n\
-case $p in '~') p=$HOME;; '~/'*) p=$HOME/${p#'~/'};; /*) ;; *) p=./$p;; esac\n";
+/// The start of both scripts: `~` and relative paths from the target user's home. An
+/// absolute path needs no home: service users often have none (`nobody`: /nonexistent).
+const RESOLVE: &str = "case $p in '~') p=$HOME;; '~/'*) p=$HOME/${p#'~/'};; /*) ;; *) \
+cd || exit 1; p=./$p;; esac\n";
 
 impl Session {
     /// Uploads local file `local` to `remote` as the user of `become_`, through sudo (see
