@@ -780,9 +780,9 @@ fn put_and_get_as_a_user_without_a_home_take_absolute_paths() {
         ],
         &[],
     );
-    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stdout));
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out.stdout));
     assert!(
-        text(&out.stdout).contains("/nonexistent"),
+        text(&out.stdout).contains("can't cd to /nonexistent"),
         "{}",
         text(&out.stdout)
     );
