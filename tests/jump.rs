@@ -1555,3 +1555,52 @@ fn a_fleet_host_behind_the_bastion_with_certificates_sudo_and_ssh_config() {
     assert_eq!(r["outcome"], "host-key-rejected", "{r}");
     assert_eq!(summary["exit_code"], 3);
 }
+
+/// A proxy command that sends an SSH banner and then stalls: the handshake deadline ends
+/// the host, and the command's process group is killed then, not left running after rexec
+/// exits (the SSH transport still held its stream; found by a new user's probe).
+#[test]
+fn a_proxy_command_that_stalls_after_its_banner_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = format!(
+        "{}.{}",
+        90 + harness::random_u64() % 9,
+        harness::random_u64() % 1000
+    );
+    let config = dir.path().join("ssh_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Host stall1 stall2\n  HostName 127.0.0.1\n  \
+             ProxyCommand sh -c 'echo SSH-2.0-stalling; sleep {marker}'\n"
+        ),
+    )
+    .unwrap();
+    let out = rexec(&[
+        "-F",
+        config.to_str().unwrap(),
+        "-H",
+        "stall1,stall2",
+        "--connect-timeout",
+        "1s",
+        "--json",
+        "true",
+    ]);
+    let (results, _) = json_lines(&out);
+    for host in ["stall1", "stall2"] {
+        assert_eq!(
+            results[host]["outcome"],
+            "unreachable",
+            "{}",
+            text(&out.stdout)
+        );
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || processes_with(&format!(
+            "sleep {marker}"
+        ))
+        .is_empty()),
+        "left running: {:?}",
+        processes_with(&format!("sleep {marker}"))
+    );
+}

@@ -125,6 +125,24 @@ impl ProxyProcess {
         }
     }
 
+    /// Kills the command's process group now (it is reaped when the last handle drops).
+    /// Used when the handshake over it failed: the SSH transport task may still hold the
+    /// stream, waiting on a command that stalls, and would keep it alive.
+    pub(crate) fn kill(&self) {
+        if let Ok(Some(group)) = self.group.lock().map(|g| *g) {
+            // SAFETY: kill(2) with a negative pid signals the process group we created
+            // (its leader is not reaped yet: `group` is cleared when it is).
+            unsafe {
+                libc::kill(-group, libc::SIGKILL);
+            }
+        }
+        if let Ok(mut child) = self.child.lock() {
+            if let Some(child) = child.as_mut() {
+                let _ = child.start_kill();
+            }
+        }
+    }
+
     /// `error` (a failed handshake over the command's stream) with what the command did.
     pub(crate) async fn explain(&self, error: Error) -> Error {
         let command = &self.command;

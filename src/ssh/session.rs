@@ -858,7 +858,11 @@ async fn connect_inner(options: &ConnectOptions, name: &str, jumps: &Jumps) -> R
             let (stream, process) = proxy_command::connect(command, options).await?;
             match establish(options, name, stream, None).await {
                 Ok(session) => Ok(session),
-                Err(e) => Err(process.explain(e).await),
+                Err(e) => {
+                    let e = process.explain(e).await;
+                    process.kill();
+                    Err(e)
+                }
             }
         }
     }
