@@ -267,7 +267,8 @@ async fn a_failing_certificate_is_refused_with_its_reason() {
             err.to_string(),
             format!(
                 "127.0.0.1:{}: {reason}; its plain key {plain} is not in known_hosts ({}) \
-                 either; refusing under the strict policy (use accept-new to learn it)",
+                 either; refusing under the strict policy (renew the certificate or record \
+                 the key)",
                 sshd.port,
                 kh.display()
             ),
@@ -436,8 +437,8 @@ async fn a_host_certificate_with_critical_options_is_not_accepted() {
         format!(
             "127.0.0.1:{}: host certificate \"crafted\" has critical options (force-command), \
              which OpenSSH refuses in a host certificate; its plain key {} is not in \
-             known_hosts ({}) either; refusing under the strict policy (use accept-new to \
-             learn it)",
+             known_hosts ({}) either; refusing under the strict policy (renew the \
+             certificate or record the key)",
             sshd.port,
             fingerprint(&host_key.with_extension("pub")),
             kh.display()

@@ -435,13 +435,14 @@ impl client::Handler for ClientHandler {
             (HostKeyStatus::Unknown, HostKeyPolicy::Strict) => Ok(self.reject(Error::new(
                 ErrorKind::HostKeyUnknown,
                 format!(
-                    "{because}{its} {algo} {fp} is not in known_hosts ({}){}; refusing under \
-                     the strict policy (use accept-new to learn it)",
+                    "{because}{its} {algo} {fp} is not in known_hosts ({}){}",
                     self.known_hosts.display_paths(),
                     if certificate_problem.is_some() {
-                        " either"
+                        // accept-new would not learn it either (below).
+                        " either; refusing under the strict policy (renew the certificate \
+                         or record the key)"
                     } else {
-                        ""
+                        "; refusing under the strict policy (use accept-new to learn it)"
                     }
                 ),
             ))),
