@@ -3,6 +3,8 @@
 
 mod harness;
 
+use serde_json::json;
+
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -752,6 +754,15 @@ fn precedence() {
     assert_eq!(s["c"]["port"]["origin"], "command line");
 
     assert_eq!(s["a"]["connect_timeout"]["origin"], "command line");
+
+    // --known-hosts names the only file: no global files either.
+    let s = show(&["--known-hosts", "/tmp/rexec-kh-only"]);
+    assert_eq!(
+        s["a"]["known_hosts"]["value"],
+        json!(["/tmp/rexec-kh-only"])
+    );
+    assert_eq!(s["a"]["global_known_hosts"]["value"], json!([]));
+    assert_eq!(s["a"]["global_known_hosts"]["origin"], "command line");
 
     // sudo settings are shown with their origin too.
     let s = show(&["--become-user", "postgres"]);
