@@ -75,8 +75,8 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
     if config.pty && targets.iter().any(|t| t.sudo.is_some()) {
         return Err(Error::new(
             ErrorKind::InvalidInput,
-            "--pty cannot be combined with --become: sudo runs without a pty, which would echo \
-             the password",
+            "--pty cannot be combined with --become: the sudo password goes through the \
+             command's stdin, which a pty would echo back",
         ));
     }
     let kill_grace = config
