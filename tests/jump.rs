@@ -108,6 +108,27 @@ impl Lab {
             .join(",")
     }
 
+    /// rexec on `host` through every bastion (`-J`), as the test user with the lab's key
+    /// and known_hosts, no agent, then `extra`.
+    fn run_through(&self, host: &str, extra: &[&str]) -> Output {
+        let spec = self.jump_spec();
+        let mut args = vec![
+            "-H",
+            host,
+            "-u",
+            TEST_USER,
+            "-I",
+            self.key.to_str().unwrap(),
+            "--known-hosts",
+            self.known_hosts.to_str().unwrap(),
+            "--no-agent",
+            "-J",
+            &spec,
+        ];
+        args.extend_from_slice(extra);
+        rexec(&args)
+    }
+
     fn hops(&self) -> Vec<JumpHost> {
         JumpHost::parse_list(&self.jump_spec()).unwrap()
     }
@@ -261,21 +282,7 @@ fn two_hops_from_the_command_line() {
     assert!(direct_connect_fails(&second.addresses[0], second.port));
 
     let host = format!("{}:{}", target.address, target.port);
-    let out = rexec(&[
-        "-H",
-        &host,
-        "-u",
-        TEST_USER,
-        "-I",
-        lab.key.to_str().unwrap(),
-        "--known-hosts",
-        lab.known_hosts.to_str().unwrap(),
-        "--no-agent",
-        "-J",
-        &lab.jump_spec(),
-        "--json",
-        "echo $SSH_CONNECTION",
-    ]);
+    let out = lab.run_through(&host, &["--json", "echo $SSH_CONNECTION"]);
     let (results, summary) = json_lines(&out);
     let r = &results[&host];
     assert_eq!(r["outcome"], "ok", "{r} {}", text(&out.stderr));
@@ -307,21 +314,7 @@ fn two_hops_from_the_command_line() {
         .map(Sshd::known_hosts_lines)
         .collect();
     std::fs::write(&lab.known_hosts, without_second).unwrap();
-    let out = rexec(&[
-        "-H",
-        &host,
-        "-u",
-        TEST_USER,
-        "-I",
-        lab.key.to_str().unwrap(),
-        "--known-hosts",
-        lab.known_hosts.to_str().unwrap(),
-        "--no-agent",
-        "-J",
-        &lab.jump_spec(),
-        "--json",
-        "true",
-    ]);
+    let out = lab.run_through(&host, &["--json", "true"]);
     let (results, summary) = json_lines(&out);
     let r = &results[&host];
     assert_eq!(r["outcome"], "host-key-rejected", "{r}");
@@ -675,21 +668,7 @@ fn a_target_the_bastion_cannot_reach_is_unreachable_with_the_bastions_reason() {
     let target = lab.target_addresses()[0].clone();
     // Nothing listens on port 1 of the target's address.
     let host = format!("{}:1", target.address);
-    let out = rexec(&[
-        "-H",
-        &host,
-        "-u",
-        TEST_USER,
-        "-I",
-        lab.key.to_str().unwrap(),
-        "--known-hosts",
-        lab.known_hosts.to_str().unwrap(),
-        "--no-agent",
-        "-J",
-        &lab.jump_spec(),
-        "--json",
-        "true",
-    ]);
+    let out = lab.run_through(&host, &["--json", "true"]);
     let (results, summary) = json_lines(&out);
     let r = &results[&host];
     assert_eq!(r["outcome"], "unreachable", "{r}");
