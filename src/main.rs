@@ -12,6 +12,18 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(e) => return cli::args::report_clap_error(&e),
     };
+    if let Some(kind) = args.generate {
+        return match cli::generate::write(kind, &mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                ExitCode::from(rexec::RunExit::OutputClosed.code())
+            }
+            Err(e) => {
+                eprintln!("rexec: --generate: {e}");
+                ExitCode::from(rexec::RunExit::Usage.code())
+            }
+        };
+    }
     let config = match args.into_config() {
         Ok(config) => config,
         Err(e) => {

@@ -875,3 +875,89 @@ fn host_key_checking_off_is_loud() {
         "{stderr}"
     );
 }
+
+/// `--generate`: the man page and the completions cover every long option `--help`
+/// lists (they are made from the same clap definitions), the bash script parses, and an
+/// unknown kind is a usage error.
+#[test]
+fn generate_prints_the_man_page_and_completions() {
+    let help = rexec(&["--help"]);
+    assert!(help.status.success());
+    let help = text(&help.stdout);
+    // The long option of each option line (`  -i, --inventory <FILE>`, `      --raw`).
+    let options: std::collections::BTreeSet<String> = help
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with('-'))
+        .filter_map(|l| {
+            l.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .find(|w| w.len() > 2 && w.starts_with("--"))
+        })
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        options.contains("--forks") && options.contains("--generate"),
+        "{options:?}"
+    );
+
+    let man = rexec(&["--generate", "man"]);
+    assert!(man.status.success(), "{}", text(&man.stderr));
+    let man = text(&man.stdout);
+    assert!(man.contains(".TH rexec 1"), "{man}");
+    for option in &options {
+        // roff escapes the dashes: \-\-forks.
+        let escaped = option.replace('-', "\\-");
+        assert!(man.contains(&escaped), "{option} missing from the man page");
+    }
+
+    let bash = rexec(&["--generate", "complete-bash"]);
+    assert!(bash.status.success(), "{}", text(&bash.stderr));
+    let script = text(&bash.stdout);
+    for option in &options {
+        assert!(
+            script.contains(option.as_str()),
+            "{option} missing from bash completion"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rexec.bash");
+    std::fs::write(&path, &script).unwrap();
+    let check = Command::new("bash").arg("-n").arg(&path).output().unwrap();
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    // Sourced, it registers a completion function for rexec.
+    let registered = Command::new("bash")
+        .arg("-c")
+        .arg(format!("source {} && complete -p rexec", path.display()))
+        .output()
+        .unwrap();
+    assert!(registered.status.success(), "{}", text(&registered.stderr));
+    assert!(text(&registered.stdout).contains("rexec"));
+
+    for kind in [
+        "complete-zsh",
+        "complete-fish",
+        "complete-elvish",
+        "complete-powershell",
+    ] {
+        let out = rexec(&["--generate", kind]);
+        assert!(out.status.success(), "{kind}: {}", text(&out.stderr));
+        // fish spells options `-l forks`, the others `--forks`.
+        let script = text(&out.stdout);
+        for option in &options {
+            let name = &option[2..];
+            assert!(
+                script.contains(option.as_str()) || script.contains(&format!("-l {name}")),
+                "{option} missing from {kind}"
+            );
+        }
+    }
+
+    let bad = rexec(&["--generate", "complete-tcsh"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let message = text(&bad.stderr);
+    assert!(message.contains("'--generate <KIND>'"), "{message}");
+    assert!(
+        message.contains("[possible values: man, complete-bash"),
+        "{message}"
+    );
+}

@@ -742,11 +742,12 @@ fn proxy_command_carries_the_connection_and_is_reaped() {
             .port(target.port)
             .credentials(lab.credentials())
             .known_hosts(KnownHosts::file(&lab.known_hosts))
-            .connect_timeout(Duration::from_secs(2))
+            .connect_timeout(Duration::from_secs(5))
             .proxy_command(format!("sleep {marker}"));
         let connecting = tokio::spawn(async move { Session::connect(&options).await });
+        // Polled for as long as the deadline lasts: under load the spawn can be slow.
         let mut pid = None;
-        for _ in 0..100 {
+        for _ in 0..250 {
             if let Some(p) = processes_with(&format!("sleep {marker}")).first() {
                 pid = Some(*p);
                 break;
@@ -759,12 +760,12 @@ fn proxy_command_carries_the_connection_and_is_reaped() {
         assert_eq!(Outcome::of_error(&e), Outcome::Unreachable);
         assert_eq!(
             e.message(),
-            format!("timed out after 2s waiting for proxy command \"sleep {marker}\" to connect")
+            format!("timed out after 5s waiting for proxy command \"sleep {marker}\" to connect")
         );
         // Gone, not even a zombie: the test process reaped it.
         let proc_dir = format!("/proc/{pid}");
         let mut gone = false;
-        for _ in 0..200 {
+        for _ in 0..400 {
             if !Path::new(&proc_dir).exists() {
                 gone = true;
                 break;

@@ -184,6 +184,9 @@ pub struct Args {
     /// No progress bar and no summary.
     #[arg(short = 'q', long, action = ArgAction::SetTrue, global = true)]
     pub quiet: bool,
+    /// Print the man page or shell completions and exit (see the README's Installing).
+    #[arg(long, value_name = "KIND", value_enum)]
+    pub generate: Option<super::generate::Generate>,
 
     /// Send the command exactly as given: no {{placeholders}} at all (for Go templates
     /// such as `docker ps --format '{{.Names}}{{end}}'`), and without the process-id
@@ -355,7 +358,10 @@ pub fn report_clap_error(e: &clap::Error) -> std::process::ExitCode {
         .unwrap_or_default()
         .trim_start_matches("error: ");
     let mut out = format!("rexec: {first}\n");
-    for tip in lines.filter(|l| l.trim_start().starts_with("tip:")) {
+    for tip in lines.filter(|l| {
+        let l = l.trim_start();
+        l.starts_with("tip:") || l.starts_with("[possible values:")
+    }) {
         out.push_str(&format!("rexec: {}\n", tip.trim()));
     }
     out.push_str(HELP_HINT);

@@ -2,6 +2,7 @@
 //! results to the terminal and an exit code. Uses only rexec's public API.
 
 pub mod args;
+pub mod generate;
 pub mod log;
 pub mod report;
 mod show;
