@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Parser, Subcommand};
-use rexec::inventory::parse_duration;
+use rexec::inventory::{parse_duration, Shard};
 use rexec::{Error, ErrorKind, HostKeyPolicy, HostSettings};
 
 /// Run a command on many hosts over SSH.
@@ -41,6 +41,10 @@ pub struct Args {
         global = true
     )]
     pub limit: String,
+    /// Run only shard I of N (1-based) of the selected hosts: the k-th selected host
+    /// (0-based, in selection order) goes to shard (k mod N)+1. See `rexec merge`.
+    #[arg(long, value_name = "I/N", global = true, allow_hyphen_values = true)]
+    pub shard: Option<String>,
     /// Print the selected hosts and exit.
     #[arg(long, global = true)]
     pub list_hosts: bool,
@@ -192,7 +196,8 @@ pub struct Args {
     #[arg(long, global = true)]
     pub raw: bool,
 
-    /// File transfer instead of a command (`--` before a command named put or get).
+    /// File transfer or merge instead of a command (`--` before a command named put, get
+    /// or merge).
     #[command(subcommand)]
     pub transfer: Option<TransferArgs>,
 
@@ -203,9 +208,16 @@ pub struct Args {
     pub command: Vec<String>,
 }
 
-/// `put` and `get`.
+/// `put`, `get` and `merge`.
 #[derive(Debug, Subcommand)]
 pub enum TransferArgs {
+    /// Combine the `--json` output of several runs (the shards of one run) into one
+    /// summary, `--failed-hosts` file and exit code, as if one rexec had run.
+    Merge {
+        /// Files of `--json` lines; `-` for stdin.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
     /// Upload LOCAL to REMOTE on every selected host (REMOTE may use {{name}} etc.).
     Put {
         /// Copy directories recursively.
@@ -309,6 +321,10 @@ pub struct Config {
     pub inventory: Option<PathBuf>,
     pub hosts: Option<String>,
     pub limit: String,
+    /// `--shard I/N`.
+    pub shard: Option<Shard>,
+    /// How many hosts `-l` selected before `--shard` (set when the inventory is read).
+    pub selected: usize,
     pub list_hosts: bool,
     pub show_config: bool,
     pub ssh_config: Option<PathBuf>,
@@ -368,6 +384,42 @@ fn usage(msg: impl Into<String>) -> Error {
 }
 
 impl Args {
+    /// `rexec merge`: its files and the few options it takes ([`crate::cli::merge::OPTIONS`]);
+    /// any other option given is a usage error.
+    pub fn into_merge_config(
+        self,
+        matches: &clap::ArgMatches,
+    ) -> Result<crate::cli::merge::MergeConfig, Error> {
+        let Some(TransferArgs::Merge { files }) = self.transfer else {
+            return Err(usage("not a merge"));
+        };
+        let command = <Args as clap::CommandFactory>::command();
+        let levels = [Some(matches), matches.subcommand_matches("merge")];
+        for level in levels.into_iter().flatten() {
+            for id in level.ids() {
+                let name = id.as_str();
+                let given = level.value_source(name) == Some(clap::parser::ValueSource::CommandLine);
+                if !given || name == "files" || crate::cli::merge::OPTIONS.contains(&name) {
+                    continue;
+                }
+                let shown = command
+                    .get_arguments()
+                    .find(|a| a.get_id() == name)
+                    .and_then(|a| a.get_long())
+                    .map_or_else(|| name.to_owned(), |long| format!("--{long}"));
+                return Err(usage(format!(
+                    "merge takes only --json, --failed-hosts FILE and -q/--quiet, not {shown}"
+                )));
+            }
+        }
+        Ok(crate::cli::merge::MergeConfig {
+            files,
+            json: self.json,
+            failed_hosts: self.failed_hosts,
+            quiet: self.quiet,
+        })
+    }
+
     pub fn into_config(self) -> Result<Config, Error> {
         if self.inventory.is_some() == self.hosts.is_some() {
             return Err(usage(
@@ -377,6 +429,7 @@ impl Args {
         if self.forks == 0 {
             return Err(usage("--forks must be at least 1"));
         }
+        let shard = self.shard.as_deref().map(str::parse::<Shard>).transpose()?;
         let mut overrides = HostSettings {
             user: self.user,
             port: self.port,
@@ -486,6 +539,9 @@ impl Args {
                 fsync: !no_fsync,
                 in_place: inplace,
             }),
+            Some(TransferArgs::Merge { .. }) => {
+                return Err(usage("merge takes no hosts: rexec merge FILE..."))
+            }
             None => (!self.command.is_empty()).then(|| Action::Run(self.command.join(" "))),
         };
         if action.is_none() && !self.list_hosts && !self.show_config {
@@ -505,6 +561,8 @@ impl Args {
             inventory: self.inventory,
             hosts: self.hosts,
             limit: self.limit,
+            shard,
+            selected: 0,
             list_hosts: self.list_hosts,
             show_config: self.show_config,
             ssh_config: self.ssh_config,
