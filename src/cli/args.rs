@@ -399,14 +399,18 @@ impl Args {
             for id in level.ids() {
                 let name = id.as_str();
                 let given = level.value_source(name) == Some(clap::parser::ValueSource::CommandLine);
-                if !given || name == "files" || crate::cli::merge::OPTIONS.contains(&name) {
+                if !given || crate::cli::merge::OPTIONS.contains(&name) {
                     continue;
                 }
-                let shown = command
-                    .get_arguments()
-                    .find(|a| a.get_id() == name)
-                    .and_then(|a| a.get_long())
-                    .map_or_else(|| name.to_owned(), |long| format!("--{long}"));
+                // Only rexec's own options (not merge's files, not the subcommand itself).
+                let Some(option) = command.get_arguments().find(|a| a.get_id() == name) else {
+                    continue;
+                };
+                let shown = match (option.get_long(), option.get_short()) {
+                    (Some(long), _) => format!("--{long}"),
+                    (None, Some(short)) => format!("-{short}"),
+                    (None, None) => format!("the command {name}"),
+                };
                 return Err(usage(format!(
                     "merge takes only --json, --failed-hosts FILE and -q/--quiet, not {shown}"
                 )));
