@@ -398,7 +398,8 @@ impl Args {
         for level in levels.into_iter().flatten() {
             for id in level.ids() {
                 let name = id.as_str();
-                let given = level.value_source(name) == Some(clap::parser::ValueSource::CommandLine);
+                let given =
+                    level.value_source(name) == Some(clap::parser::ValueSource::CommandLine);
                 if !given || crate::cli::merge::OPTIONS.contains(&name) {
                     continue;
                 }

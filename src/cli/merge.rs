@@ -112,7 +112,11 @@ fn read_runs(name: &str, input: impl Read) -> Result<Vec<Run>, Error> {
         };
         lines = i + 1;
         let line = line.map_err(|e| {
-            Error::new(ErrorKind::InvalidInput, format!("{at}: cannot read the line")).with_source(e)
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("{at}: cannot read the line"),
+            )
+            .with_source(e)
         })?;
         if line.trim().is_empty() {
             continue;
@@ -300,8 +304,11 @@ fn combine(config: &MergeConfig) -> Result<(Vec<(String, Outcome)>, Duration, Ru
             runs.extend(read_runs("<stdin>", std::io::stdin().lock())?);
         } else {
             let input = std::fs::File::open(file).map_err(|e| {
-                Error::new(ErrorKind::NotFound, format!("cannot read {}", file.display()))
-                    .with_source(e)
+                Error::new(
+                    ErrorKind::NotFound,
+                    format!("cannot read {}", file.display()),
+                )
+                .with_source(e)
             })?;
             runs.extend(read_runs(&file.display().to_string(), input)?);
         }
@@ -385,24 +392,36 @@ mod tests {
     fn damaged_input_names_the_line() {
         let cut = &ONE[..ONE.len() - 10];
         let e = runs(cut).err().unwrap().to_string();
-        assert!(e.starts_with("t.jsonl:3: not a line of rexec --json output"), "{e}");
+        assert!(
+            e.starts_with("t.jsonl:3: not a line of rexec --json output"),
+            "{e}"
+        );
         let e = runs(&ONE[..ONE.find("{\"summary").unwrap()])
             .err()
             .unwrap()
             .to_string();
-        assert!(e.contains("ends without a summary line after 2 host lines"), "{e}");
+        assert!(
+            e.contains("ends without a summary line after 2 host lines"),
+            "{e}"
+        );
         let e = runs("").err().unwrap().to_string();
         assert!(e.contains("empty"), "{e}");
         let e = runs(&ONE.replacen("\"ok\",\"exit", "\"fine\",\"exit", 1))
             .err()
             .unwrap()
             .to_string();
-        assert!(e.starts_with("t.jsonl:1: a: unknown outcome \"fine\""), "{e}");
+        assert!(
+            e.starts_with("t.jsonl:1: a: unknown outcome \"fine\""),
+            "{e}"
+        );
         let e = runs(&ONE.replacen("\"hosts\":2", "\"hosts\":3", 1))
             .err()
             .unwrap()
             .to_string();
-        assert!(e.starts_with("t.jsonl:3: the summary counts 3 hosts but 2"), "{e}");
+        assert!(
+            e.starts_with("t.jsonl:3: the summary counts 3 hosts but 2"),
+            "{e}"
+        );
         let e = runs("[1,2]\n").err().unwrap().to_string();
         assert!(e.starts_with("t.jsonl:1: not a line"), "{e}");
         let e = runs("{\"x\":1}\n").err().unwrap().to_string();
