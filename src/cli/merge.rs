@@ -291,8 +291,16 @@ fn check_shards(mut runs: Vec<Run>) -> Result<Vec<Run>, Error> {
     Ok(runs)
 }
 
+/// The runs combined: every host's outcome (failed hosts first, in run order), the
+/// longest run's time and the merged exit code.
+struct Merged {
+    outcomes: Vec<(String, Outcome)>,
+    elapsed: Duration,
+    exit: RunExit,
+}
+
 /// Reads every input, checks them and combines them.
-fn combine(config: &MergeConfig) -> Result<(Vec<(String, Outcome)>, Duration, RunExit), Error> {
+fn combine(config: &MergeConfig) -> Result<Merged, Error> {
     let mut runs = Vec::new();
     let mut stdin_used = false;
     for file in &config.files {
@@ -337,7 +345,11 @@ fn combine(config: &MergeConfig) -> Result<(Vec<(String, Outcome)>, Duration, Ru
         outcomes.into_iter().partition(|(_, o)| *o != Outcome::Ok);
     failed.extend(ok);
     let exit = exit.merge(RunExit::of(failed.iter().map(|(_, o)| *o)));
-    Ok((failed, elapsed, exit))
+    Ok(Merged {
+        outcomes: failed,
+        elapsed,
+        exit,
+    })
 }
 
 /// Runs `rexec merge`: prints the combined summary (text on stderr, or the JSON object on
@@ -345,7 +357,11 @@ fn combine(config: &MergeConfig) -> Result<(Vec<(String, Outcome)>, Duration, Ru
 /// means the inputs were unreadable, incomplete or did not fit together; nothing was
 /// printed or written then.
 pub fn run(config: &MergeConfig) -> Result<RunExit, Error> {
-    let (outcomes, elapsed, exit) = combine(config)?;
+    let Merged {
+        outcomes,
+        elapsed,
+        exit,
+    } = combine(config)?;
     if config.json {
         println!("{}", summary_json(&outcomes, elapsed, exit, None));
     } else if !config.quiet {
