@@ -22,8 +22,8 @@ use rexec::{Error, ErrorKind, HostKeyPolicy, HostSettings};
     subcommand_negates_reqs = true
 )]
 #[command(
-    override_usage = "rexec [OPTIONS] COMMAND...\n       rexec [OPTIONS] put [-r] [--inplace] LOCAL REMOTE\n       rexec [OPTIONS] get [-r] [--inplace] REMOTE LOCAL_DIR",
-    after_help = "Examples:\n  rexec -i hosts.toml df -h\n  rexec -i hosts.toml -l 'web:!web03' --group uptime\n  rexec -H web1,deploy@db1:2222 --json -- systemctl is-active nginx\n  rexec -i hosts.toml put -r ./conf /etc/app\n  rexec -i hosts.toml get /var/log/syslog ./logs\n\nExit codes: 0 all ok; 1 a command exited non-zero; 3 a host could not run it\n(unreachable, host key, auth, transfer error); 4 timed out, killed, connection lost\nor no exit status; 2 usage or inventory error (nothing ran); 130 interrupted.\nThe most severe wins: 130 > 2 > 4 > 3 > 1 > 0."
+    override_usage = "rexec [OPTIONS] COMMAND...\n       rexec [OPTIONS] put [-r] [--inplace] LOCAL REMOTE\n       rexec [OPTIONS] get [-r] [--inplace] REMOTE LOCAL_DIR\n       rexec merge [--json] [--failed-hosts FILE] [-q] FILE...",
+    after_help = "Examples:\n  rexec -i hosts.toml df -h\n  rexec -i hosts.toml -l 'web:!web03' --group uptime\n  rexec -H web1,deploy@db1:2222 --json -- systemctl is-active nginx\n  rexec -i hosts.toml put -r ./conf /etc/app\n  rexec -i hosts.toml get /var/log/syslog ./logs\n  rexec -i hosts.toml --shard 2/4 --json uptime > shard-2.jsonl\n  rexec merge shard-1.jsonl shard-2.jsonl shard-3.jsonl shard-4.jsonl\n\nExit codes: 0 all ok; 1 a command exited non-zero; 3 a host could not run it\n(unreachable, host key, auth, transfer error); 4 timed out, killed, connection lost\nor no exit status; 2 usage or inventory error (nothing ran); 130 interrupted.\nThe most severe wins: 130 > 2 > 4 > 3 > 1 > 0."
 )]
 pub struct Args {
     /// Inventory file (hosts.toml).
@@ -213,6 +213,11 @@ pub struct Args {
 pub enum TransferArgs {
     /// Combine the `--json` output of several runs (the shards of one run) into one
     /// summary, `--failed-hosts` file and exit code, as if one rexec had run.
+    ///
+    /// Takes only --json (the summary object on stdout), --failed-hosts FILE and -q.
+    /// Exit code: the runs' merged code; 2 when an input is unreadable, incomplete
+    /// (no summary line) or malformed (file:line named), or the inputs do not fit
+    /// together (a shard missing or twice, another split, a host twice).
     Merge {
         /// Files of `--json` lines; `-` for stdin.
         #[arg(required = true, value_name = "FILE")]
