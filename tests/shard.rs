@@ -522,3 +522,21 @@ fn sharded_put_and_get_merge_too() {
         let _ = fs::remove_file(remote.replace("{{name}}", &format!("node{i:02}")));
     }
 }
+
+#[test]
+fn a_command_named_merge_needs_dash_dash() {
+    // Without `--`: the merge subcommand, which takes no hosts (exit 2, nothing connects).
+    let out = rexec(&["-H", "127.0.0.1:1", "merge", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr)
+            .contains("merge takes only --json, --failed-hosts FILE and -q/--quiet, not --hosts"),
+        "{}",
+        text(&out.stderr)
+    );
+    // With `--`: a remote command, tried on the (unreachable) host.
+    let out = rexec(&["-H", "127.0.0.1:1", "--json", "--", "merge", "x"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let (hosts, _) = json_lines(&out);
+    assert_eq!(hosts["127.0.0.1:1"]["outcome"], "unreachable");
+}
