@@ -199,6 +199,14 @@ fn a_shard_without_hosts_warns_and_succeeds_with_an_empty_summary() {
         summary["shard"],
         json!({"index": 4, "count": 4, "selected": 2})
     );
+    let out = rexec(&["-H", "127.0.0.1:1,127.0.0.1:2", "--shard", "3/4", "true"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("shard 3/4 has no hosts") && stderr.ends_with("--- 0 hosts in 0.00s\n"),
+        "{stderr}"
+    );
 }
 
 /// Runs shard `i` of `n` with `--json` and `--failed-hosts`, writing its JSON lines to

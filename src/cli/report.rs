@@ -487,12 +487,17 @@ pub fn summary_text(outcomes: &[(String, Outcome)], elapsed: Duration) -> String
     let counts = outcome_counts(outcomes);
     let listed: Vec<String> = counts.iter().map(|(o, n)| format!("{n} {o}")).collect();
     let mut text = format!(
-        "--- {} host{} in {}: {}\n",
+        "--- {} host{} in {}",
         outcomes.len(),
         if outcomes.len() == 1 { "" } else { "s" },
         seconds(elapsed),
-        listed.join(", ")
     );
+    // No hosts (a shard that got none): no list.
+    if !listed.is_empty() {
+        text.push_str(": ");
+        text.push_str(&listed.join(", "));
+    }
+    text.push('\n');
     for (outcome, _) in counts.iter().filter(|(o, _)| *o != Outcome::Ok) {
         let hosts: Vec<String> = outcomes
             .iter()
