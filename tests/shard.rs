@@ -197,7 +197,7 @@ fn a_shard_without_hosts_warns_and_succeeds_with_an_empty_summary() {
     assert_eq!(summary["exit_code"], 0);
     assert_eq!(
         summary["shard"],
-        json!({"index": 4, "count": 4, "selected": 2})
+        json!({"index": 4, "count": 4, "selected": 2, "failed_positions": []})
     );
     let out = rexec(&["-H", "127.0.0.1:1,127.0.0.1:2", "--shard", "3/4", "true"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -260,12 +260,16 @@ fn the_shards_of_a_run_merge_into_the_run() {
     for i in 1..=4 {
         let (file, out) = run_shard(dir.path(), &base, i, 4);
         let (hosts, summary) = json_lines(&out);
+        let shard = &summary["shard"];
         assert_eq!(
-            summary["shard"],
-            json!({"index": i, "count": 4, "selected": 10}),
+            (&shard["index"], &shard["count"], &shard["selected"]),
+            (&json!(i), &json!(4), &json!(10)),
             "{}",
             text(&out.stdout)
         );
+        // node03, node08 and node10 stand at 2, 7 and 9 in the selection.
+        let expected: Vec<usize> = [2, 7, 9].into_iter().filter(|k| k % 4 == i - 1).collect();
+        assert_eq!(shard["failed_positions"], json!(expected));
         assert_eq!(summary["hosts"], hosts.len());
         seen.extend(hosts.into_keys());
         files.push(file);
@@ -305,20 +309,24 @@ fn the_shards_of_a_run_merge_into_the_run() {
     assert_eq!(sorted_lines(&failed), ["node03", "node08", "node10"]);
     assert_eq!(sorted_lines(&failed), sorted_lines(&whole_failed));
 
-    // With --json: the summary object one run prints (elapsed aside; failed hosts in shard
-    // order, each shard's in its run's order).
+    // With --json: the summary object one run prints (elapsed aside).
     let out = merge(&["--json"], &paths);
     assert_eq!(out.status.code(), Some(3));
     assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
     let (hosts, merged) = json_lines(&out);
     assert!(hosts.is_empty());
     assert_eq!(text(&out.stdout).lines().count(), 1);
-    for key in ["hosts", "outcomes", "exit_code"] {
+    for key in ["hosts", "outcomes", "failed_hosts", "exit_code"] {
         assert_eq!(merged[key], whole_summary[key], "{key}");
     }
     assert_eq!(
         merged["failed_hosts"],
-        json!(["node10", "node03", "node08"])
+        json!(["node03", "node08", "node10"])
+    );
+    // The failed-hosts file too, line for line.
+    assert_eq!(
+        fs::read_to_string(&failed).unwrap(),
+        fs::read_to_string(&whole_failed).unwrap()
     );
     assert!(merged.get("shard").is_none());
     assert!(merged["elapsed_ms"].as_u64().is_some());

@@ -60,17 +60,21 @@ struct SummaryLine {
     shard: Option<ShardLine>,
 }
 
-#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[derive(Deserialize, Clone, PartialEq, Eq)]
 struct ShardLine {
     index: usize,
     count: usize,
     selected: usize,
+    /// Where each failed host stood in the selection before sharding.
+    #[serde(default)]
+    failed_positions: Vec<usize>,
 }
 
 /// One run read back: its hosts (the failed ones first, in the run's order) and summary.
 struct Run {
     /// Where its summary line is.
     at: At,
+    /// The failed hosts first, in the run's order.
     outcomes: Vec<(String, Outcome)>,
     elapsed: Duration,
     exit: RunExit,
@@ -218,13 +222,16 @@ fn close_run(
 /// Sharded runs: every shard 1..N of one split, once each, each with its share of the
 /// selected hosts. Returns the runs in shard order.
 fn check_shards(mut runs: Vec<Run>) -> Result<Vec<Run>, Error> {
-    let Some(first) = runs.iter().find_map(|r| r.shard.map(|s| (s, r.at.clone()))) else {
+    let Some(first) = runs
+        .iter()
+        .find_map(|r| r.shard.as_ref().map(|s| (s.clone(), r.at.clone())))
+    else {
         return Ok(runs);
     };
     let (split, first_at) = first;
     let mut seen: HashMap<usize, At> = HashMap::new();
     for run in &runs {
-        let Some(shard) = run.shard else {
+        let Some(shard) = &run.shard else {
             return Err(bad(format!(
                 "{}: not a sharded run, but {first_at} is shard {}/{}: merge the shards of \
                  one run, or runs without --shard",
@@ -250,6 +257,22 @@ fn check_shards(mut runs: Vec<Run>) -> Result<Vec<Run>, Error> {
             return Err(bad(format!(
                 "shard {}/{} appears twice: {other} and {}",
                 shard.index, shard.count, run.at
+            )));
+        }
+        let failed = run
+            .outcomes
+            .iter()
+            .filter(|(_, o)| *o != Outcome::Ok)
+            .count();
+        let positions_fit = shard.failed_positions.len() == failed
+            && shard
+                .failed_positions
+                .iter()
+                .all(|&k| k < shard.selected && valid.contains(k));
+        if !shard.failed_positions.is_empty() && !positions_fit {
+            return Err(bad(format!(
+                "{}: the failed_positions of shard {}/{} do not fit its failed hosts",
+                run.at, shard.index, shard.count
             )));
         }
         let expected = valid.len_of(shard.selected);
@@ -287,7 +310,7 @@ fn check_shards(mut runs: Vec<Run>) -> Result<Vec<Run>, Error> {
             split.count
         )));
     }
-    runs.sort_by_key(|r| r.shard.map(|s| s.index));
+    runs.sort_by_key(|r| r.shard.as_ref().map(|s| s.index));
     Ok(runs)
 }
 
@@ -323,7 +346,8 @@ fn combine(config: &MergeConfig) -> Result<Merged, Error> {
     }
     let runs = check_shards(runs)?;
     let mut where_is: HashMap<String, At> = HashMap::new();
-    let mut outcomes = Vec::new();
+    // Each host with its place in one run's order, where the shards recorded it.
+    let mut outcomes: Vec<(Option<usize>, String, Outcome)> = Vec::new();
     let mut elapsed = Duration::ZERO;
     let mut exit = RunExit::Success;
     for run in runs {
@@ -338,12 +362,31 @@ fn combine(config: &MergeConfig) -> Result<Merged, Error> {
         }
         elapsed = elapsed.max(run.elapsed);
         exit = exit.merge(run.exit);
-        outcomes.extend(run.outcomes);
+        let positions = run
+            .shard
+            .map(|s| s.failed_positions)
+            .unwrap_or_default()
+            .into_iter();
+        // The failed hosts come first in a run, in the order of their positions.
+        let mut positions = positions.map(Some).chain(std::iter::repeat(None));
+        outcomes.extend(run.outcomes.into_iter().map(|(h, o)| {
+            (
+                positions.next().flatten().filter(|_| o != Outcome::Ok),
+                h,
+                o,
+            )
+        }));
     }
-    // The failed hosts first in each run; one run lists them in order, the others after.
-    let (mut failed, ok): (Vec<_>, Vec<_>) =
-        outcomes.into_iter().partition(|(_, o)| *o != Outcome::Ok);
+    // The failed hosts first, in one run's (selection) order when every shard recorded
+    // it, else in the order of the runs; the others after.
+    let (mut failed, ok): (Vec<_>, Vec<_>) = outcomes
+        .into_iter()
+        .partition(|(_, _, o)| *o != Outcome::Ok);
+    if failed.iter().all(|(k, _, _)| k.is_some()) {
+        failed.sort_by_key(|(k, _, _)| *k);
+    }
     failed.extend(ok);
+    let failed: Vec<(String, Outcome)> = failed.into_iter().map(|(_, h, o)| (h, o)).collect();
     let exit = exit.merge(RunExit::of(failed.iter().map(|(_, o)| *o)));
     Ok(Merged {
         outcomes: failed,

@@ -449,7 +449,8 @@ fn outcome_counts(outcomes: &[(String, Outcome)]) -> Vec<(Outcome, usize)> {
         .collect()
 }
 
-/// The `--json` summary object of a run (hosts in the order given).
+/// The `--json` summary object of a run (hosts in the order given; for a shard, every
+/// host of the shard in its selection order).
 pub fn summary_json(
     outcomes: &[(String, Outcome)],
     elapsed: Duration,
@@ -473,9 +474,23 @@ pub fn summary_json(
         "exit_code": exit.code(),
     });
     if let (Some(s), Some(fields)) = (shard, summary.as_object_mut()) {
+        // Where each failed host stood in the selection before sharding (the k of the
+        // shard rule), so that a merge lists them in one run's order.
+        let (count, first) = (s.shard.count(), s.shard.index() - 1);
+        let positions: Vec<usize> = outcomes
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, o))| *o != Outcome::Ok)
+            .map(|(k, _)| k * count + first)
+            .collect();
         fields.insert(
             "shard".into(),
-            json!({"index": s.shard.index(), "count": s.shard.count(), "selected": s.selected}),
+            json!({
+                "index": s.shard.index(),
+                "count": count,
+                "selected": s.selected,
+                "failed_positions": positions,
+            }),
         );
     }
     json!({ "summary": summary })
