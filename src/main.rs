@@ -5,10 +5,14 @@ mod cli;
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> ExitCode {
-    let args = match cli::args::Args::try_parse() {
+    let matches = match cli::args::Args::command().try_get_matches() {
+        Ok(matches) => matches,
+        Err(e) => return cli::args::report_clap_error(&e),
+    };
+    let args = match cli::args::Args::from_arg_matches(&matches) {
         Ok(args) => args,
         Err(e) => return cli::args::report_clap_error(&e),
     };
@@ -23,6 +27,9 @@ fn main() -> ExitCode {
                 ExitCode::from(rexec::RunExit::Usage.code())
             }
         };
+    }
+    if matches.subcommand_name() == Some("merge") {
+        return merge(args, &matches);
     }
     let config = match args.into_config() {
         Ok(config) => config,
@@ -53,6 +60,26 @@ fn main() -> ExitCode {
         Err(e) => {
             // Errors before anything ran: bad usage, inventory, local files, secrets.
             eprintln!("rexec: {e:#}");
+            ExitCode::from(rexec::RunExit::Usage.code())
+        }
+    }
+}
+
+/// `rexec merge FILE...`: no hosts, no connections, no runtime.
+fn merge(args: cli::args::Args, matches: &clap::ArgMatches) -> ExitCode {
+    let config = match args.into_merge_config(matches) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("rexec: {e:#}\n{}", cli::args::HELP_HINT);
+            return ExitCode::from(rexec::RunExit::Usage.code());
+        }
+    };
+    let outcome = cli::merge::run(&config);
+    let _ = std::io::stdout().flush();
+    match outcome {
+        Ok(exit) => ExitCode::from(exit.code()),
+        Err(e) => {
+            eprintln!("rexec: merge: {e:#}");
             ExitCode::from(rexec::RunExit::Usage.code())
         }
     }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Parser, Subcommand};
-use rexec::inventory::parse_duration;
+use rexec::inventory::{parse_duration, Shard};
 use rexec::{Error, ErrorKind, HostKeyPolicy, HostSettings};
 
 /// Run a command on many hosts over SSH.
@@ -22,8 +22,8 @@ use rexec::{Error, ErrorKind, HostKeyPolicy, HostSettings};
     subcommand_negates_reqs = true
 )]
 #[command(
-    override_usage = "rexec [OPTIONS] COMMAND...\n       rexec [OPTIONS] put [-r] [--inplace] LOCAL REMOTE\n       rexec [OPTIONS] get [-r] [--inplace] REMOTE LOCAL_DIR",
-    after_help = "Examples:\n  rexec -i hosts.toml df -h\n  rexec -i hosts.toml -l 'web:!web03' --group uptime\n  rexec -H web1,deploy@db1:2222 --json -- systemctl is-active nginx\n  rexec -i hosts.toml put -r ./conf /etc/app\n  rexec -i hosts.toml get /var/log/syslog ./logs\n\nExit codes: 0 all ok; 1 a command exited non-zero; 3 a host could not run it\n(unreachable, host key, auth, transfer error); 4 timed out, killed, connection lost\nor no exit status; 2 usage or inventory error (nothing ran); 130 interrupted.\nThe most severe wins: 130 > 2 > 4 > 3 > 1 > 0."
+    override_usage = "rexec [OPTIONS] COMMAND...\n       rexec [OPTIONS] put [-r] [--inplace] LOCAL REMOTE\n       rexec [OPTIONS] get [-r] [--inplace] REMOTE LOCAL_DIR\n       rexec merge [--json] [--failed-hosts FILE] [-q] FILE...",
+    after_help = "Examples:\n  rexec -i hosts.toml df -h\n  rexec -i hosts.toml -l 'web:!web03' --group uptime\n  rexec -H web1,deploy@db1:2222 --json -- systemctl is-active nginx\n  rexec -i hosts.toml put -r ./conf /etc/app\n  rexec -i hosts.toml get /var/log/syslog ./logs\n  rexec -i hosts.toml --shard 2/4 --json uptime > shard-2.jsonl\n  rexec merge shard-1.jsonl shard-2.jsonl shard-3.jsonl shard-4.jsonl\n\nExit codes: 0 all ok; 1 a command exited non-zero; 3 a host could not run it\n(unreachable, host key, auth, transfer error); 4 timed out, killed, connection lost\nor no exit status; 2 usage or inventory error (nothing ran); 130 interrupted.\nThe most severe wins: 130 > 2 > 4 > 3 > 1 > 0."
 )]
 pub struct Args {
     /// Inventory file (hosts.toml).
@@ -41,6 +41,10 @@ pub struct Args {
         global = true
     )]
     pub limit: String,
+    /// Run only shard I of N (1-based) of the selected hosts: the k-th selected host
+    /// (0-based, in selection order) goes to shard (k mod N)+1. See `rexec merge`.
+    #[arg(long, value_name = "I/N", global = true, allow_hyphen_values = true)]
+    pub shard: Option<String>,
     /// Print the selected hosts and exit.
     #[arg(long, global = true)]
     pub list_hosts: bool,
@@ -195,7 +199,8 @@ pub struct Args {
     #[arg(long, global = true)]
     pub raw: bool,
 
-    /// File transfer instead of a command (`--` before a command named put or get).
+    /// File transfer or merge instead of a command (`--` before a command named put, get
+    /// or merge).
     #[command(subcommand)]
     pub transfer: Option<TransferArgs>,
 
@@ -206,9 +211,21 @@ pub struct Args {
     pub command: Vec<String>,
 }
 
-/// `put` and `get`.
+/// `put`, `get` and `merge`.
 #[derive(Debug, Subcommand)]
 pub enum TransferArgs {
+    /// Combine the `--json` output of several runs (the shards of one run) into one
+    /// summary, `--failed-hosts` file and exit code, as if one rexec had run.
+    ///
+    /// Takes only --json (the summary object on stdout), --failed-hosts FILE and -q.
+    /// Exit code: the runs' merged code; 2 when an input is unreadable, incomplete
+    /// (no summary line) or malformed (file:line named), or the inputs do not fit
+    /// together (a shard missing or twice, another split, a host twice).
+    Merge {
+        /// Files of `--json` lines; `-` for stdin.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
     /// Upload LOCAL to REMOTE on every selected host (REMOTE may use {{name}} etc.).
     Put {
         /// Copy directories recursively.
@@ -312,6 +329,10 @@ pub struct Config {
     pub inventory: Option<PathBuf>,
     pub hosts: Option<String>,
     pub limit: String,
+    /// `--shard I/N`.
+    pub shard: Option<Shard>,
+    /// How many hosts `-l` selected before `--shard` (set when the inventory is read).
+    pub selected: usize,
     pub list_hosts: bool,
     pub show_config: bool,
     pub ssh_config: Option<PathBuf>,
@@ -374,6 +395,47 @@ fn usage(msg: impl Into<String>) -> Error {
 }
 
 impl Args {
+    /// `rexec merge`: its files and the few options it takes ([`crate::cli::merge::OPTIONS`]);
+    /// any other option given is a usage error.
+    pub fn into_merge_config(
+        self,
+        matches: &clap::ArgMatches,
+    ) -> Result<crate::cli::merge::MergeConfig, Error> {
+        let Some(TransferArgs::Merge { files }) = self.transfer else {
+            return Err(usage("not a merge"));
+        };
+        let command = <Args as clap::CommandFactory>::command();
+        let levels = [Some(matches), matches.subcommand_matches("merge")];
+        for level in levels.into_iter().flatten() {
+            for id in level.ids() {
+                let name = id.as_str();
+                let given =
+                    level.value_source(name) == Some(clap::parser::ValueSource::CommandLine);
+                if !given || crate::cli::merge::OPTIONS.contains(&name) {
+                    continue;
+                }
+                // Only rexec's own options (not merge's files, not the subcommand itself).
+                let Some(option) = command.get_arguments().find(|a| a.get_id() == name) else {
+                    continue;
+                };
+                let shown = match (option.get_long(), option.get_short()) {
+                    (Some(long), _) => format!("--{long}"),
+                    (None, Some(short)) => format!("-{short}"),
+                    (None, None) => format!("the command {name}"),
+                };
+                return Err(usage(format!(
+                    "merge takes only --json, --failed-hosts FILE and -q/--quiet, not {shown}"
+                )));
+            }
+        }
+        Ok(crate::cli::merge::MergeConfig {
+            files,
+            json: self.json,
+            failed_hosts: self.failed_hosts,
+            quiet: self.quiet,
+        })
+    }
+
     pub fn into_config(self) -> Result<Config, Error> {
         if self.inventory.is_some() == self.hosts.is_some() {
             return Err(usage(
@@ -383,6 +445,7 @@ impl Args {
         if self.forks == 0 {
             return Err(usage("--forks must be at least 1"));
         }
+        let shard = self.shard.as_deref().map(str::parse::<Shard>).transpose()?;
         let mut overrides = HostSettings {
             user: self.user,
             port: self.port,
@@ -492,6 +555,9 @@ impl Args {
                 fsync: !no_fsync,
                 in_place: inplace,
             }),
+            Some(TransferArgs::Merge { .. }) => {
+                return Err(usage("merge takes no hosts: rexec merge FILE..."))
+            }
             None => (!self.command.is_empty()).then(|| Action::Run(self.command.join(" "))),
         };
         if action.is_none() && !self.list_hosts && !self.show_config {
@@ -511,6 +577,8 @@ impl Args {
             inventory: self.inventory,
             hosts: self.hosts,
             limit: self.limit,
+            shard,
+            selected: 0,
             list_hosts: self.list_hosts,
             show_config: self.show_config,
             ssh_config: self.ssh_config,

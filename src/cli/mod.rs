@@ -4,6 +4,7 @@
 pub mod args;
 pub mod generate;
 pub mod log;
+pub mod merge;
 pub mod report;
 mod show;
 mod transfer;
@@ -21,13 +22,25 @@ use args::{Action, Config, OutputMode, StdinSource};
 use report::Reporter;
 
 /// Runs the CLI and returns the exit code.
-pub async fn run(config: Config) -> Result<RunExit, Error> {
+pub async fn run(mut config: Config) -> Result<RunExit, Error> {
     let inventory = match (&config.inventory, &config.hosts) {
         (Some(path), _) => Inventory::from_file(path, &config.overrides)?,
         (None, Some(list)) => Inventory::from_host_list(list, &config.overrides)?,
         (None, None) => return Err(Error::new(ErrorKind::InvalidInput, "no hosts given")),
     };
-    let selected = inventory.select(&config.limit)?;
+    let mut selected = inventory.select(&config.limit)?;
+    config.selected = selected.len();
+    if let Some(shard) = config.shard {
+        selected = shard.select(selected);
+        if selected.is_empty() {
+            tracing::warn!(
+                "shard {shard} has no hosts: {} host{} selected for {} shards",
+                config.selected,
+                if config.selected == 1 { " is" } else { "s are" },
+                shard.count()
+            );
+        }
+    }
     if config.list_hosts {
         return Ok(list_hosts(&selected));
     }
@@ -209,12 +222,15 @@ async fn run_command(
             .with_source(e)
         })?;
     }
-    let reporter = Arc::new(Reporter::new(
-        config.mode,
-        targets.len(),
-        config.quiet,
-        config.out_dir.clone(),
-    ));
+    let reporter = Arc::new(
+        Reporter::new(
+            config.mode,
+            targets.len(),
+            config.quiet,
+            config.out_dir.clone(),
+        )
+        .with_shard(shard_summary(config)),
+    );
     // A reader that goes away stops the run as Ctrl-C does.
     let closed = reporter.closed();
     let cancel = pool.cancel_token();
@@ -288,11 +304,27 @@ async fn run_command(
     Ok(exit)
 }
 
+/// What the summary of a `--shard` run records.
+fn shard_summary(config: &Config) -> Option<report::ShardSummary> {
+    config.shard.map(|shard| report::ShardSummary {
+        shard,
+        selected: config.selected,
+    })
+}
+
 /// `--failed-hosts FILE`: the hosts that did not succeed, one per line.
 fn write_failed_hosts(config: &Config, outcomes: &[(String, rexec::Outcome)]) -> Result<(), Error> {
-    let Some(path) = &config.failed_hosts else {
-        return Ok(());
-    };
+    match &config.failed_hosts {
+        Some(path) => write_failed_hosts_to(path, outcomes),
+        None => Ok(()),
+    }
+}
+
+/// Writes the hosts of `outcomes` that did not succeed to `path`, one per line.
+fn write_failed_hosts_to(
+    path: &std::path::Path,
+    outcomes: &[(String, rexec::Outcome)],
+) -> Result<(), Error> {
     let failed: String = outcomes
         .iter()
         .filter(|(_, o)| *o != rexec::Outcome::Ok)

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rexec::inventory::range::fold;
+use rexec::inventory::Shard;
 use rexec::pool::timeout_phase;
 use rexec::{Event, ExitStatus, HostResult, Outcome, Output, Stream};
 use serde_json::json;
@@ -40,6 +41,7 @@ pub struct Reporter {
     out_dir: Option<PathBuf>,
     started: Instant,
     closed: CancellationToken,
+    shard: Option<ShardSummary>,
 }
 
 impl Reporter {
@@ -69,6 +71,7 @@ impl Reporter {
             out_dir,
             started: Instant::now(),
             closed: CancellationToken::new(),
+            shard: None,
         }
     }
 
@@ -308,60 +311,27 @@ impl Reporter {
         });
     }
 
+    /// A sharded run: its summary records the shard (see [`ShardSummary`]).
+    pub fn with_shard(mut self, shard: Option<ShardSummary>) -> Reporter {
+        self.shard = shard;
+        self
+    }
+
     /// The end of a run: the JSON summary object, or the summary on stderr.
     pub fn finish(&self, outcomes: &[(String, Outcome)], exit: rexec::RunExit, quiet: bool) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
         let elapsed = self.started.elapsed();
-        let mut counts: Vec<(Outcome, usize)> = Vec::new();
-        for outcome in Outcome::ALL {
-            let n = outcomes.iter().filter(|(_, x)| *x == outcome).count();
-            if n > 0 {
-                counts.push((outcome, n));
-            }
-        }
         if self.mode == OutputMode::Json {
-            let mut by_outcome = serde_json::Map::new();
-            for (outcome, n) in &counts {
-                by_outcome.insert(outcome.as_str().to_owned(), json!(n));
-            }
-            let failed: Vec<&str> = outcomes
-                .iter()
-                .filter(|(_, o)| *o != Outcome::Ok)
-                .map(|(h, _)| h.as_str())
-                .collect();
-            let summary = json!({
-                "summary": {
-                    "hosts": outcomes.len(),
-                    "outcomes": by_outcome,
-                    "failed_hosts": failed,
-                    "elapsed_ms": elapsed.as_millis() as u64,
-                    "exit_code": exit.code(),
-                }
-            });
+            let summary = summary_json(outcomes, elapsed, exit, self.shard);
             self.print(format!("{summary}\n").as_bytes());
             return;
         }
         if quiet {
             return;
         }
-        let listed: Vec<String> = counts.iter().map(|(o, n)| format!("{n} {o}")).collect();
-        let mut text = format!(
-            "--- {} host{} in {}: {}\n",
-            outcomes.len(),
-            if outcomes.len() == 1 { "" } else { "s" },
-            seconds(elapsed),
-            listed.join(", ")
-        );
-        for (outcome, _) in counts.iter().filter(|(o, _)| *o != Outcome::Ok) {
-            let hosts: Vec<String> = outcomes
-                .iter()
-                .filter(|(_, o)| o == outcome)
-                .map(|(h, _)| h.clone())
-                .collect();
-            text.push_str(&format!("    {outcome}: {}\n", fold(&hosts)));
-        }
+        let mut text = summary_text(outcomes, elapsed);
         if self.closed.is_cancelled() {
             text.push_str(
                 "    stdout was closed by its reader: the running commands were stopped\n",
@@ -452,6 +422,106 @@ impl Reporter {
             }
         }
     }
+}
+
+/// What a sharded run's JSON summary records: `"shard":{"index":I,"count":N,
+/// "selected":TOTAL}`, TOTAL being the hosts selected before sharding.
+#[derive(Debug, Clone, Copy)]
+pub struct ShardSummary {
+    pub shard: Shard,
+    pub selected: usize,
+}
+
+/// Each outcome that occurs, with its count, in [`Outcome::ALL`] order.
+fn outcome_counts(outcomes: &[(String, Outcome)]) -> Vec<(Outcome, usize)> {
+    let mut counts = [0usize; Outcome::ALL.len()];
+    for (_, outcome) in outcomes {
+        if let Some(i) = Outcome::ALL.iter().position(|o| o == outcome) {
+            if let Some(n) = counts.get_mut(i) {
+                *n += 1;
+            }
+        }
+    }
+    Outcome::ALL
+        .into_iter()
+        .zip(counts)
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+/// The `--json` summary object of a run (hosts in the order given; for a shard, every
+/// host of the shard in its selection order).
+pub fn summary_json(
+    outcomes: &[(String, Outcome)],
+    elapsed: Duration,
+    exit: rexec::RunExit,
+    shard: Option<ShardSummary>,
+) -> serde_json::Value {
+    let mut by_outcome = serde_json::Map::new();
+    for (outcome, n) in outcome_counts(outcomes) {
+        by_outcome.insert(outcome.as_str().to_owned(), json!(n));
+    }
+    let failed: Vec<&str> = outcomes
+        .iter()
+        .filter(|(_, o)| *o != Outcome::Ok)
+        .map(|(h, _)| h.as_str())
+        .collect();
+    let mut summary = json!({
+        "hosts": outcomes.len(),
+        "outcomes": by_outcome,
+        "failed_hosts": failed,
+        "elapsed_ms": elapsed.as_millis() as u64,
+        "exit_code": exit.code(),
+    });
+    if let (Some(s), Some(fields)) = (shard, summary.as_object_mut()) {
+        // Where each failed host stood in the selection before sharding (the k of the
+        // shard rule), so that a merge lists them in one run's order.
+        let (count, first) = (s.shard.count(), s.shard.index() - 1);
+        let positions: Vec<usize> = outcomes
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, o))| *o != Outcome::Ok)
+            .map(|(k, _)| k * count + first)
+            .collect();
+        fields.insert(
+            "shard".into(),
+            json!({
+                "index": s.shard.index(),
+                "count": count,
+                "selected": s.selected,
+                "failed_positions": positions,
+            }),
+        );
+    }
+    json!({ "summary": summary })
+}
+
+/// The summary printed on stderr at the end of a run: counts per outcome, then the hosts
+/// of each failing outcome as a folded list.
+pub fn summary_text(outcomes: &[(String, Outcome)], elapsed: Duration) -> String {
+    let counts = outcome_counts(outcomes);
+    let listed: Vec<String> = counts.iter().map(|(o, n)| format!("{n} {o}")).collect();
+    let mut text = format!(
+        "--- {} host{} in {}",
+        outcomes.len(),
+        if outcomes.len() == 1 { "" } else { "s" },
+        seconds(elapsed),
+    );
+    // No hosts (a shard that got none): no list.
+    if !listed.is_empty() {
+        text.push_str(": ");
+        text.push_str(&listed.join(", "));
+    }
+    text.push('\n');
+    for (outcome, _) in counts.iter().filter(|(o, _)| *o != Outcome::Ok) {
+        let hosts: Vec<String> = outcomes
+            .iter()
+            .filter(|(_, o)| o == outcome)
+            .map(|(h, _)| h.clone())
+            .collect();
+        text.push_str(&format!("    {outcome}: {}\n", fold(&hosts)));
+    }
+    text
 }
 
 fn timings_json(t: &rexec::Timings) -> serde_json::Value {

@@ -208,12 +208,10 @@ pub async fn run(
     action: &Action,
     source: Option<TransferStats>,
 ) -> Result<RunExit, Error> {
-    let reporter = Arc::new(Reporter::new(
-        config.mode,
-        targets.len(),
-        config.quiet,
-        None,
-    ));
+    let reporter = Arc::new(
+        Reporter::new(config.mode, targets.len(), config.quiet, None)
+            .with_shard(super::shard_summary(config)),
+    );
     // `put`: what check_put_source found, sent to every host.
     reporter.bytes_mode(source.map(|s| s.bytes * targets.len() as u64));
     let cancel = pool.cancel_token();

@@ -11,6 +11,7 @@ mod duration;
 mod host_list;
 mod pattern;
 pub mod range;
+mod shard;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use crate::ssh::HostKeyPolicy;
 
 pub use duration::{parse_duration, MAX_DURATION};
 pub use pattern::select;
+pub use shard::Shard;
 
 /// The most hosts one run takes: one range, a whole `-H` list or a whole inventory with
 /// more is an error ([`ErrorKind::InvalidInput`]) before anything is allocated for them.
