@@ -82,7 +82,7 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
     let kill_grace = config
         .kill_grace
         .unwrap_or(rexec::Command::DEFAULT_KILL_GRACE);
-    let pool = Pool::new(config.forks)
+    let pool = config.rollout.apply(Pool::new(config.forks))
         .connect_attempts(config.retries.saturating_add(1))
         // Commands stop themselves within the kill grace plus the time to confirm it.
         .stop_grace(kill_grace + std::time::Duration::from_secs(4));
@@ -93,9 +93,11 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
                 Some(template) => CommandLine::Template(template),
                 None => CommandLine::Raw(&command),
             };
-            run_command(&config, &pool, &targets, line).await?
+            run_command(&config, &pool, &targets, line, &interrupted).await?
         }
-        transfer => transfer::run(&config, &pool, &targets, &transfer, put_source).await?,
+        transfer => {
+            transfer::run(&config, &pool, &targets, &transfer, put_source, &interrupted).await?
+        }
     };
     Ok(if interrupted.load(Ordering::Relaxed) {
         exit.merge(RunExit::Interrupted)
@@ -178,6 +180,7 @@ async fn run_command(
     pool: &Pool,
     targets: &[rexec::Target],
     command: CommandLine<'_>,
+    interrupted: &AtomicBool,
 ) -> Result<RunExit, Error> {
     // Read once and shared by every host (Bytes clones are reference counts).
     let stdin: Option<bytes::Bytes> = match &config.stdin {
@@ -208,12 +211,15 @@ async fn run_command(
             .with_source(e)
         })?;
     }
-    let reporter = Arc::new(Reporter::new(
-        config.mode,
-        targets.len(),
-        config.quiet,
-        config.out_dir.clone(),
-    ));
+    let reporter = Arc::new(
+        Reporter::new(
+            config.mode,
+            targets.len(),
+            config.quiet,
+            config.out_dir.clone(),
+        )
+        .rollout(&config.rollout, targets.len()),
+    );
     // A reader that goes away stops the run as Ctrl-C does.
     let closed = reporter.closed();
     let cancel = pool.cancel_token();
@@ -280,11 +286,21 @@ async fn run_command(
     let exit = if reporter.closed().is_cancelled() {
         RunExit::OutputClosed
     } else {
-        RunExit::of(outcomes.iter().map(|(_, o)| *o))
+        with_interrupt(RunExit::of(outcomes.iter().map(|(_, o)| *o)), interrupted)
     };
     reporter.finish(&outcomes, exit, config.quiet);
     write_failed_hosts(config, &outcomes)?;
     Ok(exit)
+}
+
+/// After Ctrl-C the run reads as interrupted (130), also when the hosts it stopped had
+/// not started yet (`not-started` alone is 3: a rollout stopped by its budget).
+pub(crate) fn with_interrupt(exit: RunExit, interrupted: &AtomicBool) -> RunExit {
+    if interrupted.load(Ordering::Relaxed) {
+        exit.merge(RunExit::Interrupted)
+    } else {
+        exit
+    }
 }
 
 /// `--failed-hosts FILE`: the hosts that did not succeed, one per line.
