@@ -33,7 +33,10 @@ fn logged_command(log: &Path, failing: &[&str]) -> String {
     let fail = if failing.is_empty() {
         String::new()
     } else {
-        format!("case {{{{name}}}} in {}) exit 1;; esac; ", failing.join("|"))
+        format!(
+            "case {{{{name}}}} in {}) exit 1;; esac; ",
+            failing.join("|")
+        )
     };
     format!(
         "echo start {{{{name}}}} $(date +%s.%N) >> {log}; sleep 0.3; \
@@ -116,12 +119,22 @@ fn batches_run_in_order_and_the_last_size_repeats() {
     // Within a batch the hosts run at once (forks 64): batch 3's four hosts overlap.
     let starts_of_3 = names(4..=7)
         .iter()
-        .map(|h| lines.iter().position(|(k, x, _)| k == "start" && x == h).unwrap())
+        .map(|h| {
+            lines
+                .iter()
+                .position(|(k, x, _)| k == "start" && x == h)
+                .unwrap()
+        })
         .max()
         .unwrap();
     let first_end_of_3 = names(4..=7)
         .iter()
-        .map(|h| lines.iter().position(|(k, x, _)| k == "end" && x == h).unwrap())
+        .map(|h| {
+            lines
+                .iter()
+                .position(|(k, x, _)| k == "end" && x == h)
+                .unwrap()
+        })
         .min()
         .unwrap();
     assert!(starts_of_3 < first_end_of_3, "{lines:?}");
@@ -203,7 +216,11 @@ fn the_failure_budget_stops_new_hosts_and_batches() {
         .collect();
     let mut ran_sorted = ran.clone();
     ran_sorted.sort();
-    assert_eq!(ran_sorted, names(1..=4), "hosts after the stop ran: {ran:?}");
+    assert_eq!(
+        ran_sorted,
+        names(1..=4),
+        "hosts after the stop ran: {ran:?}"
+    );
     assert_eq!(summary["exit_code"], 3);
     assert_eq!(summary["outcomes"]["not-started"], 4);
     assert_eq!(summary["batches"]["sizes"], serde_json::json!([2, 2, 2, 2]));
@@ -243,7 +260,10 @@ fn the_failure_budget_stops_new_hosts_and_batches() {
         ),
         "{stderr}"
     );
-    assert!(stderr.contains("    not-started: node[05-08]\n"), "{stderr}");
+    assert!(
+        stderr.contains("    not-started: node[05-08]\n"),
+        "{stderr}"
+    );
     assert!(text(&out.stdout).contains(
         "=== node05: not-started in 0.00s: not started: the rollout stopped when 2 hosts had failed"
     ));
@@ -265,7 +285,10 @@ fn the_failure_budget_stops_new_hosts_and_batches() {
     let (_, summary) = json_lines(&out);
     assert_eq!(summary["budget"]["allowed"], 2);
     assert_eq!(summary["budget"]["exceeded"], false);
-    assert_eq!(summary["budget"]["stopped_in_batch"], serde_json::Value::Null);
+    assert_eq!(
+        summary["budget"]["stopped_in_batch"],
+        serde_json::Value::Null
+    );
     assert_eq!(summary["batches"]["completed"], 4);
     assert_eq!(log_lines(&log).len(), 16);
 }
@@ -313,7 +336,10 @@ fn fail_fast_and_max_fail_on_in_the_sliding_window() {
     assert_eq!(ran, ["node01", "node02"]);
     assert!(summary.get("batches").is_none(), "{summary}");
     assert_eq!(summary["budget"]["max_fail"], "0");
-    assert_eq!(summary["budget"]["stopped_in_batch"], serde_json::Value::Null);
+    assert_eq!(
+        summary["budget"]["stopped_in_batch"],
+        serde_json::Value::Null
+    );
 
     // Only `unreachable` counts: node02's exit 1 passes, node03 stops the run.
     let log = dir.path().join("log-on");
@@ -362,7 +388,10 @@ fn fail_fast_and_max_fail_on_in_the_sliding_window() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let (results, summary) = json_lines(&out);
     assert_eq!(results.len(), 5);
-    assert_eq!(summary["budget"]["counted"], serde_json::json!(["timed-out"]));
+    assert_eq!(
+        summary["budget"]["counted"],
+        serde_json::json!(["timed-out"])
+    );
     assert_eq!(summary["budget"]["failed"], 0);
     assert_eq!(log_lines(&log).len(), 10);
 }
@@ -542,7 +571,10 @@ fn put_runs_in_batches_under_a_budget() {
         assert_eq!(results[&h]["outcome"], "not-started");
         assert!(!dest.join(&h).exists(), "{h} was uploaded");
     }
-    assert_eq!(std::fs::read_to_string(dest.join("node01")).unwrap(), "payload\n");
+    assert_eq!(
+        std::fs::read_to_string(dest.join("node01")).unwrap(),
+        "payload\n"
+    );
     assert_eq!(summary["batches"]["sizes"], serde_json::json!([2, 2, 1]));
     assert_eq!(summary["batches"]["completed"], 0);
     assert_eq!(summary["budget"]["stopped_in_batch"], 1);
@@ -555,13 +587,28 @@ fn bad_rollout_options_are_usage_errors_before_connecting() {
     let host = format!("127.0.0.1:{port}");
     let cases: &[(&[&str], &str)] = &[
         (&["--batch", "0"], "--batch: a batch of 0 hosts never ends"),
-        (&["--batch", "0%"], "--batch: a batch of 0% hosts never ends"),
+        (
+            &["--batch", "0%"],
+            "--batch: a batch of 0% hosts never ends",
+        ),
         (&["--batch", "150%"], "--batch: \"150%\" is more than 100%"),
-        (&["--batch", "1,,2"], "--batch: \"\" is not a number of hosts"),
+        (
+            &["--batch", "1,,2"],
+            "--batch: \"\" is not a number of hosts",
+        ),
         (&["--batch", "x"], "--batch: \"x\" is not a number of hosts"),
-        (&["--max-fail", "-1"], "--max-fail: \"-1\" is not a number of hosts"),
-        (&["--max-fail", "101%"], "--max-fail: \"101%\" is more than 100%"),
-        (&["--max-fail", "1.5"], "--max-fail: \"1.5\" is not a number of hosts"),
+        (
+            &["--max-fail", "-1"],
+            "--max-fail: \"-1\" is not a number of hosts",
+        ),
+        (
+            &["--max-fail", "101%"],
+            "--max-fail: \"101%\" is more than 100%",
+        ),
+        (
+            &["--max-fail", "1.5"],
+            "--max-fail: \"1.5\" is not a number of hosts",
+        ),
         (
             &["--max-fail", "1", "--max-fail-on", "unreachable,bogus"],
             "--max-fail-on: unknown outcome \"bogus\" (one of ok, exited-nonzero,",
@@ -575,7 +622,10 @@ fn bad_rollout_options_are_usage_errors_before_connecting() {
             "--max-fail-on needs --max-fail N or --fail-fast",
         ),
         (&["--stagger", "0"], "invalid duration \"0\""),
-        (&["--batch", "2", "--pause", "soon"], "invalid duration \"soon\""),
+        (
+            &["--batch", "2", "--pause", "soon"],
+            "invalid duration \"soon\"",
+        ),
     ];
     for (options, message) in cases {
         let mut args = vec!["-H", &host, "--no-agent"];
@@ -650,7 +700,10 @@ async fn a_closure_rollout_with_a_failure_budget() {
             },
         )
         .await;
-    let outcomes: Vec<Outcome> = results.iter().map(|r| Outcome::of_result(&r.result)).collect();
+    let outcomes: Vec<Outcome> = results
+        .iter()
+        .map(|r| Outcome::of_result(&r.result))
+        .collect();
     assert_eq!(
         outcomes,
         [
@@ -685,11 +738,16 @@ async fn a_closure_rollout_with_a_failure_budget() {
     let began = Instant::now();
     let connecting = Mutex::new(Vec::new());
     let results = pool
-        .run_command(&targets[..4], "true", |_, _| {}, |event| {
-            if let Event::Connecting { index, .. } = event {
-                connecting.lock().unwrap().push((index, began.elapsed()));
-            }
-        })
+        .run_command(
+            &targets[..4],
+            "true",
+            |_, _| {},
+            |event| {
+                if let Event::Connecting { index, .. } = event {
+                    connecting.lock().unwrap().push((index, began.elapsed()));
+                }
+            },
+        )
         .await;
     assert!(results.iter().all(|r| r.outcome() == Outcome::Ok));
     let mut connecting = connecting.into_inner().unwrap();

@@ -414,9 +414,7 @@ impl Rollout {
         };
         let budget = match (limit, &args.max_fail_on) {
             (None, Some(_)) => {
-                return Err(usage(
-                    "--max-fail-on needs --max-fail N or --fail-fast",
-                ))
+                return Err(usage("--max-fail-on needs --max-fail N or --fail-fast"))
             }
             (None, None) => None,
             (Some(limit), None) => Some(rexec::FailureBudget::new(limit)),

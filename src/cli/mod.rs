@@ -82,7 +82,9 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
     let kill_grace = config
         .kill_grace
         .unwrap_or(rexec::Command::DEFAULT_KILL_GRACE);
-    let pool = config.rollout.apply(Pool::new(config.forks))
+    let pool = config
+        .rollout
+        .apply(Pool::new(config.forks))
         .connect_attempts(config.retries.saturating_add(1))
         // Commands stop themselves within the kill grace plus the time to confirm it.
         .stop_grace(kill_grace + std::time::Duration::from_secs(4));
@@ -96,7 +98,15 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
             run_command(&config, &pool, &targets, line, &interrupted).await?
         }
         transfer => {
-            transfer::run(&config, &pool, &targets, &transfer, put_source, &interrupted).await?
+            transfer::run(
+                &config,
+                &pool,
+                &targets,
+                &transfer,
+                put_source,
+                &interrupted,
+            )
+            .await?
         }
     };
     Ok(if interrupted.load(Ordering::Relaxed) {

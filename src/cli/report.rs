@@ -140,7 +140,12 @@ impl Reporter {
     /// Counts a finished host against the budget (as the pool counts it).
     fn rollout_host(&self, outcome: Outcome) {
         let Some(view) = &self.rollout else { return };
-        if view.options.budget.as_ref().is_some_and(|b| b.counts(outcome)) {
+        if view
+            .options
+            .budget
+            .as_ref()
+            .is_some_and(|b| b.counts(outcome))
+        {
             if let Ok(mut state) = view.state.lock() {
                 state.failed += 1;
             }
@@ -499,7 +504,10 @@ impl Reporter {
         if let Some(batch) = batch {
             text.push_str(&format!(" in batch {batch}/{}", view.sizes.len()));
         }
-        text.push_str(&format!("; {not_started} {} not started", plural(not_started)));
+        text.push_str(&format!(
+            "; {not_started} {} not started",
+            plural(not_started)
+        ));
         let never: Vec<String> = outcomes
             .iter()
             .filter(|(_, o)| *o == Outcome::NotStarted)

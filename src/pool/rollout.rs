@@ -261,7 +261,10 @@ impl FailureBudget {
     /// # Errors
     /// [`ErrorKind::InvalidInput`] for an empty list, `ok` or `not-started` (a host that
     /// did not start cannot have failed).
-    pub fn counting(mut self, outcomes: impl IntoIterator<Item = Outcome>) -> Result<FailureBudget> {
+    pub fn counting(
+        mut self,
+        outcomes: impl IntoIterator<Item = Outcome>,
+    ) -> Result<FailureBudget> {
         let mut counted: Vec<Outcome> = outcomes.into_iter().collect();
         if let Some(o) = counted
             .iter()
@@ -378,7 +381,11 @@ where
             None => vec![total],
         };
         Engine {
-            hosts: hosts.into_iter().enumerate().collect::<Vec<_>>().into_iter(),
+            hosts: hosts
+                .into_iter()
+                .enumerate()
+                .collect::<Vec<_>>()
+                .into_iter(),
             name,
             start,
             events,
@@ -387,13 +394,10 @@ where
             forks: forks.max(1),
             sizes,
             explicit_batches: rollout.batches.is_some(),
-            budget: rollout
-                .budget
-                .clone()
-                .map(|b| {
-                    let allowed = b.allowed(total);
-                    (b, allowed)
-                }),
+            budget: rollout.budget.clone().map(|b| {
+                let allowed = b.allowed(total);
+                (b, allowed)
+            }),
             stagger: rollout.stagger.filter(|d| !d.is_zero()),
             pause: rollout.pause.filter(|d| !d.is_zero()),
             batch: 0,
@@ -586,8 +590,23 @@ mod tests {
         assert_eq!(count("12.50%").to_string(), "12.5%");
         assert_eq!(count("007").to_string(), "7");
         for bad in [
-            "", "%", "-1", "-1%", "1.5", "150%", "100.0001%", "101%", "1e3", "abc", "5 %x",
-            "0.00001%", "1.%", ".5%", "99999999999999999999999", "1000000000%", "+3",
+            "",
+            "%",
+            "-1",
+            "-1%",
+            "1.5",
+            "150%",
+            "100.0001%",
+            "101%",
+            "1e3",
+            "abc",
+            "5 %x",
+            "0.00001%",
+            "1.%",
+            ".5%",
+            "99999999999999999999999",
+            "1000000000%",
+            "+3",
         ] {
             assert!(bad.parse::<HostCount>().is_err(), "{bad:?} parsed");
         }
@@ -638,7 +657,11 @@ mod tests {
         assert!(!budget.counts(Outcome::NotStarted));
         let only = budget
             .clone()
-            .counting([Outcome::Unreachable, Outcome::AuthFailed, Outcome::Unreachable])
+            .counting([
+                Outcome::Unreachable,
+                Outcome::AuthFailed,
+                Outcome::Unreachable,
+            ])
             .unwrap();
         assert_eq!(only.counted(), [Outcome::Unreachable, Outcome::AuthFailed]);
         assert!(!only.counts(Outcome::ExitedNonZero));
