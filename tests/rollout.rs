@@ -626,6 +626,7 @@ fn bad_rollout_options_are_usage_errors_before_connecting() {
             &["--batch", "2", "--pause", "soon"],
             "invalid duration \"soon\"",
         ),
+        (&["--pause", "1s"], "--pause needs --batch"),
     ];
     for (options, message) in cases {
         let mut args = vec!["-H", &host, "--no-agent"];
@@ -637,14 +638,14 @@ fn bad_rollout_options_are_usage_errors_before_connecting() {
         assert!(stderr.contains(message), "{options:?}: {stderr}");
         assert!(out.stdout.is_empty(), "{options:?}");
     }
-    // --pause alone and --fail-fast with --max-fail are refused by the parser.
-    for options in [&["--pause", "1s"][..], &["--fail-fast", "--max-fail", "1"]] {
-        let mut args = vec!["-H", &host, "--no-agent"];
-        args.extend_from_slice(options);
-        args.push("true");
-        let out = rexec(&args);
-        assert_eq!(out.status.code(), Some(2), "{options:?}");
-    }
+    // --fail-fast with --max-fail is refused by the parser.
+    let out = rexec(&["-H", &host, "--fail-fast", "--max-fail", "1", "true"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("'--fail-fast' cannot be used with '--max-fail <N[%]>'"),
+        "{stderr}"
+    );
 }
 
 fn library_targets(cluster: &Cluster) -> Vec<rexec::Target> {
@@ -780,4 +781,46 @@ async fn run_command_on_kept_sessions_rolls_out_too() {
     assert_eq!(outcomes[0], Outcome::ExitedNonZero, "{results:?}");
     assert_eq!(outcomes[1], Outcome::Ok);
     assert_eq!(outcomes[2..], [Outcome::NotStarted, Outcome::NotStarted]);
+}
+
+#[test]
+fn the_progress_bar_shows_the_batch_and_the_stop() {
+    let cluster = Cluster::start(1, 4, 760);
+    let inventory = cluster.inventory(&[], "");
+    // Batches 1 | 2-3 | 4: node02 fails while node03 still runs for a while, so the bar
+    // shows the stop; node04 never starts.
+    let command = "case {{name}} in node01) sleep 1;; node02) sleep 0.3; exit 1;; \
+                   node03) sleep 1.5;; esac";
+    let mut line = String::from(env!("CARGO_BIN_EXE_rexec"));
+    for a in [
+        "-i",
+        inventory.to_str().unwrap(),
+        "--no-agent",
+        "--batch",
+        "1,2",
+        "--fail-fast",
+        command,
+    ] {
+        line.push(' ');
+        line.push_str(&rexec::shell_quote(a));
+    }
+    let out = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let shown = text(&out.stdout);
+    assert!(shown.contains("batch 1/3: 0/4 hosts, "), "{shown:?}");
+    assert!(
+        shown.contains("batch 2/3: failure budget exceeded, no new hosts: "),
+        "{shown:?}"
+    );
+    assert!(
+        shown.contains(
+            "--- rollout stopped: 1 host failed (budget --fail-fast) in batch 2/3; \
+             1 host not started: node04"
+        ),
+        "{shown:?}"
+    );
 }

@@ -169,8 +169,7 @@ pub struct Args {
         long,
         value_name = "DURATION",
         global = true,
-        allow_negative_numbers = true,
-        requires = "batch"
+        allow_negative_numbers = true
     )]
     pub pause: Option<String>,
     /// Once more than N hosts (or N% of the selected hosts) have failed, start no new
@@ -396,6 +395,9 @@ impl Rollout {
             .as_deref()
             .map(|p| parse_duration(p).map_err(|e| option("pause", e)))
             .transpose()?;
+        if pause.is_some() && batches.is_none() {
+            return Err(usage("--pause needs --batch (it waits between batches)"));
+        }
         let stagger = args
             .stagger
             .as_deref()
