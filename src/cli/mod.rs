@@ -109,11 +109,8 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
             .await?
         }
     };
-    Ok(if interrupted.load(Ordering::Relaxed) {
-        exit.merge(RunExit::Interrupted)
-    } else {
-        exit
-    })
+    // Both runs merge a Ctrl-C into their code (and into the JSON summary) already.
+    Ok(exit)
 }
 
 /// `--list-hosts`: one name per line; a reader that goes away (`| head`) ends it quietly.
