@@ -58,6 +58,7 @@ async fn a_custom_workflow_runs_on_every_host_in_order() {
                     Event::Connecting { .. } => "connecting",
                     Event::Running { .. } => "running",
                     Event::Finished(_) => "finished",
+                    _ => "batch or budget",
                 };
                 events.lock().unwrap().push(tag);
             },
@@ -134,7 +135,7 @@ async fn no_more_than_forks_hosts_run_at_once() {
                 Event::Finished(_) => {
                     now.fetch_sub(1, Ordering::SeqCst);
                 }
-                Event::Running { .. } => {}
+                _ => {}
             },
         )
         .await;

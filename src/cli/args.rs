@@ -11,7 +11,8 @@ use rexec::{Error, ErrorKind, HostKeyPolicy, HostSettings};
 /// Run a command on many hosts over SSH.
 ///
 /// Exit codes: 0 all hosts ran the command and it exited 0; 1 some command exited
-/// non-zero; 3 some host could not run it (unreachable, host key, authentication); 4 some
+/// non-zero; 3 some host could not run it (unreachable, host key, authentication, or not
+/// started because --max-fail was exceeded); 4 some
 /// timed out, was killed, lost its connection or gave no exit status; 2 usage or
 /// inventory error (nothing ran); 130 interrupted. The most severe wins:
 /// 130 > 2 > 4 > 3 > 1 > 0.
@@ -23,7 +24,7 @@ use rexec::{Error, ErrorKind, HostKeyPolicy, HostSettings};
 )]
 #[command(
     override_usage = "rexec [OPTIONS] COMMAND...\n       rexec [OPTIONS] put [-r] [--inplace] LOCAL REMOTE\n       rexec [OPTIONS] get [-r] [--inplace] REMOTE LOCAL_DIR\n       rexec merge [--json] [--failed-hosts FILE] [-q] FILE...",
-    after_help = "Examples:\n  rexec -i hosts.toml df -h\n  rexec -i hosts.toml -l 'web:!web03' --group uptime\n  rexec -H web1,deploy@db1:2222 --json -- systemctl is-active nginx\n  rexec -i hosts.toml put -r ./conf /etc/app\n  rexec -i hosts.toml get /var/log/syslog ./logs\n  rexec -i hosts.toml --shard 2/4 --json uptime > shard-2.jsonl\n  rexec merge shard-1.jsonl shard-2.jsonl shard-3.jsonl shard-4.jsonl\n\nExit codes: 0 all ok; 1 a command exited non-zero; 3 a host could not run it\n(unreachable, host key, auth, transfer error); 4 timed out, killed, connection lost\nor no exit status; 2 usage or inventory error (nothing ran); 130 interrupted.\nThe most severe wins: 130 > 2 > 4 > 3 > 1 > 0."
+    after_help = "Examples:\n  rexec -i hosts.toml df -h\n  rexec -i hosts.toml -l 'web:!web03' --group uptime\n  rexec -H web1,deploy@db1:2222 --json -- systemctl is-active nginx\n  rexec -i hosts.toml put -r ./conf /etc/app\n  rexec -i hosts.toml get /var/log/syslog ./logs\n  rexec -i hosts.toml --shard 2/4 --json uptime > shard-2.jsonl\n  rexec merge shard-1.jsonl shard-2.jsonl shard-3.jsonl shard-4.jsonl\n  rexec -i hosts.toml --batch 1,5,25% --pause 30s --max-fail 2 'systemctl restart app'\n\nExit codes: 0 all ok; 1 a command exited non-zero; 3 a host could not run it\n(unreachable, host key, auth, transfer error, not started: --max-fail); 4 timed out, killed, connection lost\nor no exit status; 2 usage or inventory error (nothing ran); 130 interrupted.\nThe most severe wins: 130 > 2 > 4 > 3 > 1 > 0."
 )]
 pub struct Args {
     /// Inventory file (hosts.toml).
@@ -163,6 +164,42 @@ pub struct Args {
     /// ...and call the connection lost after this many unanswered probes (default 3).
     #[arg(long, value_name = "N", global = true)]
     pub keepalive_max: Option<usize>,
+    /// Run hosts in successive batches (Ansible's serial): a size, a percentage of the
+    /// selected hosts, or a list whose last value repeats: 5, 25%, 1,5,25%.
+    #[arg(long, value_name = "N[%],...", global = true)]
+    pub batch: Option<String>,
+    /// Wait this long after each batch but the last.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        global = true,
+        allow_negative_numbers = true
+    )]
+    pub pause: Option<String>,
+    /// Once more than N hosts (or N% of the selected hosts) have failed, start no new
+    /// host or batch; the rest end not-started (exit 3).
+    #[arg(
+        long,
+        value_name = "N[%]",
+        global = true,
+        allow_negative_numbers = true
+    )]
+    pub max_fail: Option<String>,
+    /// The outcomes that count against --max-fail (default: all but ok), e.g.
+    /// unreachable,auth-failed.
+    #[arg(long, value_name = "OUTCOME,...", global = true)]
+    pub max_fail_on: Option<String>,
+    /// Stop starting hosts after the first failure (--max-fail 0).
+    #[arg(long, global = true, conflicts_with = "max_fail")]
+    pub fail_fast: bool,
+    /// Start each host at least this long after the previous one.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        global = true,
+        allow_negative_numbers = true
+    )]
+    pub stagger: Option<String>,
     /// Request a pseudo-terminal (stdout and stderr merge).
     #[arg(long, global = true)]
     pub pty: bool,
@@ -355,6 +392,93 @@ pub struct Config {
     pub quiet: bool,
     pub raw: bool,
     pub action: Option<Action>,
+    pub rollout: Rollout,
+}
+
+/// `--batch`, `--pause`, `--max-fail`, `--max-fail-on`, `--fail-fast`, `--stagger`.
+#[derive(Debug, Clone, Default)]
+pub struct Rollout {
+    pub batches: Option<rexec::Batches>,
+    pub pause: Option<Duration>,
+    pub budget: Option<rexec::FailureBudget>,
+    /// How the budget was given, for messages: `--max-fail 2`, `--fail-fast`.
+    pub budget_flag: String,
+    pub stagger: Option<Duration>,
+}
+
+impl Rollout {
+    fn parse(args: &Args) -> Result<Rollout, Error> {
+        let option = |name: &str, e: Error| usage(format!("--{name}: {}", e.message()));
+        let batches = args
+            .batch
+            .as_deref()
+            .map(|b| b.parse::<rexec::Batches>().map_err(|e| option("batch", e)))
+            .transpose()?;
+        let pause = args
+            .pause
+            .as_deref()
+            .map(|p| parse_duration(p).map_err(|e| option("pause", e)))
+            .transpose()?;
+        if pause.is_some() && batches.is_none() {
+            return Err(usage("--pause needs --batch (it waits between batches)"));
+        }
+        let stagger = args
+            .stagger
+            .as_deref()
+            .map(|p| parse_duration(p).map_err(|e| option("stagger", e)))
+            .transpose()?;
+        let (limit, budget_flag) = match (&args.max_fail, args.fail_fast) {
+            (Some(text), _) => (
+                Some(
+                    text.parse::<rexec::HostCount>()
+                        .map_err(|e| option("max-fail", e))?,
+                ),
+                format!("--max-fail {}", text.trim()),
+            ),
+            (None, true) => (Some(rexec::HostCount::hosts(0)), "--fail-fast".to_owned()),
+            (None, false) => (None, String::new()),
+        };
+        let budget = match (limit, &args.max_fail_on) {
+            (None, Some(_)) => {
+                return Err(usage("--max-fail-on needs --max-fail N or --fail-fast"))
+            }
+            (None, None) => None,
+            (Some(limit), None) => Some(rexec::FailureBudget::new(limit)),
+            (Some(limit), Some(names)) => {
+                let outcomes = names
+                    .split(',')
+                    .map(str::parse::<rexec::Outcome>)
+                    .collect::<Result<Vec<_>, _>>()
+                    .and_then(|o| rexec::FailureBudget::new(limit).counting(o))
+                    .map_err(|e| option("max-fail-on", e))?;
+                Some(outcomes)
+            }
+        };
+        Ok(Rollout {
+            batches,
+            pause,
+            budget,
+            budget_flag,
+            stagger,
+        })
+    }
+
+    /// Applies the options to a pool.
+    pub fn apply(&self, mut pool: rexec::Pool) -> rexec::Pool {
+        if let Some(b) = &self.batches {
+            pool = pool.batches(b.clone());
+        }
+        if let Some(p) = self.pause {
+            pool = pool.pause(p);
+        }
+        if let Some(b) = &self.budget {
+            pool = pool.max_failures(b.clone());
+        }
+        if let Some(s) = self.stagger {
+            pool = pool.stagger(s);
+        }
+        pool
+    }
 }
 
 /// The second line of every usage error.
@@ -446,6 +570,7 @@ impl Args {
             return Err(usage("--forks must be at least 1"));
         }
         let shard = self.shard.as_deref().map(str::parse::<Shard>).transpose()?;
+        let rollout = Rollout::parse(&self)?;
         let mut overrides = HostSettings {
             user: self.user,
             port: self.port,
@@ -607,6 +732,7 @@ impl Args {
             quiet: self.quiet,
             raw: self.raw,
             action,
+            rollout,
         })
     }
 }

@@ -96,7 +96,9 @@ pub async fn run(mut config: Config) -> Result<RunExit, Error> {
     let kill_grace = config
         .kill_grace
         .unwrap_or(rexec::Command::DEFAULT_KILL_GRACE);
-    let pool = Pool::new(config.forks)
+    let pool = config
+        .rollout
+        .apply(Pool::new(config.forks))
         .connect_attempts(config.retries.saturating_add(1))
         // Commands stop themselves within the kill grace plus the time to confirm it.
         .stop_grace(kill_grace + std::time::Duration::from_secs(4));
@@ -107,15 +109,22 @@ pub async fn run(mut config: Config) -> Result<RunExit, Error> {
                 Some(template) => CommandLine::Template(template),
                 None => CommandLine::Raw(&command),
             };
-            run_command(&config, &pool, &targets, line).await?
+            run_command(&config, &pool, &targets, line, &interrupted).await?
         }
-        transfer => transfer::run(&config, &pool, &targets, &transfer, put_source).await?,
+        transfer => {
+            transfer::run(
+                &config,
+                &pool,
+                &targets,
+                &transfer,
+                put_source,
+                &interrupted,
+            )
+            .await?
+        }
     };
-    Ok(if interrupted.load(Ordering::Relaxed) {
-        exit.merge(RunExit::Interrupted)
-    } else {
-        exit
-    })
+    // Both runs merge a Ctrl-C into their code (and into the JSON summary) already.
+    Ok(exit)
 }
 
 /// `--list-hosts`: one name per line; a reader that goes away (`| head`) ends it quietly.
@@ -192,6 +201,7 @@ async fn run_command(
     pool: &Pool,
     targets: &[rexec::Target],
     command: CommandLine<'_>,
+    interrupted: &AtomicBool,
 ) -> Result<RunExit, Error> {
     // Read once and shared by every host (Bytes clones are reference counts).
     let stdin: Option<bytes::Bytes> = match &config.stdin {
@@ -229,7 +239,8 @@ async fn run_command(
             config.quiet,
             config.out_dir.clone(),
         )
-        .with_shard(shard_summary(config)),
+        .with_shard(shard_summary(config))
+        .rollout(&config.rollout, targets.len()),
     );
     // A reader that goes away stops the run as Ctrl-C does.
     let closed = reporter.closed();
@@ -297,7 +308,7 @@ async fn run_command(
     let exit = if reporter.closed().is_cancelled() {
         RunExit::OutputClosed
     } else {
-        RunExit::of(outcomes.iter().map(|(_, o)| *o))
+        with_interrupt(RunExit::of(outcomes.iter().map(|(_, o)| *o)), interrupted)
     };
     reporter.finish(&outcomes, exit, config.quiet);
     write_failed_hosts(config, &outcomes)?;
@@ -310,6 +321,16 @@ fn shard_summary(config: &Config) -> Option<report::ShardSummary> {
         shard,
         selected: config.selected,
     })
+}
+
+/// After Ctrl-C the run reads as interrupted (130), also when the hosts it stopped had
+/// not started yet (`not-started` alone is 3: a rollout stopped by its budget).
+pub(crate) fn with_interrupt(exit: RunExit, interrupted: &AtomicBool) -> RunExit {
+    if interrupted.load(Ordering::Relaxed) {
+        exit.merge(RunExit::Interrupted)
+    } else {
+        exit
+    }
 }
 
 /// `--failed-hosts FILE`: the hosts that did not succeed, one per line.

@@ -22,7 +22,7 @@ use rexec::{Event, ExitStatus, HostResult, Outcome, Output, Stream};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::args::{seconds, OutputMode};
+use crate::cli::args::{seconds, OutputMode, Rollout};
 
 /// `--stream`: a line longer than this is printed in pieces of this size, each as its own
 /// `host | ` line, so memory stays bounded whatever the output.
@@ -42,6 +42,30 @@ pub struct Reporter {
     started: Instant,
     closed: CancellationToken,
     shard: Option<ShardSummary>,
+    rollout: Option<RolloutView>,
+}
+
+/// What a rolling run (`--batch`, `--max-fail`) adds to the progress bar and the summary,
+/// from the pool's batch and budget events.
+struct RolloutView {
+    options: Rollout,
+    /// Batch sizes for the selected hosts (empty without --batch).
+    sizes: Vec<usize>,
+    allowed: usize,
+    state: Mutex<RolloutState>,
+}
+
+#[derive(Default)]
+struct RolloutState {
+    /// The batch in progress, from 1 (0 before the first).
+    batch: usize,
+    completed: usize,
+    /// Failed hosts that the budget counts.
+    failed: usize,
+    exceeded: bool,
+    /// From the pool's last event of a stopped run: the batch where the budget was
+    /// exceeded and how many hosts never started.
+    stopped: Option<(Option<usize>, usize)>,
 }
 
 impl Reporter {
@@ -72,7 +96,81 @@ impl Reporter {
             started: Instant::now(),
             closed: CancellationToken::new(),
             shard: None,
+            rollout: None,
         }
+    }
+
+    /// A rolling run over `total` hosts: the bar shows the batch, the summary the budget.
+    #[must_use]
+    pub fn rollout(mut self, options: &Rollout, total: usize) -> Reporter {
+        if options.batches.is_some() || options.budget.is_some() {
+            self.rollout = Some(RolloutView {
+                sizes: options
+                    .batches
+                    .as_ref()
+                    .map(|b| b.split(total))
+                    .unwrap_or_default(),
+                allowed: options.budget.as_ref().map_or(0, |b| b.allowed(total)),
+                options: options.clone(),
+                state: Mutex::default(),
+            });
+        }
+        self
+    }
+
+    /// Batch and budget events; whether `event` was one.
+    fn rollout_event<T>(&self, event: &Event<'_, T>) -> bool {
+        let Some(view) = &self.rollout else {
+            return false;
+        };
+        let Ok(mut state) = view.state.lock() else {
+            return false;
+        };
+        match event {
+            Event::BatchStarted { batch, .. } => state.batch = *batch,
+            Event::BatchFinished { .. } => state.completed += 1,
+            Event::BudgetExceeded { .. } => state.exceeded = true,
+            Event::RolloutStopped {
+                batch, not_started, ..
+            } => state.stopped = Some((*batch, *not_started)),
+            _ => return false,
+        }
+        drop(state);
+        self.update_bar();
+        true
+    }
+
+    /// Counts a finished host against the budget (as the pool counts it).
+    fn rollout_host(&self, outcome: Outcome) {
+        let Some(view) = &self.rollout else { return };
+        if view
+            .options
+            .budget
+            .as_ref()
+            .is_some_and(|b| b.counts(outcome))
+        {
+            if let Ok(mut state) = view.state.lock() {
+                state.failed += 1;
+            }
+        }
+    }
+
+    /// `batch 2/5: ` for the bar.
+    fn batch_prefix(&self) -> String {
+        let Some(view) = &self.rollout else {
+            return String::new();
+        };
+        let Ok(state) = view.state.lock() else {
+            return String::new();
+        };
+        let mut text = String::new();
+        if !view.sizes.is_empty() && state.batch > 0 {
+            text.push_str(&format!("batch {}/{}: ", state.batch, view.sizes.len()));
+        }
+        if state.exceeded {
+            text.push_str("failure budget exceeded, no new hosts: ");
+        }
+        text
     }
 
     /// Cancelled when stdout was closed by its reader.
@@ -123,7 +221,8 @@ impl Reporter {
             let running = self.in_flight.load(Ordering::Relaxed);
             let done = self.done.load(Ordering::Relaxed);
             bar.set_message(format!(
-                "{done}/{} hosts, {failed} failed, {running} running",
+                "{}{done}/{} hosts, {failed} failed, {running} running",
+                self.batch_prefix(),
                 self.total
             ));
         }
@@ -137,6 +236,11 @@ impl Reporter {
 
     /// A host finished with `outcome` (the bar is updated by the caller after printing).
     fn host_finished(&self, outcome: Outcome) {
+        self.rollout_host(outcome);
+        if outcome == Outcome::NotStarted {
+            // Never counted as running.
+            self.in_flight.fetch_add(1, Ordering::Relaxed);
+        }
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.done.fetch_add(1, Ordering::Relaxed);
         if outcome != Outcome::Ok {
@@ -145,6 +249,9 @@ impl Reporter {
     }
 
     pub fn event(&self, event: Event<'_, Output>) {
+        if self.rollout_event(&event) {
+            return;
+        }
         match event {
             Event::Connecting { .. } => self.host_started(),
             Event::Running { .. } => {}
@@ -164,6 +271,7 @@ impl Reporter {
                 }
                 self.update_bar();
             }
+            _ => {}
         }
     }
 
@@ -324,7 +432,10 @@ impl Reporter {
         }
         let elapsed = self.started.elapsed();
         if self.mode == OutputMode::Json {
-            let summary = summary_json(outcomes, elapsed, exit, self.shard);
+            let mut summary = summary_json(outcomes, elapsed, exit, self.shard);
+            if let Some(fields) = summary.get_mut("summary").and_then(|s| s.as_object_mut()) {
+                self.rollout_json(fields);
+            }
             self.print(format!("{summary}\n").as_bytes());
             return;
         }
@@ -337,7 +448,74 @@ impl Reporter {
                 "    stdout was closed by its reader: the running commands were stopped\n",
             );
         }
+        text.push_str(&self.rollout_summary(outcomes));
         self.eprint(text.as_bytes());
+    }
+
+    /// `--- rollout stopped: 3 hosts failed (budget --max-fail 2) in batch 2/5; 40 hosts
+    /// not started: node[11-50]`, when the budget stopped the run.
+    fn rollout_summary(&self, outcomes: &[(String, Outcome)]) -> String {
+        let Some(view) = &self.rollout else {
+            return String::new();
+        };
+        let Ok(state) = view.state.lock() else {
+            return String::new();
+        };
+        let Some((batch, not_started)) = state.stopped else {
+            return String::new();
+        };
+        let plural = |n: usize| if n == 1 { "host" } else { "hosts" };
+        let mut text = format!(
+            "--- rollout stopped: {} {} failed (budget {})",
+            state.failed,
+            plural(state.failed),
+            view.options.budget_flag
+        );
+        if let Some(batch) = batch {
+            text.push_str(&format!(" in batch {batch}/{}", view.sizes.len()));
+        }
+        text.push_str(&format!(
+            "; {not_started} {} not started",
+            plural(not_started)
+        ));
+        let never: Vec<String> = outcomes
+            .iter()
+            .filter(|(_, o)| *o == Outcome::NotStarted)
+            .map(|(h, _)| h.clone())
+            .collect();
+        if !never.is_empty() {
+            text.push_str(&format!(": {}", fold(&never)));
+        }
+        text.push('\n');
+        text
+    }
+
+    /// The JSON summary's `batches` (with --batch) and `budget` (with --max-fail).
+    fn rollout_json(&self, summary: &mut serde_json::Map<String, serde_json::Value>) {
+        let Some(view) = &self.rollout else { return };
+        let Ok(state) = view.state.lock() else { return };
+        if view.options.batches.is_some() {
+            summary.insert(
+                "batches".into(),
+                json!({"sizes": view.sizes, "completed": state.completed}),
+            );
+        }
+        if let Some(budget) = &view.options.budget {
+            let counted: Vec<&str> = budget.counted().iter().map(|o| o.as_str()).collect();
+            let (batch, not_started) = state.stopped.unwrap_or((None, 0));
+            summary.insert(
+                "budget".into(),
+                json!({
+                    "max_fail": budget.limit().to_string(),
+                    "allowed": view.allowed,
+                    "counted": counted,
+                    "failed": state.failed,
+                    "exceeded": state.stopped.is_some(),
+                    "stopped_in_batch": batch,
+                    "not_started": not_started,
+                }),
+            );
+        }
     }
 
     /// Transfers: a progress bar in bytes with throughput.
@@ -366,6 +544,9 @@ impl Reporter {
 
     /// Transfers: one host's line (or JSON object) as it finishes.
     pub fn transfer_event(&self, event: Event<'_, rexec::TransferStats>) {
+        if self.rollout_event(&event) {
+            return;
+        }
         match event {
             Event::Connecting { .. } => self.host_started(),
             Event::Running { .. } => {}
@@ -420,6 +601,7 @@ impl Reporter {
                 self.print(line.as_bytes());
                 self.update_bar();
             }
+            _ => {}
         }
     }
 }

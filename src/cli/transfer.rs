@@ -4,7 +4,7 @@
 //! so it removes its temporary file before the host's result is reported.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -207,10 +207,12 @@ pub async fn run(
     targets: &[Target],
     action: &Action,
     source: Option<TransferStats>,
+    interrupted: &AtomicBool,
 ) -> Result<RunExit, Error> {
     let reporter = Arc::new(
         Reporter::new(config.mode, targets.len(), config.quiet, None)
-            .with_shard(super::shard_summary(config)),
+            .with_shard(super::shard_summary(config))
+            .rollout(&config.rollout, targets.len()),
     );
     // `put`: what check_put_source found, sent to every host.
     reporter.bytes_mode(source.map(|s| s.bytes * targets.len() as u64));
@@ -331,7 +333,7 @@ pub async fn run(
         .iter()
         .map(|r| (r.host.clone(), Outcome::of_result(&r.result)))
         .collect();
-    let exit = RunExit::of(outcomes.iter().map(|(_, o)| *o));
+    let exit = super::with_interrupt(RunExit::of(outcomes.iter().map(|(_, o)| *o)), interrupted);
     reporter.finish(&outcomes, exit, config.quiet);
     super::write_failed_hosts(config, &outcomes)?;
     Ok(exit)

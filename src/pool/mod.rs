@@ -3,8 +3,11 @@
 //! nothing about terminals. The model is Python's `multiprocessing.Pool`: [`Pool::run`]
 //! is `map` (results in host order), [`Pool::stream`] is `imap_unordered` (results as
 //! hosts finish), and the event callback plays the part of `apply_async`'s callbacks.
+//! Rolling runs (batches, a failure budget, staggered starts, pauses: Ansible's `serial`
+//! and `max_fail_percentage`) are options of the pool, applied by every run.
 
 mod outcome;
+mod rollout;
 mod target;
 
 use std::collections::HashMap;
@@ -12,7 +15,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::stream::{self, Stream, StreamExt};
+use futures_util::stream::{Stream, StreamExt};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +24,7 @@ use crate::ssh::{Jumps, Output, Session};
 use crate::template::Template;
 
 pub use outcome::{timeout_phase, Outcome, RunExit};
+pub use rollout::{Batches, FailureBudget, HostCount};
 pub use target::{Target, TargetBuilder};
 
 /// The command line of [`Pool::run_command`] and its kin: sent as given, or rendered
@@ -84,8 +88,9 @@ impl HostResult<Output> {
 }
 
 /// What the pool reports as hosts progress. Callbacks run on the pool's task: keep them
-/// short.
+/// short. Batch numbers count from 1.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Event<'a, T> {
     /// The host got a slot and is connecting.
     Connecting {
@@ -101,8 +106,58 @@ pub enum Event<'a, T> {
         /// Inventory name.
         host: &'a str,
     },
-    /// The host is done.
+    /// The host is done (also reported for a host that never started).
     Finished(&'a HostResult<T>),
+    /// A batch starts (only with [`Pool::batches`]): its hosts may now start.
+    BatchStarted {
+        /// This batch's number, from 1.
+        batch: usize,
+        /// The number of batches of the run.
+        batches: usize,
+        /// Hosts in this batch.
+        hosts: usize,
+    },
+    /// Every host of a batch has finished (only with [`Pool::batches`]; not reported for
+    /// a batch the failure budget or a cancellation cut short). The pause, if any,
+    /// follows.
+    BatchFinished {
+        /// This batch's number, from 1.
+        batch: usize,
+        /// The number of batches of the run.
+        batches: usize,
+        /// Hosts in this batch.
+        hosts: usize,
+        /// Hosts of the whole run so far whose outcome the failure budget counts (0
+        /// without a budget).
+        failed: usize,
+    },
+    /// More hosts have failed than [`Pool::max_failures`] allows: no new host or batch
+    /// starts; running hosts finish.
+    BudgetExceeded {
+        /// Failed hosts so far (counted outcomes only).
+        failed: usize,
+        /// The most failed hosts the budget allows for this run.
+        allowed: usize,
+        /// The batch in progress (with [`Pool::batches`]).
+        batch: Option<usize>,
+        /// The number of batches of the run (1 without [`Pool::batches`]).
+        batches: usize,
+    },
+    /// The last event of a run the failure budget stopped, once every host has finished:
+    /// the final figures.
+    RolloutStopped {
+        /// Failed hosts (counted outcomes only), including those that failed after the
+        /// budget was exceeded while still running.
+        failed: usize,
+        /// The most failed hosts the budget allows for this run.
+        allowed: usize,
+        /// The batch in which the budget was exceeded (with [`Pool::batches`]).
+        batch: Option<usize>,
+        /// The number of batches of the run (1 without [`Pool::batches`]).
+        batches: usize,
+        /// Hosts that never started.
+        not_started: usize,
+    },
 }
 
 /// A bounded pool of concurrent host runs.
@@ -114,6 +169,7 @@ pub struct Pool {
     cancel: CancellationToken,
     stop_grace: Duration,
     jumps: Option<Jumps>,
+    rollout: rollout::Rollout,
 }
 
 impl Default for Pool {
@@ -185,7 +241,55 @@ impl Pool {
             cancel: CancellationToken::new(),
             stop_grace: crate::Command::DEFAULT_KILL_GRACE + Duration::from_secs(4),
             jumps: None,
+            rollout: rollout::Rollout::default(),
         }
+    }
+
+    /// Runs hosts in successive batches, as Ansible's `serial`: a batch starts when every
+    /// host of the previous one has finished (and after [`Pool::pause`]); within a batch
+    /// at most `forks` hosts run at once. Hosts are taken in target order. Applies to
+    /// [`Pool::run`], [`Pool::stream`], [`Pool::run_command`], [`Pool::stream_command`],
+    /// [`Pool::run_on`] and [`Pool::run_command_on`], which report
+    /// [`Event::BatchStarted`] and [`Event::BatchFinished`]; not to
+    /// [`Pool::connect_all`]. Default: no batches (one sliding window over every host).
+    #[must_use]
+    pub fn batches(mut self, batches: Batches) -> Pool {
+        self.rollout.batches = Some(batches);
+        self
+    }
+
+    /// A failure budget: once more hosts than it allows have failed (by default any
+    /// outcome but `ok` counts), no new host or batch starts, running hosts finish, and
+    /// the rest end [`Outcome::NotStarted`] (exit code 3, [`RunExit::CouldNotRun`]).
+    /// Applies with or without [`Pool::batches`] (without, to the sliding window), to the
+    /// same runs as they do. A run's results are classified as [`Outcome::of_result`]
+    /// does (`run`, `stream`, `run_on`: an `Err` is a failure, so use
+    /// [`Output::check`] in a closure to fail on a non-zero exit) or as
+    /// [`Outcome::of_command`] does (`run_command`, `stream_command`,
+    /// `run_command_on`). Reports [`Event::BudgetExceeded`] and, at the end,
+    /// [`Event::RolloutStopped`].
+    #[must_use]
+    pub fn max_failures(mut self, budget: FailureBudget) -> Pool {
+        self.rollout.budget = Some(budget);
+        self
+    }
+
+    /// Spaces out host starts: each host starts connecting at least `gap` after the
+    /// previous one did (in every run, [`Pool::connect_all`] included), to spread the
+    /// load on shared services (LDAP, Vault, a bastion). Default: none.
+    #[must_use]
+    pub fn stagger(mut self, gap: Duration) -> Pool {
+        self.rollout.stagger = Some(gap);
+        self
+    }
+
+    /// Waits this long after each batch but the last ([`Pool::batches`]); a cancellation
+    /// during the pause ends the run at once (the hosts left end
+    /// [`Outcome::NotStarted`]). Default: none.
+    #[must_use]
+    pub fn pause(mut self, pause: Duration) -> Pool {
+        self.rollout.pause = Some(pause);
+        self
     }
 
     /// The pool of connections to jump hosts that runs share (default: each run
@@ -275,6 +379,9 @@ impl Pool {
     }
 
     /// Like [`Pool::run`], but yields each host's result as soon as it finishes.
+    ///
+    /// # Cancel safety
+    /// As [`Pool::run`]: dropping the stream drops every host's work.
     pub fn stream<'a, T, F, Fut>(
         &'a self,
         targets: &'a [Target],
@@ -286,20 +393,42 @@ impl Pool {
         Fut: Future<Output = Result<T>> + 'a,
         T: 'a,
     {
+        self.stream_classified(targets, work, events, Outcome::of_result)
+    }
+
+    /// [`Pool::stream`], with the outcome a result counts as for the failure budget.
+    fn stream_classified<'a, T, F, Fut>(
+        &'a self,
+        targets: &'a [Target],
+        work: F,
+        events: impl Fn(Event<'_, T>) + 'a,
+        classify: fn(&Result<T>) -> Outcome,
+    ) -> impl Stream<Item = HostResult<T>> + 'a
+    where
+        F: Fn(Arc<Session>, Target) -> Fut + 'a,
+        Fut: Future<Output = Result<T>> + 'a,
+        T: 'a,
+    {
         raise_open_file_limit();
         let pacing = Arc::new(self.pacing());
         let work = Arc::new(work);
         let events = Arc::new(events);
-        stream::iter(targets.iter().enumerate())
-            .map(move |(index, target)| {
-                let (work, events, pacing) = (work.clone(), events.clone(), pacing.clone());
-                async move {
-                    let result = self.run_one(index, target, &*work, &*events, &pacing).await;
-                    events(Event::Finished(&result));
-                    result
-                }
-            })
-            .buffer_unordered(self.forks)
+        let host_events = events.clone();
+        let start = move |index: usize, target: &'a Target| {
+            let (work, events, pacing) = (work.clone(), host_events.clone(), pacing.clone());
+            async move { self.run_one(index, target, &*work, &*events, &pacing).await }
+        };
+        rollout::Engine::new(
+            &self.rollout,
+            targets.iter().collect(),
+            |t: &&Target| t.name(),
+            self.forks,
+            self.cancel.clone(),
+            classify,
+            start,
+            events,
+        )
+        .into_stream()
     }
 
     /// Runs one command line on every target, with the target's command timeout applied
@@ -337,7 +466,7 @@ impl Pool {
     ) -> impl Stream<Item = HostResult<Output>> + 'a {
         let configure = Arc::new(configure);
         let command_line = command_line.into();
-        self.stream(
+        self.stream_classified(
             targets,
             move |session, target| {
                 let configure = configure.clone();
@@ -347,6 +476,7 @@ impl Pool {
                 }
             },
             events,
+            Outcome::of_command,
         )
     }
 
@@ -362,29 +492,47 @@ impl Pool {
     ) -> Sessions {
         raise_open_file_limit();
         let pacing = self.pacing();
-        let events = &events;
+        let events = Arc::new(events);
+        let host_events = events.clone();
         let pacing = &pacing;
-        let mut hosts: Vec<(usize, Connection)> = stream::iter(targets.iter().enumerate())
-            .map(|(index, target)| async move {
-                let result = self
-                    .connect_one(index, target, pacing, |index, host| {
+        // Connecting is not the risky step: only the stagger applies.
+        let rollout = rollout::Rollout {
+            stagger: self.rollout.stagger,
+            ..rollout::Rollout::default()
+        };
+        let hosts: Vec<&Target> = targets.iter().collect();
+        let mut hosts: Vec<HostResult<Arc<Session>>> = rollout::Engine::new(
+            &rollout,
+            hosts,
+            |t: &&Target| t.name(),
+            self.forks,
+            self.cancel.clone(),
+            Outcome::of_result,
+            |index, target| {
+                let events = host_events.clone();
+                async move {
+                    self.connect_one(index, target, pacing, |index, host| {
                         events(Event::Connecting { index, host })
                     })
-                    .await;
-                events(Event::Finished(&result));
-                let connection = Connection {
-                    target: target.clone(),
-                    session: result.result,
-                    connect: result.timings.connect,
-                };
-                (index, connection)
-            })
-            .buffer_unordered(self.forks)
-            .collect()
-            .await;
-        hosts.sort_by_key(|(index, _)| *index);
+                    .await
+                }
+            },
+            events,
+        )
+        .into_stream()
+        .collect()
+        .await;
+        hosts.sort_by_key(|r| r.index);
         Sessions {
-            hosts: hosts.into_iter().map(|(_, c)| c).collect(),
+            hosts: targets
+                .iter()
+                .zip(hosts)
+                .map(|(target, r)| Connection {
+                    target: target.clone(),
+                    session: r.result,
+                    connect: r.timings.connect,
+                })
+                .collect(),
         }
     }
 
@@ -402,24 +550,53 @@ impl Pool {
         F: Fn(Arc<Session>, Target) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
+        self.run_on_classified(sessions, work, events, Outcome::of_result)
+            .await
+    }
+
+    /// [`Pool::run_on`], with the outcome a result counts as for the failure budget.
+    async fn run_on_classified<T, F, Fut>(
+        &self,
+        sessions: &Sessions,
+        work: F,
+        events: impl Fn(Event<'_, T>),
+        classify: fn(&Result<T>) -> Outcome,
+    ) -> Vec<HostResult<T>>
+    where
+        F: Fn(Arc<Session>, Target) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
         let work = &work;
-        let events = &events;
-        let mut results: Vec<HostResult<T>> = stream::iter(sessions.hosts.iter().enumerate())
-            .map(|(index, connection)| async move {
-                let target = &connection.target;
-                let result = match &connection.session {
-                    _ if self.cancel.is_cancelled() => {
-                        host_result(index, target, Err(not_started()), Timings::default())
+        let events = Arc::new(events);
+        let host_events = events.clone();
+        let hosts: Vec<&Connection> = sessions.hosts.iter().collect();
+        let mut results: Vec<HostResult<T>> = rollout::Engine::new(
+            &self.rollout,
+            hosts,
+            |c: &&Connection| c.target.name(),
+            self.forks,
+            self.cancel.clone(),
+            classify,
+            |index, connection| {
+                let events = host_events.clone();
+                async move {
+                    let target = &connection.target;
+                    match &connection.session {
+                        _ if self.cancel.is_cancelled() => {
+                            host_result(index, target, Err(not_started()), Timings::default())
+                        }
+                        Err(e) => {
+                            host_result(index, target, Err(e.replicate()), Timings::default())
+                        }
+                        Ok(session) => self.work_one(index, target, session, work, &*events).await,
                     }
-                    Err(e) => host_result(index, target, Err(e.replicate()), Timings::default()),
-                    Ok(session) => self.work_one(index, target, session, work, events).await,
-                };
-                events(Event::Finished(&result));
-                result
-            })
-            .buffer_unordered(self.forks)
-            .collect()
-            .await;
+                }
+            },
+            events,
+        )
+        .into_stream()
+        .collect()
+        .await;
         results.sort_by_key(|r| r.index);
         results
     }
@@ -434,10 +611,11 @@ impl Pool {
     ) -> Vec<HostResult<Output>> {
         let configure = &configure;
         let command_line = command_line.into();
-        self.run_on(
+        self.run_on_classified(
             sessions,
             |session, target| self.command_work(session, target, command_line, configure),
             events,
+            Outcome::of_command,
         )
         .await
     }

@@ -34,7 +34,8 @@ pub enum Outcome {
     ConnectionLost,
     /// Stopped by cancellation while it ran.
     Interrupted,
-    /// Never started: the run was cancelled first.
+    /// Never started: the run was cancelled first, or a rolling run's failure budget was
+    /// exceeded ([`Pool::max_failures`](crate::Pool::max_failures)).
     NotStarted,
     /// Any other failure (protocol, channel refused, local I/O, invalid input).
     Error,
@@ -139,12 +140,36 @@ impl Outcome {
             | Outcome::HostKeyRejected
             | Outcome::AuthFailed
             | Outcome::BecomeFailed
+            | Outcome::NotStarted
             | Outcome::Error => RunExit::CouldNotRun,
             Outcome::TimedOut | Outcome::Killed | Outcome::NoStatus | Outcome::ConnectionLost => {
                 RunExit::Incomplete
             }
-            Outcome::Interrupted | Outcome::NotStarted => RunExit::Interrupted,
+            Outcome::Interrupted => RunExit::Interrupted,
         }
+    }
+}
+
+impl std::str::FromStr for Outcome {
+    type Err = Error;
+
+    /// An outcome's name as [`Outcome::as_str`] writes it (`exited-nonzero`,
+    /// `unreachable`...).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] naming the unknown name and listing the known ones.
+    fn from_str(name: &str) -> Result<Outcome, Error> {
+        let name = name.trim();
+        Outcome::ALL
+            .into_iter()
+            .find(|o| o.as_str() == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+                Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("unknown outcome {name:?} (one of {})", known.join(", ")),
+                )
+            })
     }
 }
 
@@ -166,12 +191,14 @@ pub enum RunExit {
     /// 2: usage or inventory error; nothing ran.
     Usage,
     /// 3: some host could not run the command (unreachable, host key, authentication,
-    /// sudo).
+    /// sudo, or not started because a rolling run's failure budget was exceeded).
     CouldNotRun,
     /// 4: on some host the command timed out, was killed, lost its connection or gave no
     /// exit status.
     Incomplete,
-    /// 130: the run was interrupted.
+    /// 130: the run was interrupted (hosts stopped while running end
+    /// [`Outcome::Interrupted`]; whoever cancels a run merges this code in, as the CLI
+    /// does on Ctrl-C, since hosts that never started are only [`Outcome::NotStarted`]).
     Interrupted,
     /// 141 (128 + SIGPIPE, what a shell reports for a process killed by a closed pipe):
     /// the reader of the output went away (`rexec ... | head`); the running commands were
