@@ -82,7 +82,14 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
     let kill_grace = config
         .kill_grace
         .unwrap_or(rexec::Command::DEFAULT_KILL_GRACE);
+    // Descriptors a host holds besides its connection: --out-dir's HOST.out and
+    // HOST.err; a transfer's file and the directory being walked.
+    let files_per_host = match (&action, &config.out_dir) {
+        (Action::Run(_), None) => 0,
+        _ => 2,
+    };
     let pool = Pool::new(config.forks)
+        .files_per_host(files_per_host)
         .connect_attempts(config.retries.saturating_add(1))
         // Commands stop themselves within the kill grace plus the time to confirm it.
         .stop_grace(kill_grace + std::time::Duration::from_secs(4));
