@@ -8,7 +8,7 @@
 #
 #   bench/fleet-10k.sh
 #
-# Environment: HOSTS (fleet size, 10000), SIZES (host counts run at -f 100, default
+# Environment: REXEC (the binary; default: built here with --release), HOSTS (fleet size, 10000), SIZES (host counts run at -f 100, default
 # "100 1000 HOSTS": the 100-host line is the reference for CPU per host), WIDE (hosts at
 # -f 500, default HOSTS; empty: none), SERVERS (sshd processes, 4), RUNS (runs of each
 # line, 1), FAILING (hosts of the fleet whose key is not authorized, for a look at the
@@ -53,8 +53,16 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-bench_install
-[ -x /usr/bin/prlimit ] || { echo "prlimit (util-linux) is needed" >&2; exit 1; }
+if [ ! -x /usr/sbin/sshd ] || [ ! -x /usr/bin/time ] || ! need bc; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server time bc >/dev/null
+fi
+mkdir -p /run/sshd
+# REXEC: a binary to measure (default: this tree's release build).
+if [ -z "${REXEC:-}" ]; then
+    cargo build --release --locked --quiet
+    REXEC=$ROOT/target/release/rexec
+fi
 
 rm -rf "$W"
 mkdir -p "$W"
@@ -154,7 +162,8 @@ run() {
     pid=$!
     rpid=""
     while kill -0 "$pid" 2>/dev/null; do
-        [ -n "$rpid" ] || rpid=$(pgrep -P "$pid" -x rexec || true)
+        # GNU time's one child is rexec.
+        [ -n "$rpid" ] || rpid=$(pgrep -P "$pid" | head -1 || true)
         if [ -n "$rpid" ]; then
             # shellcheck disable=SC2012  # /proc/PID/fd holds numbers only
             fds=$(ls "/proc/$rpid/fd" 2>/dev/null | wc -l || true)

@@ -839,7 +839,7 @@ mod tests {
         let c = w.capped.unwrap();
         assert_eq!((c.limit, c.per_host, c.reserved), (1024, 1, 42));
         // --out-dir: three descriptors a host.
-        assert_eq!(window_size(5000, 10_000, 3, Some((1024, 10))).forks, 324);
+        assert_eq!(window_size(5000, 10_000, 3, Some((1024, 10))).forks, 327);
     }
 
     #[test]
