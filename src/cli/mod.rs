@@ -36,6 +36,9 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
         .iter()
         .map(|h| ssh_config.apply(h))
         .collect::<Result<_, _>>()?;
+    // The run needs the selected hosts only: at 10,000 hosts each copy of the host data
+    // is tens of MiB.
+    drop(inventory);
     if config.show_config {
         return Ok(show::print(&selected, config.json, config.no_agent));
     }
@@ -51,6 +54,7 @@ pub async fn run(config: Config) -> Result<RunExit, Error> {
         _ => None,
     };
     let targets = build_targets(&config, &ssh_config, selected.iter())?;
+    drop(selected);
     // Every placeholder must resolve before anything connects.
     for t in targets.iter().filter(|_| !config.raw) {
         match &action {

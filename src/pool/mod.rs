@@ -750,7 +750,12 @@ struct Capped {
 /// The window for `forks` asked, `count` hosts needing `per_host` descriptors each,
 /// under `limit` (the soft open-file limit and the descriptors open now; `None`: no
 /// limit).
-fn window_size(forks: usize, count: usize, per_host: usize, limit: Option<(usize, usize)>) -> Window {
+fn window_size(
+    forks: usize,
+    count: usize,
+    per_host: usize,
+    limit: Option<(usize, usize)>,
+) -> Window {
     let uncapped = Window {
         forks,
         capped: None,
@@ -848,7 +853,9 @@ mod tests {
         let w = window_size(5000, 100, 1, Some((1024, 10)));
         assert_eq!(w.forks, 5000);
         assert!(w.capped.is_none());
-        assert!(window_size(64, 10_000, 1, Some((1024, 10))).capped.is_none());
+        assert!(window_size(64, 10_000, 1, Some((1024, 10)))
+            .capped
+            .is_none());
         assert!(window_size(5000, 10_000, 1, None).capped.is_none());
     }
 
