@@ -646,32 +646,149 @@ fn a_second_ctrl_c_exits_at_once() {
     cluster.servers[0].kill_leftovers();
 }
 
-#[test]
-fn running_out_of_file_descriptors_is_an_error_not_a_skipped_host() {
-    let cluster = Cluster::start(2, 15, 240);
-    let inventory = cluster.inventory(&[], "");
-    let line = format!(
-        "ulimit -n 30 && exec {} -i {} --no-agent --json -f 30 'sleep 1; echo ok'",
-        env!("CARGO_BIN_EXE_rexec"),
-        inventory.display()
+/// `hosts` inventory names (`n001`...) spread over the cluster's addresses: a fleet
+/// larger than the servers the test starts.
+fn many_names(cluster: &Cluster, hosts: usize) -> std::path::PathBuf {
+    let addresses = cluster.hosts();
+    let mut text = format!(
+        "[defaults]\nuser = \"{}\"\nidentity_files = [\"{}\"]\n\
+         known_hosts = \"{}\"\nconnect_timeout = \"20s\"\n\n[hosts]\n",
+        harness::TEST_USER,
+        cluster.user_key.display(),
+        cluster.known_hosts.display()
     );
-    let out = Command::new("sh").args(["-c", &line]).output().unwrap();
+    for i in 0..hosts {
+        let h = &addresses[i % addresses.len()];
+        text.push_str(&format!(
+            "n{:03} = {{ address = \"{}\", port = {} }}\n",
+            i + 1,
+            h.address,
+            h.port
+        ));
+    }
+    let path = cluster.dir.path().join("many.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `rexec ARGS` with the open-file limit (soft and hard) at `limit`.
+fn rexec_with_file_limit(limit: u32, args: &[&str]) -> Output {
+    Command::new("prlimit")
+        .arg(format!("--nofile={limit}:{limit}"))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_rexec"))
+        .args(args)
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// The warning's "capped to N", checked to be below `forks`.
+fn capped_forks(stderr: &str, forks: usize) -> usize {
+    let warning = stderr
+        .lines()
+        .find(|l| l.contains(&format!("--forks {forks} capped to ")))
+        .unwrap_or_else(|| panic!("no cap warning in: {stderr}"));
+    assert!(
+        warning.contains("the open-file limit is 128 (ulimit -n)"),
+        "{warning}"
+    );
+    let n: usize = warning
+        .split("capped to ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{warning}"));
+    assert!(n >= 1 && n < forks, "{warning}");
+    assert_eq!(
+        stderr.matches("capped to").count(),
+        1,
+        "warned more than once: {stderr}"
+    );
+    n
+}
+
+// Regression (issue 15): `-f 5000` under `ulimit -n 1024` gave 3,987 hosts "too many open
+// files"; `-f` is now capped to what the limit holds, with one warning.
+#[test]
+fn forks_beyond_the_open_file_limit_are_capped_with_a_warning_not_failed_hosts() {
+    let cluster = Cluster::start(2, 15, 240);
+    let inventory = many_names(&cluster, 150);
+    let out = rexec_with_file_limit(
+        128,
+        &[
+            "-i",
+            inventory.to_str().unwrap(),
+            "--no-agent",
+            "--json",
+            "-f",
+            "500",
+            "sleep 1; echo ok",
+        ],
+    );
+    let stderr = text(&out.stderr);
     let (results, summary) = json_lines(&out);
-    assert_eq!(results.len(), 30, "{}", text(&out.stderr));
-    let starved: Vec<&Value> = results.values().filter(|r| r["outcome"] != "ok").collect();
-    assert!(!starved.is_empty(), "the limit was not reached");
-    for r in &starved {
-        assert_eq!(r["outcome"], "error", "{r}");
-        assert!(
-            r["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("too many open files"),
-            "{r}"
+    assert_eq!(results.len(), 150, "{stderr}");
+    for (host, r) in &results {
+        assert_eq!(r["outcome"], "ok", "{host}: {r}");
+        assert_eq!(r["stdout"], "ok\n", "{host}: {r}");
+    }
+    assert_eq!(summary["hosts"], 150);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    capped_forks(&stderr, 500);
+}
+
+#[test]
+fn forks_are_capped_lower_with_out_dir_files_open_for_every_host() {
+    let cluster = Cluster::start(2, 15, 700);
+    let inventory = many_names(&cluster, 150);
+    let dir = cluster.dir.path().join("out");
+    let plain = rexec_with_file_limit(
+        128,
+        &[
+            "-i",
+            inventory.to_str().unwrap(),
+            "--no-agent",
+            "--json",
+            "-f",
+            "500",
+            "true",
+        ],
+    );
+    let out = rexec_with_file_limit(
+        128,
+        &[
+            "-i",
+            inventory.to_str().unwrap(),
+            "--no-agent",
+            "--json",
+            "-f",
+            "500",
+            "--out-dir",
+            dir.to_str().unwrap(),
+            "sleep 1; echo ok; echo warn >&2",
+        ],
+    );
+    let stderr = text(&out.stderr);
+    let (results, _) = json_lines(&out);
+    assert_eq!(results.len(), 150, "{stderr}");
+    for (host, r) in &results {
+        assert_eq!(r["outcome"], "ok", "{host}: {r}");
+        assert_eq!(
+            std::fs::read_to_string(dir.join(format!("{host}.out"))).unwrap(),
+            "ok\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join(format!("{host}.err"))).unwrap(),
+            "warn\n"
         );
     }
-    assert_eq!(summary["hosts"], 30);
-    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // Three descriptors a host instead of one: a third of the window.
+    let with_files = capped_forks(&stderr, 500);
+    let without = capped_forks(&text(&plain.stderr), 500);
+    assert!(with_files * 3 <= without + 2, "{with_files} vs {without}");
 }
 
 /// An inventory whose hosts have `updir` (a directory the test user may write) as a

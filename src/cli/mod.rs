@@ -50,6 +50,9 @@ pub async fn run(mut config: Config) -> Result<RunExit, Error> {
         .iter()
         .map(|h| ssh_config.apply(h))
         .collect::<Result<_, _>>()?;
+    // The run needs the selected hosts only: at 10,000 hosts each copy of the host data
+    // is tens of MiB.
+    drop(inventory);
     if config.show_config {
         return Ok(show::print(&selected, config.json, config.no_agent));
     }
@@ -65,6 +68,7 @@ pub async fn run(mut config: Config) -> Result<RunExit, Error> {
         _ => None,
     };
     let targets = build_targets(&config, &ssh_config, selected.iter())?;
+    drop(selected);
     // Every placeholder must resolve before anything connects.
     for t in targets.iter().filter(|_| !config.raw) {
         match &action {
@@ -96,9 +100,16 @@ pub async fn run(mut config: Config) -> Result<RunExit, Error> {
     let kill_grace = config
         .kill_grace
         .unwrap_or(rexec::Command::DEFAULT_KILL_GRACE);
+    // Descriptors a host holds besides its connection: --out-dir's HOST.out and
+    // HOST.err; a transfer's file and the directory being walked.
+    let files_per_host = match (&action, &config.out_dir) {
+        (Action::Run(_), None) => 0,
+        _ => 2,
+    };
     let pool = config
         .rollout
         .apply(Pool::new(config.forks))
+        .files_per_host(files_per_host)
         .connect_attempts(config.retries.saturating_add(1))
         // Commands stop themselves within the kill grace plus the time to confirm it.
         .stop_grace(kill_grace + std::time::Duration::from_secs(4));

@@ -484,7 +484,7 @@ impl Reporter {
             .map(|(h, _)| h.clone())
             .collect();
         if !never.is_empty() {
-            text.push_str(&format!(": {}", fold(&never)));
+            text.push_str(&format!(": {}", summary_list(&never)));
         }
         text.push('\n');
         text
@@ -701,9 +701,35 @@ pub fn summary_text(outcomes: &[(String, Outcome)], elapsed: Duration) -> String
             .filter(|(_, o)| o == outcome)
             .map(|(h, _)| h.clone())
             .collect();
-        text.push_str(&format!("    {outcome}: {}\n", fold(&hosts)));
+        text.push_str(&format!("    {outcome}: {}\n", summary_list(&hosts)));
     }
     text
+}
+
+/// Characters of folded host names a summary line shows before it says how many more.
+const SUMMARY_LIST_WIDTH: usize = 200;
+
+/// A summary line's hosts: folded, or when that is longer than [`SUMMARY_LIST_WIDTH`],
+/// the first hosts whose folded list fits and `and N more` (a few hundred scattered
+/// failures in a large fleet would otherwise make a line of kilobytes; `--failed-hosts`
+/// and the JSON summary list every one).
+fn summary_list(hosts: &[String]) -> String {
+    let all = fold(hosts);
+    if all.len() <= SUMMARY_LIST_WIDTH {
+        return all;
+    }
+    let prefix = |n: usize| fold(hosts.get(..n).unwrap_or(hosts));
+    // The longest prefix whose fold fits (at least one host); each fold is linear.
+    let (mut fits, mut too_long) = (1, hosts.len());
+    while fits + 1 < too_long {
+        let mid = fits + (too_long - fits) / 2;
+        if prefix(mid).len() <= SUMMARY_LIST_WIDTH {
+            fits = mid;
+        } else {
+            too_long = mid;
+        }
+    }
+    format!("{} and {} more", prefix(fits), hosts.len() - fits)
 }
 
 fn timings_json(t: &rexec::Timings) -> serde_json::Value {
@@ -940,6 +966,24 @@ mod tests {
             result: Ok(out),
             timings: rexec::Timings::default(),
         }
+    }
+
+    #[test]
+    fn summary_lists_fold_and_stop_at_their_width() {
+        let names = |numbers: &mut dyn Iterator<Item = usize>| -> Vec<String> {
+            numbers.map(|i| format!("n{i:05}")).collect()
+        };
+        // 10,000 hosts, all failed, fold to one range.
+        assert_eq!(summary_list(&names(&mut (1..=10_000))), "n[00001-10000]");
+        // 300 scattered ones: the first that fit, then how many more.
+        let scattered = names(&mut (1..=300).map(|i| i * 33));
+        let line = summary_list(&scattered);
+        assert!(line.starts_with("n[00033,00066,00099,"), "{line}");
+        let (folded, more) = line.split_once("] and ").unwrap();
+        assert!(folded.len() < SUMMARY_LIST_WIDTH, "{line}");
+        let shown = folded.matches(',').count() + 1;
+        assert_eq!(more, format!("{} more", 300 - shown));
+        assert!(shown > 20, "{line}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod target;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -170,6 +171,9 @@ pub struct Pool {
     stop_grace: Duration,
     jumps: Option<Jumps>,
     rollout: rollout::Rollout,
+    files_per_host: usize,
+    /// Whether the open-file cap was logged (once per pool and its clones).
+    cap_logged: Arc<AtomicBool>,
 }
 
 impl Default for Pool {
@@ -242,6 +246,8 @@ impl Pool {
             stop_grace: crate::Command::DEFAULT_KILL_GRACE + Duration::from_secs(4),
             jumps: None,
             rollout: rollout::Rollout::default(),
+            files_per_host: 0,
+            cap_logged: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -290,6 +296,66 @@ impl Pool {
     pub fn pause(mut self, pause: Duration) -> Pool {
         self.rollout.pause = Some(pause);
         self
+    }
+
+    /// Descriptors each host's work keeps open besides its connection: files it writes or
+    /// reads at the same time, processes it runs (default 0). The CLI gives 2 for
+    /// `--out-dir` (`HOST.out` and `HOST.err`) and 2 for transfers (a file and a
+    /// directory being walked). Used by [`Pool::forks_for`].
+    #[must_use]
+    pub fn files_per_host(mut self, n: usize) -> Pool {
+        self.files_per_host = n;
+        self
+    }
+
+    /// How many of `targets` this pool runs at once: [`Pool::forks`], capped so that the
+    /// hosts running fit in the open-file limit (`ulimit -n`) instead of failing with
+    /// "too many open files". Raises the soft limit to the hard limit first (as every
+    /// run does), then counts the descriptors open now, keeps 32 spare (log lines, key
+    /// and known_hosts files, name lookups), and divides the rest by what one host needs:
+    /// 1 for its connection (a jump host's connection counted as the target's), 3 more for
+    /// a `ProxyCommand` or a local host's process pipes, plus [`Pool::files_per_host`].
+    /// Never below 1. Runs ([`Pool::run`], [`Pool::stream`], [`Pool::connect_all`],
+    /// [`Pool::run_on`]...) use this window and log a warning (`tracing`, once per pool)
+    /// when it is below both `forks` and the number of targets.
+    pub fn forks_for(&self, targets: &[Target]) -> usize {
+        self.window(targets.iter()).forks
+    }
+
+    fn window<'a>(&self, targets: impl Iterator<Item = &'a Target>) -> Window {
+        raise_open_file_limit();
+        let (mut count, mut per_host) = (0, 1);
+        for t in targets {
+            count += 1;
+            per_host = per_host.max(descriptors_of(t));
+        }
+        let per_host = per_host + self.files_per_host;
+        window_size(
+            self.forks,
+            count,
+            per_host,
+            open_file_limit().map(|limit| (limit, open_descriptors())),
+        )
+    }
+
+    /// The run's window, with the warning logged once when the limit caps it.
+    fn window_logged<'a>(&self, targets: impl Iterator<Item = &'a Target>) -> usize {
+        let window = self.window(targets);
+        if let Some(c) = window.capped {
+            if !self.cap_logged.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "--forks {} capped to {}: the open-file limit is {} (ulimit -n); each host \
+                     needs {} and {} are kept for the rest (raise the hard limit to run more \
+                     hosts at once)",
+                    self.forks,
+                    window.forks,
+                    c.limit,
+                    c.per_host,
+                    c.reserved
+                );
+            }
+        }
+        window.forks
     }
 
     /// The pool of connections to jump hosts that runs share (default: each run
@@ -347,7 +413,8 @@ impl Pool {
         self.cancel.clone()
     }
 
-    /// The number of hosts run at once.
+    /// The number of hosts run at once, as asked; runs may use fewer
+    /// ([`Pool::forks_for`]).
     pub fn forks(&self) -> usize {
         self.forks
     }
@@ -409,7 +476,7 @@ impl Pool {
         Fut: Future<Output = Result<T>> + 'a,
         T: 'a,
     {
-        raise_open_file_limit();
+        let forks = self.window_logged(targets.iter());
         let pacing = Arc::new(self.pacing());
         let work = Arc::new(work);
         let events = Arc::new(events);
@@ -422,7 +489,7 @@ impl Pool {
             &self.rollout,
             targets.iter().collect(),
             |t: &&Target| t.name(),
-            self.forks,
+            forks,
             self.cancel.clone(),
             classify,
             start,
@@ -490,7 +557,7 @@ impl Pool {
         targets: &[Target],
         events: impl Fn(Event<'_, Arc<Session>>),
     ) -> Sessions {
-        raise_open_file_limit();
+        let forks = self.window_logged(targets.iter());
         let pacing = self.pacing();
         let events = Arc::new(events);
         let host_events = events.clone();
@@ -505,7 +572,7 @@ impl Pool {
             &rollout,
             hosts,
             |t: &&Target| t.name(),
-            self.forks,
+            forks,
             self.cancel.clone(),
             Outcome::of_result,
             |index, target| {
@@ -566,6 +633,9 @@ impl Pool {
         F: Fn(Arc<Session>, Target) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
+        // Connected sessions hold their descriptors already; the window bounds what the
+        // work opens beside them.
+        let forks = self.window_logged(sessions.hosts.iter().map(|c| &c.target));
         let work = &work;
         let events = Arc::new(events);
         let host_events = events.clone();
@@ -574,7 +644,7 @@ impl Pool {
             &self.rollout,
             hosts,
             |c: &&Connection| c.target.name(),
-            self.forks,
+            forks,
             self.cancel.clone(),
             classify,
             |index, connection| {
@@ -839,6 +909,87 @@ impl Pacing {
     }
 }
 
+/// Descriptors kept free for the rest of the process while hosts run: log lines, key and
+/// known_hosts files being read, name lookups, the agent socket.
+const RESERVED_DESCRIPTORS: usize = 32;
+
+/// The hosts a run may hold at once, and why fewer than asked.
+struct Window {
+    forks: usize,
+    capped: Option<Capped>,
+}
+
+struct Capped {
+    limit: usize,
+    per_host: usize,
+    reserved: usize,
+}
+
+/// The window for `forks` asked, `count` hosts needing `per_host` descriptors each,
+/// under `limit` (the soft open-file limit and the descriptors open now; `None`: no
+/// limit).
+fn window_size(
+    forks: usize,
+    count: usize,
+    per_host: usize,
+    limit: Option<(usize, usize)>,
+) -> Window {
+    let uncapped = Window {
+        forks,
+        capped: None,
+    };
+    let Some((limit, open)) = limit else {
+        return uncapped;
+    };
+    let reserved = open.saturating_add(RESERVED_DESCRIPTORS);
+    let cap = (limit.saturating_sub(reserved) / per_host.max(1)).max(1);
+    if cap >= forks.min(count) {
+        return uncapped;
+    }
+    Window {
+        forks: cap,
+        capped: Some(Capped {
+            limit,
+            per_host,
+            reserved,
+        }),
+    }
+}
+
+/// Descriptors one host's connection needs: its socket, or the pipes of the process that
+/// carries it (`ProxyCommand`) or runs its commands (local hosts).
+fn descriptors_of(target: &Target) -> usize {
+    if target.is_local() || target.connect.proxy_command_line().is_some() {
+        4
+    } else {
+        1
+    }
+}
+
+/// The soft open-file limit, or `None` when there is none.
+fn open_file_limit() -> Option<usize> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit with a valid pointer to a local struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0
+        || limit.rlim_cur == libc::RLIM_INFINITY
+    {
+        return None;
+    }
+    usize::try_from(limit.rlim_cur).ok()
+}
+
+/// Descriptors open in this process now (an estimate of 16 where /proc is missing).
+fn open_descriptors() -> usize {
+    match std::fs::read_dir("/proc/self/fd") {
+        // The directory being read is one of them.
+        Ok(entries) => entries.count().saturating_sub(1),
+        Err(_) => 16,
+    }
+}
+
 /// Raises the soft open-file limit to the hard limit, once.
 fn raise_open_file_limit() {
     static ONCE: std::sync::Once = std::sync::Once::new();
@@ -857,4 +1008,40 @@ fn raise_open_file_limit() {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_fits_the_open_file_limit() {
+        // The issue's case: -f 5000 under ulimit -n 1024, 10 descriptors open.
+        let w = window_size(5000, 10_000, 1, Some((1024, 10)));
+        assert_eq!(w.forks, 1024 - 10 - RESERVED_DESCRIPTORS);
+        let c = w.capped.unwrap();
+        assert_eq!((c.limit, c.per_host, c.reserved), (1024, 1, 42));
+        // --out-dir: three descriptors a host.
+        assert_eq!(window_size(5000, 10_000, 3, Some((1024, 10))).forks, 327);
+    }
+
+    #[test]
+    fn the_window_is_not_capped_when_it_fits() {
+        // Fewer hosts than the limit holds, whatever -f says.
+        let w = window_size(5000, 100, 1, Some((1024, 10)));
+        assert_eq!(w.forks, 5000);
+        assert!(w.capped.is_none());
+        assert!(window_size(64, 10_000, 1, Some((1024, 10)))
+            .capped
+            .is_none());
+        assert!(window_size(5000, 10_000, 1, None).capped.is_none());
+    }
+
+    #[test]
+    fn the_window_is_never_empty() {
+        let w = window_size(500, 500, 4, Some((20, 30)));
+        assert_eq!(w.forks, 1);
+        assert!(w.capped.is_some());
+        assert_eq!(window_size(500, 500, 0, Some((100, 0))).forks, 68);
+    }
 }
