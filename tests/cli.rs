@@ -88,8 +88,10 @@ fn thirty_hosts_each_get_their_own_result() {
         inventory.to_str().unwrap(),
         "--no-agent",
         "--json",
+        // Long enough for node07's 20 MB (120 MB of JSON from a debug build) on a loaded
+        // machine: at 3 s it timed out under a load average of 35.
         "-t",
-        "3s",
+        "10s",
         MIXED_COMMAND,
     ]);
     let (results, summary) = json_lines(&out);
