@@ -1149,7 +1149,8 @@ mod tests {
     /// every host of the range (they are moved out after the last one).
     #[test]
     fn origins_share_the_file_name_and_ranges_share_settings() {
-        let text = "[defaults]\nuser = \"u\"\n[hosts]\n\"n[1-3]\" = { port = 2 }\nm = { port = 3 }\n";
+        let text =
+            "[defaults]\nuser = \"u\"\n[hosts]\n\"n[1-3]\" = { port = 2 }\nm = { port = 3 }\n";
         let inventory = Inventory::parse(text, "f.toml", &HostSettings::default())
             .unwrap_or_else(|e| panic!("{e}"));
         let mut files = Vec::new();
@@ -1180,7 +1181,11 @@ mod tests {
             ]
         );
         assert_eq!(
-            inventory.hosts()[2].settings.origins.get("port").map(ToString::to_string),
+            inventory.hosts()[2]
+                .settings
+                .origins
+                .get("port")
+                .map(ToString::to_string),
             Some("inventory f.toml:4".to_owned())
         );
     }
