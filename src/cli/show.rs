@@ -43,7 +43,7 @@ fn paths<'a>(list: impl IntoIterator<Item = &'a std::path::PathBuf>) -> Value {
 /// The rows of one host.
 fn rows(host: &Host, no_agent: bool) -> Vec<Row> {
     let s = &host.settings;
-    let ssh: Option<&ResolvedConfig> = host.ssh_config.as_ref();
+    let ssh: Option<&ResolvedConfig> = host.ssh_config.as_deref();
     let mut rows = Vec::new();
     let mut row = |key: &'static str, value: Value, origin: String| {
         rows.push(Row { key, value, origin });

@@ -54,8 +54,8 @@ pub enum Origin {
     HostList,
     /// A line of the inventory file.
     Inventory {
-        /// The file as named to rexec.
-        file: String,
+        /// The file as named to rexec (shared by every setting read from it).
+        file: std::sync::Arc<str>,
         /// The line, counting from 1.
         line: usize,
     },
@@ -188,7 +188,9 @@ pub struct Host {
     /// What the OpenSSH client configuration said for this host, once applied with
     /// [`SshConfig::apply`](crate::ssh_config::SshConfig::apply) (the settings above then
     /// hold the values it filled in).
-    pub ssh_config: Option<crate::ssh_config::ResolvedConfig>,
+    /// Boxed: most hosts have none, and the configuration is larger than the rest of the
+    /// host (10,000 hosts).
+    pub ssh_config: Option<Box<crate::ssh_config::ResolvedConfig>>,
 }
 
 impl Host {
@@ -516,6 +518,9 @@ struct SettingsRef<'a> {
 struct Parser<'a> {
     text: &'a str,
     file: &'a str,
+    /// `file` once, shared by the origin of every setting (10,000 hosts times a few
+    /// settings each made as many copies of the name).
+    shared_file: std::sync::Arc<str>,
     /// Directory that relative paths in the file are relative to.
     base: Option<&'a Path>,
     /// The byte offset of every newline, in order: every setting of every host records
@@ -534,6 +539,7 @@ impl<'a> Parser<'a> {
         Parser {
             text,
             file,
+            shared_file: std::sync::Arc::from(file),
             base,
             newlines,
         }
@@ -569,7 +575,7 @@ impl<'a> Parser<'a> {
         if let Some(at) = self.text.find('\0') {
             return self.error(at..at, "the file contains a NUL byte");
         }
-        let raw: RawFile = toml::from_str(self.text).map_err(|e| {
+        let mut raw: RawFile = toml::from_str(self.text).map_err(|e| {
             let at = match e.span() {
                 Some(span) => self.at(span),
                 None => self.file.to_owned(),
@@ -583,14 +589,18 @@ impl<'a> Parser<'a> {
         let defaults = raw.defaults.settings(self)?;
 
         // Hosts from [hosts], each range expanded, in file order; then hosts that groups
-        // introduce. (host, index of its own settings in `owns`, where it was first named)
-        let mut hosts: Vec<(Host, Option<usize>, Span)> = Vec::with_capacity(raw.hosts.len());
-        let mut by_name: HashMap<String, usize> = HashMap::with_capacity(raw.hosts.len());
-        let mut owns: Vec<HostSettings> = Vec::with_capacity(raw.hosts.len());
-        for (key, raw_host) in &raw.hosts {
+        // introduce. (host name, index of its own settings in `owns`, where it was first
+        // named.) The parsed `[hosts]` table is consumed here and freed after the loop: with
+        // 10,000 hosts it took as much memory as the hosts themselves.
+        let raw_hosts = std::mem::take(&mut raw.hosts);
+        let mut hosts: Vec<(String, Option<usize>, Span)> = Vec::with_capacity(raw_hosts.len());
+        let mut by_name: HashMap<String, usize> = HashMap::with_capacity(raw_hosts.len());
+        let mut owns: Vec<HostSettings> = Vec::with_capacity(raw_hosts.len());
+        for (key, raw_host) in raw_hosts {
             let own = owns.len();
             owns.push(raw_host.settings(self)?);
-            for name in self.expand_names(key)? {
+            drop(raw_host);
+            for name in self.expand_names(&key)? {
                 if let Some(&first) = by_name.get(&name) {
                     let first = hosts.get(first).map(|(_, _, s)| self.at(s.clone()));
                     return self.error(
@@ -605,7 +615,7 @@ impl<'a> Parser<'a> {
                     return self.error(key.span(), too_many_hosts());
                 }
                 by_name.insert(name.clone(), hosts.len());
-                hosts.push((new_host(name), Some(own), key.span()));
+                hosts.push((name, Some(own), key.span()));
             }
         }
 
@@ -649,7 +659,7 @@ impl<'a> Parser<'a> {
                                 return self.error(pattern.span(), too_many_hosts());
                             }
                             by_name.insert(name.clone(), hosts.len());
-                            hosts.push((new_host(name), None, pattern.span()));
+                            hosts.push((name, None, pattern.span()));
                             hosts.len() - 1
                         }
                     };
@@ -698,7 +708,17 @@ impl<'a> Parser<'a> {
             groups: IndexMap::with_capacity(raw.groups.len()),
             by_name: HashMap::with_capacity(hosts.len()),
         };
-        for ((mut host, own, span), groups) in hosts.into_iter().zip(groups_of) {
+        // The last host (index) that uses each entry of `owns`: a `[hosts]` key that is a
+        // range gives several hosts the same settings; after the last, they are moved out
+        // (freed as the hosts are built rather than held until the end).
+        let mut last_use: Vec<usize> = vec![0; owns.len()];
+        for (i, (_, own, _)) in hosts.iter().enumerate() {
+            if let Some(slot) = own.and_then(|o| last_use.get_mut(o)) {
+                *slot = i;
+            }
+        }
+        for (index, ((name, own, span), groups)) in hosts.into_iter().zip(groups_of).enumerate() {
+            let mut host = new_host(name);
             let mut settings = defaults.clone();
             for gi in groups {
                 if let (Some(group), Some(name)) = (group_settings.get(gi), group_names.get(gi)) {
@@ -706,8 +726,14 @@ impl<'a> Parser<'a> {
                     host.groups.push((*name).to_owned());
                 }
             }
-            if let Some(own) = own.and_then(|i| owns.get(i)) {
-                settings.merge(own);
+            if let Some(own) = own {
+                if last_use.get(own) == Some(&index) {
+                    if let Some(own) = owns.get_mut(own) {
+                        settings.merge(&std::mem::take(own));
+                    }
+                } else if let Some(own) = owns.get(own) {
+                    settings.merge(own);
+                }
             }
             // The command line wins over the whole inventory, as `ssh -l USER` wins over
             // ssh_config's `User`.
@@ -946,7 +972,7 @@ impl<'a> Parser<'a> {
             });
         }
         let origin = |span: Span| Origin::Inventory {
-            file: self.file.to_owned(),
+            file: std::sync::Arc::clone(&self.shared_file),
             line: self.line_of(span.start),
         };
         let spans: [(&'static str, Option<Span>); 18] = [
@@ -1116,7 +1142,53 @@ fn too_many_hosts() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::Parser;
+    use super::{HostSettings, Inventory, Origin, Parser};
+
+    /// Every setting read from the file names it through one shared string (10,000 hosts
+    /// times a few settings each made as many copies), and a range key's settings reach
+    /// every host of the range (they are moved out after the last one).
+    #[test]
+    fn origins_share_the_file_name_and_ranges_share_settings() {
+        let text =
+            "[defaults]\nuser = \"u\"\n[hosts]\n\"n[1-3]\" = { port = 2 }\nm = { port = 3 }\n";
+        let inventory = Inventory::parse(text, "f.toml", &HostSettings::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut files = Vec::new();
+        for host in inventory.hosts() {
+            for origin in host.settings.origins.values() {
+                match origin {
+                    Origin::Inventory { file, .. } => files.push(file.clone()),
+                    other => panic!("{other}"),
+                }
+            }
+        }
+        assert_eq!(files.len(), 8);
+        assert!(files.iter().all(|f| std::sync::Arc::ptr_eq(f, &files[0])));
+        assert_eq!(&*files[0], "f.toml");
+        let ports: Vec<(String, u16, Option<String>)> = inventory
+            .hosts()
+            .iter()
+            .map(|h| (h.name.clone(), h.port(), h.settings.user.clone()))
+            .collect();
+        let u = Some("u".to_owned());
+        assert_eq!(
+            ports,
+            [
+                ("n1".to_owned(), 2, u.clone()),
+                ("n2".to_owned(), 2, u.clone()),
+                ("n3".to_owned(), 2, u.clone()),
+                ("m".to_owned(), 3, u)
+            ]
+        );
+        assert_eq!(
+            inventory.hosts()[2]
+                .settings
+                .origins
+                .get("port")
+                .map(ToString::to_string),
+            Some("inventory f.toml:4".to_owned())
+        );
+    }
 
     /// The indexed line and column are those of counting newlines from the start.
     #[test]

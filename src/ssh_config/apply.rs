@@ -132,7 +132,7 @@ impl SshConfig {
                 set.origins.insert("proxy_command", from(&v.origin));
             }
         }
-        out.ssh_config = Some(resolved);
+        out.ssh_config = Some(Box::new(resolved));
         Ok(out)
     }
 }
