@@ -6,6 +6,7 @@
 use std::io;
 use std::pin::Pin;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -19,6 +20,10 @@ use crate::ssh::session::ConnectOptions;
 
 /// Bytes of the command's stderr kept for messages (the last ones).
 const STDERR_KEPT: usize = 2048;
+
+/// How long a message about an exited command waits for the rest of its stderr (a
+/// grandchild may hold the pipe open; then what has arrived is quoted).
+const STDERR_SETTLE: Duration = Duration::from_millis(300);
 
 /// `command` with OpenSSH's `ProxyCommand` tokens replaced: `%h` the host, `%p` the port,
 /// `%r` the remote user, `%n` the name used in messages, `%%` a percent sign.
@@ -85,6 +90,8 @@ pub(crate) struct ProxyProcess {
     /// The process group (the child's pid), until the child is reaped.
     group: Mutex<Option<i32>>,
     stderr: Arc<Mutex<Vec<u8>>>,
+    /// Set by the stderr reader when it has seen the end of stderr.
+    stderr_closed: Arc<AtomicBool>,
 }
 
 impl ProxyProcess {
@@ -106,6 +113,15 @@ impl ProxyProcess {
                 return None;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits up to `wait` for the stderr reader to reach the end of stderr: once the
+    /// process has exited, what it wrote last may still be in the pipe.
+    async fn stderr_settled(&self, wait: Duration) {
+        let until = tokio::time::Instant::now() + wait;
+        while !self.stderr_closed.load(Ordering::Acquire) && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
@@ -146,7 +162,11 @@ impl ProxyProcess {
     /// `error` (a failed handshake over the command's stream) with what the command did.
     pub(crate) async fn explain(&self, error: Error) -> Error {
         let command = &self.command;
-        match self.exit_status(Duration::from_millis(300)).await {
+        let status = self.exit_status(Duration::from_millis(300)).await;
+        if status.is_some() {
+            self.stderr_settled(STDERR_SETTLE).await;
+        }
+        match status {
             Some(status) if error.kind() == ErrorKind::Disconnected => Error::new(
                 ErrorKind::Connect,
                 format!(
@@ -296,6 +316,8 @@ pub(crate) async fn connect(
     };
     let kept = Arc::new(Mutex::new(Vec::new()));
     let sink = kept.clone();
+    let stderr_closed = Arc::new(AtomicBool::new(false));
+    let closed = stderr_closed.clone();
     tokio::spawn(async move {
         let mut buf = [0u8; 1024];
         while let Ok(n) = stderr.read(&mut buf).await {
@@ -308,6 +330,7 @@ pub(crate) async fn connect(
                 kept.drain(..excess);
             }
         }
+        closed.store(true, Ordering::Release);
     });
     let group = child.id().and_then(|id| i32::try_from(id).ok());
     let process = Arc::new(ProxyProcess {
@@ -315,6 +338,7 @@ pub(crate) async fn connect(
         child: Mutex::new(Some(child)),
         group: Mutex::new(group),
         stderr: kept,
+        stderr_closed,
     });
     let mut reader = BufReader::new(stdout);
     let deadline = options.timeouts().connect;
@@ -341,7 +365,10 @@ pub(crate) async fn connect(
         }
         Ok(Ok([])) => {
             let state = match process.exit_status(Duration::from_millis(500)).await {
-                Some(status) => exited(status),
+                Some(status) => {
+                    process.stderr_settled(STDERR_SETTLE).await;
+                    exited(status)
+                }
                 None => "closed its stdout".to_owned(),
             };
             return Err(Error::new(
