@@ -9,7 +9,7 @@
 use std::process::ExitCode;
 
 use futures_util::StreamExt;
-use rexec::{HostSettings, Inventory, Outcome, Pool, TargetBuilder, Template};
+use rexec::{Inventory, Outcome, Pool, Template};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -18,36 +18,29 @@ async fn main() -> ExitCode {
         eprintln!("usage: as_completed INVENTORY COMMAND");
         return ExitCode::from(2);
     };
-    let setup = Inventory::from_file(inventory, &HostSettings::default())
-        .and_then(|inv| TargetBuilder::new().build_all(inv.hosts()))
-        .and_then(|targets| Ok((targets, Template::parse(command)?)));
-    let (targets, command) = match setup {
+    let setup = Inventory::load(inventory)
+        .and_then(|inv| Ok((Pool::new(inv.hosts()), Template::parse(command)?)));
+    let (pool, command) = match setup {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e:#}");
             return ExitCode::from(2);
         }
     };
-    let pool = Pool::new(16);
-    let stop = pool.cancel_token();
-    let work = |session: std::sync::Arc<rexec::Session>, target: rexec::Target| {
-        let stop = stop.clone();
-        let command = &command;
-        async move {
-            let mut cmd = session.command(target.render(command)?);
-            cmd.cancel_on(stop);
-            cmd.output().await
-        }
-    };
-    let mut results = Box::pin(pool.stream(&targets, work, |_| {}));
+    let pool = pool.concurrency(16);
+    let mut results = pool.run(&command).stream();
     let mut failures = 0;
     while let Some(r) = results.next().await {
-        let outcome = Outcome::of_command(&r.result);
         match &r.result {
-            Ok(out) => println!("{:>10} {}: {}", outcome, r.host, out.stdout_lossy().trim()),
-            Err(e) => println!("{outcome:>10} {e:#}"),
+            Ok(out) => println!(
+                "{:>10} {}: {}",
+                r.outcome(),
+                r.host,
+                out.stdout_lossy().trim()
+            ),
+            Err(e) => println!("{:>10} {e:#}", r.outcome()),
         }
-        if outcome != Outcome::Ok {
+        if r.outcome() != Outcome::Ok {
             failures += 1;
             if failures == 3 {
                 eprintln!("three failures: stopping the rest");

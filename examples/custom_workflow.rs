@@ -9,9 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rexec::{
-    Error, ErrorKind, Event, HostSettings, Inventory, Pool, Session, Target, TargetBuilder,
-};
+use rexec::{Error, ErrorKind, Event, Inventory, Pool, Session, Target};
 
 enum Report {
     Written { free_kib: u64 },
@@ -59,17 +57,16 @@ async fn main() -> ExitCode {
         eprintln!("usage: custom_workflow INVENTORY");
         return ExitCode::from(2);
     };
-    let targets = match Inventory::from_file(&inventory, &HostSettings::default())
-        .and_then(|inv| TargetBuilder::new().build_all(inv.hosts()))
-    {
-        Ok(t) => t,
+    let pool = match Inventory::load(&inventory) {
+        Ok(inv) => Pool::new(inv.hosts()).concurrency(8),
         Err(e) => {
             eprintln!("error: {e:#}");
             return ExitCode::from(2);
         }
     };
-    let results = Pool::new(8)
-        .run(&targets, workflow, |event| {
+    let results = pool
+        .map(workflow)
+        .observe(|event| {
             if let Event::Finished(r) = event {
                 eprintln!("finished {} in {:?}", r.host, r.timings.total);
             }

@@ -9,7 +9,7 @@
 
 use std::process::ExitCode;
 
-use rexec::{HostSettings, Inventory, Outcome, Pool, RunExit, TargetBuilder, Template};
+use rexec::{Inventory, Pool, RunExit, Template};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -28,37 +28,27 @@ async fn main() -> ExitCode {
 }
 
 async fn run(inventory: &str, group: &str, command: &str) -> rexec::Result<RunExit> {
-    let inventory = Inventory::from_file(inventory, &HostSettings::default())?;
-    let hosts = inventory.select(group)?;
-    let targets = TargetBuilder::new().build_all(hosts)?;
-    let pool = Pool::new(32);
+    let inventory = Inventory::load(inventory)?;
+    let pool = Pool::new(inventory.select(group)?).concurrency(32);
     // Refused placeholders (see Template) fail here, before anything connects.
     let command = Template::parse(command)?;
 
-    let results = pool
-        .run_command(&targets, &command, |_, _| {}, |_| {})
-        .await;
-    let failed: Vec<_> = results
-        .iter()
-        .filter(|r| r.outcome() != Outcome::Ok)
-        .map(|r| r.index)
-        .collect();
-    for r in results.iter().filter(|r| r.outcome() != Outcome::Ok) {
+    let report = pool.run(&command).await;
+    for r in report.failed() {
         match &r.result {
             Ok(out) => eprintln!("{}: {} {}", r.host, out.status, out.stderr_lossy().trim()),
             Err(e) => eprintln!("{e:#}"),
         }
     }
-    if failed.is_empty() {
-        println!("all {} hosts ok", results.len());
+    if report.all_ok() {
+        println!("all {} hosts ok", report.len());
         return Ok(RunExit::Success);
     }
 
     // Retry the failures once (only they run again).
-    let retry: Vec<_> = failed.iter().map(|&i| targets[i].clone()).collect();
-    let again = pool.run_command(&retry, &command, |_, _| {}, |_| {}).await;
+    let again = pool.subset(report.failed()).run(&command).await;
     for r in &again {
         println!("retry {}: {}", r.host, r.outcome());
     }
-    Ok(RunExit::of(again.iter().map(|r| r.outcome())))
+    Ok(again.exit_code())
 }

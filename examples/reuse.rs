@@ -11,7 +11,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use rexec::{HostSettings, Inventory, Outcome, Pool, TargetBuilder};
+use rexec::{Inventory, Pool};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -26,24 +26,21 @@ async fn main() -> ExitCode {
     };
     let (Ok(runs), Ok(forks)) = (
         runs.parse::<usize>(),
-        forks.map_or(Ok(Pool::DEFAULT_FORKS), |f| f.parse::<usize>()),
+        forks.map_or(Ok(Pool::DEFAULT_CONCURRENCY), |f| f.parse::<usize>()),
     ) else {
         eprintln!("RUNS and FORKS are numbers");
         return ExitCode::from(2);
     };
-    let targets = match Inventory::from_file(inventory, &HostSettings::default()).and_then(|inv| {
-        let hosts = inv.select(pattern)?;
-        TargetBuilder::new().build_all(hosts)
-    }) {
-        Ok(t) => t,
+    let pool = match Inventory::load(inventory).and_then(|inv| Ok(Pool::new(inv.select(pattern)?)))
+    {
+        Ok(pool) => pool.concurrency(forks),
         Err(e) => {
             eprintln!("error: {e:#}");
             return ExitCode::from(2);
         }
     };
-    let pool = Pool::new(forks);
     let started = Instant::now();
-    let sessions = pool.connect_all(&targets, |_| {}).await;
+    let sessions = pool.connect_all(|_| {}).await;
     println!(
         "connected {}/{} hosts in {:.2}s",
         sessions.connected(),
@@ -53,19 +50,14 @@ async fn main() -> ExitCode {
     let mut all_ok = true;
     for run in 1..=runs {
         let started = Instant::now();
-        let results = pool
-            .run_command_on(&sessions, command, |_, _| {}, |_| {})
-            .await;
-        let ok = results
-            .iter()
-            .filter(|r| r.outcome() == Outcome::Ok)
-            .count();
+        let results = sessions.run(command).await;
+        let ok = results.succeeded().count();
         println!(
             "run {run}: {ok}/{} ok in {:.2}s",
             results.len(),
             started.elapsed().as_secs_f64()
         );
-        for r in results.iter().filter(|r| r.outcome() != Outcome::Ok) {
+        for r in results.failed() {
             all_ok = false;
             match &r.result {
                 Ok(out) => eprintln!("{}: {}", r.host, out.status),

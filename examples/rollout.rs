@@ -11,10 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use rexec::{
-    Batches, Event, FailureBudget, HostCount, HostSettings, Inventory, Outcome, Pool, RunExit,
-    TargetBuilder,
-};
+use rexec::{Batches, Event, FailureBudget, HostCount, Inventory, Pool, RunExit};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -33,9 +30,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run(inventory: &str, group: &str, file: PathBuf, restart: &str) -> rexec::Result<RunExit> {
-    let inventory = Inventory::from_file(inventory, &HostSettings::default())?;
-    let targets = TargetBuilder::new().build_all(inventory.select(group)?)?;
-    let pool = Pool::new(16)
+    let inventory = Inventory::load(inventory)?;
+    let pool = Pool::try_new(inventory.select(group)?)?
+        .concurrency(16)
         .batches("1,25%".parse::<Batches>()?)
         .pause(Duration::from_secs(5))
         .max_failures(FailureBudget::new(HostCount::hosts(1)))
@@ -43,44 +40,35 @@ async fn run(inventory: &str, group: &str, file: PathBuf, restart: &str) -> rexe
 
     let file = &file;
     let results = pool
-        .run(
-            &targets,
-            |session, _target| async move {
-                // Upload, restart, check: any error (or non-zero exit, through check())
-                // fails the host and counts against the budget.
-                let sftp = session.sftp().await?;
-                sftp.put(file, "/tmp/").await?;
-                session.command(restart).output().await?.check()?;
-                let status = session.command("uptime").output().await?.check()?;
-                Ok(status.stdout_lossy().trim().to_owned())
+        .map(|session, _target| async move {
+            // Upload, restart, check: any error (or non-zero exit, through check())
+            // fails the host and counts against the budget.
+            let sftp = session.sftp().await?;
+            sftp.put(file, "/tmp/").await?;
+            session.command(restart).output().await?.check()?;
+            let status = session.command("uptime").output().await?.check()?;
+            Ok(status.stdout_lossy().trim().to_owned())
+        })
+        .observe(|event| match event {
+            Event::BatchStarted {
+                batch,
+                batches,
+                hosts,
+            } => eprintln!("batch {batch}/{batches}: {hosts} hosts"),
+            Event::BudgetExceeded { failed, .. } => {
+                eprintln!("{failed} hosts failed: no new hosts start")
+            }
+            Event::Finished(r) => match &r.result {
+                Ok(uptime) => println!("{}: {uptime}", r.host),
+                Err(e) => eprintln!("{e:#}"),
             },
-            |event| match event {
-                Event::BatchStarted {
-                    batch,
-                    batches,
-                    hosts,
-                } => eprintln!("batch {batch}/{batches}: {hosts} hosts"),
-                Event::BudgetExceeded { failed, .. } => {
-                    eprintln!("{failed} hosts failed: no new hosts start")
-                }
-                Event::Finished(r) => match &r.result {
-                    Ok(uptime) => println!("{}: {uptime}", r.host),
-                    Err(e) => eprintln!("{e:#}"),
-                },
-                _ => {}
-            },
-        )
+            _ => {}
+        })
         .await;
 
-    let retry: Vec<&str> = results
-        .iter()
-        .filter(|r| r.result.is_err())
-        .map(|r| r.host.as_str())
-        .collect();
+    let retry: Vec<&str> = results.failed().map(|r| r.host()).collect();
     if !retry.is_empty() {
         println!("retry: {}", retry.join(","));
     }
-    Ok(RunExit::of(
-        results.iter().map(|r| Outcome::of_result(&r.result)),
-    ))
+    Ok(results.exit_code())
 }

@@ -10,10 +10,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use rexec::{
-    Become, ErrorKind, HostSettings, Inventory, Pool, Secret, Session, Target, TargetBuilder,
-    TransferOptions,
-};
+use rexec::{Become, ErrorKind, Inventory, Pool, Secret, Session, Target, TransferOptions};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -22,10 +19,10 @@ async fn main() -> ExitCode {
         eprintln!("usage: sudo_deploy INVENTORY LOCAL_FILE REMOTE_PATH RELOAD_COMMAND");
         return ExitCode::from(2);
     };
-    let setup = Inventory::from_file(inventory, &HostSettings::default())
-        .and_then(|inv| TargetBuilder::new().build_all(inv.hosts()))
-        .and_then(|targets| Ok((targets, Secret::prompt("BECOME password: ")?)));
-    let (targets, password) = match setup {
+    let setup = Inventory::load(inventory)
+        .and_then(|inv| Pool::try_new(inv.hosts()))
+        .and_then(|pool| Ok((pool, Secret::prompt("BECOME password: ")?)));
+    let (pool, password) = match setup {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -47,7 +44,7 @@ async fn main() -> ExitCode {
                 .check()
         }
     };
-    let results = Pool::new(16).run(&targets, work, |_| {}).await;
+    let results = pool.concurrency(16).map(work).await;
     let mut ok = true;
     for r in results {
         match r.result {

@@ -54,8 +54,8 @@ mod template;
 pub use error::{Error, ErrorKind, Phase, Result};
 pub use inventory::{Host, HostSettings, Inventory, Origin, Transport};
 pub use pool::{
-    Batches, CommandLine, Event, FailureBudget, HostCount, HostResult, Outcome, Pool, RunExit,
-    Sessions, Target, TargetBuilder, Timings,
+    Batches, CommandLine, CommandRun, Event, FailureBudget, HostCount, HostResult, MapRun, Outcome,
+    Pool, Report, RunExit, Sessions, Target, TargetBuilder, Timings, TransferRun,
 };
 pub use secret::Secret;
 pub use ssh::quote::shell_quote;

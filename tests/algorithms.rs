@@ -80,10 +80,10 @@ fn target(sshd: &Sshd) -> Vec<Target> {
 /// starts with `expected` and names the server's list `server_offers`. Returns the message.
 async fn refused_once(sshd: &Sshd, expected: &str, server_offers: &str) -> String {
     let targets = target(sshd);
-    let results = Pool::new(1)
-        .connect_attempts(3)
-        .run_command(&targets, "true", |_, _| {}, |_| {})
-        .await;
+    let pool = Pool::from_targets(targets)
+        .concurrency(1)
+        .connect_attempts(3);
+    let results = pool.run("true").await;
     let err = results[0].result.as_ref().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Protocol, "{err:#}");
     assert_eq!(err.phase(), Some(Phase::Handshake), "{err:#}");

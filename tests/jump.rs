@@ -356,8 +356,10 @@ fn fifty_targets_share_capped_connections_to_one_bastion() {
         // one handshake and authentication each.
         let jumps = Jumps::new();
         assert_eq!(jumps.channels_per_connection(), 10);
-        let pool = Pool::new(64).jumps(jumps.clone());
-        let sessions = pool.connect_all(&targets, |_| {}).await;
+        let pool = Pool::from_targets(targets.clone())
+            .concurrency(64)
+            .jumps(jumps.clone());
+        let sessions = pool.connect_all(|_| {}).await;
         assert_eq!(sessions.connected(), 50);
         assert_eq!(jumps.connections(), 5);
         // The kernel agrees: 5 TCP connections to the bastion from this process's
@@ -368,9 +370,7 @@ fn fifty_targets_share_capped_connections_to_one_bastion() {
             "{}",
             bastion.log()
         );
-        let results = pool
-            .run_command_on(&sessions, "echo $SSH_CONNECTION", |_, _| {}, |_| {})
-            .await;
+        let results = sessions.run("echo $SSH_CONNECTION").await;
         for r in &results {
             assert_eq!(r.outcome(), Outcome::Ok, "{:?}", r.result);
             let out = r.result.as_ref().unwrap().stdout_lossy();
@@ -388,8 +388,10 @@ fn fifty_targets_share_capped_connections_to_one_bastion() {
 
         // A cap of 50: one connection carries all 50.
         let jumps = Jumps::with_channels_per_connection(50);
-        let pool = Pool::new(64).jumps(jumps.clone());
-        let sessions = pool.connect_all(&targets, |_| {}).await;
+        let pool = Pool::from_targets(targets.clone())
+            .concurrency(64)
+            .jumps(jumps.clone());
+        let sessions = pool.connect_all(|_| {}).await;
         assert_eq!(sessions.connected(), 50);
         assert_eq!(jumps.connections(), 1);
         sessions.close().await;
@@ -397,8 +399,10 @@ fn fifty_targets_share_capped_connections_to_one_bastion() {
         // A cap of 1, 50 targets at once: 50 connections to the bastion, opened one
         // after another, none of them dropped by the bastion's MaxStartups (10).
         let jumps = Jumps::with_channels_per_connection(1);
-        let pool = Pool::new(64).jumps(jumps.clone());
-        let sessions = pool.connect_all(&targets, |_| {}).await;
+        let pool = Pool::from_targets(targets.clone())
+            .concurrency(64)
+            .jumps(jumps.clone());
+        let sessions = pool.connect_all(|_| {}).await;
         assert_eq!(sessions.connected(), 50);
         assert_eq!(jumps.connections(), 50);
         sessions.close().await;
@@ -1004,9 +1008,8 @@ fn a_jump_host_resolver_turns_an_alias_into_the_bastion() {
 
     let rt = runtime();
     rt.block_on(async {
-        let results = Pool::new(8)
-            .run_command(&targets, "echo $SSH_CONNECTION", |_, _| {}, |_| {})
-            .await;
+        let pool = Pool::from_targets(targets.clone()).concurrency(8);
+        let results = pool.run("echo $SSH_CONNECTION").await;
         for r in &results {
             assert_eq!(r.outcome(), Outcome::Ok, "{:?}", r.result);
             let out = r.result.as_ref().unwrap().stdout_lossy();

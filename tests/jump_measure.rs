@@ -60,9 +60,11 @@ fn measure_caps() {
     for round in 0..3 {
         for cap in [1usize, 5, 10, 25, 50] {
             let before = log_count(&bastion, "Connection from");
-            let pool = Pool::new(64).jumps(Jumps::with_channels_per_connection(cap));
+            let pool = Pool::from_targets(all.clone())
+                .concurrency(64)
+                .jumps(Jumps::with_channels_per_connection(cap));
             let t = Instant::now();
-            let results = rt.block_on(pool.run_command(&all, "true", |_, _| {}, |_| {}));
+            let results = rt.block_on(async { pool.run("true").await });
             let el = t.elapsed();
             assert!(results.iter().all(|r| r.outcome() == rexec::Outcome::Ok));
             std::thread::sleep(Duration::from_millis(300));
@@ -74,16 +76,17 @@ fn measure_caps() {
         }
         let ten: Vec<_> = all.iter().step_by(5).cloned().collect();
         for cap in [1usize, 10] {
-            let pool = Pool::new(64).jumps(Jumps::with_channels_per_connection(cap));
+            let pool = Pool::from_targets(ten.clone())
+                .concurrency(64)
+                .jumps(Jumps::with_channels_per_connection(cap));
             let t = Instant::now();
-            let results = rt.block_on(pool.run_command(
-                &ten,
-                "head -c 50000000 /dev/zero",
-                |_, c| {
-                    c.max_output(0);
-                },
-                |_| {},
-            ));
+            let results = rt.block_on(async {
+                pool.run("head -c 50000000 /dev/zero")
+                    .configure(|_, c| {
+                        c.max_output(0);
+                    })
+                    .await
+            });
             let el = t.elapsed();
             assert!(results.iter().all(|r| r.outcome() == rexec::Outcome::Ok));
             println!(

@@ -123,14 +123,11 @@ fn target(port: u16) -> Vec<Target> {
 /// Through the pool with 3 attempts allowed: the error, and how many connections the peer
 /// saw.
 async fn through_pool(port: u16, accepted: &AtomicUsize) -> (rexec::Error, usize) {
-    let results = within(
-        Duration::from_secs(60),
-        Pool::new(1)
-            .connect_attempts(3)
-            .run_command(&target(port), "true", |_, _| {}, |_| {}),
-    )
-    .await;
-    let mut results = results;
+    let pool = Pool::from_targets(target(port))
+        .concurrency(1)
+        .connect_attempts(3);
+    let results = within(Duration::from_secs(60), async { pool.run("true").await }).await;
+    let mut results = results.into_results();
     let err = results.remove(0).result.unwrap_err();
     // Every attempt ended after the peer had accepted it (the peer spoke or closed).
     (err, accepted.load(Ordering::SeqCst))

@@ -41,28 +41,25 @@ async fn a_custom_workflow_runs_on_every_host_in_order() {
     let cluster = Cluster::start(1, 5, 160);
     let targets = targets(&cluster);
     let events = Mutex::new(Vec::new());
-    let pool = Pool::new(3);
+    let pool = Pool::from_targets(targets).concurrency(3);
     let results = pool
-        .run(
-            &targets,
-            |session, target| async move {
-                let who = session.command("id -un").output().await?.check()?;
-                let echo = session.command("echo").arg(target.name()).output().await?;
-                Ok((
-                    who.stdout_lossy().trim().to_owned(),
-                    echo.stdout_lossy().trim().to_owned(),
-                ))
-            },
-            |event| {
-                let tag = match event {
-                    Event::Connecting { .. } => "connecting",
-                    Event::Running { .. } => "running",
-                    Event::Finished(_) => "finished",
-                    _ => "batch or budget",
-                };
-                events.lock().unwrap().push(tag);
-            },
-        )
+        .map(|session, target| async move {
+            let who = session.command("id -un").output().await?.check()?;
+            let echo = session.command("echo").arg(target.name()).output().await?;
+            Ok((
+                who.stdout_lossy().trim().to_owned(),
+                echo.stdout_lossy().trim().to_owned(),
+            ))
+        })
+        .observe(|event| {
+            let tag = match event {
+                Event::Connecting { .. } => "connecting",
+                Event::Running { .. } => "running",
+                Event::Finished(_) => "finished",
+                _ => "batch or budget",
+            };
+            events.lock().unwrap().push(tag);
+        })
         .await;
     assert_eq!(results.len(), 5);
     for (i, r) in results.iter().enumerate() {
@@ -92,7 +89,7 @@ async fn results_come_as_hosts_finish() {
     let targets = targets(&cluster);
     let go = cluster.dir.path().join("go");
     let go_str = go.to_str().unwrap().to_owned();
-    let pool = Pool::new(4);
+    let pool = Pool::from_targets(targets).concurrency(4);
     let work = |session: Arc<rexec::Session>, target: Target| {
         let go = go_str.clone();
         async move {
@@ -105,7 +102,7 @@ async fn results_come_as_hosts_finish() {
             session.command(line).output().await
         }
     };
-    let mut stream = Box::pin(pool.stream(&targets, work, |_| {}));
+    let mut stream = pool.map(work).stream();
     let mut order = Vec::new();
     while let Some(result) = stream.next().await {
         order.push(result.host.clone());
@@ -122,22 +119,20 @@ async fn no_more_than_forks_hosts_run_at_once() {
     let cluster = Cluster::start(1, 8, 180);
     let targets = targets(&cluster);
     let (now, peak) = (AtomicUsize::new(0), AtomicUsize::new(0));
-    let results = Pool::new(3)
-        .run_command(
-            &targets,
-            &Template::parse("sleep 0.2; echo {{name}}").unwrap(),
-            |_, _| {},
-            |event| match event {
-                Event::Connecting { .. } => {
-                    let n = now.fetch_add(1, Ordering::SeqCst) + 1;
-                    peak.fetch_max(n, Ordering::SeqCst);
-                }
-                Event::Finished(_) => {
-                    now.fetch_sub(1, Ordering::SeqCst);
-                }
-                _ => {}
-            },
-        )
+    let template = Template::parse("sleep 0.2; echo {{name}}").unwrap();
+    let pool = Pool::from_targets(targets).concurrency(3);
+    let results = pool
+        .run(&template)
+        .observe(|event| match event {
+            Event::Connecting { .. } => {
+                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(n, Ordering::SeqCst);
+            }
+            Event::Finished(_) => {
+                now.fetch_sub(1, Ordering::SeqCst);
+            }
+            _ => {}
+        })
         .await;
     assert!(results.iter().all(|r| r.outcome() == Outcome::Ok));
     assert_eq!(peak.load(Ordering::SeqCst), 3);
@@ -167,11 +162,11 @@ fn tight_server() -> Sshd {
 async fn pacing_keeps_a_burst_under_max_startups() {
     let sshd = tight_server();
     let targets = same_server_targets(&sshd, 12);
-    let results = Pool::new(12)
+    let pool = Pool::from_targets(targets)
+        .concurrency(12)
         .max_handshakes_per_server(1)
-        .connect_attempts(1)
-        .run_command(&targets, "true", |_, _| {}, |_| {})
-        .await;
+        .connect_attempts(1);
+    let results = pool.run("true").await;
     assert_all_ok(&results);
     assert!(!sshd.log().contains("past MaxStartups"), "{}", sshd.log());
 }
@@ -180,11 +175,11 @@ async fn pacing_keeps_a_burst_under_max_startups() {
 async fn connections_dropped_before_authentication_are_retried() {
     let sshd = tight_server();
     let targets = same_server_targets(&sshd, 12);
-    let results = Pool::new(12)
+    let pool = Pool::from_targets(targets)
+        .concurrency(12)
         .max_handshakes_per_server(12)
-        .connect_attempts(10)
-        .run_command(&targets, "true", |_, _| {}, |_| {})
-        .await;
+        .connect_attempts(10);
+    let results = pool.run("true").await;
     // sshd did drop connections, yet every host got through.
     assert!(
         sshd.log().contains("past MaxStartups"),
@@ -204,10 +199,10 @@ async fn authentication_failures_are_not_retried() {
         .identity(rexec::Identity::from_file(&stranger, None).unwrap())
         .agent(rexec::Agent::Off);
     targets[0].connect = targets[0].connect.clone().credentials(creds);
-    let results = Pool::new(1)
-        .connect_attempts(5)
-        .run_command(&targets, "true", |_, _| {}, |_| {})
-        .await;
+    let pool = Pool::from_targets(targets)
+        .concurrency(1)
+        .connect_attempts(5);
+    let results = pool.run("true").await;
     assert_eq!(results[0].outcome(), Outcome::AuthFailed);
     assert_eq!(
         sshd.log().matches("Connection from").count(),
@@ -227,28 +222,24 @@ async fn authentication_failures_are_not_retried() {
 async fn cancelling_interrupts_running_hosts_and_skips_the_rest() {
     let cluster = Cluster::start(1, 5, 190);
     let targets = targets(&cluster);
-    let pool = Pool::new(2);
+    let pool = Pool::from_targets(targets).concurrency(2);
     let token = pool.cancel_token();
     let marker = format!("sleep 39{:02}", harness::random_u64() % 100);
     let running = AtomicUsize::new(0);
     let results = pool
-        .run_command(
-            &targets,
-            &marker,
-            |_, _| {},
-            |event| {
-                if let Event::Running { .. } = event {
-                    if running.fetch_add(1, Ordering::SeqCst) + 1 == 2 {
-                        let token = token.clone();
-                        tokio::spawn(async move {
-                            // Let both commands start on the servers.
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                            token.cancel();
-                        });
-                    }
+        .run(&marker)
+        .observe(|event| {
+            if let Event::Running { .. } = event {
+                if running.fetch_add(1, Ordering::SeqCst) + 1 == 2 {
+                    let token = token.clone();
+                    tokio::spawn(async move {
+                        // Let both commands start on the servers.
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        token.cancel();
+                    });
                 }
-            },
-        )
+            }
+        })
         .await;
     let outcomes: Vec<Outcome> = results.iter().map(|r| r.outcome()).collect();
     assert_eq!(
@@ -287,14 +278,8 @@ async fn many_hosts_authenticate_through_one_agent() {
         .collect();
     let targets = builder.build_all(&hosts).unwrap();
     assert_eq!(targets.len(), 64);
-    let results = Pool::new(64)
-        .run_command(
-            &targets,
-            &Template::parse("echo {{name}}").unwrap(),
-            |_, _| {},
-            |_| {},
-        )
-        .await;
+    let pool = Pool::from_targets(targets).concurrency(64);
+    let results = pool.run(&Template::parse("echo {{name}}").unwrap()).await;
     assert_all_ok(&results);
     for r in &results {
         assert_eq!(
@@ -327,10 +312,10 @@ async fn sessions_are_reused_across_runs() {
     builder.agent(rexec::Agent::Off);
     let targets = builder.build_all(inventory.hosts()).unwrap();
 
-    let pool = Pool::new(2);
+    let pool = Pool::from_targets(targets).concurrency(2);
     let connected = AtomicUsize::new(0);
     let sessions = pool
-        .connect_all(&targets, |event| {
+        .connect_all(|event| {
             if let Event::Finished(r) = event {
                 if r.result.is_ok() {
                     connected.fetch_add(1, Ordering::SeqCst);
@@ -361,12 +346,8 @@ async fn sessions_are_reused_across_runs() {
             })
             .collect()
     };
-    let first = pool
-        .run_command_on(&sessions, "echo $SSH_CONNECTION", |_, _| {}, |_| {})
-        .await;
-    let second = pool
-        .run_command_on(&sessions, "echo $SSH_CONNECTION", |_, _| {}, |_| {})
-        .await;
+    let first = sessions.run("echo $SSH_CONNECTION").await;
+    let second = sessions.run("echo $SSH_CONNECTION").await;
     for results in [&first, &second] {
         assert_eq!(results.len(), 3);
         assert_eq!(results[0].host, "node01");
@@ -395,8 +376,8 @@ async fn command_results_stream_as_hosts_finish() {
         go.display()
     );
     let line = Template::parse(&line).unwrap();
-    let pool = Pool::new(3);
-    let mut stream = Box::pin(pool.stream_command(&targets, &line, |_, _| {}, |_| {}));
+    let pool = Pool::from_targets(targets).concurrency(3);
+    let mut stream = pool.run(&line).stream();
     let mut seen = Vec::new();
     while let Some(r) = stream.next().await {
         let out = r.result.as_ref().unwrap().stdout_lossy().trim().to_owned();
@@ -408,4 +389,115 @@ async fn command_results_stream_as_hosts_finish() {
     }
     assert_eq!(seen.len(), 3);
     assert_eq!(seen.last().unwrap(), "node01");
+}
+
+/// `Pool::put` and `Pool::get`: one report type, per-host download directories,
+/// progress events that add up to what moved, and a host whose settings could not be
+/// made (a missing key file) failing alone, without connecting.
+#[tokio::test]
+async fn put_and_get_fan_out_with_progress_and_a_broken_host_alone() {
+    let cluster = Cluster::start(1, 3, 330);
+    let path = cluster.inventory(
+        &[(
+            "node03",
+            format!(
+                "{{ address = \"{}\", port = {}, identity_files = [\"/nonexistent/key\"] }}",
+                cluster.hosts()[2].address,
+                cluster.servers[0].port
+            ),
+        )],
+        "",
+    );
+    let inventory = Inventory::load(&path).unwrap();
+    // try_new refuses the broken host up front, naming it.
+    let e = Pool::try_new(inventory.hosts()).unwrap_err();
+    assert_eq!(e.kind(), rexec::ErrorKind::KeyFile, "{e:#}");
+    assert!(e.to_string().starts_with("node03: "), "{e}");
+
+    let pool = Pool::new(inventory.hosts());
+    let work = tempfile::tempdir().unwrap();
+    let local = work.path().join("payload.bin");
+    std::fs::write(&local, vec![7u8; 300_000]).unwrap();
+    let remote = cluster.dir.path().join("remote");
+    std::fs::create_dir_all(&remote).unwrap();
+    harness::run(
+        std::process::Command::new("chown")
+            .arg(harness::TEST_USER)
+            .arg(&remote),
+    );
+    harness::run(
+        std::process::Command::new("chmod")
+            .arg("755")
+            .arg(cluster.dir.path()),
+    );
+    let moved = AtomicUsize::new(0);
+    let report = pool
+        .put(&local, format!("{}/{{{{name}}}}.bin", remote.display()))
+        .observe(|event| {
+            if let Event::Progress { bytes, .. } = event {
+                moved.fetch_add(bytes as usize, Ordering::SeqCst);
+            }
+        })
+        .await
+        .unwrap();
+    let outcomes: Vec<Outcome> = report.iter().map(|r| r.outcome()).collect();
+    assert_eq!(outcomes, [Outcome::Ok, Outcome::Ok, Outcome::AuthFailed]);
+    assert_eq!(report.exit_code(), rexec::RunExit::CouldNotRun);
+    assert_eq!(moved.load(Ordering::SeqCst), 600_000);
+    for n in ["node01", "node02"] {
+        assert_eq!(
+            std::fs::read(remote.join(format!("{n}.bin")))
+                .unwrap()
+                .len(),
+            300_000
+        );
+        assert_eq!(
+            report
+                .iter()
+                .find(|r| r.host() == n)
+                .unwrap()
+                .result
+                .as_ref()
+                .unwrap()
+                .bytes,
+            300_000
+        );
+    }
+    assert!(!remote.join("node03.bin").exists());
+    // node03 never reached the server: two connections in all.
+    assert_eq!(
+        cluster.servers[0].log().matches("Connection from").count(),
+        2
+    );
+
+    // get: each host's copy in its own directory; the broken host is left out.
+    let down = work.path().join("down");
+    let report = pool
+        .subset(report.succeeded())
+        .get(
+            format!("{}/{{{{name}}}}.bin", remote.display()),
+            down.to_str().unwrap(),
+        )
+        .await
+        .unwrap()
+        .check()
+        .unwrap();
+    assert_eq!(report.len(), 2);
+    for n in ["node01", "node02"] {
+        assert_eq!(
+            std::fs::read(down.join(n).join(format!("{n}.bin"))).unwrap(),
+            vec![7u8; 300_000]
+        );
+    }
+    // A local problem is an error before anything connects.
+    let before = cluster.servers[0].log().matches("Connection from").count();
+    let e = pool
+        .put(work.path().join("missing"), "/tmp/")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), rexec::ErrorKind::NotFound);
+    assert_eq!(
+        cluster.servers[0].log().matches("Connection from").count(),
+        before
+    );
 }

@@ -661,50 +661,50 @@ async fn a_closure_rollout_with_a_failure_budget() {
     let cluster = Cluster::start(1, 7, 720);
     let targets = library_targets(&cluster);
     let events = Mutex::new(Vec::new());
-    let pool = Pool::new(8)
+    let pool = Pool::from_targets(targets.clone())
+        .concurrency(8)
         .batches("1,2".parse::<Batches>().unwrap())
         .max_failures(FailureBudget::new(HostCount::hosts(1)));
     // Batches 1 | 2-3 | 4-5 | 6-7; node03 and node04 fail: the second failure (batch 3)
     // exceeds the budget, node05 finishes with it, node06-07 never start.
     let results = pool
-        .run(
-            &targets,
-            |session, target| async move {
-                let fail = matches!(target.name(), "node03" | "node04");
-                let out = session
-                    .command(if fail { "exit 7" } else { "echo fine" })
-                    .output()
-                    .await?
-                    .check()?;
-                Ok(out.stdout_lossy().trim().to_owned())
-            },
-            |event| {
-                let tag = match event {
-                    Event::BatchStarted { batch, hosts, .. } => format!("start {batch} {hosts}"),
-                    Event::BatchFinished { batch, failed, .. } => {
-                        format!("end {batch} failed {failed}")
-                    }
-                    Event::BudgetExceeded {
-                        failed,
-                        allowed,
-                        batch,
-                        batches,
-                    } => format!("exceeded {failed}>{allowed} in {batch:?}/{batches}"),
-                    Event::RolloutStopped {
-                        failed,
-                        not_started,
-                        ..
-                    } => format!("stopped {failed} {not_started}"),
-                    _ => return,
-                };
-                events.lock().unwrap().push(tag);
-            },
-        )
+        .map(|session, target| async move {
+            let fail = matches!(target.name(), "node03" | "node04");
+            let out = session
+                .command(if fail { "exit 7" } else { "echo fine" })
+                .output()
+                .await?
+                .check()?;
+            Ok(out.stdout_lossy().trim().to_owned())
+        })
+        .observe(|event| {
+            let tag = match event {
+                Event::BatchStarted { batch, hosts, .. } => format!("start {batch} {hosts}"),
+                Event::BatchFinished { batch, failed, .. } => {
+                    format!("end {batch} failed {failed}")
+                }
+                Event::BudgetExceeded {
+                    failed,
+                    allowed,
+                    batch,
+                    batches,
+                } => format!("exceeded {failed}>{allowed} in {batch:?}/{batches}"),
+                Event::RolloutStopped {
+                    failed,
+                    not_started,
+                    ..
+                } => format!("stopped {failed} {not_started}"),
+                _ => return,
+            };
+            events.lock().unwrap().push(tag);
+        })
         .await;
-    let outcomes: Vec<Outcome> = results
+    let outcomes: Vec<Outcome> = results.iter().map(|r| r.outcome()).collect();
+    // The report's outcomes are the closure's results classified.
+    assert!(results
         .iter()
-        .map(|r| Outcome::of_result(&r.result))
-        .collect();
+        .all(|r| r.outcome() == Outcome::of_result(&r.result)));
+    assert_eq!(results.exit_code(), rexec::RunExit::CouldNotRun);
     assert_eq!(
         outcomes,
         [
@@ -735,20 +735,18 @@ async fn a_closure_rollout_with_a_failure_budget() {
     );
 
     // The stagger: host k connects at least k x 300 ms after the run began.
-    let pool = Pool::new(8).stagger(Duration::from_millis(300));
+    let pool = Pool::from_targets(targets[..4].to_vec())
+        .concurrency(8)
+        .stagger(Duration::from_millis(300));
     let began = Instant::now();
     let connecting = Mutex::new(Vec::new());
     let results = pool
-        .run_command(
-            &targets[..4],
-            "true",
-            |_, _| {},
-            |event| {
-                if let Event::Connecting { index, .. } = event {
-                    connecting.lock().unwrap().push((index, began.elapsed()));
-                }
-            },
-        )
+        .run("true")
+        .observe(|event| {
+            if let Event::Connecting { index, .. } = event {
+                connecting.lock().unwrap().push((index, began.elapsed()));
+            }
+        })
         .await;
     assert!(results.iter().all(|r| r.outcome() == Outcome::Ok));
     let mut connecting = connecting.into_inner().unwrap();
@@ -766,16 +764,15 @@ async fn a_closure_rollout_with_a_failure_budget() {
 async fn run_command_on_kept_sessions_rolls_out_too() {
     let cluster = Cluster::start(1, 4, 740);
     let targets = library_targets(&cluster);
-    let pool = Pool::new(8)
+    let pool = Pool::from_targets(targets)
+        .concurrency(8)
         .batches(Batches::of(2))
         .max_failures(FailureBudget::fail_fast());
-    let sessions = pool.connect_all(&targets, |_| {}).await;
+    let sessions = pool.connect_all(|_| {}).await;
     assert_eq!(sessions.connected(), 4);
     // A non-zero exit counts for run_command_on (classified as a command).
     let command = Template::parse("case {{name}} in node01) exit 3;; esac").unwrap();
-    let results = pool
-        .run_command_on(&sessions, &command, |_, _| {}, |_| {})
-        .await;
+    let results = sessions.run(&command).await;
     let outcomes: Vec<Outcome> = results.iter().map(|r| r.outcome()).collect();
     sessions.close().await;
     assert_eq!(outcomes[0], Outcome::ExitedNonZero, "{results:?}");

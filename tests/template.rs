@@ -14,7 +14,7 @@ use std::time::Duration;
 use harness::{Sshd, SshdConfig, TEST_USER};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use rexec::{ErrorKind, HostSettings, Inventory, Pool, Session, TargetBuilder, Template};
+use rexec::{ErrorKind, HostSettings, Inventory, Pool, Session, Template};
 
 /// `template` rendered with `v` (and `name`) defined.
 fn render(template: &str, v: &str) -> rexec::Result<String> {
@@ -621,24 +621,16 @@ async fn the_pool_renders_templates_and_sends_plain_lines_as_given() {
     let work = tempfile::tempdir().unwrap();
     let inv = inventory(&sshd, work.path(), "role = \"it's\"");
     let inventory = Inventory::from_file(&inv, &HostSettings::default()).unwrap();
-    let targets = TargetBuilder::new()
-        .build_all(inventory.select("all").unwrap())
-        .unwrap();
-    let pool = Pool::new(4);
-    let plain = pool
-        .run_command(&targets, "printf '%s' '{{name}}' {name}", |_, _| {}, |_| {})
-        .await;
+    // The pool takes the inventory's hosts as they are.
+    let pool = Pool::new(inventory.select("all").unwrap()).concurrency(4);
+    let plain = pool.run("printf '%s' '{{name}}' {name}").await;
     assert_eq!(plain[0].result.as_ref().unwrap().stdout, b"{{name}}{name}");
     let template = Template::parse("printf '%s' {{name}} \"{{role}}\"").unwrap();
-    let rendered = pool
-        .run_command(&targets, &template, |_, _| {}, |_| {})
-        .await;
+    let rendered = pool.run(&template).await;
     assert_eq!(rendered[0].result.as_ref().unwrap().stdout, b"web1it's");
     // An undefined placeholder is that host's error; nothing runs there.
     let template = Template::parse("printf x {{nope}}").unwrap();
-    let failed = pool
-        .run_command(&targets, &template, |_, _| {}, |_| {})
-        .await;
+    let failed = pool.run(&template).await;
     let err = failed[0].result.as_ref().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert_eq!(

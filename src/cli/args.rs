@@ -113,7 +113,7 @@ pub struct Args {
     pub jump: Option<String>,
 
     /// Hosts run at once.
-    #[arg(short = 'f', long, default_value_t = rexec::Pool::DEFAULT_FORKS, global = true)]
+    #[arg(short = 'f', long, default_value_t = rexec::Pool::DEFAULT_CONCURRENCY, global = true)]
     pub forks: usize,
     /// Deadline for each connection phase (connect, handshake, auth): 10s, 500ms, 2m.
     #[arg(

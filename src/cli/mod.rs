@@ -59,9 +59,6 @@ pub async fn run(mut config: Config) -> Result<RunExit, Error> {
     let Some(action) = config.action.clone() else {
         return Err(Error::new(ErrorKind::InvalidInput, "no command given"));
     };
-    // Local problems that can be seen before connecting fail before connecting.
-    let put_source = transfer::check_put_source(&action)?;
-
     // A template is checked (quoting contexts) before anything connects.
     let template = match &action {
         Action::Run(command) if !config.raw => Some(Template::parse(command)?),
@@ -69,27 +66,12 @@ pub async fn run(mut config: Config) -> Result<RunExit, Error> {
     };
     let targets = build_targets(&config, &ssh_config, selected.iter())?;
     drop(selected);
-    // Every placeholder must resolve before anything connects.
-    for t in targets.iter().filter(|_| !config.raw) {
-        match &action {
-            Action::Run(_) => {
-                if let Some(template) = &template {
-                    t.render(template)?;
-                }
-            }
-            Action::Put { remote, .. } => {
-                t.render_path(remote)?;
-            }
-            Action::Get {
-                remote, local_dir, ..
-            } => {
-                t.render_path(remote)?;
-                t.render_path(local_dir)?;
-            }
+    // Every placeholder must resolve before anything connects (transfers: below).
+    if let (Some(template), false) = (&template, config.raw) {
+        for t in &targets {
+            t.render(template)?;
         }
     }
-    transfer::check_get_destination(&action, &targets, config.raw)?;
-    transfer::check_sudo_transfer(&action, &targets)?;
     if config.pty && targets.iter().any(|t| t.sudo.is_some()) {
         return Err(Error::new(
             ErrorKind::InvalidInput,
@@ -108,31 +90,29 @@ pub async fn run(mut config: Config) -> Result<RunExit, Error> {
     };
     let pool = config
         .rollout
-        .apply(Pool::new(config.forks))
+        .apply(Pool::from_targets(targets).concurrency(config.forks))
         .files_per_host(files_per_host)
         .connect_attempts(config.retries.saturating_add(1))
         // Commands stop themselves within the kill grace plus the time to confirm it.
         .stop_grace(kill_grace + std::time::Duration::from_secs(4));
+    // A transfer's local problems (source, destination, placeholders, sudo limits) fail
+    // here, before anything connects.
+    let transfer = transfer::transfer_run(&config, &pool, &action);
+    let per_host = match &transfer {
+        Some(run) => run.check()?,
+        None => None,
+    };
     let interrupted = watch_interrupts(&pool);
-    let exit = match action {
-        Action::Run(command) => {
+    let exit = match (transfer, action) {
+        (Some(run), _) => transfer::run(&config, &pool, run, per_host, &interrupted).await?,
+        (None, Action::Run(command)) => {
             let line = match &template {
                 Some(template) => CommandLine::Template(template),
                 None => CommandLine::Raw(&command),
             };
-            run_command(&config, &pool, &targets, line, &interrupted).await?
+            run_command(&config, &pool, line, &interrupted).await?
         }
-        transfer => {
-            transfer::run(
-                &config,
-                &pool,
-                &targets,
-                &transfer,
-                put_source,
-                &interrupted,
-            )
-            .await?
-        }
+        (None, _) => return Err(Error::new(ErrorKind::InvalidInput, "no command given")),
     };
     // Both runs merge a Ctrl-C into their code (and into the JSON summary) already.
     Ok(exit)
@@ -210,7 +190,6 @@ fn build_targets<'a>(
 async fn run_command(
     config: &Config,
     pool: &Pool,
-    targets: &[rexec::Target],
     command: CommandLine<'_>,
     interrupted: &AtomicBool,
 ) -> Result<RunExit, Error> {
@@ -246,12 +225,12 @@ async fn run_command(
     let reporter = Arc::new(
         Reporter::new(
             config.mode,
-            targets.len(),
+            pool.len(),
             config.quiet,
             config.out_dir.clone(),
         )
         .with_shard(shard_summary(config))
-        .rollout(&config.rollout, targets.len()),
+        .rollout(&config.rollout, pool.len()),
     );
     // A reader that goes away stops the run as Ctrl-C does.
     let closed = reporter.closed();
@@ -261,10 +240,10 @@ async fn run_command(
         cancel.cancel();
     });
     let stream_to = reporter.clone();
-    let results = pool.stream_command(
-        targets,
-        command,
-        |target, cmd| {
+    let events = reporter.clone();
+    let results = pool
+        .run(command)
+        .configure(|target, cmd| {
             cmd.pty(config.pty).report_pid(!config.raw);
             if let Some(grace) = config.kill_grace {
                 cmd.kill_grace(grace);
@@ -293,33 +272,37 @@ async fn run_command(
                 }))
                 .max_output(0);
             }
-        },
-        |event| reporter.event(event),
-    );
+        })
+        .observe(move |event| events.event(event))
+        .stream();
     // Each host's output was printed when it finished; only --group needs it afterwards.
     let mut kept = Vec::new();
-    let mut outcomes: Vec<(usize, String, rexec::Outcome)> = Vec::with_capacity(targets.len());
+    let mut done = Vec::with_capacity(pool.len());
     let mut results = std::pin::pin!(results);
     while let Some(r) = results.next().await {
-        outcomes.push((r.index, r.host.clone(), r.outcome()));
         if config.mode == OutputMode::Group {
             kept.push(r);
+        } else {
+            done.push(r.map(drop));
         }
     }
     if config.mode == OutputMode::Group {
         kept.sort_by_key(|r| r.index);
         reporter.print_groups(&kept);
+        done.extend(kept.into_iter().map(|r| r.map(drop)));
     }
-    outcomes.sort_by_key(|(index, _, _)| *index);
-    let outcomes: Vec<(String, rexec::Outcome)> =
-        outcomes.into_iter().map(|(_, h, o)| (h, o)).collect();
+    let report = rexec::Report::new(done);
+    let outcomes: Vec<(String, rexec::Outcome)> = report
+        .iter()
+        .map(|r| (r.host.clone(), r.outcome()))
+        .collect();
     stop_on_close.abort();
     // Hosts stopped because the reader went away end `interrupted`; the run's code says
     // why.
     let exit = if reporter.closed().is_cancelled() {
         RunExit::OutputClosed
     } else {
-        with_interrupt(RunExit::of(outcomes.iter().map(|(_, o)| *o)), interrupted)
+        with_interrupt(report.exit_code(), interrupted)
     };
     reporter.finish(&outcomes, exit, config.quiet);
     write_failed_hosts(config, &outcomes)?;

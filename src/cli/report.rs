@@ -960,12 +960,7 @@ mod tests {
             stdout.to_vec(),
             b"err".to_vec(),
         );
-        HostResult {
-            index: 0,
-            host: "web01".into(),
-            result: Ok(out),
-            timings: rexec::Timings::default(),
-        }
+        HostResult::from_command(0, "web01", Ok(out), rexec::Timings::default())
     }
 
     #[test]

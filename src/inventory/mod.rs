@@ -193,6 +193,13 @@ pub struct Host {
     pub ssh_config: Option<Box<crate::ssh_config::ResolvedConfig>>,
 }
 
+impl AsRef<Host> for Host {
+    /// So that [`Pool::new`](crate::Pool::new) takes hosts and references to hosts alike.
+    fn as_ref(&self) -> &Host {
+        self
+    }
+}
+
 impl Host {
     /// The address to connect to.
     pub fn address(&self) -> &str {
@@ -232,6 +239,15 @@ pub struct Inventory {
 }
 
 impl Inventory {
+    /// Reads and validates a `hosts.toml` with no command-line overrides:
+    /// [`Inventory::from_file`] with default [`HostSettings`].
+    ///
+    /// # Errors
+    /// As [`Inventory::from_file`].
+    pub fn load(path: impl AsRef<Path>) -> Result<Inventory> {
+        Inventory::from_file(path, &HostSettings::default())
+    }
+
     /// Reads and validates a `hosts.toml`. `overrides` (from the command line) win over
     /// every setting of the file: `[defaults]`, groups and hosts (as `ssh -l USER` wins
     /// over ssh_config's `User`).

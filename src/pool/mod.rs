@@ -7,8 +7,11 @@
 //! and `max_fail_percentage`) are options of the pool, applied by every run.
 
 mod outcome;
+mod report;
 mod rollout;
+mod run;
 mod target;
+mod transfer;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -21,11 +24,14 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, ErrorKind, Phase, Result};
+use crate::inventory::Host;
 use crate::ssh::{Jumps, Output, Session};
 use crate::template::Template;
 
 pub use outcome::{timeout_phase, Outcome, RunExit};
+pub use report::{HostResult, Report, Timings};
 pub use rollout::{Batches, FailureBudget, HostCount};
+pub use run::{CommandRun, MapRun, TransferRun};
 pub use target::{Target, TargetBuilder};
 
 /// The command line of [`Pool::run_command`] and its kin: sent as given, or rendered
@@ -57,37 +63,6 @@ impl<'a> From<&'a Template> for CommandLine<'a> {
     }
 }
 
-/// Timings of one host, from the moment its slot opened.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Timings {
-    /// Connecting, host key check and authentication (zero for local hosts).
-    pub connect: Duration,
-    /// The work itself.
-    pub run: Duration,
-    /// Everything.
-    pub total: Duration,
-}
-
-/// The one result of one host.
-#[derive(Debug)]
-pub struct HostResult<T> {
-    /// The host's position in the target list.
-    pub index: usize,
-    /// The host's inventory name.
-    pub host: String,
-    /// What the work returned, or why there is no result.
-    pub result: Result<T>,
-    /// How long each part took.
-    pub timings: Timings,
-}
-
-impl HostResult<Output> {
-    /// The outcome of a command result.
-    pub fn outcome(&self) -> Outcome {
-        Outcome::of_command(&self.result)
-    }
-}
-
 /// What the pool reports as hosts progress. Callbacks run on the pool's task: keep them
 /// short. Batch numbers count from 1.
 #[derive(Debug)]
@@ -109,6 +84,19 @@ pub enum Event<'a, T> {
     },
     /// The host is done (also reported for a host that never started).
     Finished(&'a HostResult<T>),
+    /// A transfer ([`Pool::put`], [`Pool::get`]) moved more bytes on one host.
+    Progress {
+        /// Position in the pool's host list.
+        index: usize,
+        /// Inventory name.
+        host: &'a str,
+        /// Bytes moved since this host's previous progress event.
+        bytes: u64,
+        /// Bytes moved so far on this host.
+        done: u64,
+        /// Bytes this host's transfer moves in all (as known so far for a tree).
+        total: u64,
+    },
     /// A batch starts (only with [`Pool::batches`]): its hosts may now start.
     BatchStarted {
         /// This batch's number, from 1.
@@ -164,7 +152,9 @@ pub enum Event<'a, T> {
 /// A bounded pool of concurrent host runs.
 #[derive(Debug, Clone)]
 pub struct Pool {
-    forks: usize,
+    /// The hosts, in the order results are reported.
+    targets: Arc<[Target]>,
+    concurrency: usize,
     max_handshakes_per_server: usize,
     connect_attempts: u32,
     cancel: CancellationToken,
@@ -176,17 +166,14 @@ pub struct Pool {
     cap_logged: Arc<AtomicBool>,
 }
 
-impl Default for Pool {
-    fn default() -> Self {
-        Pool::new(Pool::DEFAULT_FORKS)
-    }
-}
-
 /// Sessions kept open across runs on the same hosts, from [`Pool::connect_all`]: the
 /// connection reuse of paramiko's `SSHClient` or parallel-ssh's `ParallelSSHClient`.
 /// Dropping it drops the connections; [`Sessions::close`] closes them politely.
 #[derive(Debug)]
 pub struct Sessions {
+    /// The pool that connected them: its settings (concurrency, rollout, cancellation)
+    /// apply to runs on the sessions.
+    pool: Pool,
     hosts: Vec<Connection>,
 }
 
@@ -234,12 +221,54 @@ impl Sessions {
 
 impl Pool {
     /// The default number of hosts run at once.
-    pub const DEFAULT_FORKS: usize = 64;
+    pub const DEFAULT_CONCURRENCY: usize = 64;
 
-    /// A pool running at most `forks` hosts at once (at least 1).
-    pub fn new(forks: usize) -> Pool {
+    /// A pool over `hosts` (e.g. from [`Inventory::select`](crate::Inventory::select)),
+    /// running at most [`Pool::DEFAULT_CONCURRENCY`] at once. Each host's connection
+    /// settings are made here, as [`TargetBuilder::new`] makes them: key and certificate
+    /// files are read once per distinct file, passwords from their `password_env`
+    /// variables, the agent from `IdentityAgent` or `SSH_AUTH_SOCK`. A host whose
+    /// settings cannot be made (a missing key file, an unset password variable, an
+    /// encrypted key with no passphrase source) is kept: it fails with that error in
+    /// every run without connecting, and no other host is affected. [`Pool::try_new`]
+    /// fails instead; use [`TargetBuilder`] and [`Pool::from_targets`] for passphrase
+    /// prompts, a password for every host or a jump host resolver.
+    pub fn new<I>(hosts: I) -> Pool
+    where
+        I: IntoIterator,
+        I::Item: AsRef<Host>,
+    {
+        let mut builder = TargetBuilder::new();
+        Pool::from_targets(
+            hosts
+                .into_iter()
+                .map(|h| builder.build_or_failing(h.as_ref())),
+        )
+    }
+
+    /// As [`Pool::new`], but the first host whose settings cannot be made is an error,
+    /// before anything connects.
+    ///
+    /// # Errors
+    /// As [`TargetBuilder::build`]: the message names the host.
+    pub fn try_new<I>(hosts: I) -> Result<Pool>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<Host>,
+    {
+        let mut builder = TargetBuilder::new();
+        let targets = hosts
+            .into_iter()
+            .map(|h| builder.build(h.as_ref()))
+            .collect::<Result<Vec<Target>>>()?;
+        Ok(Pool::from_targets(targets))
+    }
+
+    /// A pool over targets made by a [`TargetBuilder`], in this order.
+    pub fn from_targets(targets: impl IntoIterator<Item = Target>) -> Pool {
         Pool {
-            forks: forks.max(1),
+            targets: targets.into_iter().collect(),
+            concurrency: Pool::DEFAULT_CONCURRENCY,
             max_handshakes_per_server: 8,
             connect_attempts: 3,
             cancel: CancellationToken::new(),
@@ -251,13 +280,55 @@ impl Pool {
         }
     }
 
+    /// Runs at most `n` hosts at once (at least 1; default
+    /// [`Pool::DEFAULT_CONCURRENCY`]): the CLI's `--forks`, `multiprocessing.Pool`'s
+    /// `processes`. Runs may use fewer ([`Pool::effective_concurrency`]).
+    #[must_use]
+    pub fn concurrency(mut self, n: usize) -> Pool {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// The hosts, in the order results are reported.
+    pub fn targets(&self) -> &[Target] {
+        &self.targets
+    }
+
+    /// The number of hosts.
+    pub fn len(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// Whether the pool has no hosts.
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    /// A pool with the same settings (and the same cancellation token) over the hosts of
+    /// `results`, in this pool's order: e.g. `pool.subset(report.failed())` to retry the
+    /// failures. The results must come from a run of this pool (their
+    /// [`HostResult::index`] is a position in [`Pool::targets`]); others are ignored.
+    #[must_use]
+    pub fn subset<'r, T: 'r>(&self, results: impl IntoIterator<Item = &'r HostResult<T>>) -> Pool {
+        let mut keep: Vec<usize> = results.into_iter().map(|r| r.index).collect();
+        keep.sort_unstable();
+        keep.dedup();
+        let targets: Vec<Target> = keep
+            .into_iter()
+            .filter_map(|i| self.targets.get(i).cloned())
+            .collect();
+        Pool {
+            targets: targets.into(),
+            ..self.clone()
+        }
+    }
+
     /// Runs hosts in successive batches, as Ansible's `serial`: a batch starts when every
     /// host of the previous one has finished (and after [`Pool::pause`]); within a batch
-    /// at most `forks` hosts run at once. Hosts are taken in target order. Applies to
-    /// [`Pool::run`], [`Pool::stream`], [`Pool::run_command`], [`Pool::stream_command`],
-    /// [`Pool::run_on`] and [`Pool::run_command_on`], which report
-    /// [`Event::BatchStarted`] and [`Event::BatchFinished`]; not to
-    /// [`Pool::connect_all`]. Default: no batches (one sliding window over every host).
+    /// at most [`Pool::concurrency`] hosts run at once. Hosts are taken in the pool's order.
+    /// Applies to every run ([`Pool::run`], [`Pool::map`], [`Pool::put`], [`Pool::get`],
+    /// and the same on [`Sessions`]), which report [`Event::BatchStarted`] and
+    /// [`Event::BatchFinished`]; not to [`Pool::connect_all`]. Default: no batches (one sliding window over every host).
     #[must_use]
     pub fn batches(mut self, batches: Batches) -> Pool {
         self.rollout.batches = Some(batches);
@@ -268,11 +339,10 @@ impl Pool {
     /// outcome but `ok` counts), no new host or batch starts, running hosts finish, and
     /// the rest end [`Outcome::NotStarted`] (exit code 3, [`RunExit::CouldNotRun`]).
     /// Applies with or without [`Pool::batches`] (without, to the sliding window), to the
-    /// same runs as they do. A run's results are classified as [`Outcome::of_result`]
-    /// does (`run`, `stream`, `run_on`: an `Err` is a failure, so use
-    /// [`Output::check`] in a closure to fail on a non-zero exit) or as
-    /// [`Outcome::of_command`] does (`run_command`, `stream_command`,
-    /// `run_command_on`). Reports [`Event::BudgetExceeded`] and, at the end,
+    /// same runs as they do. A run's results are classified as [`Outcome::of_command`]
+    /// does for [`Pool::run`] (a non-zero exit is a failure), as [`Outcome::of_result`]
+    /// does for [`Pool::map`], `put` and `get` (an `Err` is a failure, so use
+    /// [`Output::check`] in a closure to fail on a non-zero exit). Reports [`Event::BudgetExceeded`] and, at the end,
     /// [`Event::RolloutStopped`].
     #[must_use]
     pub fn max_failures(mut self, budget: FailureBudget) -> Pool {
@@ -301,25 +371,24 @@ impl Pool {
     /// Descriptors each host's work keeps open besides its connection: files it writes or
     /// reads at the same time, processes it runs (default 0). The CLI gives 2 for
     /// `--out-dir` (`HOST.out` and `HOST.err`) and 2 for transfers (a file and a
-    /// directory being walked). Used by [`Pool::forks_for`].
+    /// directory being walked). Used by [`Pool::effective_concurrency`].
     #[must_use]
     pub fn files_per_host(mut self, n: usize) -> Pool {
         self.files_per_host = n;
         self
     }
 
-    /// How many of `targets` this pool runs at once: [`Pool::forks`], capped so that the
+    /// How many hosts this pool runs at once: [`Pool::concurrency`], capped so that the
     /// hosts running fit in the open-file limit (`ulimit -n`) instead of failing with
     /// "too many open files". Raises the soft limit to the hard limit first (as every
     /// run does), then counts the descriptors open now, keeps 32 spare (log lines, key
     /// and known_hosts files, name lookups), and divides the rest by what one host needs:
     /// 1 for its connection (a jump host's connection counted as the target's), 3 more for
     /// a `ProxyCommand` or a local host's process pipes, plus [`Pool::files_per_host`].
-    /// Never below 1. Runs ([`Pool::run`], [`Pool::stream`], [`Pool::connect_all`],
-    /// [`Pool::run_on`]...) use this window and log a warning (`tracing`, once per pool)
-    /// when it is below both `forks` and the number of targets.
-    pub fn forks_for(&self, targets: &[Target]) -> usize {
-        self.window(targets.iter()).forks
+    /// Never below 1. Every run uses this window and logs a warning (`tracing`, once per
+    /// pool) when it is below both the concurrency asked and the number of hosts.
+    pub fn effective_concurrency(&self) -> usize {
+        self.window(self.targets.iter()).forks
     }
 
     fn window<'a>(&self, targets: impl Iterator<Item = &'a Target>) -> Window {
@@ -331,7 +400,7 @@ impl Pool {
         }
         let per_host = per_host + self.files_per_host;
         window_size(
-            self.forks,
+            self.concurrency,
             count,
             per_host,
             open_file_limit().map(|limit| (limit, open_descriptors())),
@@ -347,7 +416,7 @@ impl Pool {
                     "--forks {} capped to {}: the open-file limit is {} (ulimit -n); each host \
                      needs {} and {} are kept for the rest (raise the hard limit to run more \
                      hosts at once)",
-                    self.forks,
+                    self.concurrency,
                     window.forks,
                     c.limit,
                     c.per_host,
@@ -358,8 +427,8 @@ impl Pool {
         window.forks
     }
 
-    /// The pool of connections to jump hosts that runs share (default: each run
-    /// ([`Pool::run`], [`Pool::stream`], [`Pool::connect_all`]...) makes its own, whose
+    /// The pool of connections to jump hosts that runs share (default: each run makes its
+    /// own, whose
     /// idle connections close when the run ends; a connection stays open as long as a
     /// session uses it). Targets behind the same jump hosts share connections to them;
     /// see [`Jumps`].
@@ -405,68 +474,29 @@ impl Pool {
     }
 
     /// The token that cancels this pool's runs: no new host starts (they end
-    /// [`Outcome::NotStarted`]), connecting hosts stop, and running commands that were
-    /// given the token (as [`Pool::run_command`] does) are signalled and end
-    /// [`Outcome::Interrupted`]. Work that ignores the token is dropped after
+    /// [`Outcome::NotStarted`]), connecting hosts stop, and running commands and
+    /// transfers (which [`Pool::run`], `put` and `get` give the token) are signalled and
+    /// end [`Outcome::Interrupted`]. Work that ignores the token is dropped after
     /// [`Pool::stop_grace`].
+    ///
+    /// Scope: one token per pool, shared by its clones, by [`Pool::subset`] and by
+    /// [`Sessions`] it connected; cancelling is permanent, so every later run of any of
+    /// them starts nothing. Give a pool a fresh token with [`Pool::reset_cancel`].
     pub fn cancel_token(&self) -> CancellationToken {
         self.cancel.clone()
     }
 
-    /// The number of hosts run at once, as asked; runs may use fewer
-    /// ([`Pool::forks_for`]).
-    pub fn forks(&self) -> usize {
-        self.forks
+    /// This pool with a new, uncancelled token (its clones keep the old one).
+    #[must_use]
+    pub fn reset_cancel(mut self) -> Pool {
+        self.cancel = CancellationToken::new();
+        self
     }
 
-    /// Runs `work` on every target and returns one result per target, in target order.
-    /// `events` sees every host start, connect and finish.
-    ///
-    /// `work` receives the connected [`Session`] (a local one for `transport = "local"`)
-    /// and the target.
-    ///
-    /// # Cancel safety
-    /// Dropping the future stops launching hosts and drops every connection; commands
-    /// running through [`Command`](crate::Command) are signalled `TERM` then `KILL` by
-    /// their drop guard, but no result is reported for them. Cancel through
-    /// [`Pool::cancel_token`] to stop cleanly and get a result for every host.
-    pub async fn run<T, F, Fut>(
-        &self,
-        targets: &[Target],
-        work: F,
-        events: impl Fn(Event<'_, T>),
-    ) -> Vec<HostResult<T>>
-    where
-        F: Fn(Arc<Session>, Target) -> Fut,
-        Fut: Future<Output = Result<T>>,
-    {
-        let mut results: Vec<HostResult<T>> = self.stream(targets, work, events).collect().await;
-        results.sort_by_key(|r| r.index);
-        results
-    }
-
-    /// Like [`Pool::run`], but yields each host's result as soon as it finishes.
-    ///
-    /// # Cancel safety
-    /// As [`Pool::run`]: dropping the stream drops every host's work.
-    pub fn stream<'a, T, F, Fut>(
+    /// The engine behind every run over fresh connections: `work` on each host, results
+    /// as hosts finish, each classified by `classify` (for the report and the budget).
+    pub(crate) fn stream_classified<'a, T, F, Fut>(
         &'a self,
-        targets: &'a [Target],
-        work: F,
-        events: impl Fn(Event<'_, T>) + 'a,
-    ) -> impl Stream<Item = HostResult<T>> + 'a
-    where
-        F: Fn(Arc<Session>, Target) -> Fut + 'a,
-        Fut: Future<Output = Result<T>> + 'a,
-        T: 'a,
-    {
-        self.stream_classified(targets, work, events, Outcome::of_result)
-    }
-
-    /// [`Pool::stream`], with the outcome a result counts as for the failure budget.
-    fn stream_classified<'a, T, F, Fut>(
-        &'a self,
-        targets: &'a [Target],
         work: F,
         events: impl Fn(Event<'_, T>) + 'a,
         classify: fn(&Result<T>) -> Outcome,
@@ -476,6 +506,7 @@ impl Pool {
         Fut: Future<Output = Result<T>> + 'a,
         T: 'a,
     {
+        let targets: &'a [Target] = &self.targets;
         let forks = self.window_logged(targets.iter());
         let pacing = Arc::new(self.pacing());
         let work = Arc::new(work);
@@ -498,65 +529,18 @@ impl Pool {
         .into_stream()
     }
 
-    /// Runs one command line on every target, with the target's command timeout applied
-    /// and cancellation wired to [`Pool::cancel_token`]. A `&str` is sent as given; a
-    /// [`&Template`](Template) is rendered per host (see [`Target::render`]; check it
-    /// renders for every target first if no host should run unless all can).
-    /// `configure` may adjust each [`Command`] (stdin, pty, output callbacks...).
+    /// Connects every host and keeps the sessions open for several runs on the same
+    /// hosts ([`Sessions::run`], [`Sessions::map`]): the handshake and authentication
+    /// are paid once. `events` sees each host connect ([`Event::Connecting`]) and finish
+    /// connecting ([`Event::Finished`] with the session or the error). Only
+    /// [`Pool::stagger`] of the rollout options applies.
     ///
-    /// [`Command`]: crate::Command
-    pub async fn run_command<'a>(
-        &self,
-        targets: &[Target],
-        command_line: impl Into<CommandLine<'a>>,
-        configure: impl Fn(&Target, &mut crate::Command<'_>),
-        events: impl Fn(Event<'_, Output>),
-    ) -> Vec<HostResult<Output>> {
-        let command_line: CommandLine<'_> = command_line.into();
-        let mut results: Vec<HostResult<Output>> = self
-            .stream_command(targets, command_line, configure, events)
-            .collect()
-            .await;
-        results.sort_by_key(|r| r.index);
-        results
-    }
-
-    /// Like [`Pool::run_command`], but yields each host's result as soon as it finishes
-    /// (`imap_unordered`), so a caller that is done with a result can drop it: memory
-    /// then holds the output of the hosts running, not of every host.
-    pub fn stream_command<'a>(
-        &'a self,
-        targets: &'a [Target],
-        command_line: impl Into<CommandLine<'a>>,
-        configure: impl Fn(&Target, &mut crate::Command<'_>) + 'a,
-        events: impl Fn(Event<'_, Output>) + 'a,
-    ) -> impl Stream<Item = HostResult<Output>> + 'a {
-        let configure = Arc::new(configure);
-        let command_line = command_line.into();
-        self.stream_classified(
-            targets,
-            move |session, target| {
-                let configure = configure.clone();
-                async move {
-                    self.command_work(session, target, command_line, &*configure)
-                        .await
-                }
-            },
-            events,
-            Outcome::of_command,
-        )
-    }
-
-    /// Connects every target and keeps the sessions open for several runs on the same
-    /// hosts ([`Pool::run_on`], [`Pool::run_command_on`]): the handshake and
-    /// authentication are paid once. `events` sees each host connect
-    /// ([`Event::Connecting`]) and finish connecting ([`Event::Finished`] with the
-    /// session or the error).
-    pub async fn connect_all(
-        &self,
-        targets: &[Target],
-        events: impl Fn(Event<'_, Arc<Session>>),
-    ) -> Sessions {
+    /// # Cancel safety
+    /// Dropping the future drops the connections made so far. Cancelling through
+    /// [`Pool::cancel_token`] stops connecting hosts; the rest end
+    /// [`Outcome::NotStarted`].
+    pub async fn connect_all(&self, events: impl Fn(Event<'_, Arc<Session>>)) -> Sessions {
+        let targets: &[Target] = &self.targets;
         let forks = self.window_logged(targets.iter());
         let pacing = self.pacing();
         let events = Arc::new(events);
@@ -591,6 +575,7 @@ impl Pool {
         .await;
         hosts.sort_by_key(|r| r.index);
         Sessions {
+            pool: self.clone(),
             hosts: targets
                 .iter()
                 .zip(hosts)
@@ -603,52 +588,36 @@ impl Pool {
         }
     }
 
-    /// Like [`Pool::run`] on sessions opened by [`Pool::connect_all`]: no connecting,
-    /// the sessions stay open afterwards. A host that did not connect gets its connect
-    /// error again; a session the server has closed since fails with
-    /// [`ErrorKind::Disconnected`]. Timings have a zero `connect`.
-    pub async fn run_on<T, F, Fut>(
-        &self,
-        sessions: &Sessions,
+    /// The engine behind runs on kept sessions: as [`Pool::stream_classified`], without
+    /// connecting. A host that did not connect gets its connect error again.
+    pub(crate) fn stream_on_classified<'a, T, F, Fut>(
+        &'a self,
+        sessions: &'a Sessions,
         work: F,
-        events: impl Fn(Event<'_, T>),
-    ) -> Vec<HostResult<T>>
-    where
-        F: Fn(Arc<Session>, Target) -> Fut,
-        Fut: Future<Output = Result<T>>,
-    {
-        self.run_on_classified(sessions, work, events, Outcome::of_result)
-            .await
-    }
-
-    /// [`Pool::run_on`], with the outcome a result counts as for the failure budget.
-    async fn run_on_classified<T, F, Fut>(
-        &self,
-        sessions: &Sessions,
-        work: F,
-        events: impl Fn(Event<'_, T>),
+        events: impl Fn(Event<'_, T>) + 'a,
         classify: fn(&Result<T>) -> Outcome,
-    ) -> Vec<HostResult<T>>
+    ) -> impl Stream<Item = HostResult<T>> + 'a
     where
-        F: Fn(Arc<Session>, Target) -> Fut,
-        Fut: Future<Output = Result<T>>,
+        F: Fn(Arc<Session>, Target) -> Fut + 'a,
+        Fut: Future<Output = Result<T>> + 'a,
+        T: 'a,
     {
         // Connected sessions hold their descriptors already; the window bounds what the
         // work opens beside them.
         let forks = self.window_logged(sessions.hosts.iter().map(|c| &c.target));
-        let work = &work;
+        let work = Arc::new(work);
         let events = Arc::new(events);
         let host_events = events.clone();
-        let hosts: Vec<&Connection> = sessions.hosts.iter().collect();
-        let mut results: Vec<HostResult<T>> = rollout::Engine::new(
+        let hosts: Vec<&'a Connection> = sessions.hosts.iter().collect();
+        rollout::Engine::new(
             &self.rollout,
             hosts,
             |c: &&Connection| c.target.name(),
             forks,
             self.cancel.clone(),
             classify,
-            |index, connection| {
-                let events = host_events.clone();
+            move |index, connection: &'a Connection| {
+                let (work, events) = (work.clone(), host_events.clone());
                 async move {
                     let target = &connection.target;
                     match &connection.session {
@@ -658,39 +627,19 @@ impl Pool {
                         Err(e) => {
                             host_result(index, target, Err(e.replicate()), Timings::default())
                         }
-                        Ok(session) => self.work_one(index, target, session, work, &*events).await,
+                        Ok(session) => {
+                            self.work_one(index, target, session, &*work, &*events)
+                                .await
+                        }
                     }
                 }
             },
             events,
         )
         .into_stream()
-        .collect()
-        .await;
-        results.sort_by_key(|r| r.index);
-        results
     }
 
-    /// [`Pool::run_command`] on sessions opened by [`Pool::connect_all`].
-    pub async fn run_command_on<'a>(
-        &self,
-        sessions: &Sessions,
-        command_line: impl Into<CommandLine<'a>>,
-        configure: impl Fn(&Target, &mut crate::Command<'_>),
-        events: impl Fn(Event<'_, Output>),
-    ) -> Vec<HostResult<Output>> {
-        let configure = &configure;
-        let command_line = command_line.into();
-        self.run_on_classified(
-            sessions,
-            |session, target| self.command_work(session, target, command_line, configure),
-            events,
-            Outcome::of_command,
-        )
-        .await
-    }
-
-    async fn command_work(
+    pub(crate) async fn command_work(
         &self,
         session: Arc<Session>,
         target: Target,
@@ -734,12 +683,7 @@ impl Pool {
         let (session, connect) = match connected.result {
             Ok(s) => (s, connected.timings.connect),
             Err(e) => {
-                return HostResult {
-                    index,
-                    host: connected.host,
-                    result: Err(e),
-                    timings: connected.timings,
-                };
+                return HostResult::new(index, connected.host, Err(e), connected.timings);
             }
         };
         let mut result = self.work_one(index, target, &session, work, events).await;
@@ -761,6 +705,9 @@ impl Pool {
         let started = Instant::now();
         let session = if self.cancel.is_cancelled() {
             Err(not_started())
+        } else if let Some(e) = &target.failing {
+            // Its settings could not be made (Pool::new): it fails alone, unconnected.
+            Err(e.replicate())
         } else {
             connecting(index, target.name());
             if target.is_local() {
@@ -859,12 +806,7 @@ fn host_result<T>(
     timings: Timings,
 ) -> HostResult<T> {
     let name = target.name();
-    HostResult {
-        index,
-        host: name.to_owned(),
-        result: result.map_err(|e| e.with_host(name)),
-        timings,
-    }
+    HostResult::new(index, name, result.map_err(|e| e.with_host(name)), timings)
 }
 
 fn target_connect_budget(target: &Target) -> Duration {

@@ -250,6 +250,20 @@ impl RunExit {
     }
 }
 
+impl From<RunExit> for i32 {
+    /// The exit code, for `std::process::exit(report.exit_code().into())`.
+    fn from(exit: RunExit) -> i32 {
+        i32::from(exit.code())
+    }
+}
+
+impl From<RunExit> for std::process::ExitCode {
+    /// The exit code, for `fn main() -> ExitCode`.
+    fn from(exit: RunExit) -> std::process::ExitCode {
+        std::process::ExitCode::from(exit.code())
+    }
+}
+
 /// For timeouts: the phase, as text (`connect`, `handshake`, `auth`, `command`).
 pub fn timeout_phase(error: &Error) -> Option<&'static str> {
     (error.kind() == ErrorKind::Timeout)

@@ -523,9 +523,10 @@ where
     }
 
     /// A host's result: reported, and counted against the budget.
-    fn finished(&mut self, result: HostResult<T>) -> HostResult<T> {
-        (self.events)(super::Event::Finished(&result));
+    fn finished(&mut self, mut result: HostResult<T>) -> HostResult<T> {
         let outcome = (self.classify)(&result.result);
+        result.outcome = outcome;
+        (self.events)(super::Event::Finished(&result));
         let allowed = match &self.budget {
             Some((budget, allowed)) if budget.counts(outcome) => *allowed,
             _ => return result,
@@ -562,6 +563,7 @@ where
             host: name.to_owned(),
             result: Err(Error::new(ErrorKind::NotStarted, message).with_host(name)),
             timings: Timings::default(),
+            outcome: Outcome::NotStarted,
         };
         (self.events)(super::Event::Finished(&result));
         result

@@ -28,6 +28,9 @@ pub struct Target {
     /// Run commands (and transfers) as another user through sudo: from the inventory's
     /// `become`, `become_user` and `become_password_env`, or the command line.
     pub sudo: Option<Become>,
+    /// Why this host's settings could not be made ([`TargetBuilder::build_or_failing`]):
+    /// every run fails it with this error without connecting.
+    pub(crate) failing: Option<std::sync::Arc<Error>>,
 }
 
 impl Target {
@@ -208,6 +211,22 @@ impl TargetBuilder {
         self.build_inner(host).map_err(|e| e.with_host(&host.name))
     }
 
+    /// As [`TargetBuilder::build`], but a host whose settings cannot be made still gives
+    /// a target: one that fails with that error in every run, without connecting (what
+    /// [`Pool::new`](crate::Pool::new) does, so one bad host never stops the others).
+    pub fn build_or_failing(&mut self, host: &Host) -> Target {
+        match self.build(host) {
+            Ok(target) => target,
+            Err(e) => Target {
+                host: host.clone(),
+                connect: ConnectOptions::new(host.address()),
+                command_timeout: self.command_timeout,
+                sudo: None,
+                failing: Some(std::sync::Arc::new(e)),
+            },
+        }
+    }
+
     /// Targets for all `hosts`, in order; the first error stops.
     ///
     /// # Errors
@@ -265,6 +284,7 @@ impl TargetBuilder {
             connect,
             command_timeout: s.command_timeout.or(self.command_timeout),
             sudo,
+            failing: None,
         })
     }
 

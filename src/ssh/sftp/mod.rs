@@ -64,10 +64,10 @@ pub type ProgressCallback = Arc<dyn Fn(u64, u64) + Send + Sync>;
 /// Options for [`Sftp::put_with`] and [`Sftp::get_with`].
 #[derive(Clone)]
 pub struct TransferOptions {
-    recursive: bool,
+    pub(crate) recursive: bool,
     preserve: bool,
     fsync: bool,
-    in_place: bool,
+    pub(crate) in_place: bool,
     mode: Option<u32>,
     progress: Option<ProgressCallback>,
     cancel: Option<CancellationToken>,

@@ -1,0 +1,430 @@
+//! The runs a pool starts: [`CommandRun`] (a command line on every host), [`MapRun`] (a
+//! closure on every host) and [`TransferRun`] (`put` and `get`). Each is a builder: set
+//! what you need, then `.await` it for a [`Report`] in host order, or call `stream()` for
+//! results as hosts finish (`multiprocessing.Pool`'s `imap_unordered`).
+
+use std::future::{Future, IntoFuture};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures_util::future::LocalBoxFuture;
+use futures_util::stream::{LocalBoxStream, StreamExt};
+
+use crate::error::Result;
+use crate::ssh::{Command, Output, Session, TransferOptions, TransferStats};
+
+use super::{CommandLine, Event, HostResult, Outcome, Pool, Report, Sessions, Target};
+
+/// Sees every event of a run (see [`Event`]); called on the run's task: keep it short.
+type Observer<'a, T> = Box<dyn Fn(Event<'_, T>) + 'a>;
+
+/// Adjusts each host's [`Command`] before it runs.
+type Configure<'a> = Box<dyn Fn(&Target, &mut Command<'_>) + 'a>;
+
+/// Where a run's hosts come from: new connections, or sessions kept open.
+#[derive(Clone, Copy)]
+enum Over<'a> {
+    Connect(&'a Pool),
+    Sessions(&'a Sessions),
+}
+
+impl<'a> Over<'a> {
+    fn pool(self) -> &'a Pool {
+        match self {
+            Over::Connect(pool) => pool,
+            Over::Sessions(sessions) => &sessions.pool,
+        }
+    }
+
+    /// Runs `work` on every host of the run; results as hosts finish.
+    fn stream<T, F, Fut>(
+        self,
+        work: F,
+        observer: Option<Observer<'a, T>>,
+        classify: fn(&Result<T>) -> Outcome,
+    ) -> LocalBoxStream<'a, HostResult<T>>
+    where
+        F: Fn(Arc<Session>, Target) -> Fut + 'a,
+        Fut: Future<Output = Result<T>> + 'a,
+        T: 'a,
+    {
+        let events = move |event: Event<'_, T>| {
+            if let Some(observer) = &observer {
+                observer(event);
+            }
+        };
+        match self {
+            Over::Connect(pool) => pool.stream_classified(work, events, classify).boxed_local(),
+            Over::Sessions(sessions) => sessions
+                .pool
+                .stream_on_classified(sessions, work, events, classify)
+                .boxed_local(),
+        }
+    }
+}
+
+/// A command line on every host: [`Pool::run`] or [`Sessions::run`]. `.await` it for a
+/// [`Report`] of [`Output`]s in host order; the outcome of each host is its exit status
+/// ([`Outcome::of_command`]), so a non-zero exit is a failure without being an `Err`.
+///
+/// Each host's command gets the host's command deadline (inventory `command_timeout`),
+/// its `become` settings, and the pool's cancellation token; [`CommandRun::configure`]
+/// adjusts it further (stdin, a pty, output callbacks).
+///
+/// # Cancel safety
+/// Dropping the future (or the stream) stops launching hosts and drops every
+/// connection; running commands are signalled `TERM` then `KILL` by their drop guard,
+/// but no result is reported for them. Cancel through [`Pool::cancel_token`] to stop
+/// cleanly and get a result for every host.
+#[must_use = "a run does nothing until it is awaited or streamed"]
+pub struct CommandRun<'a> {
+    over: Over<'a>,
+    line: CommandLine<'a>,
+    configure: Option<Configure<'a>>,
+    observer: Option<Observer<'a, Output>>,
+}
+
+impl<'a> CommandRun<'a> {
+    /// Calls `configure` on each host's [`Command`] before it runs (after the pool's own
+    /// settings: deadline, sudo, cancellation).
+    pub fn configure(mut self, configure: impl Fn(&Target, &mut Command<'_>) + 'a) -> Self {
+        self.configure = Some(Box::new(configure));
+        self
+    }
+
+    /// Calls `observer` with every [`Event`] of the run: hosts connecting, running and
+    /// finishing, batches, the failure budget.
+    pub fn observe(mut self, observer: impl Fn(Event<'_, Output>) + 'a) -> Self {
+        self.observer = Some(Box::new(observer));
+        self
+    }
+
+    /// The results as hosts finish (`imap_unordered`): a caller done with a result can
+    /// drop it, so memory holds the output of the hosts running, not of every host.
+    ///
+    /// # Cancel safety
+    /// As the run's: dropping the stream drops every host's work.
+    pub fn stream(self) -> LocalBoxStream<'a, HostResult<Output>> {
+        let CommandRun {
+            over,
+            line,
+            configure,
+            observer,
+        } = self;
+        let pool = over.pool();
+        let configure = Rc::new(configure);
+        over.stream(
+            move |session, target| {
+                let configure = configure.clone();
+                async move {
+                    let configure = |t: &Target, c: &mut Command<'_>| {
+                        if let Some(f) = &*configure {
+                            f(t, c);
+                        }
+                    };
+                    pool.command_work(session, target, line, &configure).await
+                }
+            },
+            observer,
+            Outcome::of_command,
+        )
+    }
+}
+
+impl<'a> IntoFuture for CommandRun<'a> {
+    type Output = Report<Output>;
+    type IntoFuture = LocalBoxFuture<'a, Report<Output>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            self.stream()
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect()
+        })
+    }
+}
+
+/// A closure on every host: [`Pool::map`] or [`Sessions::map`]. `.await` it for a
+/// [`Report`] of what the closure returned, in host order; a host whose closure returns
+/// `Err` (or cannot connect) fails with that error's outcome ([`Outcome::of_result`]).
+///
+/// # Cancel safety
+/// Dropping the future (or the stream) stops launching hosts and drops every host's
+/// work where it stands. Cancel through [`Pool::cancel_token`] to stop cleanly: no new
+/// host starts, and work still running after [`Pool::stop_grace`] is dropped and
+/// reported [`Outcome::Interrupted`].
+#[must_use = "a run does nothing until it is awaited or streamed"]
+pub struct MapRun<'a, T, F> {
+    over: Over<'a>,
+    work: F,
+    observer: Option<Observer<'a, T>>,
+}
+
+impl<'a, T, F, Fut> MapRun<'a, T, F>
+where
+    F: Fn(Arc<Session>, Target) -> Fut + 'a,
+    Fut: Future<Output = Result<T>> + 'a,
+    T: 'a,
+{
+    /// Calls `observer` with every [`Event`] of the run.
+    pub fn observe(mut self, observer: impl Fn(Event<'_, T>) + 'a) -> Self {
+        self.observer = Some(Box::new(observer));
+        self
+    }
+
+    /// The results as hosts finish (`imap_unordered`).
+    ///
+    /// # Cancel safety
+    /// As the run's.
+    pub fn stream(self) -> LocalBoxStream<'a, HostResult<T>> {
+        self.over
+            .stream(self.work, self.observer, Outcome::of_result)
+    }
+}
+
+impl<'a, T, F, Fut> IntoFuture for MapRun<'a, T, F>
+where
+    F: Fn(Arc<Session>, Target) -> Fut + 'a,
+    Fut: Future<Output = Result<T>> + 'a,
+    T: 'a,
+{
+    type Output = Report<T>;
+    type IntoFuture = LocalBoxFuture<'a, Report<T>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            self.stream()
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect()
+        })
+    }
+}
+
+/// What a [`TransferRun`] moves.
+#[derive(Debug, Clone)]
+pub(crate) enum Direction {
+    /// A local file or tree to the same remote path on every host.
+    Put { local: PathBuf, remote: String },
+    /// A remote file or tree from every host into a local directory per host.
+    Get { remote: String, local_dir: String },
+}
+
+/// `put` or `get` on every host: [`Pool::put`], [`Pool::get`]. `.await` it for
+/// `Ok(report)` of [`TransferStats`] in host order, or `Err` for a local problem found
+/// before anything connects (see [`TransferRun::check`]).
+///
+/// Paths are templates rendered per host (`{{name}}`, `{{host}}`, inventory vars; see
+/// [`Template::parse_path`](crate::Template::parse_path)) unless
+/// [`TransferRun::raw_paths`] is set. A download goes to `LOCAL_DIR/<host name>/`, or to
+/// `LOCAL_DIR` rendered for the host when it has placeholders. Each host's transfer has
+/// the host's command deadline (inventory `command_timeout`): past it the transfer is
+/// stopped, its temporary file removed, and the host ends [`Outcome::TimedOut`]. Hosts
+/// with `become` settings transfer through sudo (single files only).
+///
+/// # Cancel safety
+/// Cancel through [`Pool::cancel_token`]: each transfer stops, removes its temporary
+/// file and reports [`Outcome::Interrupted`]. Dropping the future drops the transfers
+/// where they stand: an atomic transfer leaves its temporary file
+/// (`.NAME.rexec-tmp-*`) behind.
+#[must_use = "a run does nothing until it is awaited"]
+pub struct TransferRun<'a> {
+    pool: &'a Pool,
+    direction: Direction,
+    options: TransferOptions,
+    raw_paths: bool,
+    observer: Option<Observer<'a, TransferStats>>,
+}
+
+impl<'a> TransferRun<'a> {
+    pub(crate) fn new(pool: &'a Pool, direction: Direction) -> TransferRun<'a> {
+        TransferRun {
+            pool,
+            direction,
+            options: TransferOptions::new(),
+            raw_paths: false,
+            observer: None,
+        }
+    }
+
+    /// The transfer's options (recursion, mode, preserve, fsync, in place). Its progress
+    /// callback and cancellation token are the run's own: use
+    /// [`TransferRun::observe`] for progress ([`Event::Progress`]).
+    pub fn options(mut self, options: TransferOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Takes both paths as given, without rendering placeholders (the CLI's `--raw`).
+    pub fn raw_paths(mut self, raw: bool) -> Self {
+        self.raw_paths = raw;
+        self
+    }
+
+    /// Calls `observer` with every [`Event`] of the run, [`Event::Progress`] included.
+    pub fn observe(mut self, observer: impl Fn(Event<'_, TransferStats>) + 'a) -> Self {
+        self.observer = Some(Box::new(observer));
+        self
+    }
+
+    /// The local problems that can be seen before connecting: for `put`, a missing
+    /// source, a directory without recursion, a device, FIFO or socket, names that are
+    /// not UTF-8; for `get`, a local directory that cannot be created or written; for
+    /// both, a placeholder a host does not define, and what sudo transfers refuse
+    /// (`in_place`, recursion). Returns what one host will be sent (`put`), or `None`.
+    ///
+    /// # Errors
+    /// As described, naming the path or the host.
+    pub fn check(&self) -> Result<Option<TransferStats>> {
+        super::transfer::check(self.pool, &self.direction, &self.options, self.raw_paths)
+    }
+}
+
+impl<'a> IntoFuture for TransferRun<'a> {
+    type Output = Result<Report<TransferStats>>;
+    type IntoFuture = LocalBoxFuture<'a, Result<Report<TransferStats>>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            self.check()?;
+            let TransferRun {
+                pool,
+                direction,
+                options,
+                raw_paths,
+                observer,
+            } = self;
+            let observer: Option<Rc<Observer<'a, TransferStats>>> = observer.map(Rc::new);
+            let direction = &direction;
+            let options = &options;
+            let events = observer.clone();
+            let results: Report<TransferStats> = Over::Connect(pool)
+                .stream(
+                    move |session, target| {
+                        let observer = observer.clone();
+                        async move {
+                            super::transfer::one_host(
+                                pool,
+                                session,
+                                target,
+                                direction,
+                                options,
+                                raw_paths,
+                                observer.as_deref().map(|o| &**o),
+                            )
+                            .await
+                        }
+                    },
+                    events.map(|o| -> Observer<'a, TransferStats> { Box::new(move |e| o(e)) }),
+                    Outcome::of_result,
+                )
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect();
+            Ok(results)
+        })
+    }
+}
+
+impl Pool {
+    /// Runs `command` on every host: a shell line sent as given (`&str`, `&String`) or a
+    /// [`Template`](crate::Template) rendered per host. `.await` the run for a
+    /// [`Report`]; see [`CommandRun`] for options, events and cancel safety.
+    ///
+    /// ```no_run
+    /// # async fn f(pool: rexec::Pool) {
+    /// let report = pool.run("systemctl is-active nginx").await;
+    /// for r in report.failed() {
+    ///     eprintln!("{}: {}", r.host(), r.outcome());
+    /// }
+    /// # }
+    /// ```
+    pub fn run<'a>(&'a self, command: impl Into<CommandLine<'a>>) -> CommandRun<'a> {
+        CommandRun {
+            over: Over::Connect(self),
+            line: command.into(),
+            configure: None,
+            observer: None,
+        }
+    }
+
+    /// Runs `work` on every host with its connected [`Session`] (a local one for
+    /// `transport = "local"`) and its [`Target`]: `multiprocessing.Pool.map` over the
+    /// hosts. See [`MapRun`].
+    pub fn map<'a, T, F, Fut>(&'a self, work: F) -> MapRun<'a, T, F>
+    where
+        F: Fn(Arc<Session>, Target) -> Fut + 'a,
+        Fut: Future<Output = Result<T>> + 'a,
+        T: 'a,
+    {
+        MapRun {
+            over: Over::Connect(self),
+            work,
+            observer: None,
+        }
+    }
+
+    /// Uploads `local` (a file, or a tree with [`TransferOptions::recursive`]) to
+    /// `remote` on every host, over SFTP, atomically (see [`Sftp::put_with`]). See
+    /// [`TransferRun`].
+    ///
+    /// [`Sftp::put_with`]: crate::Sftp::put_with
+    pub fn put(&self, local: impl Into<PathBuf>, remote: impl Into<String>) -> TransferRun<'_> {
+        TransferRun::new(
+            self,
+            Direction::Put {
+                local: local.into(),
+                remote: remote.into(),
+            },
+        )
+    }
+
+    /// Downloads `remote` from every host into `local_dir/<host name>/` (or `local_dir`
+    /// rendered per host when it has placeholders), atomically (see
+    /// [`Sftp::get_with`]). See [`TransferRun`].
+    ///
+    /// [`Sftp::get_with`]: crate::Sftp::get_with
+    pub fn get(&self, remote: impl Into<String>, local_dir: impl Into<String>) -> TransferRun<'_> {
+        TransferRun::new(
+            self,
+            Direction::Get {
+                remote: remote.into(),
+                local_dir: local_dir.into(),
+            },
+        )
+    }
+}
+
+impl Sessions {
+    /// As [`Pool::run`] on the kept sessions: no connecting, the sessions stay open. A
+    /// host that did not connect gets its connect error again; a session the server has
+    /// closed since fails with [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected).
+    /// Timings have a zero `connect`.
+    pub fn run<'a>(&'a self, command: impl Into<CommandLine<'a>>) -> CommandRun<'a> {
+        CommandRun {
+            over: Over::Sessions(self),
+            line: command.into(),
+            configure: None,
+            observer: None,
+        }
+    }
+
+    /// As [`Pool::map`] on the kept sessions.
+    pub fn map<'a, T, F, Fut>(&'a self, work: F) -> MapRun<'a, T, F>
+    where
+        F: Fn(Arc<Session>, Target) -> Fut + 'a,
+        Fut: Future<Output = Result<T>> + 'a,
+        T: 'a,
+    {
+        MapRun {
+            over: Over::Sessions(self),
+            work,
+            observer: None,
+        }
+    }
+}
