@@ -27,7 +27,7 @@ use crate::error::{Error, ErrorKind, Result};
 ///   `jq '{name}'`, Go templates such as `{{.Names}}` or `{{ json . }}`. A Go template
 ///   that uses a plain word (`{{end}}`) reads as a placeholder: send such a line as it
 ///   is (the CLI's `--raw`, or a plain `&str` to
-///   [`Pool::run_command`](crate::Pool::run_command)).
+///   [`Pool::run`](crate::Pool::run)).
 ///
 /// # Shell templates ([`Template::parse`])
 ///

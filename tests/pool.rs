@@ -289,7 +289,7 @@ async fn many_hosts_authenticate_through_one_agent() {
     }
 }
 
-/// `connect_all` + `run_command_on`: two runs over the same connections (the client's
+/// `connect_all` + `Sessions::run`: two runs over the same connections (the client's
 /// source port seen by the server does not change), a host that could not connect
 /// reports its error in every run, and the sessions stay usable until closed.
 #[tokio::test]
@@ -364,7 +364,7 @@ async fn sessions_are_reused_across_runs() {
     sessions.close().await;
 }
 
-/// `stream_command` yields each host's command result as it finishes, with the
+/// `CommandRun::stream` yields each host's command result as it finishes, with the
 /// `{{name}}` placeholder of a template rendered per host.
 #[tokio::test]
 async fn command_results_stream_as_hosts_finish() {

@@ -761,7 +761,7 @@ async fn a_closure_rollout_with_a_failure_budget() {
 }
 
 #[tokio::test]
-async fn run_command_on_kept_sessions_rolls_out_too() {
+async fn runs_on_kept_sessions_roll_out_too() {
     let cluster = Cluster::start(1, 4, 740);
     let targets = library_targets(&cluster);
     let pool = Pool::from_targets(targets)
@@ -770,7 +770,7 @@ async fn run_command_on_kept_sessions_rolls_out_too() {
         .max_failures(FailureBudget::fail_fast());
     let sessions = pool.connect_all(|_| {}).await;
     assert_eq!(sessions.connected(), 4);
-    // A non-zero exit counts for run_command_on (classified as a command).
+    // A non-zero exit counts for Sessions::run (classified as a command).
     let command = Template::parse("case {{name}} in node01) exit 3;; esac").unwrap();
     let results = sessions.run(&command).await;
     let outcomes: Vec<Outcome> = results.iter().map(|r| r.outcome()).collect();

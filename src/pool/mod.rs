@@ -1,8 +1,10 @@
-//! The fan-out pool: runs work on many hosts at once with a sliding window of `forks`,
-//! returns exactly one result per host, emits [`Event`]s as hosts progress, and knows
-//! nothing about terminals. The model is Python's `multiprocessing.Pool`: [`Pool::run`]
-//! is `map` (results in host order), [`Pool::stream`] is `imap_unordered` (results as
-//! hosts finish), and the event callback plays the part of `apply_async`'s callbacks.
+//! The fan-out pool: runs work on the pool's hosts at once with a sliding window
+//! ([`Pool::concurrency`]), returns exactly one result per host in a [`Report`], emits
+//! [`Event`]s as hosts progress, and knows nothing about terminals. The model is
+//! Python's `multiprocessing.Pool`: awaiting a run ([`Pool::run`] for a command line,
+//! [`Pool::map`] for a closure, [`Pool::put`], [`Pool::get`]) is `map` (results in host
+//! order), its `stream()` is `imap_unordered` (results as hosts finish), and an observer
+//! plays the part of `apply_async`'s callbacks.
 //! Rolling runs (batches, a failure budget, staggered starts, pauses: Ansible's `serial`
 //! and `max_fail_percentage`) are options of the pool, applied by every run.
 
@@ -34,7 +36,7 @@ pub use rollout::{Batches, FailureBudget, HostCount};
 pub use run::{CommandRun, MapRun, TransferRun};
 pub use target::{Target, TargetBuilder};
 
-/// The command line of [`Pool::run_command`] and its kin: sent as given, or rendered
+/// The command line of [`Pool::run`] and [`Sessions::run`]: sent as given, or rendered
 /// per host. `&str` and `&String` convert to [`CommandLine::Raw`], `&Template` to
 /// [`CommandLine::Template`].
 #[derive(Debug, Clone, Copy)]
