@@ -42,17 +42,20 @@
 )]
 #![warn(missing_docs)]
 
-pub mod error;
+mod error;
 mod glob;
-pub mod inventory;
-pub mod pool;
-pub mod secret;
-pub mod ssh;
-pub mod ssh_config;
+mod inventory;
+mod pool;
+mod secret;
+mod ssh;
+mod ssh_config;
 mod template;
 
 pub use error::{Error, ErrorKind, Phase, Result};
-pub use inventory::{Host, HostSettings, Inventory, Origin, Transport};
+pub use inventory::{
+    select, Host, HostSettings, Inventory, Origin, Shard, Transport, MAX_DURATION, MAX_HOSTS,
+    MAX_NAME_LENGTH,
+};
 pub use pool::{
     Batches, CommandLine, CommandRun, Event, FailureBudget, HostCount, HostResult, MapRun, Outcome,
     Pool, Report, RunExit, Sessions, Target, TargetBuilder, Timings, TransferRun,
@@ -60,11 +63,24 @@ pub use pool::{
 pub use secret::Secret;
 pub use ssh::quote::shell_quote;
 pub use ssh::{
-    Agent, AuthMethod, Become, Command, ConnectOptions, Credentials, DataCallback, ExitStatus,
-    HostKeyPolicy, HostKeyStatus, Identity, JumpHost, Jumps, KeyLocation, KnownHosts, Output,
-    Session, Sftp, Stream, TransferOptions, TransferStats, UserCertificate,
+    check_proxy_command, Agent, AuthMethod, Become, Command, ConnectOptions, Credentials,
+    DataCallback, DirEntry, ExitStatus, HostKeyPolicy, HostKeyStatus, Identity, JumpHost, Jumps,
+    KeyLocation, KnownHosts, Output, ProgressCallback, RemoteKind, RemoteMetadata, Session, Sftp,
+    Stream, TransferOptions, TransferStats, UserCertificate,
+};
+pub use ssh_config::{
+    ConfigLine, Query as SshConfigQuery, ResolvedConfig, SshConfig, StrictHostKeyChecking,
+    Value as ConfigValue,
 };
 pub use template::Template;
+
+/// Helpers the `rexec` binary shares with the library. Not part of the API: no semver
+/// promise, may change in any release.
+#[doc(hidden)]
+pub mod __cli {
+    pub use crate::inventory::parse_duration;
+    pub use crate::inventory::range::{expand, fold};
+}
 
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]

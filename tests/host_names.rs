@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::process::{Command, Output};
 
 use proptest::prelude::*;
-use rexec::inventory::range::{expand, fold};
+use rexec::__cli::{expand, fold};
 use rexec::{ErrorKind, HostSettings, Inventory};
 
 fn list(text: &str) -> Inventory {

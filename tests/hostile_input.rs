@@ -6,8 +6,9 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use rexec::inventory::{parse_duration, MAX_DURATION, MAX_HOSTS};
+use rexec::__cli::parse_duration;
 use rexec::{ErrorKind, HostSettings, Inventory};
+use rexec::{MAX_DURATION, MAX_HOSTS};
 
 fn parse(text: &str) -> rexec::Result<Inventory> {
     Inventory::parse(text, "hosts.toml", &HostSettings::default())

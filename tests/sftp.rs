@@ -714,10 +714,7 @@ async fn tilde_is_the_login_directory() {
 
     sftp.put(&local, &format!("~/{name}")).await.unwrap();
     assert_eq!(fs::read(home.join(&name)).unwrap(), b"tilde");
-    assert_eq!(
-        sftp.stat("~").await.unwrap().kind,
-        rexec::ssh::sftp::RemoteKind::Dir
-    );
+    assert_eq!(sftp.stat("~").await.unwrap().kind, rexec::RemoteKind::Dir);
     let listed = sftp.read_dir("~").await.unwrap();
     assert!(listed.iter().any(|e| e.name == name), "{listed:?}");
     let back = work.path().join("back");

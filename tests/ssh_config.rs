@@ -13,7 +13,7 @@ use std::process::Command;
 
 use harness::cli::{rexec, rexec_command, text};
 use harness::{run, SshAgent, Sshd, TEST_USER};
-use rexec::ssh_config::{Query, ResolvedConfig, SshConfig};
+use rexec::{ResolvedConfig, SshConfig, SshConfigQuery as Query};
 
 /// `ssh -G -F config host`, as a map from keyword to its values (one per line).
 fn ssh_g(config: &Path, host: &str) -> HashMap<String, Vec<String>> {
@@ -77,7 +77,7 @@ fn expand_like_ssh(
     out
 }
 
-fn paths(list: &[rexec::ssh_config::Value<PathBuf>]) -> Vec<String> {
+fn paths(list: &[rexec::ConfigValue<PathBuf>]) -> Vec<String> {
     list.iter().map(|v| v.value.display().to_string()).collect()
 }
 

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Parser, Subcommand};
-use rexec::inventory::{parse_duration, Shard};
+use rexec::__cli::parse_duration;
+use rexec::Shard;
 use rexec::{Error, ErrorKind, HostKeyPolicy, HostSettings};
 
 /// Run a command on many hosts over SSH.

@@ -251,7 +251,7 @@ fn check_shards(mut runs: Vec<Run>) -> Result<Vec<Run>, Error> {
                 split.selected
             )));
         }
-        let valid = rexec::inventory::Shard::new(shard.index, shard.count)
+        let valid = rexec::Shard::new(shard.index, shard.count)
             .map_err(|e| bad(format!("{}: {}", run.at, e.message())))?;
         if let Some(other) = seen.insert(shard.index, run.at.clone()) {
             return Err(bad(format!(

@@ -45,7 +45,7 @@ pub async fn run(mut config: Config) -> Result<RunExit, Error> {
         return Ok(list_hosts(&selected));
     }
     // The OpenSSH configuration, under the command line and the inventory.
-    let ssh_config = rexec::ssh_config::SshConfig::from_flag(config.ssh_config.as_deref())?;
+    let ssh_config = rexec::SshConfig::from_flag(config.ssh_config.as_deref())?;
     let selected: Vec<rexec::Host> = selected
         .iter()
         .map(|h| ssh_config.apply(h))
@@ -138,7 +138,7 @@ fn list_hosts(hosts: &[&rexec::Host]) -> RunExit {
 
 fn build_targets<'a>(
     config: &Config,
-    ssh_config: &rexec::ssh_config::SshConfig,
+    ssh_config: &rexec::SshConfig,
     hosts: impl IntoIterator<Item = &'a rexec::Host>,
 ) -> Result<Vec<rexec::Target>, Error> {
     let mut builder = TargetBuilder::new();

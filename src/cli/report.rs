@@ -15,9 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rexec::inventory::range::fold;
-use rexec::inventory::Shard;
-use rexec::pool::timeout_phase;
+use rexec::__cli::fold;
+use rexec::Shard;
 use rexec::{Event, ExitStatus, HostResult, Outcome, Output, Stream};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -947,6 +946,13 @@ pub fn sanitize(bytes: &[u8]) -> Vec<u8> {
         }
     }
     out.into_bytes()
+}
+
+/// For timeouts: the phase, as text (`connect`, `handshake`, `auth`, `command`).
+fn timeout_phase(error: &rexec::Error) -> Option<&'static str> {
+    (error.kind() == rexec::ErrorKind::Timeout)
+        .then(|| error.phase().map(rexec::Phase::as_str))
+        .flatten()
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 use std::io::Write;
 use std::time::Duration;
 
-use rexec::ssh_config::{ResolvedConfig, Value as ConfigValue};
 use rexec::{AuthMethod, ConnectOptions, Host, KnownHosts, Origin, RunExit};
+use rexec::{ConfigValue, ResolvedConfig};
 use serde_json::{json, Value};
 
 /// One setting of one host.

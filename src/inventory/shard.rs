@@ -13,7 +13,7 @@ use crate::error::{Error, ErrorKind, Result};
 /// One share of a run: shard `index` of `count`, both 1-based (`1 <= index <= count`).
 ///
 /// ```
-/// use rexec::inventory::Shard;
+/// use rexec::Shard;
 ///
 /// let shard: Shard = "2/3".parse()?;
 /// let hosts = ["a", "b", "c", "d", "e"];

@@ -30,7 +30,7 @@ use crate::inventory::Host;
 use crate::ssh::{Jumps, Output, Session};
 use crate::template::Template;
 
-pub use outcome::{timeout_phase, Outcome, RunExit};
+pub use outcome::{Outcome, RunExit};
 pub use report::{HostResult, Report, Timings};
 pub use rollout::{Batches, FailureBudget, HostCount};
 pub use run::{CommandRun, MapRun, TransferRun};

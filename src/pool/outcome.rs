@@ -263,10 +263,3 @@ impl From<RunExit> for std::process::ExitCode {
         std::process::ExitCode::from(exit.code())
     }
 }
-
-/// For timeouts: the phase, as text (`connect`, `handshake`, `auth`, `command`).
-pub fn timeout_phase(error: &Error) -> Option<&'static str> {
-    (error.kind() == ErrorKind::Timeout)
-        .then(|| error.phase().map(Phase::as_str))
-        .flatten()
-}

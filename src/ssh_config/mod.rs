@@ -11,7 +11,7 @@
 //! `russh-config` 0.58 matches one exact `Host` name and reads no `Include`.
 //!
 //! ```no_run
-//! use rexec::ssh_config::{Query, SshConfig};
+//! use rexec::{SshConfig, SshConfigQuery as Query};
 //!
 //! # fn f() -> rexec::Result<()> {
 //! let config = SshConfig::load_default()?;
