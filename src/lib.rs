@@ -2,9 +2,26 @@
 //!
 //! Run commands and move files on many machines over SSH.
 //!
-//! The SSH layer: [`ConnectOptions`] describe one host, [`Session::connect`] connects with a
-//! deadline per phase, checks the host key against known_hosts ([`HostKeyPolicy`]) and logs
-//! in with [`Credentials`]; [`Session::command`] runs a command and returns its [`Output`].
+//! Many hosts: an [`Inventory`] selects [`Host`]s, a [`Pool`] runs on them and every run
+//! returns a [`Report`], one [`HostResult`] per host in order.
+//!
+//! ```no_run
+//! use rexec::{Inventory, Pool};
+//!
+//! # async fn f() -> rexec::Result<()> {
+//! let inv = Inventory::load("hosts.toml")?;
+//! let pool = Pool::new(&inv.select("web:!web03")?).concurrency(50);
+//! let report = pool.run("systemctl is-active nginx").await;
+//! for r in report.failed() { eprintln!("{}: {}", r.host(), r.outcome()); }
+//! pool.put("app.tar.gz", "/srv/app/").await?.check()?;
+//! std::process::exit(report.exit_code().into());
+//! # }
+//! ```
+//!
+//! One host: [`ConnectOptions`] describe it, [`Session::connect`] connects with a
+//! deadline per phase, checks the host key against known_hosts ([`HostKeyPolicy`]) and
+//! logs in with [`Credentials`]; [`Session::command`] runs a command and returns its
+//! [`Output`].
 //!
 //! ```no_run
 //! use rexec::{ConnectOptions, Credentials, Session};
@@ -23,7 +40,24 @@
 //! [`Session::sudo_put`] / [`Session::sudo_get`] move files as that user.
 //!
 //! Errors are one type, [`Error`], with a [`ErrorKind`] for programs. A command that exits
-//! non-zero is not an error: see [`Output::check`].
+//! non-zero is not an error: see [`Output::check`] and [`Report::check`].
+//!
+//! ## Module map
+//!
+//! Every module is private; the API is what this root re-exports. Arrows are "uses".
+//!
+//! | module | what lives there | uses |
+//! | --- | --- | --- |
+//! | `error` | [`Error`], [`ErrorKind`], [`Phase`]: one error type for everything | - |
+//! | `secret` | [`Secret`]: passwords and passphrases, zeroed, never printed | - |
+//! | `template` | [`Template`]: `{{name}}` placeholders quoted for their shell context | `error` |
+//! | `inventory` | [`Inventory`], [`Host`], [`HostSettings`]: `hosts.toml`, `-H` lists (`host_list`), patterns (`pattern`), ranges (`range`), durations (`duration`), [`Shard`] | `error`, `glob` |
+//! | `ssh_config` | [`SshConfig`]: OpenSSH client configuration read and applied to hosts | `inventory`, `error` |
+//! | `ssh` | one host: [`Session`] (`session`: connect, deadlines), `auth` and `key_file`/`signer` (credentials, agent, certificates), `known_hosts`, `jump` and `proxy_command` (reaching a host), `command` (exec, output, stop, sudo, and the local transport), `sftp` (upload, download, tree walk, sudo transfers), `diagnosis` (error text) | `error`, `secret` |
+//! | `pool` | many hosts: [`Pool`] and its runs (`run`: [`CommandRun`], [`MapRun`], [`TransferRun`]), `target` ([`TargetBuilder`]: hosts to connection settings), `rollout` (the engine: window, batches, budget), `transfer` (`put`/`get` per host), `report` ([`Report`]), `outcome` ([`Outcome`], [`RunExit`]) | `ssh`, `inventory`, `ssh_config`, `template` |
+//!
+//! The `rexec` binary (`src/cli/`) is a client of this API only (plus the
+//! `#[doc(hidden)]` `__cli` helpers, which are not part of it).
 
 #![deny(
     clippy::unwrap_used,
@@ -61,6 +95,7 @@ pub use pool::{
     Pool, Report, RunExit, Sessions, Target, TargetBuilder, Timings, TransferRun,
 };
 pub use secret::Secret;
+pub use ssh::jump::MAX_HOPS;
 pub use ssh::quote::shell_quote;
 pub use ssh::{
     check_proxy_command, Agent, AuthMethod, Become, Command, ConnectOptions, Credentials,

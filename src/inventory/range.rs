@@ -38,7 +38,7 @@ pub fn is_range(pattern: &str) -> bool {
 ///
 /// # Errors
 /// [`ErrorKind::InvalidInput`] for an unclosed bracket, an empty or reversed range, a
-/// non-numeric bound, more than [`MAX_EXPANSION`] names or names longer than
+/// non-numeric bound, more than `MAX_EXPANSION` (100,000) names or names longer than
 /// [`MAX_NAME_LENGTH`] (both computed before expanding).
 pub fn expand(pattern: &str) -> Result<Vec<String>> {
     let bad = |why: String| {

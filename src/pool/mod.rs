@@ -211,6 +211,10 @@ impl Sessions {
     }
 
     /// Closes every session (each given at most 500 ms to close politely).
+    ///
+    /// # Cancel safety
+    /// Dropping the future drops every session: the connections close without the polite
+    /// disconnect message.
     pub async fn close(self) {
         let closing = self
             .hosts

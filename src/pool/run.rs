@@ -229,8 +229,12 @@ pub(crate) enum Direction {
 /// # Cancel safety
 /// Cancel through [`Pool::cancel_token`]: each transfer stops, removes its temporary
 /// file and reports [`Outcome::Interrupted`]. Dropping the future drops the transfers
-/// where they stand: an atomic transfer leaves its temporary file
-/// (`.NAME.rexec-tmp-*`) behind.
+/// where they stand, without results: each removes the temporary file of the file it
+/// was moving (from a spawned task, so possibly after the drop), as [`Sftp::put_with`]
+/// and [`Sftp::get_with`] do; files already completed stay.
+///
+/// [`Sftp::put_with`]: crate::Sftp::put_with
+/// [`Sftp::get_with`]: crate::Sftp::get_with
 #[must_use = "a run does nothing until it is awaited"]
 pub struct TransferRun<'a> {
     pool: &'a Pool,

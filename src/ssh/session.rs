@@ -679,6 +679,10 @@ impl Session {
     ///
     /// # Errors
     /// [`ErrorKind::Disconnected`] when the connection was already gone.
+    ///
+    /// # Cancel safety
+    /// Dropping the future may leave the disconnect message unsent; the connection itself
+    /// closes when the last handle to the session is dropped.
     pub async fn close(&self) -> Result<()> {
         match &self.transport {
             SessionTransport::Ssh(handle) => handle

@@ -321,6 +321,9 @@ impl<'s> Command<'s> {
     ///
     /// # Errors
     /// As [`Command::output`].
+    ///
+    /// # Cancel safety
+    /// As [`Command::output`]: dropping the future while the command runs stops it.
     pub async fn status(&self) -> Result<ExitStatus> {
         let mut quiet = self.clone();
         quiet.max_output(0);

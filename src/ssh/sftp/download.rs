@@ -26,6 +26,10 @@ impl Sftp {
     /// FIFO or socket: [`ErrorKind::InvalidInput`]; local errors with the local path;
     /// [`ErrorKind::Disconnected`] with the bytes received. The local destination is
     /// unchanged after any error (unless [`TransferOptions::in_place`]).
+    ///
+    /// # Cancel safety
+    /// As [`Sftp::get_with`]: dropping the future removes the local temporary file of the
+    /// file being downloaded; files already completed stay.
     pub async fn get(&self, remote: &str, local: impl AsRef<Path>) -> Result<TransferStats> {
         self.get_with(remote, local, &TransferOptions::default())
             .await

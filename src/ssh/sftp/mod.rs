@@ -298,6 +298,10 @@ impl Session {
     /// channel closes first; [`ErrorKind::Timeout`] when the server answers neither within
     /// 60 s; [`ErrorKind::Disconnected`] when the connection is gone;
     /// [`ErrorKind::InvalidInput`] for a local session.
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the channel being opened; the server closes it with
+    /// the connection or when it notices the channel is gone. Nothing changes on either side.
     pub async fn sftp(&self) -> Result<Sftp> {
         let Some(connection) = self.connection() else {
             return Err(
@@ -514,6 +518,9 @@ impl Sftp {
     ///
     /// # Errors
     /// [`ErrorKind::NotFound`], [`ErrorKind::PermissionDenied`], ... naming the path.
+    ///
+    /// # Cancel safety
+    /// A read-only request: dropping the future discards the reply; nothing changes on either side.
     pub async fn stat(&self, path: &str) -> Result<RemoteMetadata> {
         let path = self.resolve(path).await;
         let path = path.as_ref();
@@ -528,6 +535,9 @@ impl Sftp {
     ///
     /// # Errors
     /// As [`Sftp::stat`].
+    ///
+    /// # Cancel safety
+    /// A read-only request: dropping the future discards the reply; nothing changes on either side.
     pub async fn lstat(&self, path: &str) -> Result<RemoteMetadata> {
         let path = self.resolve(path).await;
         let path = path.as_ref();
@@ -542,6 +552,9 @@ impl Sftp {
     ///
     /// # Errors
     /// As [`Sftp::stat`].
+    ///
+    /// # Cancel safety
+    /// Read-only requests: dropping the future discards the reply; nothing changes on either side.
     pub async fn read_dir(&self, path: &str) -> Result<Vec<DirEntry>> {
         let path = self.resolve(path).await;
         let path = path.as_ref();
@@ -576,6 +589,10 @@ impl Sftp {
     ///
     /// # Errors
     /// As [`Sftp::stat`] (an existing path is [`ErrorKind::Sftp`]).
+    ///
+    /// # Cancel safety
+    /// One request: once it is sent, dropping the future does not undo it; whether the
+    /// server carried it out is then unknown (check with [`Sftp::stat`]).
     pub async fn create_dir(&self, path: &str, mode: u32) -> Result<()> {
         let path = self.resolve(path).await;
         let path = path.as_ref();
@@ -594,6 +611,10 @@ impl Sftp {
     ///
     /// # Errors
     /// As [`Sftp::stat`].
+    ///
+    /// # Cancel safety
+    /// One request: once it is sent, dropping the future does not undo it; whether the
+    /// server carried it out is then unknown (check with [`Sftp::stat`]).
     pub async fn remove_file(&self, path: &str) -> Result<()> {
         let path = self.resolve(path).await;
         let path = path.as_ref();
@@ -608,6 +629,10 @@ impl Sftp {
     ///
     /// # Errors
     /// As [`Sftp::stat`].
+    ///
+    /// # Cancel safety
+    /// One request: once it is sent, dropping the future does not undo it; whether the
+    /// server carried it out is then unknown (check with [`Sftp::stat`]).
     pub async fn remove_dir(&self, path: &str) -> Result<()> {
         let path = self.resolve(path).await;
         let path = path.as_ref();
@@ -624,6 +649,10 @@ impl Sftp {
     ///
     /// # Errors
     /// As [`Sftp::stat`].
+    ///
+    /// # Cancel safety
+    /// One request: once it is sent, dropping the future does not undo it; whether the
+    /// server carried it out is then unknown (check with [`Sftp::stat`]).
     pub async fn rename(&self, from: &str, to: &str) -> Result<()> {
         let (from, to) = (self.resolve(from).await, self.resolve(to).await);
         let (from, to) = (from.as_ref(), to.as_ref());
@@ -651,6 +680,9 @@ impl Sftp {
     ///
     /// # Errors
     /// As [`Sftp::stat`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future discards what was read; nothing changes on either side.
     pub async fn read(&self, path: &str) -> Result<Vec<u8>> {
         let path = self.resolve(path).await;
         let path = path.as_ref();
@@ -665,6 +697,10 @@ impl Sftp {
     ///
     /// # Errors
     /// As [`Sftp::put`].
+    ///
+    /// # Cancel safety
+    /// As [`Sftp::put_with`]: the destination is replaced atomically or not at all;
+    /// dropping the future removes the temporary file (from a spawned task).
     pub async fn write(&self, path: &str, data: &[u8]) -> Result<()> {
         let path = self.resolve(path).await;
         let path = path.as_ref();

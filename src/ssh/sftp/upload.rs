@@ -35,6 +35,10 @@ impl Sftp {
     /// UTF-8: [`ErrorKind::InvalidInput`]); remote errors with the path;
     /// [`ErrorKind::Disconnected`] with the bytes sent so far. The destination is
     /// unchanged after any error (unless [`TransferOptions::in_place`]).
+    ///
+    /// # Cancel safety
+    /// As [`Sftp::put_with`]: dropping the future removes the temporary file of the file
+    /// being uploaded (from a spawned task); files already completed stay.
     pub async fn put(&self, local: impl AsRef<Path>, remote: &str) -> Result<TransferStats> {
         self.put_with(local, remote, &TransferOptions::default())
             .await
