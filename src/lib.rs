@@ -91,8 +91,8 @@ pub use inventory::{
     MAX_NAME_LENGTH,
 };
 pub use pool::{
-    Batches, CommandLine, CommandRun, Event, FailureBudget, HostCount, HostResult, MapRun, Outcome,
-    Pool, Report, RunExit, Sessions, Target, TargetBuilder, Timings, TransferRun,
+    AsyncResult, Batches, CommandLine, CommandRun, Event, FailureBudget, HostCount, HostResult,
+    MapRun, Outcome, Pool, Report, RunExit, Sessions, Target, TargetBuilder, Timings, TransferRun,
 };
 pub use secret::Secret;
 pub use ssh::jump::MAX_HOPS;

@@ -501,3 +501,41 @@ async fn put_and_get_fan_out_with_progress_and_a_broken_host_alone() {
         before
     );
 }
+
+/// `apply_async(host, command).get(timeout)`: a timeout that passes leaves the command
+/// running and the result still to come; an unknown host is an error at once.
+#[tokio::test]
+async fn apply_async_runs_one_host_and_get_waits_with_a_timeout() {
+    let cluster = Cluster::start(1, 2, 340);
+    let pool = Pool::from_targets(targets(&cluster));
+    let go = cluster.dir.path().join("go");
+    let line = format!(
+        "while [ ! -e {} ]; do sleep 0.05; done; echo done",
+        go.display()
+    );
+    let mut pending = pool.apply_async("node02", line).unwrap();
+    assert!(!pending.ready());
+    assert_eq!(pending.successful(), None);
+    let e = pending.get(Duration::from_millis(200)).await.unwrap_err();
+    assert_eq!(e.kind(), rexec::ErrorKind::Timeout);
+    assert!(
+        e.to_string().starts_with("node02: no result within 0.20s"),
+        "{e}"
+    );
+    std::fs::write(&go, "").unwrap();
+    let r = pending.get(Duration::from_secs(60)).await.unwrap();
+    assert_eq!(
+        (r.host(), r.index(), r.outcome()),
+        ("node02", 1, Outcome::Ok)
+    );
+    assert_eq!(r.result.as_ref().unwrap().stdout, b"done\n");
+    assert!(pending.ready());
+    assert_eq!(pending.successful(), Some(true));
+    // A non-zero exit is a result, not an error of get().
+    let mut failing = pool.apply_async("node01", "exit 4").unwrap();
+    let r = failing.wait().await;
+    assert_eq!(r.outcome(), Outcome::ExitedNonZero);
+    assert_eq!(failing.successful(), Some(false));
+    let e = pool.apply_async("node09", "true").unwrap_err();
+    assert_eq!(e.kind(), rexec::ErrorKind::InvalidInput);
+}

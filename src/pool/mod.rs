@@ -33,7 +33,7 @@ use crate::template::Template;
 pub use outcome::{Outcome, RunExit};
 pub use report::{HostResult, Report, Timings};
 pub use rollout::{Batches, FailureBudget, HostCount};
-pub use run::{CommandRun, MapRun, TransferRun};
+pub use run::{AsyncResult, CommandRun, MapRun, TransferRun};
 pub use target::{Target, TargetBuilder};
 
 /// The command line of [`Pool::run`] and [`Sessions::run`]: sent as given, or rendered
@@ -310,6 +310,14 @@ impl Pool {
         self.targets.is_empty()
     }
 
+    /// A pool of the one host at `index`, with the same settings and token.
+    pub(crate) fn subset_at(&self, index: usize) -> Pool {
+        Pool {
+            targets: self.targets.get(index).cloned().into_iter().collect(),
+            ..self.clone()
+        }
+    }
+
     /// A pool with the same settings (and the same cancellation token) over the hosts of
     /// `results`, in this pool's order: e.g. `pool.subset(report.failed())` to retry the
     /// failures. The results must come from a run of this pool (their
@@ -444,7 +452,7 @@ impl Pool {
         self
     }
 
-    fn pacing(&self) -> Pacing {
+    pub(crate) fn pacing(&self) -> Pacing {
         Pacing {
             slots: Mutex::default(),
             jumps: self.jumps.clone().unwrap_or_default(),
@@ -668,7 +676,7 @@ impl Pool {
         command.output().await
     }
 
-    async fn run_one<T, F, Fut>(
+    pub(crate) async fn run_one<T, F, Fut>(
         &self,
         index: usize,
         target: &Target,
@@ -839,7 +847,7 @@ fn jitter_ms() -> u64 {
 
 /// Per-server limits on connections in the handshake, and the run's connections to jump
 /// hosts.
-struct Pacing {
+pub(crate) struct Pacing {
     slots: Mutex<HashMap<(String, u16), Arc<Semaphore>>>,
     jumps: Jumps,
 }

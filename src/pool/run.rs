@@ -432,3 +432,138 @@ impl Sessions {
         }
     }
 }
+
+/// One host's command started by [`Pool::apply_async`]: it runs on its own tokio task
+/// whatever the caller does, like the `AsyncResult` of Python's
+/// `multiprocessing.Pool.apply_async`.
+#[derive(Debug)]
+pub struct AsyncResult {
+    host: String,
+    task: Option<tokio::task::JoinHandle<HostResult<Output>>>,
+    result: Option<HostResult<Output>>,
+}
+
+impl AsyncResult {
+    /// Whether the host has finished (its result is ready).
+    pub fn ready(&self) -> bool {
+        self.result.is_some() || self.task.as_ref().is_some_and(|t| t.is_finished())
+    }
+
+    /// Waits up to `timeout` for the result. Past it, the command keeps running (as in
+    /// Python, `get(timeout)` does not cancel): call `get` again, or cancel through
+    /// [`Pool::cancel_token`].
+    ///
+    /// # Errors
+    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) naming the host when the result
+    /// is not ready in time (the run itself failing is not an error here: see the
+    /// result's outcome).
+    ///
+    /// # Cancel safety
+    /// Dropping the future leaves the command running; the result stays available.
+    pub async fn get(&mut self, timeout: std::time::Duration) -> Result<&HostResult<Output>> {
+        if self.result.is_none() {
+            if let Some(task) = self.task.as_mut() {
+                let joined = tokio::time::timeout(timeout, task).await.map_err(|_| {
+                    crate::Error::new(
+                        crate::ErrorKind::Timeout,
+                        format!(
+                            "no result within {:.2}s: the command is still running",
+                            timeout.as_secs_f64()
+                        ),
+                    )
+                    .with_host(&self.host)
+                })?;
+                self.task = None;
+                self.result = Some(joined.unwrap_or_else(|e| {
+                    HostResult::from_command(
+                        0,
+                        self.host.clone(),
+                        Err(crate::Error::new(
+                            crate::ErrorKind::Interrupted,
+                            format!("the task running the command ended: {e}"),
+                        )
+                        .with_host(&self.host)),
+                        super::Timings::default(),
+                    )
+                }));
+            }
+        }
+        self.result.as_ref().ok_or_else(|| {
+            crate::Error::new(crate::ErrorKind::Interrupted, "no result").with_host(&self.host)
+        })
+    }
+
+    /// Waits for the result, however long the command takes (within its own deadline).
+    ///
+    /// # Cancel safety
+    /// As [`AsyncResult::get`].
+    pub async fn wait(&mut self) -> &HostResult<Output> {
+        loop {
+            if self.get(std::time::Duration::from_secs(3600)).await.is_ok() {
+                break;
+            }
+        }
+        match &self.result {
+            Some(r) => r,
+            None => unreachable_result(),
+        }
+    }
+
+    /// Whether the host finished and its outcome is [`Outcome::Ok`]; `None` before it
+    /// has finished (Python raises `ValueError` there).
+    pub fn successful(&self) -> Option<bool> {
+        self.result.as_ref().map(HostResult::is_ok)
+    }
+}
+
+#[allow(clippy::panic)]
+fn unreachable_result() -> ! {
+    panic!("AsyncResult::wait: the result is set once get returns Ok")
+}
+
+impl Pool {
+    /// Starts `command` (a shell line) on the host named `host` on its own tokio task and
+    /// returns at once: `apply_async(..).get(timeout)` as in `multiprocessing.Pool`. The
+    /// host's command deadline, `become` settings and the pool's cancellation token apply;
+    /// the pool's concurrency and rollout options do not (it is one host).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) when no host of the
+    /// pool has that name. Must be called within a tokio runtime.
+    pub fn apply_async(&self, host: &str, command: impl Into<String>) -> Result<AsyncResult> {
+        let index = self
+            .targets()
+            .iter()
+            .position(|t| t.name() == host)
+            .ok_or_else(|| {
+                crate::Error::new(
+                    crate::ErrorKind::InvalidInput,
+                    format!("no host named {host:?} in this pool"),
+                )
+            })?;
+        let pool = self.subset_at(index);
+        let line = command.into();
+        let task = tokio::spawn(async move {
+            let pacing = pool.pacing();
+            let line = line.as_str();
+            let work =
+                |session, target| pool.command_work(session, target, line.into(), &|_, _| {});
+            let mut result = match pool.targets().first() {
+                Some(target) => pool.run_one(index, target, &work, &|_| {}, &pacing).await,
+                None => HostResult::new(
+                    index,
+                    "",
+                    Err(crate::Error::new(crate::ErrorKind::Interrupted, "no host")),
+                    super::Timings::default(),
+                ),
+            };
+            result.outcome = Outcome::of_command(&result.result);
+            result
+        });
+        Ok(AsyncResult {
+            host: host.to_owned(),
+            task: Some(task),
+            result: None,
+        })
+    }
+}
