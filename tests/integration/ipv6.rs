@@ -1,7 +1,7 @@
 //! IPv6 end to end: a real sshd listening on `::1` only, reached through `-H '[::1]:PORT'`,
 //! `-H ::1 -p PORT` and inventory addresses; known_hosts lines are `[::1]:PORT key`.
 
-mod harness;
+use crate::harness;
 
 use std::process::{Command, Output};
 

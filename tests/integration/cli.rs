@@ -1,7 +1,7 @@
 //! The `rexec` binary against fleets of real sshd servers on loopback addresses: per-host
 //! results, summaries, output modes, exit codes, failed-hosts round trip and Ctrl-C.
 
-mod harness;
+use crate::harness;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! has no authorized_keys: `KEY-cert.pub` next to a key file, a certificate file given
 //! explicitly, certificates in the ssh-agent, the order of offers, and the refusals.
 
-mod harness;
+use crate::harness;
 
 use std::fs;
 use std::path::{Path, PathBuf};

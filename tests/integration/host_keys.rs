@@ -1,7 +1,7 @@
 //! Host key verification against a real sshd under each policy: unknown, changed,
 //! type-mismatched, revoked, hashed and wildcard entries, concurrent learning.
 
-mod harness;
+use crate::harness;
 
 use std::fs;
 use std::process::Command;

@@ -4,7 +4,7 @@
 //! its output, stdin that is never read, a channel closed without an exit status, and a
 //! server that never closes the channel.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! together the whole selection), and the `--json` outputs of the shards of a real run
 //! against sshd merge into the summary, failed-hosts file and exit code of one run.
 
-mod harness;
+use crate::harness;
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs;

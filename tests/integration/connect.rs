@@ -1,7 +1,7 @@
 //! Connecting: deadlines per phase, unreachable ports, servers that never speak or drip,
 //! and a dead peer noticed by keepalive.
 
-mod harness;
+use crate::harness;
 
 use std::io::Write;
 use std::net::TcpListener;

@@ -1,7 +1,7 @@
 //! The fan-out pool as a library: the closure API, results as they complete, the forks
 //! bound, pacing and retries against sshd's MaxStartups, and cancellation.
 
-mod harness;
+use crate::harness;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -4,7 +4,7 @@
 //! 1 and 10. It prints wall-clock times and the bastion's connection counts.
 //!
 //!     cargo test --test jump_measure -- --ignored --nocapture
-mod harness;
+use crate::harness;
 use harness::netns::{log_count, Topology};
 use harness::{Sshd, SshdConfig, TEST_USER};
 use rexec::{Agent, Inventory, Jumps, Pool, TargetBuilder};

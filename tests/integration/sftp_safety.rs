@@ -2,7 +2,7 @@
 //! write (and in-place mode), transfers cancelled mid-way, a server without the SFTP
 //! subsystem, a login shell that prints text. All against a real sshd.
 
-mod harness;
+use crate::harness;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -3,7 +3,7 @@
 //! CAs, under each policy; and the same cases run through OpenSSH's own `ssh`, whose
 //! decisions rexec must match.
 
-mod harness;
+use crate::harness;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! checked by hash, trees with empty folders and symlinks, modes and times, errors, and
 //! transfers cut off mid-way that leave the destination as it was.
 
-mod harness;
+use crate::harness;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -4,7 +4,7 @@
 //! templates, the remote `printf` prints exactly the value or rexec refuses the template,
 //! and nothing else ever runs.
 
-mod harness;
+use crate::harness;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

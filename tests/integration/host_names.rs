@@ -2,7 +2,7 @@
 //! (`--failed-hosts`, JSON `host`, folded summaries) selects exactly those hosts again
 //! through `-l` / `Inventory::select`, for every kind of name.
 
-mod harness;
+use crate::harness;
 
 use std::collections::BTreeSet;
 use std::process::{Command, Output};

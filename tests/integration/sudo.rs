@@ -8,7 +8,7 @@
 //! while its drop-in exists) and every drop-in sets `timestamp_timeout=0`: no test depends
 //! on credentials cached by another.
 
-mod harness;
+use crate::harness;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

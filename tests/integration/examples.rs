@@ -3,7 +3,7 @@
 //! the arguments their docs give. The examples are built by `cargo test` (or here, once,
 //! when a test binary runs alone).
 
-mod harness;
+use crate::harness;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -1,7 +1,7 @@
 //! Authentication against a real sshd: key files of each type, encrypted keys, the agent,
 //! password and keyboard-interactive, and the errors when they fail.
 
-mod harness;
+use crate::harness;
 
 use std::os::unix::fs::PermissionsExt;
 

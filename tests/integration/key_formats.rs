@@ -6,7 +6,7 @@
 //! five formats were refused, legacy PEM with an EC key as "wrong passphrase" with the
 //! right passphrase.
 
-mod harness;
+use crate::harness;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

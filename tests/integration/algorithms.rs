@@ -3,7 +3,7 @@
 //! server with nothing in common is refused once (never retried) with an error that names
 //! what each side offered, for each category (key exchange, host key, cipher, mac).
 
-mod harness;
+use crate::harness;
 
 use harness::{Sshd, SshdConfig};
 use rexec::{

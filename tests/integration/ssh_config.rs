@@ -1,7 +1,7 @@
 //! OpenSSH client configuration: resolution compared with `ssh -G` for a table of hosts and
 //! files, precedence, `--show-config`, and connections through `Host` aliases.
 
-mod harness;
+use crate::harness;
 
 use serde_json::json;
 

@@ -3,7 +3,7 @@
 //! budget stopping new starts, `--max-fail-on`, `--pause` and `--stagger` gaps, Ctrl-C
 //! during a rollout, `put` in batches, and the library's rollout options.
 
-mod harness;
+use crate::harness;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;

@@ -3,7 +3,7 @@
 //! deadline in the middle of an upload (through a throttling TCP proxy, so that the
 //! upload is surely still running when the signal or the deadline comes).
 
-mod harness;
+use crate::harness;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};

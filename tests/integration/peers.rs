@@ -3,7 +3,7 @@
 //! a real sshd; and a byte flipped in transit by a proxy between rexec and a real sshd.
 //! Small TCP helpers play the peers that sshd will not.
 
-mod harness;
+use crate::harness;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

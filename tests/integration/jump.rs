@@ -4,7 +4,7 @@
 //! command that reaches them went through the bastion. The target sees the bastion's
 //! address in `SSH_CONNECTION`, which the tests check too.
 
-mod harness;
+use crate::harness;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -3,7 +3,7 @@
 //! root hosts, a reader that goes away, a resolver that never answers, local problems,
 //! and the knobs (--kill-grace, --max-output, --retries, --keepalive, REXEC_LOG).
 
-mod harness;
+use crate::harness;
 
 use std::net::TcpListener;
 use std::process::Stdio;

@@ -1,6 +1,6 @@
 //! Running commands over a real sshd: exit statuses, output, stdin, timeouts, options.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 
