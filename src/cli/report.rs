@@ -398,13 +398,13 @@ impl Reporter {
             .map(|b| (b.stdout.truncated(), b.stderr.truncated()));
         w.write_all(format!("=== {}: {}\n", result.host, describe_as(result, cut)).as_bytes())?;
         if let Some(b) = block {
-            b.stdout.write_to(w, self.sanitize)?;
+            b.stdout.write_to(w, self.sanitize, true)?;
             if !b.stdout.is_empty() && !b.stdout.ends_with_newline() {
                 w.write_all(b"\n")?;
             }
             if !b.stderr.is_empty() {
                 w.write_all(format!("--- {} stderr:\n", result.host).as_bytes())?;
-                b.stderr.write_to(w, self.sanitize)?;
+                b.stderr.write_to(w, self.sanitize, true)?;
                 if !b.stderr.ends_with_newline() {
                     w.write_all(b"\n")?;
                 }

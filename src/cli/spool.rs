@@ -94,12 +94,26 @@ impl Spool {
     }
 
     /// Writes the kept bytes to `w`; with `clean`, through [`super::report::sanitize`]
-    /// piece by piece (a character or a `\r\n` split between pieces is kept whole).
-    pub fn write_to(&mut self, w: &mut dyn Write, clean: bool) -> io::Result<()> {
+    /// piece by piece (a character or a `\r\n` split between pieces is kept whole). With
+    /// `w_is_stdout` (`w` writes to stdout) and no cleaning, the temporary file goes to
+    /// stdout in the kernel (`copy_file_range`, `splice` or `sendfile`), after `w` is
+    /// flushed.
+    pub fn write_to(
+        &mut self,
+        w: &mut dyn Write,
+        clean: bool,
+        w_is_stdout: bool,
+    ) -> io::Result<()> {
         let mut cleaner = clean.then(Cleaner::default);
         if let Some(file) = self.file.as_mut() {
             file.rewind()?;
             let mut rest = file.take(self.in_file);
+            if w_is_stdout && !clean {
+                w.flush()?;
+                // The lock is reentrant: the caller's lock on stdout is this thread's.
+                io::copy(&mut rest, &mut io::stdout().lock())?;
+                return w.write_all(&self.memory);
+            }
             let mut buf = vec![0u8; 256 * 1024];
             loop {
                 let n = rest.read(&mut buf)?;
@@ -194,7 +208,7 @@ mod tests {
 
     fn written(spool: &mut Spool, clean: bool) -> Vec<u8> {
         let mut out = Vec::new();
-        spool.write_to(&mut out, clean).unwrap();
+        spool.write_to(&mut out, clean, false).unwrap();
         out
     }
 
