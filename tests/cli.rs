@@ -222,7 +222,10 @@ fn default_output_prints_large_blocks_whole_in_bounded_memory() {
         let line = format!("{name}-0123456789abcdef\n");
         let mut expected: Vec<u8> = line.as_bytes().repeat(BYTES / line.len() + 1);
         expected.truncate(BYTES);
-        expected.extend_from_slice(format!("\n--- {name} stderr:\ne-{name}\n").as_bytes());
+        if !expected.ends_with(b"\n") {
+            expected.push(b'\n');
+        }
+        expected.extend_from_slice(format!("--- {name} stderr:\ne-{name}\n").as_bytes());
         let block = &stdout[header_end..];
         assert!(
             block.len() >= expected.len() && block[..expected.len()] == expected[..],

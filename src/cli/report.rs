@@ -323,7 +323,7 @@ impl Reporter {
                     add(line);
                 } else {
                     buf.extend_from_slice(line);
-                    add(buf);
+                    add(buf.as_slice());
                     // A long line's capacity is not kept for the next ones.
                     *buf = Vec::new();
                 }

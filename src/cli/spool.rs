@@ -47,17 +47,17 @@ impl Spool {
                 Err(e) => tracing::warn!("cannot create a temporary file for output: {e}"),
             }
             let memory = std::mem::take(&mut self.memory);
-            self.to_file(&memory);
+            self.append_to_file(&memory);
         }
         if self.file.is_some() && self.memory.is_empty() {
-            self.to_file(data);
+            self.append_to_file(data);
         } else {
             self.memory.extend_from_slice(data);
         }
     }
 
     /// Appends `data` to the file; what the file does not take stays in memory after it.
-    fn to_file(&mut self, data: &[u8]) {
+    fn append_to_file(&mut self, data: &[u8]) {
         let Some(file) = self.file.as_mut() else {
             self.memory.extend_from_slice(data);
             return;
