@@ -7,6 +7,7 @@ pub mod log;
 pub mod merge;
 pub mod report;
 mod show;
+mod spool;
 mod transfer;
 
 use std::io::{IsTerminal, Read, Write};
@@ -271,6 +272,10 @@ async fn run_command(
                     reporter.stream_chunk(&host, stream, data)
                 }))
                 .max_output(0);
+            } else if config.mode == OutputMode::PerHost {
+                // Kept outside the result, in memory or a temporary file, until printed.
+                cmd.on_data(stream_to.block_for(target.name(), config.max_output))
+                    .max_output(0);
             }
         })
         .observe(move |event| events.event(event))

@@ -22,6 +22,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::args::{seconds, OutputMode, Rollout};
+use crate::cli::spool::Block;
 
 /// `--stream`: a line longer than this is printed in pieces of this size, each as its own
 /// `host | ` line, so memory stays bounded whatever the output.
@@ -37,6 +38,8 @@ pub struct Reporter {
     total: usize,
     /// --stream: the unfinished line per (host, is stderr).
     partial: Mutex<HashMap<(String, bool), Vec<u8>>>,
+    /// The default mode: each running host's output (see [`Block`]).
+    blocks: Mutex<HashMap<String, Arc<Mutex<Block>>>>,
     out_dir: Option<PathBuf>,
     started: Instant,
     closed: CancellationToken,
@@ -91,6 +94,7 @@ impl Reporter {
             done: AtomicUsize::new(0),
             total,
             partial: Mutex::new(HashMap::new()),
+            blocks: Mutex::new(HashMap::new()),
             out_dir,
             started: Instant::now(),
             closed: CancellationToken::new(),
@@ -257,7 +261,15 @@ impl Reporter {
             Event::Finished(result) => {
                 self.host_finished(result.outcome());
                 match self.mode {
-                    OutputMode::PerHost => self.write_out(|w| self.write_block(w, result)),
+                    OutputMode::PerHost => {
+                        let block = self
+                            .blocks
+                            .lock()
+                            .ok()
+                            .and_then(|mut b| b.remove(&result.host));
+                        let mut block = block.as_ref().and_then(|b| b.lock().ok());
+                        self.write_out(|w| self.write_block(w, result, block.as_deref_mut()))
+                    }
                     OutputMode::Stream => self.finish_stream(result),
                     OutputMode::Json => self.write_out(|w| {
                         write_json_line(w, result, self.out_dir.as_deref())?;
@@ -274,37 +286,63 @@ impl Reporter {
         }
     }
 
+    /// The default mode: a data callback that keeps `host`'s output in its block, at most
+    /// `cap` bytes per stream, until the host's result is printed (give the command
+    /// `max_output(0)`: the block holds the output, not the result).
+    pub fn block_for(&self, host: &str, cap: Option<usize>) -> rexec::DataCallback {
+        let block = Block::new(cap);
+        if let Ok(mut blocks) = self.blocks.lock() {
+            blocks.insert(host.to_owned(), block.clone());
+        }
+        Arc::new(move |stream, data| {
+            if let Ok(mut b) = block.lock() {
+                b.push(stream, data);
+            }
+        })
+    }
+
     /// --stream: the complete lines of a host's chunk, printed as `host | line`; the
     /// unfinished rest waits for the next chunk (a line over [`MAX_STREAM_LINE`] is
     /// printed in pieces). Only the new bytes are searched for line ends.
     pub fn stream_chunk(&self, host: &str, stream: Stream, data: &[u8]) {
         let is_err = stream == Stream::Stderr;
-        let mut lines: Vec<Vec<u8>> = Vec::new();
+        // Prefixed lines go straight into one buffer: no allocation per line.
+        let mut text = Vec::new();
+        let mut add = |line: &[u8]| {
+            text.extend_from_slice(host.as_bytes());
+            text.extend_from_slice(b" | ");
+            text.extend_from_slice(&self.clean(line));
+        };
         if let Ok(mut partial) = self.partial.lock() {
             let buf = partial.entry((host.to_owned(), is_err)).or_default();
             let mut rest = data;
-            while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
-                let (line, after) = rest.split_at(pos + 1);
-                let mut whole = std::mem::take(buf);
-                whole.extend_from_slice(line);
-                lines.push(whole);
+            if let Some(end) = memchr::memchr(b'\n', rest) {
+                let (line, after) = rest.split_at(end + 1);
+                if buf.is_empty() {
+                    add(line);
+                } else {
+                    buf.extend_from_slice(line);
+                    add(buf.as_slice());
+                    // A long line's capacity is not kept for the next ones.
+                    *buf = Vec::new();
+                }
                 rest = after;
+                let mut start = 0;
+                for end in memchr::memchr_iter(b'\n', rest) {
+                    add(rest.get(start..=end).unwrap_or_default());
+                    start = end + 1;
+                }
+                rest = rest.get(start..).unwrap_or_default();
             }
             buf.extend_from_slice(rest);
             while buf.len() >= MAX_STREAM_LINE {
                 let mut piece: Vec<u8> = buf.drain(..MAX_STREAM_LINE).collect();
                 piece.push(b'\n');
-                lines.push(piece);
+                add(&piece);
             }
         }
-        if lines.is_empty() {
+        if text.is_empty() {
             return;
-        }
-        let mut text = Vec::new();
-        for line in lines {
-            text.extend_from_slice(host.as_bytes());
-            text.extend_from_slice(b" | ");
-            text.extend_from_slice(&self.clean(&line));
         }
         if is_err {
             self.eprint(&text);
@@ -348,8 +386,30 @@ impl Reporter {
         std::borrow::Cow::Owned(sanitize(bytes))
     }
 
-    fn write_block(&self, w: &mut dyn Write, result: &HostResult<Output>) -> io::Result<()> {
-        w.write_all(format!("=== {}: {}\n", result.host, describe(result)).as_bytes())?;
+    fn write_block(
+        &self,
+        w: &mut dyn Write,
+        result: &HostResult<Output>,
+        block: Option<&mut Block>,
+    ) -> io::Result<()> {
+        let cut = block
+            .as_ref()
+            .map(|b| (b.stdout.truncated(), b.stderr.truncated()));
+        w.write_all(format!("=== {}: {}\n", result.host, describe_as(result, cut)).as_bytes())?;
+        if let Some(b) = block {
+            b.stdout.write_to(w, self.sanitize, true)?;
+            if !b.stdout.is_empty() && !b.stdout.ends_with_newline() {
+                w.write_all(b"\n")?;
+            }
+            if !b.stderr.is_empty() {
+                w.write_all(format!("--- {} stderr:\n", result.host).as_bytes())?;
+                b.stderr.write_to(w, self.sanitize, true)?;
+                if !b.stderr.ends_with_newline() {
+                    w.write_all(b"\n")?;
+                }
+            }
+            return Ok(());
+        }
         let output = match &result.result {
             Ok(o) => Some(o),
             Err(e) => e.output(),
@@ -777,6 +837,12 @@ fn status_text(status: &ExitStatus) -> String {
 /// `ok (exit 0) in 0.31s`, `timed-out in 1.00s: timed out after 1s running the command`,
 /// `no-status (no exit status) in 2.00s: the server closed the channel ...`.
 pub fn describe(result: &HostResult<Output>) -> String {
+    describe_as(result, None)
+}
+
+/// [`describe`], with whether stdout and stderr were cut at --max-output given by `cut`
+/// when the output was kept outside the result (the default mode's blocks).
+fn describe_as(result: &HostResult<Output>, cut: Option<(bool, bool)>) -> String {
     let secs = seconds(result.timings.total);
     match &result.result {
         Ok(o) => {
@@ -788,10 +854,8 @@ pub fn describe(result: &HostResult<Output>) -> String {
             if let Some(note) = o.note() {
                 text.push_str(&format!(": {note}"));
             }
-            for (cut, stream) in [
-                (o.stdout_truncated, "stdout"),
-                (o.stderr_truncated, "stderr"),
-            ] {
+            let (stdout_cut, stderr_cut) = cut.unwrap_or((o.stdout_truncated, o.stderr_truncated));
+            for (cut, stream) in [(stdout_cut, "stdout"), (stderr_cut, "stderr")] {
                 if cut {
                     text.push_str(&format!("; {stream} cut at --max-output"));
                 }

@@ -191,6 +191,84 @@ fn default_output_prints_each_host_whole_with_a_summary() {
     assert!(stderr.contains("    exited-nonzero: node02\n"), "{stderr}");
 }
 
+/// Issue 13: the default mode held each host's whole output in memory (223 MB for 20
+/// hosts of 13.5 MB). Blocks past 1 MiB per stream now wait in temporary files: printed
+/// whole, byte for byte, in bounded memory; --max-output cuts them as before.
+#[test]
+fn default_output_prints_large_blocks_whole_in_bounded_memory() {
+    let cluster = Cluster::start(1, 4, 780);
+    let inventory = cluster.inventory(&[], "");
+    let inv = inventory.to_str().unwrap();
+    const BYTES: usize = 24_000_000;
+    let (out, peak_kib) = harness::cli::output_with_peak_rss(&mut harness::cli::rexec_command(&[
+        "-i",
+        inv,
+        "--no-agent",
+        "-q",
+        &format!("yes {{{{name}}}}-0123456789abcdef | head -c {BYTES}; echo e-{{{{name}}}} >&2"),
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mut stdout: &[u8] = &out.stdout;
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let header_end = stdout.iter().position(|&b| b == b'\n').unwrap() + 1;
+        let header = text(&stdout[..header_end]);
+        let name = header
+            .strip_prefix("=== ")
+            .and_then(|h| h.split_once(": ok (exit 0) in "))
+            .unwrap_or_else(|| panic!("not a block header: {header:?}"))
+            .0
+            .to_owned();
+        let line = format!("{name}-0123456789abcdef\n");
+        let mut expected: Vec<u8> = line.as_bytes().repeat(BYTES / line.len() + 1);
+        expected.truncate(BYTES);
+        if !expected.ends_with(b"\n") {
+            expected.push(b'\n');
+        }
+        expected.extend_from_slice(format!("--- {name} stderr:\ne-{name}\n").as_bytes());
+        let block = &stdout[header_end..];
+        assert!(
+            block.len() >= expected.len() && block[..expected.len()] == expected[..],
+            "the block of {name} is not its output, byte for byte"
+        );
+        stdout = &block[expected.len()..];
+        seen.push(name);
+    }
+    assert!(stdout.is_empty(), "{} bytes after the blocks", stdout.len());
+    seen.sort();
+    assert_eq!(seen, ["node01", "node02", "node03", "node04"]);
+    // Each host's 24 MB used to be held whole (128 MiB of buffers for the four).
+    assert!(
+        peak_kib < 80 * 1024,
+        "peak memory {} MiB for 4 blocks of 24 MB",
+        peak_kib / 1024
+    );
+
+    // --max-output past the spill threshold: the first bytes, and the cut said.
+    let out = rexec(&[
+        "-i",
+        inv,
+        "--no-agent",
+        "-q",
+        "-l",
+        "node01",
+        "--max-output",
+        "3MB",
+        "head -c 5000000 /dev/zero | tr '\\0' a",
+    ]);
+    let stdout = &out.stdout;
+    let header_end = stdout.iter().position(|&b| b == b'\n').unwrap() + 1;
+    let header = text(&stdout[..header_end]);
+    assert!(
+        header.ends_with("; stdout cut at --max-output\n"),
+        "{header}"
+    );
+    assert_eq!(stdout.len() - header_end, 3_000_000 + 1);
+    assert!(stdout[header_end..3_000_000 + header_end]
+        .iter()
+        .all(|&b| b == b'a'));
+}
+
 #[test]
 fn group_folds_identical_results() {
     let cluster = Cluster::start(1, 12, 60);

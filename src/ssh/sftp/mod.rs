@@ -47,7 +47,8 @@ const DEFAULT_CHUNK: usize = 255 * 1024;
 /// Write requests in flight per upload: 4 MiB, twice OpenSSH's 2 MiB channel window,
 /// which is what limits an upload anyway.
 const WRITES_IN_FLIGHT: usize = 16;
-/// Read requests in flight per download: 8 MiB, the channel window rexec grants.
+/// Read requests in flight per download: 8 MiB. The channel window rexec grants (2 MiB,
+/// OpenSSH's) bounds what the server sends ahead; the rest wait at the server.
 const READS_IN_FLIGHT: usize = 32;
 
 /// How long cleanup requests (close, remove) may take on the channel of a failed
