@@ -100,8 +100,8 @@ pub use ssh::quote::shell_quote;
 pub use ssh::{
     check_proxy_command, Agent, AuthMethod, Become, Command, ConnectOptions, Credentials,
     DataCallback, DirEntry, ExitStatus, HostKeyPolicy, HostKeyStatus, Identity, JumpHost, Jumps,
-    KeyLocation, KnownHosts, Output, ProgressCallback, RemoteKind, RemoteMetadata, Session, Sftp,
-    Stream, TransferOptions, TransferStats, UserCertificate,
+    KeyLocation, KnownHosts, Output, OutputStream, ProgressCallback, RemoteKind, RemoteMetadata,
+    Session, Sftp, TransferOptions, TransferStats, UserCertificate,
 };
 pub use ssh_config::{
     ConfigLine, Query as SshConfigQuery, ResolvedConfig, SshConfig, StrictHostKeyChecking,

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rexec::__cli::fold;
 use rexec::Shard;
-use rexec::{Event, ExitStatus, HostResult, Outcome, Output, Stream};
+use rexec::{Event, ExitStatus, HostResult, Outcome, Output, OutputStream};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -304,8 +304,8 @@ impl Reporter {
     /// --stream: the complete lines of a host's chunk, printed as `host | line`; the
     /// unfinished rest waits for the next chunk (a line over [`MAX_STREAM_LINE`] is
     /// printed in pieces). Only the new bytes are searched for line ends.
-    pub fn stream_chunk(&self, host: &str, stream: Stream, data: &[u8]) {
-        let is_err = stream == Stream::Stderr;
+    pub fn stream_chunk(&self, host: &str, stream: OutputStream, data: &[u8]) {
+        let is_err = stream == OutputStream::Stderr;
         // Prefixed lines go straight into one buffer: no allocation per line.
         let mut text = Vec::new();
         let mut add = |line: &[u8]| {
@@ -820,7 +820,11 @@ pub fn out_dir_writer(dir: &Path, host: &str) -> std::io::Result<rexec::DataCall
     let out = Mutex::new(File::create(dir.join(format!("{host}.out")))?);
     let err = Mutex::new(File::create(dir.join(format!("{host}.err")))?);
     Ok(Arc::new(move |stream, data| {
-        let file = if stream == Stream::Stdout { &out } else { &err };
+        let file = if stream == OutputStream::Stdout {
+            &out
+        } else {
+            &err
+        };
         if let Ok(mut f) = file.lock() {
             let _ = f.write_all(data);
         }

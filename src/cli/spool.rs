@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::sync::{Arc, Mutex};
 
-use rexec::Stream;
+use rexec::OutputStream;
 
 /// Bytes of one stream of one host held in memory before they go to a temporary file.
 pub const IN_MEMORY: usize = 1024 * 1024;
@@ -193,11 +193,11 @@ impl Block {
     }
 
     /// Keeps a chunk of `stream`.
-    pub fn push(&mut self, stream: Stream, data: &[u8]) {
+    pub fn push(&mut self, stream: OutputStream, data: &[u8]) {
         let cap = self.cap;
         match stream {
-            Stream::Stdout => self.stdout.push(data, cap),
-            Stream::Stderr => self.stderr.push(data, cap),
+            OutputStream::Stdout => self.stdout.push(data, cap),
+            OutputStream::Stderr => self.stderr.push(data, cap),
         }
     }
 }

@@ -14,7 +14,7 @@ pub mod sftp;
 mod signer;
 
 pub use auth::{Agent, AuthMethod, Credentials, Identity, UserCertificate};
-pub use command::{Become, Command, DataCallback, ExitStatus, Output, Stream};
+pub use command::{Become, Command, DataCallback, ExitStatus, Output, OutputStream};
 pub use jump::{JumpHost, Jumps};
 pub use known_hosts::{HostKeyPolicy, HostKeyStatus, KeyLocation, KnownHosts};
 pub use proxy_command::check_proxy_command;

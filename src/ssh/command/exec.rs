@@ -10,7 +10,7 @@ use russh::{ChannelMsg, Sig};
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
-use super::output::{Collector, ExitStatus, Stream};
+use super::output::{Collector, ExitStatus, OutputStream};
 use super::stop::{
     group_marker_line, marker_line, nonce, password_line, spawn_reaper, PidMarker, Reaped,
     StopPlan, StopReason, Stopping, EXIT_DRAIN,
@@ -156,8 +156,8 @@ fn deliver(
     collector: &mut Collector,
     marker: &mut Option<PidMarker>,
     watch: &mut Option<PromptWatch>,
-    marker_stream: Stream,
-    stream: Stream,
+    marker_stream: OutputStream,
+    stream: OutputStream,
     data: &[u8],
 ) {
     let Some(m) = marker.as_mut().filter(|_| stream == marker_stream) else {
@@ -213,7 +213,11 @@ impl Driver {
         let password = sudo.as_ref().and_then(|b| b.secret().cloned());
 
         // The marker comes on stderr, or on stdout through a pty.
-        let marker_stream = if pty { Stream::Stdout } else { Stream::Stderr };
+        let marker_stream = if pty {
+            OutputStream::Stdout
+        } else {
+            OutputStream::Stderr
+        };
         let pid = |marker: &Option<PidMarker>| marker.as_ref().and_then(PidMarker::pid);
 
         let mut status: Option<ExitStatus> = None;
@@ -274,13 +278,13 @@ impl Driver {
                 msg = read.wait(), if !closed => match msg {
                     None | Some(ChannelMsg::Close) => closed = true,
                     Some(ChannelMsg::Data { data }) => {
-                        deliver(collector, &mut marker, &mut watch, marker_stream, Stream::Stdout, &data);
+                        deliver(collector, &mut marker, &mut watch, marker_stream, OutputStream::Stdout, &data);
                         if let Some(until) = drain_until.as_mut() {
                             *until = Instant::now() + EXIT_DRAIN;
                         }
                     }
                     Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
-                        deliver(collector, &mut marker, &mut watch, marker_stream, Stream::Stderr, &data);
+                        deliver(collector, &mut marker, &mut watch, marker_stream, OutputStream::Stderr, &data);
                         let started = pid(&marker).is_some();
                         match watch.as_ref().map(PromptWatch::prompts) {
                             // sudo asks for the password: once, it gets it; again, it

@@ -6,7 +6,7 @@ use std::process::Stdio;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{sleep_until, Instant};
 
-use super::output::{Collector, ExitStatus, Stream};
+use super::output::{Collector, ExitStatus, OutputStream};
 use super::stop::{StopPlan, StopReason, Stopping, EXIT_DRAIN};
 use super::{Command, RunEnd};
 use crate::error::{Error, ErrorKind, Result};
@@ -76,7 +76,7 @@ pub(super) async fn run(
             n = out.read(&mut out_buf), if out_open => match n {
                 Ok(0) | Err(_) => out_open = false,
                 Ok(n) => {
-                    collector.push(Stream::Stdout, out_buf.get(..n).unwrap_or_default());
+                    collector.push(OutputStream::Stdout, out_buf.get(..n).unwrap_or_default());
                     if let Some(until) = drain_until.as_mut() {
                         *until = Instant::now() + EXIT_DRAIN;
                     }
@@ -85,7 +85,7 @@ pub(super) async fn run(
             n = err.read(&mut err_buf), if err_open => match n {
                 Ok(0) | Err(_) => err_open = false,
                 Ok(n) => {
-                    collector.push(Stream::Stderr, err_buf.get(..n).unwrap_or_default());
+                    collector.push(OutputStream::Stderr, err_buf.get(..n).unwrap_or_default());
                     if let Some(until) = drain_until.as_mut() {
                         *until = Instant::now() + EXIT_DRAIN;
                     }

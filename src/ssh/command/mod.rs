@@ -18,7 +18,7 @@ use crate::error::{fmt_duration, Error, ErrorKind, Phase, Result};
 use crate::ssh::quote::shell_quote;
 use crate::ssh::session::Session;
 
-pub use output::{DataCallback, ExitStatus, Output, Stream};
+pub use output::{DataCallback, ExitStatus, Output, OutputStream};
 pub use sudo::Become;
 
 use output::Collector;

@@ -190,7 +190,7 @@ impl fmt::Debug for Output {
 
 /// Which output stream a chunk came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
+pub enum OutputStream {
     /// Standard output.
     Stdout,
     /// Standard error.
@@ -199,7 +199,7 @@ pub enum Stream {
 
 /// Called with every chunk of output as it arrives (see
 /// [`Command::on_data`](crate::Command::on_data)).
-pub type DataCallback = Arc<dyn Fn(Stream, &[u8]) + Send + Sync>;
+pub type DataCallback = Arc<dyn Fn(OutputStream, &[u8]) + Send + Sync>;
 
 /// Output kept so far, each stream capped, every chunk shown to the callback first.
 pub(super) struct Collector {
@@ -223,7 +223,7 @@ impl Collector {
         }
     }
 
-    pub(super) fn push(&mut self, stream: Stream, data: &[u8]) {
+    pub(super) fn push(&mut self, stream: OutputStream, data: &[u8]) {
         if data.is_empty() {
             return;
         }
@@ -231,10 +231,10 @@ impl Collector {
             cb(stream, data);
         }
         match stream {
-            Stream::Stdout => {
+            OutputStream::Stdout => {
                 append_capped(&mut self.stdout, data, self.cap, &mut self.stdout_truncated)
             }
-            Stream::Stderr => {
+            OutputStream::Stderr => {
                 append_capped(&mut self.stderr, data, self.cap, &mut self.stderr_truncated)
             }
         }

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{io_kind, local_error, temp_name, TransferOptions, TransferStats};
 use crate::error::{Error, ErrorKind, Result};
-use crate::ssh::command::{Become, StdinFile, Stream};
+use crate::ssh::command::{Become, OutputStream, StdinFile};
 use crate::ssh::quote::shell_quote;
 use crate::ssh::session::Session;
 
@@ -306,7 +306,7 @@ impl Session {
             .max_output(KEEP_OUTPUT)
             .cancel_on(stop.clone())
             .on_data(Arc::new(move |stream, data| {
-                if stream != Stream::Stdout {
+                if stream != OutputStream::Stdout {
                     return;
                 }
                 if let Ok(mut sink) = writer.lock() {
