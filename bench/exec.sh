@@ -15,7 +15,8 @@
 # Environment: HOSTS, RUNS (default 3), PAR (default 100), TOOLS (space-separated subset
 # of: rexec parallel-ssh clush pdsh ansible pssh-lib mpssh-rstp fabric), RUNS_<tool> (fewer runs for one
 # tool, e.g. RUNS_ansible=1), LATENCY_MS (latency scenario, 20), OUTPUT_MB (output
-# scenario, 10), MEASURE_TIMEOUT (seconds before a tool is stopped, 900).
+# scenario, 10), MEASURE_TIMEOUT (seconds before a tool is stopped, 900), REXEC_BEFORE
+# (another rexec binary, measured as "rexec-before" next to rexec in fanout and latency).
 set -euo pipefail
 SCENARIO=${1:-fanout}
 # The command line as given, for the results file.
@@ -67,6 +68,9 @@ round_true() {
     if [ -n "$par" ]; then f=(-f "$par"); p=(-p "$par"); a=(-f "$par"); l=$par; fi
     uses rexec && measure "rexec$tag" 'expect "ok (exit 0)" "$HOSTS"' -- \
         "${RX[@]}" "${f[@]}" true
+    # REXEC_BEFORE: another build of rexec (an older commit), for before/after figures.
+    [ -n "${REXEC_BEFORE:-}" ] && uses rexec && measure "rexec-before$tag" \
+        'expect "ok (exit 0)" "$HOSTS"' -- "$REXEC_BEFORE" "${RX[@]:1}" "${f[@]}" true
     uses parallel-ssh && measure "parallel-ssh$tag" 'expect "\[SUCCESS\]" "$HOSTS"' -- \
         parallel-ssh "${p[@]}" -h "$W/fleet.txt" -x "-F $W/ssh_config" true
     uses clush && measure "clush$tag" '[ ! -s "$W/last.err" ]' -- \

@@ -16,7 +16,9 @@ MPSSH_REPO=${MPSSH_REPO:-/work/.mirror/z-image+mpssh-rstp/repo}
 peers_install() {
     mkdir -p "$PEERS"
     MPSSH=()
-    if [ -d "$PEERS/mpssh-rstp" ] || { [ -d "$MPSSH_REPO" ] && git clone -q "$MPSSH_REPO" "$PEERS/mpssh-rstp"; }; then
+    if [[ " ${TOOLS:-mpssh-rstp} " != *" mpssh-rstp "* ]]; then
+        :   # not asked for: not built
+    elif [ -d "$PEERS/mpssh-rstp" ] || { [ -d "$MPSSH_REPO" ] && git clone -q "$MPSSH_REPO" "$PEERS/mpssh-rstp"; }; then
         (cd "$PEERS/mpssh-rstp" && cargo build --release --quiet)
         local home=$W/mpssh-home
         mkdir -p "$home/.ssh"

@@ -6,9 +6,10 @@ LOG lines are `CONN MS DIR BYTES` (DIR `>` client to server, `<` back), as the p
 them. The client sends a `>` chunk when the proxy reads it; it receives a `<` chunk half a
 round trip after the proxy read it. Chunks of one direction less than 2 ms apart form one
 burst. A round trip is one wait of the client: a burst it receives and then answers (or
-ends with), counted as the client's time from the last burst it sent to that answer,
-in RTTs (rounded to halves: the server's identification comes unasked, half an RTT after
-the connection). The last line is `round trips: N`, N the sum of those waits (rounded).
+ends with); each is annotated with the client's time from the last burst it sent, in
+RTTs rounded to halves (more than 1 RTT when the server's CPU was slow to answer, e.g. on
+a loaded machine; the server's identification comes unasked). The last lines are the
+span in RTTs and `round trips: N`, N the number of waits.
 """
 
 import sys
@@ -39,7 +40,7 @@ def main():
             bursts[-1][4] += 1
         else:
             bursts.append([t, d, n, t, 1])
-    waited = 0.0
+    waits = 0
     last_sent = 0.0
     for i, (t, d, n, _, chunks) in enumerate(bursts):
         note = ""
@@ -49,13 +50,12 @@ def main():
             answered = i + 1 == len(bursts) or bursts[i + 1][1] == ">"
             if answered:
                 wait = round(2 * (t - last_sent) / rtt) / 2
-                if wait > 0:
-                    waited += wait
-                    note = f"  <- waited {wait:g} RTT"
+                waits += 1
+                note = f"  <- wait {waits}: {wait:g} RTT"
         arrow = "client -> server" if d == ">" else "server -> client"
         print(f"{t:8.1f} ms  {arrow}  {n:6d} bytes in {chunks} chunk(s){note}")
     print(f"span: {bursts[-1][3] - bursts[0][0]:.1f} ms = {(bursts[-1][3] - bursts[0][0]) / rtt:.2f} RTT")
-    print(f"round trips: {waited:g}")
+    print(f"round trips: {waits}")
 
 
 main()
