@@ -84,7 +84,7 @@ round_true() {
         "$PYTHON" "$ROOT/bench/pssh_lib.py" "$W/pssh_lib_hosts" "$W/user_key" "$l" 1 true
     # mpssh-rstp: default parallelism 100, its default 10 ms pause between hosts set to 0.
     ACCEPTED=$(accepted)
-    uses mpssh-rstp && measure "mpssh-rstp$tag" \
+    uses mpssh-rstp && [ "${#MPSSH[@]}" -gt 0 ] && measure "mpssh-rstp$tag" \
         '[ ! -s "$W/last.out" ] && [ $(( $(accepted) - ACCEPTED )) = "$HOSTS" ]' -- \
         "${MPSSH[@]}" -p "$l" -f "$W/mpssh_hosts" true
     # Fabric's ThreadingGroup: one thread per host, all at once (no parallelism limit).
@@ -120,7 +120,7 @@ round_output() {
         "${ANS[@]}" -f "$PAR" -a "sh -c '$BIG'"
     uses pssh-lib && measure "pssh-lib" 'expect "lines=$LINES" "$HOSTS"' -- \
         "$PYTHON" "$ROOT/bench/pssh_lib.py" "$W/pssh_lib_hosts" "$W/user_key" "$PAR" 1 "$BIG"
-    uses mpssh-rstp && measure "mpssh-rstp" 'expect " -> $LINE\$" "$total"' -- \
+    uses mpssh-rstp && [ "${#MPSSH[@]}" -gt 0 ] && measure "mpssh-rstp" 'expect " -> $LINE\$" "$total"' -- \
         "${MPSSH[@]}" -p "$PAR" -f "$W/mpssh_hosts" "$BIG"
     uses fabric && measure "fabric" 'expect "lines=$LINES" "$HOSTS"' -- \
         "${FABRIC[@]}" "$BIG"

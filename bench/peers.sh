@@ -24,11 +24,12 @@ peers_install() {
         mkdir -p "$home/.ssh"
         cp "$W/known_hosts" "$home/.ssh/known_hosts"
         if [ -z "${MPSSH_AGENT_PID:-}" ]; then
-            eval "$(ssh-agent -s -a "$W/mpssh-agent.sock")" >/dev/null
-            MPSSH_AGENT_PID=$SSH_AGENT_PID
-            PIDS+=("$SSH_AGENT_PID")
-            SSH_AGENT_PID= ssh-add -q "$W/user_key" </dev/null
-            unset SSH_AUTH_SOCK SSH_AGENT_PID
+            # Its own agent on its own socket; the other tools never see it.
+            local agent
+            agent=$(ssh-agent -s -a "$W/mpssh-agent.sock" | sed -n 's/^SSH_AGENT_PID=\([0-9]*\);.*/\1/p')
+            MPSSH_AGENT_PID=$agent
+            PIDS+=("$agent")
+            SSH_AUTH_SOCK="$W/mpssh-agent.sock" ssh-add -q "$W/user_key" </dev/null
         fi
         # Addresses, not names: mpssh-rstp has no ssh_config.
         local i
