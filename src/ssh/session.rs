@@ -1228,8 +1228,10 @@ async fn try_methods(
     // first attempt anyway, and its answer lists the allowed methods just as well; this
     // saves a round trip. (sshd does not count "none" against MaxAuthTries, but it does
     // count a refused key, which is spent here either way.)
-    let keys_first = order.first() == Some(&AuthMethod::PublicKey)
-        && (!creds.identities().is_empty() || !creds.certificates().is_empty());
+    // (Not for certificate files alone: one whose key is in no file nor agent is never
+    // offered, and the error should still say what the server allows.)
+    let keys_first =
+        order.first() == Some(&AuthMethod::PublicKey) && !creds.identities().is_empty();
     let allowed = if keys_first {
         None
     } else {
