@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2016,SC2034  # result checks are strings that measure() evals later
 # Command fan-out benchmarks of issue 5: rexec against parallel-ssh (pssh), clush
-# (clustershell), pdsh, Ansible (ad-hoc, `command` module) and the Python parallel-ssh
-# library, on loopback hosts, as plain users with no shell start-up files. Not a test:
+# (clustershell), pdsh, Ansible (ad-hoc, `command` module), the Python parallel-ssh
+# library, and (issue 13) mpssh-rstp and Fabric (bench/peers.sh), on loopback hosts, as
+# plain users with no shell start-up files. Not a test:
 # it prints figures and writes bench/results/exec-<scenario>-<date>.md.
 #
 #   bench/exec.sh fanout      # `true` on HOSTS hosts (default 100), parallelism 100
@@ -12,17 +13,20 @@
 #   bench/exec.sh reuse       # the same command twice on 100 hosts: one client vs two runs
 #
 # Environment: HOSTS, RUNS (default 3), PAR (default 100), TOOLS (space-separated subset
-# of: rexec parallel-ssh clush pdsh ansible pssh-lib), RUNS_<tool> (fewer runs for one
+# of: rexec parallel-ssh clush pdsh ansible pssh-lib mpssh-rstp fabric), RUNS_<tool> (fewer runs for one
 # tool, e.g. RUNS_ansible=1), LATENCY_MS (latency scenario, 20), OUTPUT_MB (output
-# scenario, 10), MEASURE_TIMEOUT (seconds before a tool is stopped, 900).
+# scenario, 10), MEASURE_TIMEOUT (seconds before a tool is stopped, 900), REXEC_BEFORE
+# (another rexec binary, measured as "rexec-before" next to rexec in fanout and latency).
 set -euo pipefail
 SCENARIO=${1:-fanout}
 # The command line as given, for the results file.
 CMDLINE="$(env | grep -E '^(HOSTS|RUNS|RUNS_[a-z_]+|PAR|TOOLS|LATENCY_MS|OUTPUT_MB|MEASURE_TIMEOUT)=' | sed -E "s/=(.* .*)/='\1'/" | sort | tr '\n' ' ')bench/exec.sh $SCENARIO"
 RUNS=${RUNS:-3}
 PAR=${PAR:-100}
-ALL_TOOLS="rexec parallel-ssh clush pdsh ansible pssh-lib"
+ALL_TOOLS="rexec parallel-ssh clush pdsh ansible pssh-lib mpssh-rstp fabric"
 TOOLS=${TOOLS:-$ALL_TOOLS}
+# mpssh-rstp reaches port 22 only: the fleet's sshd listen there (on their own addresses).
+[[ " $TOOLS " == *" mpssh-rstp "* ]] && export FLEET_PORT=22
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 unset SSH_AUTH_SOCK
@@ -38,6 +42,12 @@ esac
 [ "$SCENARIO" = latency ] && LATENCY_MS=${LATENCY_MS:-20}
 bench_setup "exec-$SCENARIO" "$HOSTS" 0
 RANGE=$(fleet_range)
+# shellcheck source=bench/peers.sh
+source "$ROOT/bench/peers.sh"
+[[ " $TOOLS " == *" mpssh-rstp "* || " $TOOLS " == *" fabric "* ]] && peers_install
+# Logins the fleet's sshd accepted so far (mpssh-rstp's result check: it prints nothing
+# for a host whose command succeeded silently, and reports some channel errors as success).
+accepted() { cat "$W"/sshd*.log | grep -c "Accepted publickey" || true; }
 export PDSH_SSH_ARGS="-F $W/ssh_config %h"
 RX=("$REXEC" -i "$W/hosts.toml" --no-agent -q -l "$RANGE")
 ANS=("$ANSIBLE" all -i "$W/ansible.ini" -m command)
@@ -58,6 +68,9 @@ round_true() {
     if [ -n "$par" ]; then f=(-f "$par"); p=(-p "$par"); a=(-f "$par"); l=$par; fi
     uses rexec && measure "rexec$tag" 'expect "ok (exit 0)" "$HOSTS"' -- \
         "${RX[@]}" "${f[@]}" true
+    # REXEC_BEFORE: another build of rexec (an older commit), for before/after figures.
+    [ -n "${REXEC_BEFORE:-}" ] && uses rexec && measure "rexec-before$tag" \
+        'expect "ok (exit 0)" "$HOSTS"' -- "$REXEC_BEFORE" "${RX[@]:1}" "${f[@]}" true
     uses parallel-ssh && measure "parallel-ssh$tag" 'expect "\[SUCCESS\]" "$HOSTS"' -- \
         parallel-ssh "${p[@]}" -h "$W/fleet.txt" -x "-F $W/ssh_config" true
     uses clush && measure "clush$tag" '[ ! -s "$W/last.err" ]' -- \
@@ -69,6 +82,14 @@ round_true() {
     # The library's default pool_size is 100 (there is no "default" run without one).
     uses pssh-lib && measure "pssh-lib$tag" 'expect "exit=0" "$HOSTS"' -- \
         "$PYTHON" "$ROOT/bench/pssh_lib.py" "$W/pssh_lib_hosts" "$W/user_key" "$l" 1 true
+    # mpssh-rstp: default parallelism 100, its default 10 ms pause between hosts set to 0.
+    ACCEPTED=$(accepted)
+    uses mpssh-rstp && [ "${#MPSSH[@]}" -gt 0 ] && measure "mpssh-rstp$tag" \
+        '[ ! -s "$W/last.out" ] && [ $(( $(accepted) - ACCEPTED )) = "$HOSTS" ]' -- \
+        "${MPSSH[@]}" -p "$l" -f "$W/mpssh_hosts" true
+    # Fabric's ThreadingGroup: one thread per host, all at once (no parallelism limit).
+    uses fabric && measure "fabric$tag" 'expect "exit=0" "$HOSTS"' -- \
+        "${FABRIC[@]}" true
     return 0
 }
 
@@ -99,6 +120,10 @@ round_output() {
         "${ANS[@]}" -f "$PAR" -a "sh -c '$BIG'"
     uses pssh-lib && measure "pssh-lib" 'expect "lines=$LINES" "$HOSTS"' -- \
         "$PYTHON" "$ROOT/bench/pssh_lib.py" "$W/pssh_lib_hosts" "$W/user_key" "$PAR" 1 "$BIG"
+    uses mpssh-rstp && [ "${#MPSSH[@]}" -gt 0 ] && measure "mpssh-rstp" 'expect " -> $LINE\$" "$total"' -- \
+        "${MPSSH[@]}" -p "$PAR" -f "$W/mpssh_hosts" "$BIG"
+    uses fabric && measure "fabric" 'expect "lines=$LINES" "$HOSTS"' -- \
+        "${FABRIC[@]}" "$BIG"
     return 0
 }
 
@@ -139,6 +164,14 @@ TOOLNOTE="parallel-ssh, clush and pdsh run OpenSSH's ssh (one process per host);
 (ansible-core, ad-hoc, \`command\` module, no ControlPersist between runs) runs ssh and a
 Python module on each host; pssh-lib is the Python parallel-ssh library (libssh2, no host key
 check; bench/pssh_lib.py). $(ansible_version); $(pssh_lib_version)."
+if [[ " $TOOLS " == *" mpssh-rstp "* || " $TOOLS " == *" fabric "* ]]; then
+    TOOLNOTE="$TOOLNOTE mpssh-rstp ($(mpssh_version), built from source with cargo outside rexec's tree;
+russh 0.57) authenticates through its own ssh-agent holding the fleet's key and checks host keys
+against the fleet's known_hosts (russh's check_known_hosts; an unknown key fails the host), port 22
+only; run with -d 0 (its default pauses 10 ms between hosts). Fabric ($(fabric_version)) runs
+through bench/fabric_exec.py: ThreadingGroup, one thread per host, known_hosts loaded and unknown
+keys refused (paramiko RejectPolicy)."
+fi
 case $SCENARIO in
     fanout)
         REPORT_NAME=exec-fanout-${HOSTS}hosts

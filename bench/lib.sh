@@ -74,7 +74,9 @@ PIDS=()
 bench_cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
 
 start_sshd() { # name first last   (at most 16 addresses per sshd)
-    local port; port=$(free_port)
+    # FLEET_PORT=22: every sshd on port 22 of its own addresses (mpssh-rstp knows no
+    # other port); otherwise a free port.
+    local port; port=${FLEET_PORT:-$(free_port)}
     {
         echo "Port $port"
         for i in $(seq "$2" "$3"); do echo "ListenAddress $(addr "$i")"; done
@@ -139,7 +141,8 @@ bench_setup() { # name hosts per_host_users
     key=$(cut -d' ' -f1,2 "$W/host_key.pub")
     for i in $(seq 0 "$HOSTS"); do
         a=$(client_addr "$i"); p=${PORT[$i]}; u=$(host_user "$i"); n=$(node "$i")
-        echo "[$a]:$p $key" >>"$W/known_hosts"
+        # OpenSSH's form: a bare address for port 22, [address]:port otherwise.
+        if [ "$p" = 22 ]; then echo "$a $key"; else echo "[$a]:$p $key"; fi >>"$W/known_hosts"
         printf 'Host %s\n  HostName %s\n  Port %s\n  User %s\n' "$n" "$a" "$p" "$u" >>"$W/ssh_config"
         echo "$n = { address = \"$a\", port = $p, user = \"$u\" }" >>"$W/hosts.toml"
         echo "$a:$p $(addr "$i"):$p" >>"$W/proxy.map"

@@ -10,6 +10,8 @@
 #   RUNS=5 SIZE_MIB=1024 FLEET_MIB=64 HOSTS=20 bench/transfer.sh
 #   OUT_NAME=transfer-foo bench/transfer.sh   # results in bench/results/transfer-foo.md
 #   STORAGE=tmpfs bench/transfer.sh           # one storage only (default "tmpfs disk")
+#   SCENARIOS=fleet bench/transfer.sh         # some of: put get fleet (default all three)
+#   REXEC_BEFORE=path/to/rexec bench/transfer.sh  # also "rexec-before" in the fleet lines
 #
 # Needs root (it creates the users rexec-bench00..20 with a minimal shell and starts
 # throw-away sshd servers on 127.1.0.1-21, see bench/lib.sh). Everything runs on this
@@ -86,6 +88,7 @@ g_sftp() { rm -rf "$L/dl"; mkdir -p "$L/dl"; tmeasure "$G: sftp" "$DL_OK" -- sh 
 g_sftp_gcm() { rm -rf "$L/dl"; mkdir -p "$L/dl"; tmeasure "$G: sftp -c aes256-gcm" "$DL_OK" -- sh -c "echo 'get src.bin $L/dl/src.bin' | sftp -q -c aes256-gcm@openssh.com -b - ${SSHF[*]} $N0"; }
 g_scp() { rm -rf "$L/dl"; mkdir -p "$L/dl"; tmeasure "$G: scp" "$DL_OK" -- scp -q "${SSHF[@]}" "$N0:src.bin" "$L/dl/src.bin"; }
 f_rexec() { fleet_clean; tmeasure "$F: rexec" fleet_ok -- "${RX[@]}" -l "$(fleet_range)" put "$L/fleet.bin" fleet.bin; }
+f_rexec_before() { fleet_clean; tmeasure "$F: rexec-before" fleet_ok -- "$REXEC_BEFORE" -i "$W/hosts.toml" --no-agent -q -l "$(fleet_range)" put "$L/fleet.bin" fleet.bin; }
 f_rexec_nofsync() { fleet_clean; tmeasure "$F: rexec --no-fsync" fleet_ok -- "${RX[@]}" -l "$(fleet_range)" put --no-fsync "$L/fleet.bin" fleet.bin; }
 # parallel-scp runs `scp -C` (compression on) by default; it is measured as it comes.
 f_pscp() { fleet_clean; tmeasure "$F: parallel-scp" fleet_ok -- parallel-scp -p "$HOSTS" -h "$W/fleet.txt" -x "-F $W/ssh_config" "$L/fleet.bin" fleet.bin; }
@@ -106,13 +109,15 @@ for storage in $STORAGE; do
     F="put ${FLEET_MIB}MiB x${HOSTS} ($storage)"
     PUTS=(p_rexec p_rexec_nofsync p_sftp p_sftp_gcm p_scp)
     [ "$storage" = disk ] && PUTS+=(p_dd)
+    FLEET_FNS=(f_rexec f_rexec_nofsync f_pscp f_clush)
+    [ -n "${REXEC_BEFORE:-}" ] && FLEET_FNS+=(f_rexec_before)
     for run in $(seq 1 "$RUNS"); do
         echo "$storage: run $run/$RUNS"
-        rotated "$run" "${PUTS[@]}"
+        [[ " ${SCENARIOS:-put get fleet} " == *" put "* ]] && rotated "$run" "${PUTS[@]}"
         rm -f "$HOME0/up.bin"
-        rotated "$run" g_rexec g_rexec_nofsync g_sftp g_sftp_gcm g_scp
+        [[ " ${SCENARIOS:-put get fleet} " == *" get "* ]] && rotated "$run" g_rexec g_rexec_nofsync g_sftp g_sftp_gcm g_scp
         rm -rf "$L/dl"
-        rotated "$run" f_rexec f_rexec_nofsync f_pscp f_clush
+        [[ " ${SCENARIOS:-put get fleet} " == *" fleet "* ]] && rotated "$run" "${FLEET_FNS[@]}"
         fleet_clean
     done
     rm -f "$L/big.bin" "$L/fleet.bin" "$HOME0/src.bin"

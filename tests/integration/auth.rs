@@ -210,6 +210,24 @@ async fn methods_are_tried_in_order_until_one_works() {
     );
 }
 
+/// Without the `none` request (skipped when a key file comes first, issue 13), the first
+/// key's refusal is what tells rexec the allowed methods: a server that takes no public
+/// keys at all must still get the password.
+#[tokio::test]
+async fn a_key_file_first_still_falls_back_to_the_password_on_a_server_without_publickey() {
+    let sshd = Sshd::start_with(SshdConfig {
+        extra: vec!["PubkeyAuthentication no".into()],
+        ..SshdConfig::default()
+    });
+    let key = sshd.new_user_key("id_refused", "ed25519", "");
+    let mut creds = Credentials::new();
+    creds
+        .identity(Identity::from_file(&key, None).unwrap())
+        .agent(Agent::Off)
+        .password(Sshd::password());
+    assert_eq!(whoami(&sshd, creds).await.unwrap(), harness::TEST_USER);
+}
+
 #[tokio::test]
 async fn no_credentials_at_all_says_so() {
     let sshd = Sshd::start();

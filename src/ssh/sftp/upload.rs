@@ -16,6 +16,17 @@ use super::{
 };
 use crate::error::{Error, ErrorKind, Result};
 
+/// Bytes of upload data in flight at once across every upload of the process (read from
+/// the source, not yet acknowledged by the server). Each upload keeps up to
+/// [`WRITES_IN_FLIGHT`] chunks of 255 KiB in flight (4 MiB, twice the server's window);
+/// a fan-out `put` to 20 hosts held 80 MiB of them. 64 MiB still leaves every upload more
+/// than the 2 MiB window that limits it, up to 32 hosts at once.
+pub(crate) const UPLOAD_BUFFER_CAP: usize = 64 * 1024 * 1024;
+
+/// The shared budget of [`UPLOAD_BUFFER_CAP`] bytes.
+static UPLOAD_BUFFERS: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(UPLOAD_BUFFER_CAP);
+
 /// How an uploaded file is finished: final permission bits, modification time (none:
 /// the server's clock), and whether to fsync.
 #[derive(Clone, Copy)]
@@ -416,6 +427,24 @@ impl Sftp {
         };
         loop {
             while !eof && in_flight.len() < WRITES_IN_FLIGHT && !options.is_cancelled() {
+                // A chunk's bytes come out of the shared budget before it is read and go
+                // back when the server acknowledges it. An upload that has writes in
+                // flight never waits for the budget (it waits for its own writes, which
+                // return budget); one with none waits, holding none, so no deadlock.
+                let permits = u32::try_from(self.chunk.min(UPLOAD_BUFFER_CAP)).unwrap_or(u32::MAX);
+                let permit = match UPLOAD_BUFFERS.try_acquire_many(permits) {
+                    Ok(permit) => permit,
+                    Err(_) if !in_flight.is_empty() => break,
+                    Err(_) => tokio::select! {
+                        biased;
+                        () = options.cancelled() => return Err(interrupted(acked)),
+                        permit = UPLOAD_BUFFERS.acquire_many(permits) => {
+                            permit.map_err(|_| {
+                                Error::new(ErrorKind::LocalIo, "the upload buffer budget is closed")
+                            })?
+                        }
+                    },
+                };
                 let mut buf = vec![0u8; self.chunk];
                 let mut filled = 0;
                 while filled < buf.len() {
@@ -444,7 +473,10 @@ impl Sftp {
                 let raw = self.raw.clone();
                 let handle = handle.to_owned();
                 let at = offset;
-                in_flight.push(async move { raw.write(handle, at, buf).await.map(|_| len) });
+                in_flight.push(async move {
+                    let _permit = permit;
+                    raw.write(handle, at, buf).await.map(|_| len)
+                });
                 offset += len;
             }
             let next = tokio::select! {
