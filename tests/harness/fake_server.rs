@@ -232,10 +232,8 @@ impl russh::server::Handler for Connection {
             let _kept = kept;
             for step in steps {
                 let sent = match step {
-                    Step::Stdout(bytes) => handle.data(channel, bytes.into()).await.is_ok(),
-                    Step::Stderr(bytes) => {
-                        handle.extended_data(channel, 1, bytes.into()).await.is_ok()
-                    }
+                    Step::Stdout(bytes) => handle.data(channel, bytes).await.is_ok(),
+                    Step::Stderr(bytes) => handle.extended_data(channel, 1, bytes).await.is_ok(),
                     Step::Eof => handle.eof(channel).await.is_ok(),
                     Step::ExitStatus(code) => {
                         handle.exit_status_request(channel, code).await.is_ok()
