@@ -150,6 +150,28 @@ async fn an_exit_signal_instead_of_a_status_is_killed_with_its_name() {
 }
 
 #[tokio::test]
+async fn a_reply_larger_than_max_output_is_cut_and_the_status_kept() {
+    // One 8 MiB data message (russh splits it into packets of the client's size) and as
+    // much on stderr, against a 64 KiB limit: the rest is read and dropped.
+    let big = vec![b'o'; 8 << 20];
+    let (_server, session) = server(vec![
+        Step::Stdout(big.clone()),
+        Step::Stderr(big),
+        Step::ExitStatus(7),
+        Step::Eof,
+        Step::Close,
+    ])
+    .await;
+    let output = within(session.command("work").max_output(64 * 1024).output())
+        .await
+        .unwrap();
+    assert_eq!(output.status, ExitStatus::Exited(7));
+    assert_eq!(output.stdout.len(), 64 * 1024);
+    assert_eq!(output.stderr.len(), 64 * 1024);
+    assert!(output.stdout_truncated && output.stderr_truncated);
+}
+
+#[tokio::test]
 async fn a_connection_dropped_before_the_status_is_an_error_not_a_result() {
     let result = run(vec![out(b"partial"), Step::Disconnect]).await;
     let error = result.unwrap_err();
