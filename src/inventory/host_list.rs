@@ -204,7 +204,10 @@ mod tests {
         }
     }
 
-    fn hosts(list: &str) -> Vec<(String, Option<String>, Option<u16>, Option<String>)> {
+    /// Name, address, port and user of a parsed host.
+    type Parsed = (String, Option<String>, Option<u16>, Option<String>);
+
+    fn hosts(list: &str) -> Vec<Parsed> {
         parse(list, &HostSettings::default())
             .unwrap_or_else(|e| panic!("{list:?}: {e}"))
             .hosts()
@@ -220,12 +223,7 @@ mod tests {
             .collect()
     }
 
-    fn host(
-        name: &str,
-        address: Option<&str>,
-        port: Option<u16>,
-        user: Option<&str>,
-    ) -> (String, Option<String>, Option<u16>, Option<String>) {
+    fn host(name: &str, address: Option<&str>, port: Option<u16>, user: Option<&str>) -> Parsed {
         (
             name.to_owned(),
             address.map(str::to_owned),
