@@ -22,6 +22,7 @@ mod jump;
 mod jump_measure;
 mod key_formats;
 mod lifecycle;
+mod odd_peers;
 mod peers;
 mod pool;
 mod rollout;

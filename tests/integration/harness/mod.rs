@@ -778,6 +778,7 @@ impl Sshd {
 }
 
 pub mod cli;
+pub mod fake_server;
 
 /// `is_listening` for an IPv6 address (`"::1"` in `SshdConfig::addresses`), read from
 /// /proc/net/tcp6: the address is four 32-bit words, each in host (little-endian) order.
