@@ -8,7 +8,7 @@ use indexmap::IndexMap;
 use crate::ssh::HostKeyPolicy;
 
 /// The most hosts one run takes: one range, a whole `-H` list or a whole inventory with
-/// more is an error ([`ErrorKind::InvalidInput`]) before anything is allocated for them.
+/// more is an error ([`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput)) before anything is allocated for them.
 pub const MAX_HOSTS: usize = 100_000;
 
 /// The longest host name or address, in bytes (a DNS name has at most 253).
