@@ -89,7 +89,9 @@ impl Outcome {
     /// The outcome of an error. A deadline that passed before the command started is
     /// not `TimedOut` (the command never ran): connect and handshake deadlines are
     /// `Unreachable`, the authentication deadline `AuthFailed`, as Ansible reports a
-    /// connection timeout as unreachable.
+    /// connection timeout as unreachable. A connection dropped in those phases
+    /// ([`ErrorKind::Disconnected`]) is classified the same way; `ConnectionLost` is a
+    /// connection lost once the command had started (or with no phase).
     pub fn of_error(error: &Error) -> Outcome {
         match error.kind() {
             ErrorKind::Timeout => match error.phase() {
@@ -101,7 +103,13 @@ impl Outcome {
             ErrorKind::HostKeyUnknown | ErrorKind::HostKeyChanged => Outcome::HostKeyRejected,
             ErrorKind::Auth | ErrorKind::KeyFile | ErrorKind::Agent => Outcome::AuthFailed,
             ErrorKind::Become => Outcome::BecomeFailed,
-            ErrorKind::Disconnected => Outcome::ConnectionLost,
+            // A drop before the command started (a server past MaxStartups, after the
+            // retries): the command never ran, as for a deadline in the same phase.
+            ErrorKind::Disconnected => match error.phase() {
+                Some(Phase::Connect | Phase::Handshake) => Outcome::Unreachable,
+                Some(Phase::Auth) => Outcome::AuthFailed,
+                Some(Phase::Command) | None => Outcome::ConnectionLost,
+            },
             ErrorKind::Interrupted => Outcome::Interrupted,
             ErrorKind::NotStarted => Outcome::NotStarted,
             ErrorKind::CommandFailed => match error.output() {
@@ -527,6 +535,18 @@ mod tests {
         // whatever phase it names, and a timeout with no phase is the command's.
         let refused = Error::new(ErrorKind::Connect, "refused").in_phase(Phase::Command);
         assert_eq!(Outcome::of_error(&refused), Outcome::Unreachable);
+        // A drop before the command is not a lost command either (exit 3, not 4).
+        for (phase, outcome) in [
+            (Phase::Connect, Outcome::Unreachable),
+            (Phase::Handshake, Outcome::Unreachable),
+            (Phase::Auth, Outcome::AuthFailed),
+            (Phase::Command, Outcome::ConnectionLost),
+        ] {
+            let dropped = Error::new(ErrorKind::Disconnected, "dropped").in_phase(phase);
+            assert_eq!(Outcome::of_error(&dropped), outcome, "{phase:?}");
+        }
+        assert_eq!(Outcome::Unreachable.exit().code(), 3);
+        assert_eq!(Outcome::ConnectionLost.exit().code(), 4);
         let bare = Error::new(ErrorKind::Timeout, "late");
         assert_eq!(Outcome::of_error(&bare), Outcome::TimedOut);
         assert_eq!(bare.phase(), None);

@@ -209,6 +209,8 @@ async fn sshd_refusing_past_max_startups_is_a_drop() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Disconnected, "{err:#}");
     assert_eq!(err.phase(), Some(Phase::Handshake));
+    // The command never ran: unreachable (exit 3), not a lost connection (4).
+    assert_eq!(Outcome::of_error(&err), Outcome::Unreachable);
     assert_eq!(
         err.to_string(),
         format!(
