@@ -251,14 +251,6 @@ impl<T> Default for Report<T> {
     }
 }
 
-impl<T> Extend<HostResult<T>> for Report<T> {
-    /// Adds results and restores host order.
-    fn extend<I: IntoIterator<Item = HostResult<T>>>(&mut self, iter: I) {
-        self.results.extend(iter);
-        self.results.sort_by_key(|r| r.index);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -306,13 +306,23 @@ impl<'a> IntoFuture for TransferRun<'a> {
             let direction = &direction;
             let options = &options;
             let events = observer.clone();
+            // Each host's position, for its progress events (inventory names are unique).
+            let positions: std::collections::HashMap<&str, usize> = pool
+                .targets()
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.name(), i))
+                .collect();
+            let positions = &positions;
             let results: Report<TransferStats> = Over::Connect(pool)
                 .stream(
                     move |session, target| {
                         let observer = observer.clone();
                         async move {
+                            let index = positions.get(target.name()).copied().unwrap_or(0);
                             super::transfer::one_host(
                                 pool,
+                                index,
                                 session,
                                 target,
                                 direction,
@@ -474,23 +484,10 @@ impl AsyncResult {
                     .with_host(&self.host)
                 })?;
                 self.task = None;
-                self.result = Some(joined.unwrap_or_else(|e| {
-                    HostResult::from_command(
-                        0,
-                        self.host.clone(),
-                        Err(crate::Error::new(
-                            crate::ErrorKind::Interrupted,
-                            format!("the task running the command ended: {e}"),
-                        )
-                        .with_host(&self.host)),
-                        super::Timings::default(),
-                    )
-                }));
+                self.result = Some(task_result(&self.host, joined));
             }
         }
-        self.result.as_ref().ok_or_else(|| {
-            crate::Error::new(crate::ErrorKind::Interrupted, "no result").with_host(&self.host)
-        })
+        Ok(self.result.get_or_insert_with(|| lost(&self.host)))
     }
 
     /// Waits for the result, however long the command takes (within its own deadline).
@@ -498,15 +495,14 @@ impl AsyncResult {
     /// # Cancel safety
     /// As [`AsyncResult::get`].
     pub async fn wait(&mut self) -> &HostResult<Output> {
-        loop {
-            if self.get(std::time::Duration::from_secs(3600)).await.is_ok() {
-                break;
+        if self.result.is_none() {
+            if let Some(task) = self.task.as_mut() {
+                let joined = task.await;
+                self.task = None;
+                self.result = Some(task_result(&self.host, joined));
             }
         }
-        match &self.result {
-            Some(r) => r,
-            None => unreachable_result(),
-        }
+        self.result.get_or_insert_with(|| lost(&self.host))
     }
 
     /// Whether the host finished and its outcome is [`Outcome::Ok`]; `None` before it
@@ -516,9 +512,35 @@ impl AsyncResult {
     }
 }
 
-#[allow(clippy::panic)]
-fn unreachable_result() -> ! {
-    panic!("AsyncResult::wait: the result is set once get returns Ok")
+/// The host's result from its task's end (a task that panicked or was aborted gives an
+/// `interrupted` result naming the host).
+fn task_result(
+    host: &str,
+    joined: std::result::Result<HostResult<Output>, tokio::task::JoinError>,
+) -> HostResult<Output> {
+    joined.unwrap_or_else(|e| {
+        HostResult::from_command(
+            0,
+            host,
+            Err(crate::Error::new(
+                crate::ErrorKind::Interrupted,
+                format!("the task running the command ended: {e}"),
+            )
+            .with_host(host)),
+            super::Timings::default(),
+        )
+    })
+}
+
+/// A result for a host whose task is gone without one (not expected: the task is taken
+/// only once its result is stored).
+fn lost(host: &str) -> HostResult<Output> {
+    HostResult::from_command(
+        0,
+        host,
+        Err(crate::Error::new(crate::ErrorKind::Interrupted, "no result").with_host(host)),
+        super::Timings::default(),
+    )
 }
 
 impl Pool {

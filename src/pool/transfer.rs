@@ -221,8 +221,10 @@ fn check_sudo(direction: &Direction, options: &TransferOptions, targets: &[Targe
 }
 
 /// One host's transfer, with its deadline, cancellation and progress events.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn one_host(
     pool: &Pool,
+    index: usize,
     session: Arc<Session>,
     target: Target,
     direction: &Direction,
@@ -278,7 +280,6 @@ pub(crate) async fn one_host(
     let mut transfer = std::pin::pin!(transfer);
     // Progress events are reported here, on the run's task, as they come.
     let mut sent = 0u64;
-    let index = target_index(pool, &target);
     let mut report = |done: u64, total: u64| {
         if let Some(observer) = observer {
             observer(Event::Progress {
@@ -325,13 +326,4 @@ pub(crate) async fn one_host(
         Err(_) => {}
     }
     Err(Error::new(ErrorKind::Timeout, message))
-}
-
-/// The position of `target` in the pool (for progress events; inventory names are
-/// unique).
-fn target_index(pool: &Pool, target: &Target) -> usize {
-    pool.targets()
-        .iter()
-        .position(|t| t.name() == target.name())
-        .unwrap_or(0)
 }
