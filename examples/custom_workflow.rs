@@ -18,7 +18,7 @@ enum Report {
 
 async fn workflow(session: Arc<Session>, target: Target) -> rexec::Result<Report> {
     let df = session
-        .command("df -Pk /tmp | awk 'NR==2 {print $4}'")
+        .raw_command("df -Pk /tmp | awk 'NR==2 {print $4}'")
         .timeout(Duration::from_secs(10))
         .output()
         .await?
@@ -34,7 +34,7 @@ async fn workflow(session: Arc<Session>, target: Target) -> rexec::Result<Report
     }
     let path = format!("/tmp/rexec-example-{}", target.name());
     session
-        .command("cat >")
+        .raw_command("cat >")
         .arg(&path)
         .stdin(format!("written by rexec for {}\n", target.name()))
         .output()
@@ -47,7 +47,7 @@ async fn workflow(session: Arc<Session>, target: Target) -> rexec::Result<Report
             "the file read back differs",
         ));
     }
-    session.command("rm -f").arg(&path).status().await?;
+    session.command("rm").args(["-f", &path]).status().await?;
     Ok(Report::Written { free_kib })
 }
 

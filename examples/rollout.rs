@@ -45,8 +45,8 @@ async fn run(inventory: &str, group: &str, file: PathBuf, restart: &str) -> rexe
             // fails the host and counts against the budget.
             let sftp = session.sftp().await?;
             sftp.put(file, "/tmp/").await?;
-            session.command(restart).output().await?.check()?;
-            let status = session.command("uptime").output().await?.check()?;
+            session.raw_command(restart).output().await?.check()?;
+            let status = session.raw_command("uptime").output().await?.check()?;
             Ok(status.stdout_lossy().trim().to_owned())
         })
         .observe(|event| match event {

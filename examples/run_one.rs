@@ -71,7 +71,7 @@ async fn run() -> rexec::Result<ExitCode> {
 
     let session = Session::connect(&options).await?;
     let output = session
-        .command(command.join(" "))
+        .raw_command(command.join(" "))
         .timeout(Duration::from_secs(60))
         .output()
         .await?;

@@ -37,7 +37,7 @@ async fn main() -> ExitCode {
             options.mode(0o640);
             session.sudo_put(local, remote, &root, &options).await?;
             session
-                .command(reload.as_str())
+                .raw_command(reload.as_str())
                 .sudo(root)
                 .output()
                 .await?

@@ -20,7 +20,8 @@
 //!
 //! One host: [`ConnectOptions`] describe it, [`Session::connect`] connects with a
 //! deadline per phase, checks the host key against known_hosts ([`HostKeyPolicy`]) and
-//! logs in with [`Credentials`]; [`Session::command`] runs a command and returns its
+//! logs in with [`Credentials`]; [`Session::command`] runs a program with quoted
+//! arguments and [`Session::raw_command`] a shell command line, both returning an
 //! [`Output`].
 //!
 //! ```no_run
@@ -31,7 +32,7 @@
 //! creds.default_identities();
 //! let options = ConnectOptions::new("db1").user("deploy").credentials(creds);
 //! let session = Session::connect(&options).await?;
-//! let out = session.command("df -h").output().await?.check()?;
+//! let out = session.raw_command("df -h").output().await?.check()?;
 //! print!("{}", out.stdout_lossy());
 //! # Ok(()) }
 //! ```

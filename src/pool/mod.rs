@@ -664,7 +664,7 @@ impl Pool {
             CommandLine::Raw(line) => line.to_owned(),
             CommandLine::Template(template) => target.render(template)?,
         };
-        let mut command = session.command(line);
+        let mut command = session.raw_command(line);
         if let Some(t) = target.command_timeout {
             command.timeout(t);
         }

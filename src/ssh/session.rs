@@ -677,10 +677,30 @@ impl Session {
         }
     }
 
-    /// A command to run. `command_line` is shell code, run by the remote user's login
-    /// shell, as with `ssh host 'command line'`; add arguments that must stay single words
-    /// with [`Command::arg`], which quotes them.
-    pub fn command(&self, command_line: impl Into<String>) -> Command<'_> {
+    /// A program to run, like [`std::process::Command::new`]: `program` is one word,
+    /// quoted for the remote shell, so `session.raw_command("ls -l")` looks for a program
+    /// named `ls -l`. Add arguments with [`Command::arg`], which quotes each one; nothing
+    /// in `program` or an argument is ever read as shell code. The names follow the
+    /// `openssh` crate (`command` quotes, `raw_command` does not).
+    ///
+    /// SSH has no argument vector: the server hands one string to the user's login shell
+    /// (RFC 4254 section 6.5, OpenSSH's `session.c`), so the words are quoted for a POSIX
+    /// shell (`sh`, `bash`, `dash`, `zsh`, `ksh`); a host whose login shell is `csh`,
+    /// `fish` or a restricted shell may read them differently.
+    ///
+    /// A program name starting with `%` is refused when the command runs
+    /// ([`ErrorKind::InvalidInput`]): bash reads such a word as a job (`%1` is `fg %1`)
+    /// however it is quoted.
+    pub fn command(&self, program: impl AsRef<str>) -> Command<'_> {
+        Command::program(self, program.as_ref())
+    }
+
+    /// A shell command line to run, as with `ssh host 'command line'`: `command_line` is
+    /// shell code, run by the remote user's login shell (pipes, `&&`, redirections,
+    /// globs and variables all work, and so does anything else the line says). Add
+    /// arguments that must stay single words with [`Command::arg`], which quotes them.
+    /// Use [`Session::command`] when the program and its arguments are data.
+    pub fn raw_command(&self, command_line: impl Into<String>) -> Command<'_> {
         Command::new(self, command_line.into())
     }
 

@@ -20,7 +20,7 @@ fn server(extra: &[&str], host_key_types: Vec<&'static str>) -> Sshd {
 
 async fn whoami(sshd: &Sshd) -> rexec::Result<String> {
     let session = Session::connect(&sshd.options()).await?;
-    let out = session.command("id -un").output().await?;
+    let out = session.raw_command("id -un").output().await?;
     Ok(out.stdout_lossy().trim().to_owned())
 }
 

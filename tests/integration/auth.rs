@@ -10,7 +10,7 @@ use rexec::{Agent, Credentials, ErrorKind, Identity, Secret, Session};
 
 async fn whoami(sshd: &Sshd, creds: Credentials) -> rexec::Result<String> {
     let session = Session::connect(&sshd.bare_options().credentials(creds)).await?;
-    let out = session.command("id -un").output().await?;
+    let out = session.raw_command("id -un").output().await?;
     Ok(out.stdout_lossy().trim().to_owned())
 }
 

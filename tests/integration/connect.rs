@@ -94,7 +94,7 @@ async fn a_dead_peer_is_noticed_by_keepalive() {
     let sshd = Sshd::start();
     let opts = sshd.options().keepalive(Duration::from_millis(500), 2);
     let s = Session::connect(&opts).await.unwrap();
-    assert!(s.command("true").status().await.unwrap().success());
+    assert!(s.raw_command("true").status().await.unwrap().success());
     // Freeze every sshd process of this server: the peer stops answering but the TCP
     // connection stays open.
     let frozen = harness::descendants(sshd.pid());
@@ -105,7 +105,7 @@ async fn a_dead_peer_is_noticed_by_keepalive() {
             .status()
             .unwrap();
     }
-    let result = within(Duration::from_secs(30), s.command("sleep 60").output()).await;
+    let result = within(Duration::from_secs(30), s.raw_command("sleep 60").output()).await;
     for pid in &frozen {
         Command::new("kill")
             .args(["-CONT", &pid.to_string()])

@@ -70,7 +70,7 @@ async fn connect(sshd: &Sshd, known_hosts: &Path, policy: HostKeyPolicy) -> rexe
         .known_hosts(KnownHosts::file(known_hosts))
         .host_key_policy(policy);
     let session = Session::connect(&options).await?;
-    let out = session.command("echo ok").output().await?;
+    let out = session.raw_command("echo ok").output().await?;
     Ok(String::from_utf8(out.stdout).unwrap())
 }
 
@@ -674,7 +674,7 @@ async fn the_host_key_alias_is_the_name_checked() {
     let session = Session::connect(&options(Some("web1.example")))
         .await
         .unwrap();
-    let out = session.command("echo ok").output().await.unwrap();
+    let out = session.raw_command("echo ok").output().await.unwrap();
     assert_eq!(out.stdout, b"ok\n");
     assert_eq!(fs::read_to_string(&kh).unwrap(), text);
 

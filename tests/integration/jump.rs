@@ -255,7 +255,7 @@ fn one_hop_reaches_a_target_that_has_no_route_from_the_test() {
 
         let session = Session::connect(&lab.options(&target)).await.unwrap();
         let out = session
-            .command("echo $SSH_CONNECTION")
+            .raw_command("echo $SSH_CONNECTION")
             .output()
             .await
             .unwrap()

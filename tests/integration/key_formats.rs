@@ -180,7 +180,7 @@ async fn whoami(sshd: &Sshd, id: Identity) -> rexec::Result<String> {
     let mut creds = Credentials::new();
     creds.identity(id).agent(Agent::Off);
     let session = Session::connect(&sshd.bare_options().credentials(creds)).await?;
-    let out = session.command("id -un").output().await?;
+    let out = session.raw_command("id -un").output().await?;
     Ok(out.stdout_lossy().trim().to_owned())
 }
 

@@ -114,7 +114,7 @@ async fn a_timeout_stops_the_command_on_every_kind_of_session() {
         let s = connect_as(&sshd, user_of(kind)).await;
         let m = marker(43);
         // A compound command with a background child: the whole group must go.
-        let mut command = s.command(format!("echo started; ({m}) & {m}; echo never"));
+        let mut command = s.raw_command(format!("echo started; ({m}) & {m}; echo never"));
         command.timeout(Duration::from_secs(8));
         let (result, seen) = tokio::join!(command.output(), seen_async(&m));
         assert!(seen, "{kind:?}: the command never ran");
@@ -133,7 +133,7 @@ async fn a_timeout_stops_the_command_on_every_kind_of_session() {
             processes(&m)
         );
         // The session is still usable.
-        let out = s.command("echo ok").output().await.unwrap();
+        let out = s.raw_command("echo ok").output().await.unwrap();
         assert_eq!(out.stdout, b"ok\n");
     }))
     .await;
@@ -146,7 +146,7 @@ async fn cancelling_stops_the_command_and_keeps_its_output_on_every_kind_of_sess
         let s = connect_as(&sshd, user_of(kind)).await;
         let m = marker(44);
         let token = CancellationToken::new();
-        let mut command = s.command(format!("echo started; trap '' TERM; {m}; echo never"));
+        let mut command = s.raw_command(format!("echo started; trap '' TERM; {m}; echo never"));
         command
             .cancel_on(token.clone())
             .kill_grace(Duration::from_millis(500));
@@ -176,7 +176,7 @@ async fn dropping_the_future_stops_the_command_on_every_kind_of_session() {
         let (sshd, _scripts) = server(kind);
         let s = connect_as(&sshd, user_of(kind)).await;
         let m = marker(45);
-        let mut command = s.command(format!("{m}; echo never"));
+        let mut command = s.raw_command(format!("{m}; echo never"));
         command.kill_grace(Duration::from_millis(500));
         tokio::select! {
             _ = command.output() => panic!("{kind:?}: the command finished by itself"),
@@ -203,7 +203,7 @@ async fn a_forced_command_that_ignores_the_request_is_reported_as_maybe_running(
         });
         let s = connect_as(&sshd, user).await;
         let err = s
-            .command("echo this is never run")
+            .raw_command("echo this is never run")
             .timeout(Duration::from_secs(2))
             .output()
             .await
@@ -233,7 +233,7 @@ async fn a_background_job_holding_the_output_does_not_hold_the_result() {
         let s = connect_as(&sshd, user).await;
         let m = marker(47);
         let out = s
-            .command(format!("echo started; {m} & exit 0"))
+            .raw_command(format!("echo started; {m} & exit 0"))
             .timeout(Duration::from_secs(20))
             .output()
             .await
@@ -256,7 +256,7 @@ async fn stdin_that_is_never_read_does_not_hold_the_result() {
     let s = connect_as(&sshd, TEST_USER).await;
     let big = bytes::Bytes::from(vec![b'x'; 64 * 1024 * 1024]);
     let out = s
-        .command("sleep 1; exit 3")
+        .raw_command("sleep 1; exit 3")
         .stdin(big.clone())
         .timeout(Duration::from_secs(20))
         .output()
@@ -264,7 +264,7 @@ async fn stdin_that_is_never_read_does_not_hold_the_result() {
         .unwrap();
     assert_eq!(out.status, ExitStatus::Exited(3));
     // Without a timeout too.
-    let out = s.command("exit 4").stdin(big).output().await.unwrap();
+    let out = s.raw_command("exit 4").stdin(big).output().await.unwrap();
     assert_eq!(out.status, ExitStatus::Exited(4));
 }
 
@@ -274,7 +274,7 @@ async fn stdin_is_still_delivered_whole_while_output_is_read() {
     let s = connect_as(&sshd, "root").await;
     let data: Vec<u8> = (0..20_000_000u32).map(|i| (i % 251) as u8).collect();
     let out = s
-        .command("cat; echo done >&2")
+        .raw_command("cat; echo done >&2")
         .stdin(data.clone())
         .output()
         .await
@@ -292,7 +292,7 @@ async fn a_channel_closed_without_an_exit_status_is_no_status() {
     let s = connect_as(&sshd, TEST_USER).await;
     let m = marker(48);
     let out = s
-        .command(format!("echo started; {m}"))
+        .raw_command(format!("echo started; {m}"))
         .output()
         .await
         .unwrap();
@@ -406,7 +406,7 @@ async fn a_server_that_never_closes_the_channel_does_not_hold_the_result() {
     let s = Session::connect(&options).await.unwrap();
     let out = tokio::time::timeout(
         Duration::from_secs(20),
-        s.command("anything")
+        s.raw_command("anything")
             .timeout(Duration::from_secs(10))
             .output(),
     )

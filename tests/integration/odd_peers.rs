@@ -32,7 +32,7 @@ async fn server(exec: Vec<Step>) -> (FakeServer, Session) {
 
 async fn run(exec: Vec<Step>) -> rexec::Result<rexec::Output> {
     let (server, session) = server(exec).await;
-    let result = within(session.command("work").output()).await;
+    let result = within(session.raw_command("work").output()).await;
     assert_eq!(server.commands.lock().unwrap().len(), 1);
     result
 }
@@ -162,7 +162,7 @@ async fn a_reply_larger_than_max_output_is_cut_and_the_status_kept() {
         Step::Close,
     ])
     .await;
-    let output = within(session.command("work").max_output(64 * 1024).output())
+    let output = within(session.raw_command("work").max_output(64 * 1024).output())
         .await
         .unwrap();
     assert_eq!(output.status, ExitStatus::Exited(7));

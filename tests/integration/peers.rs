@@ -324,7 +324,7 @@ async fn lines_before_the_identification_are_allowed() {
     )
     .await
     .unwrap();
-    let out = session.command("id -un").output().await.unwrap();
+    let out = session.raw_command("id -un").output().await.unwrap();
     assert_eq!(out.stdout_lossy().trim(), harness::TEST_USER);
 }
 
@@ -354,7 +354,7 @@ async fn a_corrupted_byte_is_an_integrity_failure_not_a_lost_connection() {
         .unwrap_or_else(|e| panic!("{cipher}: {e:#}"));
         let err = within(
             Duration::from_secs(60),
-            session.command("head -c 4000000 /dev/zero").output(),
+            session.raw_command("head -c 4000000 /dev/zero").output(),
         )
         .await
         .unwrap_err();

@@ -44,8 +44,12 @@ async fn a_custom_workflow_runs_on_every_host_in_order() {
     let pool = Pool::from_targets(targets).concurrency(3);
     let results = pool
         .map(|session, target| async move {
-            let who = session.command("id -un").output().await?.check()?;
-            let echo = session.command("echo").arg(target.name()).output().await?;
+            let who = session.raw_command("id -un").output().await?.check()?;
+            let echo = session
+                .raw_command("echo")
+                .arg(target.name())
+                .output()
+                .await?;
             Ok((
                 who.stdout_lossy().trim().to_owned(),
                 echo.stdout_lossy().trim().to_owned(),
@@ -99,7 +103,7 @@ async fn results_come_as_hosts_finish() {
             } else {
                 "echo early".to_owned()
             };
-            session.command(line).output().await
+            session.raw_command(line).output().await
         }
     };
     let mut stream = pool.map(work).stream();

@@ -671,7 +671,7 @@ async fn a_closure_rollout_with_a_failure_budget() {
         .map(|session, target| async move {
             let fail = matches!(target.name(), "node03" | "node04");
             let out = session
-                .command(if fail { "exit 7" } else { "echo fine" })
+                .raw_command(if fail { "exit 7" } else { "echo fine" })
                 .output()
                 .await?
                 .check()?;

@@ -352,7 +352,7 @@ async fn an_upload_cut_off_midway_leaves_the_old_file_and_no_temp_file() {
             .collect::<Vec<_>>()
     );
     // The connection itself is fine.
-    assert!(s.command("true").status().await.unwrap().success());
+    assert!(s.raw_command("true").status().await.unwrap().success());
 }
 
 #[tokio::test]

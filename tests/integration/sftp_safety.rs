@@ -402,7 +402,7 @@ async fn a_server_without_sftp_is_reported_at_once() {
             sshd.port
         )
     );
-    assert!(s.command("true").status().await.unwrap().success());
+    assert!(s.raw_command("true").status().await.unwrap().success());
 }
 
 const CHATTY_USER: &str = "rexec-chatty";
@@ -484,7 +484,7 @@ async fn a_login_shell_that_prints_text_is_named_as_the_cause() {
         .await
         .unwrap();
     // The shell really prints for commands: what sftp-server's start meets.
-    let out = s.command("true").output().await.unwrap();
+    let out = s.raw_command("true").output().await.unwrap();
     assert_eq!(out.stdout, b"hello\n");
     let err = tokio::time::timeout(Duration::from_secs(20), s.sftp())
         .await

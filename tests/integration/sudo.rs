@@ -78,7 +78,7 @@ fn the_right_password_runs_the_command_as_root_and_the_prompt_is_not_shown() {
     runtime().block_on(async {
         let session = Session::connect(&sshd.options()).await.unwrap();
         let out = session
-            .command("id -un; echo \"home=$HOME\"; echo to-stderr >&2")
+            .raw_command("id -un; echo \"home=$HOME\"; echo to-stderr >&2")
             .become_password(Sshd::password())
             .output()
             .await
@@ -89,7 +89,7 @@ fn the_right_password_runs_the_command_as_root_and_the_prompt_is_not_shown() {
         assert_eq!(out.stderr_lossy(), "to-stderr\n");
         // A non-zero exit is the command's own result, not a become failure.
         let out = session
-            .command("exit 7")
+            .raw_command("exit 7")
             .become_password(Sshd::password())
             .output()
             .await
@@ -133,7 +133,7 @@ fn a_wrong_password_is_become_failed_and_never_shown() {
     runtime().block_on(async {
         let session = Session::connect(&sshd.options()).await.unwrap();
         let e = session
-            .command("echo ran")
+            .raw_command("echo ran")
             .sudo(Become::root().password(Secret::new(wrong)))
             .output()
             .await
@@ -548,7 +548,7 @@ fn cancelling_stops_a_command_run_through_sudo() {
         let command = format!("{marker}; echo not-reached");
         let run = async {
             session
-                .command(command.as_str())
+                .raw_command(command.as_str())
                 .become_user("root")
                 .kill_grace(Duration::from_millis(500))
                 .cancel_on(token)
@@ -1029,7 +1029,7 @@ fn debug_output_never_shows_the_become_password() {
     let secret = "debug-secret-4711";
     runtime().block_on(async {
         let session = Session::connect(&sshd.options()).await.unwrap();
-        let mut cmd = session.command("id");
+        let mut cmd = session.raw_command("id");
         cmd.become_user("postgres")
             .become_password(Secret::new(secret));
         let shown = format!("{cmd:?} {:?}", Become::root().password(Secret::new(secret)));

@@ -384,7 +384,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 /// A directory every user may write, for canary files that must never appear.
-fn canary_dir() -> tempfile::TempDir {
+pub(crate) fn canary_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     dir
@@ -814,7 +814,7 @@ fn cases() -> impl Strategy<Value = Case> {
 
 /// Values biased toward what the shell treats specially, including attempts to create
 /// `canary`.
-fn values(canary: &Path) -> impl Strategy<Value = String> {
+pub(crate) fn values(canary: &Path) -> impl Strategy<Value = String> {
     let c = canary.display().to_string();
     let attacks: Vec<String> = vec![
         format!("$(touch {c})"),
@@ -881,7 +881,7 @@ fn rendered_values_arrive_exactly(user: &str, sshd: &Sshd, cases_to_run: u32) ->
             let line = parsed
                 .render(|name| (name == "v").then(|| value.clone()))
                 .unwrap();
-            let mut command = session.command(line.clone());
+            let mut command = session.raw_command(line.clone());
             command.timeout(Duration::from_secs(20));
             let out = rt.block_on(command.output()).unwrap();
             counts.set((ran + 1, refusals));
@@ -1018,7 +1018,7 @@ fn random_lines_never_run_a_value(user: &str, sshd: &Sshd, cases_to_run: u32) ->
                 .render(|name| (name == "v").then(|| value.clone()))
                 .unwrap();
             let full = format!("cd {} || exit 99\n{rendered}", scratch.path().display());
-            let mut command = session.command(full);
+            let mut command = session.raw_command(full);
             command.timeout(Duration::from_secs(10));
             rt.block_on(command.output()).unwrap();
             counts.set((ran + 1, refusals));
@@ -1034,14 +1034,14 @@ fn random_lines_never_run_a_value(user: &str, sshd: &Sshd, cases_to_run: u32) ->
 }
 
 /// Cases per property and shell: 300, or `REXEC_TEMPLATE_CASES` for a longer hunt.
-fn property_cases() -> u32 {
+pub(crate) fn property_cases() -> u32 {
     std::env::var("REXEC_TEMPLATE_CASES")
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(300)
 }
 
-fn bash_sshd() -> Sshd {
+pub(crate) fn bash_sshd() -> Sshd {
     harness::bash_user();
     Sshd::start_with(SshdConfig {
         extra: vec![harness::allow_bash_user()],
@@ -1076,7 +1076,7 @@ fn bash_reads_every_rendered_value_exactly() {
             .await
             .unwrap();
         session
-            .command("echo $BASH_VERSION")
+            .raw_command("echo $BASH_VERSION")
             .output()
             .await
             .unwrap()

@@ -52,7 +52,7 @@ fn fingerprint(public: &Path) -> String {
 
 async fn whoami(sshd: &Sshd, creds: Credentials) -> rexec::Result<String> {
     let session = Session::connect(&sshd.bare_options().credentials(creds)).await?;
-    let out = session.command("whoami").output().await?;
+    let out = session.raw_command("whoami").output().await?;
     Ok(String::from_utf8(out.stdout).unwrap().trim().to_owned())
 }
 

@@ -28,8 +28,9 @@ use stop::{StopPlan, StopReason};
 ///
 /// ```no_run
 /// # async fn f(session: &rexec::Session) -> rexec::Result<()> {
-/// let out = session.command("ls -l").arg("/tmp/a dir").output().await?;
+/// let out = session.command("ls").args(["-l", "/tmp/a dir"]).output().await?;
 /// println!("{}: {}", out.status, out.stdout_lossy());
+/// let out = session.raw_command("ls -l /tmp | wc -l").output().await?;
 /// # Ok(()) }
 /// ```
 #[must_use]
@@ -49,6 +50,9 @@ pub struct Command<'s> {
     report_pid: bool,
     sudo: Option<Become>,
     stdin_file: Option<StdinFile>,
+    /// Why the program given to [`Session::command`] cannot be sent (reported by
+    /// [`Command::command_line`], so by every run).
+    refused: Option<&'static str>,
 }
 
 /// A local file streamed to the command's stdin (uploads through sudo), with a callback
@@ -90,7 +94,24 @@ impl<'s> Command<'s> {
             report_pid: true,
             sudo: None,
             stdin_file: None,
+            refused: None,
         }
+    }
+
+    /// The command for [`Session::command`]: `program` as one word in single quotes,
+    /// always (a quoted word is never a reserved word such as `if` nor an assignment
+    /// such as `A=b`, which bare it would be).
+    pub(crate) fn program(session: &'s Session, program: &str) -> Command<'s> {
+        let mut command = Command::new(session, format!("'{}'", program.replace('\'', "'\\''")));
+        if program.starts_with('%') {
+            // bash reads a command word starting with `%` as a job (`%1` is `fg %1`),
+            // quoted or not, even after `command --`.
+            command.refused = Some(
+                "a program name starting with '%' is read by bash as a job, not a program: \
+                 give a path (./%name) or use raw_command",
+            );
+        }
+        command
     }
 
     /// Appends `arg` as one shell word (quoted; it cannot inject shell code).
@@ -263,8 +284,12 @@ impl<'s> Command<'s> {
     /// `/bin/sh` runs).
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`] for an invalid environment variable name.
+    /// [`ErrorKind::InvalidInput`] for an invalid environment variable name, a NUL byte,
+    /// or a [`Session::command`] program that starts with `%`.
     pub fn command_line(&self) -> Result<String> {
+        if let Some(why) = self.refused {
+            return Err(Error::new(ErrorKind::InvalidInput, why).with_host(self.session.host()));
+        }
         let mut line = String::new();
         for (name, value) in &self.env {
             let valid = name

@@ -160,7 +160,7 @@ impl Session {
             sync = if options.fsync { "1" } else { "" },
         );
         let progress = options.progress.clone();
-        let mut cmd = self.command(script);
+        let mut cmd = self.raw_command(script);
         cmd.sudo(become_.clone())
             .max_output(KEEP_OUTPUT)
             .stdin_file(StdinFile {
@@ -299,7 +299,7 @@ impl Session {
             .cancel
             .as_ref()
             .map_or_else(CancellationToken::new, CancellationToken::child_token);
-        let mut cmd = self.command(script);
+        let mut cmd = self.raw_command(script);
         let writer = sink.clone();
         let stop_on_error = stop.clone();
         cmd.sudo(become_.clone())
