@@ -49,14 +49,14 @@ async fn run() -> rexec::Result<ExitCode> {
     let mut creds = Credentials::new();
     match std::env::var_os("REXEC_IDENTITY") {
         Some(path) => {
-            creds.identity(Identity::from_file(path, None)?);
+            creds = creds.identity(Identity::from_file(path, None)?);
         }
         None => {
-            creds.default_identities();
+            creds = creds.default_identities();
         }
     }
     if let Ok(var) = std::env::var("REXEC_PASSWORD_ENV") {
-        creds.password(Secret::from_env(&var)?);
+        creds = creds.password(Secret::from_env(&var)?);
     }
     let mut options = ConnectOptions::new(host)
         .port(port)

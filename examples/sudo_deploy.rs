@@ -33,8 +33,7 @@ async fn main() -> ExitCode {
     let work = |session: Arc<Session>, _target: Target| {
         let root = root.clone();
         async move {
-            let mut options = TransferOptions::new();
-            options.mode(0o640);
+            let options = TransferOptions::new().mode(0o640);
             session.sudo_put(local, remote, &root, &options).await?;
             session
                 .raw_command(reload.as_str())

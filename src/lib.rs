@@ -28,8 +28,7 @@
 //! use rexec::{ConnectOptions, Credentials, Session};
 //!
 //! # async fn f() -> rexec::Result<()> {
-//! let mut creds = Credentials::new();
-//! creds.default_identities();
+//! let creds = Credentials::new().default_identities();
 //! let options = ConnectOptions::new("db1").user("deploy").credentials(creds);
 //! let session = Session::connect(&options).await?;
 //! let out = session.raw_command("df -h").output().await?.check()?;
@@ -39,6 +38,11 @@
 //!
 //! [`Command::sudo`] runs a command as another user through `sudo` ([`Become`]), and
 //! [`Session::sudo_put`] / [`Session::sudo_get`] move files as that user.
+//!
+//! Settings are consuming builders (they take and return `self`: [`Pool`],
+//! [`ConnectOptions`], [`Credentials`], [`TransferOptions`], [`TargetBuilder`],
+//! [`Become`], the run builders); [`Command`] alone takes `&mut self`, as
+//! `std::process::Command` does, because it is built and then run by reference.
 //!
 //! Errors are one type, [`Error`], with a [`ErrorKind`] for programs. A command that exits
 //! non-zero is not an error: see [`Output::check`] and [`Report::check`].

@@ -146,15 +146,15 @@ fn build_targets<'a>(
     // A jump host resolves through ssh_config as `ssh -J` resolves it (an alias's
     // HostName, User, Port, IdentityFile...).
     let hops_config = ssh_config.clone();
-    builder.jump_host_resolver(move |hop| hops_config.apply(&hop));
+    builder = builder.jump_host_resolver(move |hop| hops_config.apply(&hop));
     if config.no_agent {
-        builder.agent(rexec::Agent::Off);
+        builder = builder.agent(rexec::Agent::Off);
     }
     if config.ask_pass {
-        builder.password(Secret::prompt("Password: ")?);
+        builder = builder.password(Secret::prompt("Password: ")?);
     } else if let Some(var) = &config.overrides.password_env {
         // A local problem, reported once (not once per host, not with a host's name).
-        builder.password(Secret::from_env(var).map_err(|_| {
+        builder = builder.password(Secret::from_env(var).map_err(|_| {
             Error::new(
                 ErrorKind::InvalidInput,
                 format!("--password-env {var}: the environment variable {var} is not set (or not UTF-8)"),
@@ -162,9 +162,9 @@ fn build_targets<'a>(
         })?);
     }
     if config.ask_become_pass {
-        builder.become_password(Secret::prompt("BECOME password: ")?);
+        builder = builder.become_password(Secret::prompt("BECOME password: ")?);
     } else if let Some(var) = &config.become_pass_env {
-        builder.become_password(Secret::from_env(var).map_err(|_| {
+        builder = builder.become_password(Secret::from_env(var).map_err(|_| {
             Error::new(
                 ErrorKind::InvalidInput,
                 format!("--become-pass-env {var}: the environment variable {var} is not set (or not UTF-8)"),
@@ -172,7 +172,7 @@ fn build_targets<'a>(
         })?);
     }
     let passphrase_env = config.key_passphrase_env.clone();
-    builder.passphrase_source(move |path| match &passphrase_env {
+    builder = builder.passphrase_source(move |path| match &passphrase_env {
         Some(var) => Secret::from_env(var),
         None if std::io::stdin().is_terminal() => {
             Secret::prompt(&format!("Passphrase for {}: ", path.display()))

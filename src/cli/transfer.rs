@@ -29,13 +29,13 @@ pub fn transfer_run<'a>(
             in_place,
             mode,
         } => {
-            options
+            options = options
                 .recursive(*recursive)
                 .preserve(*preserve)
                 .fsync(*fsync)
                 .in_place(*in_place);
             if let Some(mode) = mode {
-                options.mode(*mode);
+                options = options.mode(*mode);
             }
             pool.put(local.clone(), remote.clone())
         }
@@ -47,7 +47,7 @@ pub fn transfer_run<'a>(
             fsync,
             in_place,
         } => {
-            options
+            options = options
                 .recursive(*recursive)
                 .preserve(*preserve)
                 .fsync(*fsync)

@@ -137,35 +137,40 @@ impl TargetBuilder {
 
     /// Uses this password for every host (e.g. from `--ask-pass`), whatever the
     /// inventory's `password_env` says.
-    pub fn password(&mut self, password: Secret) -> &mut Self {
+    #[must_use]
+    pub fn password(mut self, password: Secret) -> Self {
         self.password_override = Some(password);
         self
     }
 
     /// Uses this sudo password for every host that runs through sudo (e.g. from
     /// `--ask-become-pass`), whatever the inventory's `become_password_env` says.
-    pub fn become_password(&mut self, password: Secret) -> &mut Self {
+    #[must_use]
+    pub fn become_password(mut self, password: Secret) -> Self {
         self.become_password = Some(password);
         self
     }
 
     /// Where passphrases for encrypted key files come from (called once per file).
+    #[must_use]
     pub fn passphrase_source(
-        &mut self,
+        mut self,
         source: impl Fn(&Path) -> Result<Secret> + Send + Sync + 'static,
-    ) -> &mut Self {
+    ) -> Self {
         self.passphrase = Some(Box::new(source));
         self
     }
 
     /// The ssh-agent to use for every host, whatever its ssh_config says.
-    pub fn agent(&mut self, agent: Agent) -> &mut Self {
+    #[must_use]
+    pub fn agent(mut self, agent: Agent) -> Self {
         self.agent = Some(agent);
         self
     }
 
     /// A command deadline for hosts whose inventory sets none.
-    pub fn command_timeout(&mut self, timeout: Option<Duration>) -> &mut Self {
+    #[must_use]
+    pub fn command_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.command_timeout = timeout;
         self
     }
@@ -190,10 +195,11 @@ impl TargetBuilder {
     /// gives any hop is an [`ErrorKind::InvalidInput`] error. Errors
     /// from `resolve` fail the target's [`build`](TargetBuilder::build), naming the
     /// target.
+    #[must_use]
     pub fn jump_host_resolver(
-        &mut self,
+        mut self,
         resolve: impl Fn(Host) -> Result<Host> + Send + Sync + 'static,
-    ) -> &mut Self {
+    ) -> Self {
         self.jump_host_resolver = Some(Box::new(resolve));
         self
     }
@@ -408,7 +414,7 @@ impl TargetBuilder {
                     .defaults
                     .get_or_insert_with(|| {
                         let mut c = Credentials::new();
-                        c.default_identities();
+                        c = c.default_identities();
                         c
                     })
                     .clone();
@@ -444,7 +450,7 @@ impl TargetBuilder {
                         }
                         continue;
                     }
-                    c.identity(self.identity(file)?);
+                    c = c.identity(self.identity(file)?);
                 }
                 c
             }
@@ -464,10 +470,10 @@ impl TargetBuilder {
                 );
                 continue;
             }
-            creds.certificate(self.certificate(file)?);
+            creds = creds.certificate(self.certificate(file)?);
         }
-        creds.identities_only(identities_only);
-        creds.agent(
+        creds = creds.identities_only(identities_only);
+        creds = creds.agent(
             match (&self.agent, ssh.and_then(|c| c.identity_agent.as_ref())) {
                 (Some(agent), _) => agent.clone(),
                 (None, Some(v)) => agent_of(&v.value),
@@ -475,12 +481,12 @@ impl TargetBuilder {
             },
         );
         if let Some(ssh) = ssh {
-            creds.methods(&auth_methods(ssh));
+            creds = creds.methods(&auth_methods(ssh));
         }
         if let Some(p) = &self.password_override {
-            creds.password(p.clone());
+            creds = creds.password(p.clone());
         } else if let Some(var) = &s.password_env {
-            creds.password(self.env_secret(var)?);
+            creds = creds.password(self.env_secret(var)?);
         }
         let mut connect = ConnectOptions::new(host.address())
             .port(host.port())

@@ -241,10 +241,10 @@ pub(crate) async fn one_host(
     // Cancelled by the pool's token or by this host's deadline.
     let stop = pool.cancel_token().child_token();
     let mut options = options.clone();
-    options.cancel_on(stop.clone());
+    options = options.cancel_on(stop.clone());
     let (progress_to, mut progress) = tokio::sync::mpsc::unbounded_channel::<(u64, u64)>();
     if observer.is_some() {
-        options.progress(Arc::new(move |done, total| {
+        options = options.progress(Arc::new(move |done, total| {
             let _ = progress_to.send((done, total));
         }));
     }

@@ -553,14 +553,16 @@ impl Credentials {
     }
 
     /// Adds a loaded key.
-    pub fn identity(&mut self, identity: Identity) -> &mut Self {
+    #[must_use]
+    pub fn identity(mut self, identity: Identity) -> Self {
         self.identities.push(identity);
         self
     }
 
     /// Adds a user certificate whose private key is one of the identity files or a key
     /// in the ssh-agent (OpenSSH's `CertificateFile`). Offered before everything else.
-    pub fn certificate(&mut self, certificate: UserCertificate) -> &mut Self {
+    #[must_use]
+    pub fn certificate(mut self, certificate: UserCertificate) -> Self {
         self.certificates.push(certificate);
         self
     }
@@ -568,7 +570,8 @@ impl Credentials {
     /// Adds OpenSSH's default key files that exist and are not encrypted
     /// (`~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa`). Files that cannot be used are skipped
     /// with a debug log: they are defaults, not requests.
-    pub fn default_identities(&mut self) -> &mut Self {
+    #[must_use]
+    pub fn default_identities(mut self) -> Self {
         let Some(home) = home::home_dir() else {
             return self;
         };
@@ -586,20 +589,23 @@ impl Credentials {
     }
 
     /// Chooses the ssh-agent.
-    pub fn agent(&mut self, agent: Agent) -> &mut Self {
+    #[must_use]
+    pub fn agent(mut self, agent: Agent) -> Self {
         self.agent = agent;
         self
     }
 
     /// Sets the password for password and keyboard-interactive authentication.
-    pub fn password(&mut self, password: Secret) -> &mut Self {
+    #[must_use]
+    pub fn password(mut self, password: Secret) -> Self {
         self.password = Some(password);
         self
     }
 
     /// Offer only the identity files, and of the agent's keys only those allowed by
     /// [`Credentials::agent_public_key_file`] (OpenSSH's `IdentitiesOnly`).
-    pub fn identities_only(&mut self, on: bool) -> &mut Self {
+    #[must_use]
+    pub fn identities_only(mut self, on: bool) -> Self {
         self.identities_only = on;
         self
     }
@@ -621,7 +627,8 @@ impl Credentials {
     }
 
     /// The methods to try, in order (duplicates dropped).
-    pub fn methods(&mut self, methods: &[AuthMethod]) -> &mut Self {
+    #[must_use]
+    pub fn methods(mut self, methods: &[AuthMethod]) -> Self {
         self.methods.clear();
         for m in methods {
             if !self.methods.contains(m) {

@@ -71,7 +71,7 @@ fn target(sshd: &Sshd) -> Vec<Target> {
     };
     let inventory = Inventory::from_host_list("h0", &over).unwrap();
     let mut builder = TargetBuilder::new();
-    builder.agent(rexec::Agent::Off);
+    builder = builder.agent(rexec::Agent::Off);
     builder.build_all(inventory.hosts()).unwrap()
 }
 

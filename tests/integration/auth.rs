@@ -16,7 +16,7 @@ async fn whoami(sshd: &Sshd, creds: Credentials) -> rexec::Result<String> {
 
 fn with_identity(id: Identity) -> Credentials {
     let mut c = Credentials::new();
-    c.identity(id).agent(Agent::Off);
+    c = c.identity(id).agent(Agent::Off);
     c
 }
 
@@ -97,7 +97,7 @@ async fn the_agent_signs_for_its_keys() {
     agent.add(&rsa);
     agent.add(&key);
     let mut creds = Credentials::new();
-    creds.agent(Agent::Socket(agent.socket.clone()));
+    creds = creds.agent(Agent::Socket(agent.socket.clone()));
     assert_eq!(whoami(&sshd, creds).await.unwrap(), harness::TEST_USER);
 
     // An agent with only a key the server does not know: auth fails, naming the agent.
@@ -105,7 +105,7 @@ async fn the_agent_signs_for_its_keys() {
     let stranger = harness::keygen(sshd.dir.path(), "id_stranger", "ed25519", "");
     other.add(&stranger);
     let mut creds = Credentials::new();
-    creds.agent(Agent::Socket(other.socket.clone()));
+    creds = creds.agent(Agent::Socket(other.socket.clone()));
     let err = whoami(&sshd, creds).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Auth);
     assert!(err.to_string().contains("tried: agent (1 keys)"), "{err}");
@@ -115,7 +115,7 @@ async fn the_agent_signs_for_its_keys() {
 async fn an_unreachable_agent_is_an_agent_error() {
     let sshd = Sshd::start();
     let mut creds = Credentials::new();
-    creds.agent(Agent::Socket(sshd.dir.path().join("no-such-agent.sock")));
+    creds = creds.agent(Agent::Socket(sshd.dir.path().join("no-such-agent.sock")));
     let err = whoami(&sshd, creds).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Agent);
     assert!(
@@ -128,11 +128,11 @@ async fn an_unreachable_agent_is_an_agent_error() {
 async fn password_right_and_wrong() {
     let sshd = Sshd::start();
     let mut creds = Credentials::new();
-    creds.agent(Agent::Off).password(Sshd::password());
+    creds = creds.agent(Agent::Off).password(Sshd::password());
     assert_eq!(whoami(&sshd, creds).await.unwrap(), harness::TEST_USER);
 
     let mut creds = Credentials::new();
-    creds
+    creds = creds
         .agent(Agent::Off)
         .password(Secret::new("not the password"));
     let err = whoami(&sshd, creds).await.unwrap_err();
@@ -166,11 +166,11 @@ fn pam_server() -> Sshd {
 async fn keyboard_interactive_answers_with_the_password() {
     let sshd = pam_server();
     let mut creds = Credentials::new();
-    creds.agent(Agent::Off).password(Sshd::password());
+    creds = creds.agent(Agent::Off).password(Sshd::password());
     assert_eq!(whoami(&sshd, creds).await.unwrap(), harness::TEST_USER);
 
     let mut creds = Credentials::new();
-    creds.agent(Agent::Off).password(Secret::new("wrong"));
+    creds = creds.agent(Agent::Off).password(Secret::new("wrong"));
     let err = whoami(&sshd, creds).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
     assert!(
@@ -189,14 +189,14 @@ async fn methods_are_tried_in_order_until_one_works() {
     let sshd = Sshd::start();
     let stranger = harness::keygen(sshd.dir.path(), "id_unknown", "ed25519", "");
     let mut creds = Credentials::new();
-    creds
+    creds = creds
         .identity(Identity::from_file(&stranger, None).unwrap())
         .agent(Agent::Off)
         .password(Sshd::password());
     assert_eq!(whoami(&sshd, creds).await.unwrap(), harness::TEST_USER);
 
     let mut creds = Credentials::new();
-    creds
+    creds = creds
         .identity(Identity::from_file(&stranger, None).unwrap())
         .agent(Agent::Off)
         .password(Secret::new("wrong"));
@@ -221,7 +221,7 @@ async fn a_key_file_first_still_falls_back_to_the_password_on_a_server_without_p
     });
     let key = sshd.new_user_key("id_refused", "ed25519", "");
     let mut creds = Credentials::new();
-    creds
+    creds = creds
         .identity(Identity::from_file(&key, None).unwrap())
         .agent(Agent::Off)
         .password(Sshd::password());
@@ -232,7 +232,7 @@ async fn a_key_file_first_still_falls_back_to_the_password_on_a_server_without_p
 async fn no_credentials_at_all_says_so() {
     let sshd = Sshd::start();
     let mut creds = Credentials::new();
-    creds.agent(Agent::Off);
+    creds = creds.agent(Agent::Off);
     let err = whoami(&sshd, creds).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Auth);
     assert!(
@@ -246,7 +246,7 @@ async fn no_credentials_at_all_says_so() {
 fn secrets_never_show_in_debug_output() {
     let secret = Secret::new("hunter2-very-secret");
     let mut creds = Credentials::new();
-    creds.password(secret.clone());
+    creds = creds.password(secret.clone());
     let shown = format!(
         "{secret:?} {creds:?} {:?}",
         rexec::ConnectOptions::new("h").credentials(creds.clone())
@@ -279,7 +279,7 @@ async fn a_password_gets_its_turn_after_many_agent_keys() {
     let sshd = Sshd::start();
     let agent = agent_with(&sshd, 8, None);
     let mut creds = Credentials::new();
-    creds
+    creds = creds
         .agent(Agent::Socket(agent.socket.clone()))
         .password(Sshd::password());
     assert_eq!(whoami(&sshd, creds).await.unwrap(), harness::TEST_USER);
@@ -290,7 +290,7 @@ async fn a_password_gets_its_turn_after_many_agent_keys() {
 
     // With a wrong password the error says which keys were held back.
     let mut creds = Credentials::new();
-    creds
+    creds = creds
         .agent(Agent::Socket(agent.socket.clone()))
         .password(Secret::new("wrong"));
     let err = whoami(&sshd, creds).await.unwrap_err();
@@ -310,7 +310,7 @@ async fn keyboard_interactive_gets_its_turn_after_many_agent_keys() {
     let sshd = pam_server();
     let agent = agent_with(&sshd, 8, None);
     let mut creds = Credentials::new();
-    creds
+    creds = creds
         .agent(Agent::Socket(agent.socket.clone()))
         .password(Sshd::password());
     assert_eq!(whoami(&sshd, creds).await.unwrap(), harness::TEST_USER);
@@ -327,7 +327,7 @@ async fn too_many_agent_keys_without_a_password_is_an_auth_failure_that_says_why
     let sshd = Sshd::start();
     let agent = agent_with(&sshd, 8, None);
     let mut creds = Credentials::new();
-    creds.agent(Agent::Socket(agent.socket.clone()));
+    creds = creds.agent(Agent::Socket(agent.socket.clone()));
     let err = whoami(&sshd, creds).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Auth, "{err:#}");
     assert_eq!(rexec::Outcome::of_error(&err), rexec::Outcome::AuthFailed);
@@ -377,7 +377,7 @@ async fn the_eighth_agent_key_logs_in_when_the_server_allows_ten_tries() {
     let good = sshd.new_user_key("id_eighth", "ed25519", "");
     let agent = agent_with(&sshd, 7, Some(&good));
     let mut creds = Credentials::new();
-    creds.agent(Agent::Socket(agent.socket.clone()));
+    creds = creds.agent(Agent::Socket(agent.socket.clone()));
     assert_eq!(whoami(&sshd, creds).await.unwrap(), harness::TEST_USER);
     assert_eq!(sshd.log().matches("Failed publickey").count(), 7);
 }

@@ -169,7 +169,7 @@ async fn off_accepts_a_changed_key_but_never_sends_a_password() {
     assert!(s.raw_command("true").status().await.unwrap().success());
     // A password is withheld from a server whose key did not match.
     let mut creds = Credentials::new();
-    creds.agent(Agent::Off).password(Sshd::password());
+    creds = creds.agent(Agent::Off).password(Sshd::password());
     let opts = sshd
         .bare_options()
         .credentials(creds)

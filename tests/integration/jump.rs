@@ -135,7 +135,7 @@ impl Lab {
 
     fn credentials(&self) -> Credentials {
         let mut creds = Credentials::new();
-        creds
+        creds = creds
             .identity(Identity::from_file(&self.key, None).unwrap())
             .agent(Agent::Off);
         creds
@@ -647,7 +647,7 @@ fn bastion_auth_failure_names_the_hop() {
     let rt = runtime();
     rt.block_on(async {
         let mut nothing = Credentials::new();
-        nothing.agent(Agent::Off);
+        nothing = nothing.agent(Agent::Off);
         let hop = JumpHost::new(bastion.addresses[0].clone())
             .port(bastion.port)
             .user(TEST_USER)
@@ -982,7 +982,7 @@ fn a_jump_host_resolver_turns_an_alias_into_the_bastion() {
     let hosts = Inventory::from_file(&inventory, &Default::default()).unwrap();
     let (address, port) = (bastion.addresses[0].clone(), bastion.port);
     let mut builder = TargetBuilder::new();
-    builder
+    builder = builder
         .agent(Agent::Off)
         .jump_host_resolver(move |mut hop| {
             assert_eq!(hop.settings.user, None);
@@ -1065,7 +1065,7 @@ fn a_silent_bastion_fails_the_target_on_the_hops_handshake_deadline() {
         while std::io::Read::read(&mut &stream, &mut buf).unwrap_or(0) > 0 {}
     });
     let mut creds = Credentials::new();
-    creds.agent(Agent::Off);
+    creds = creds.agent(Agent::Off);
     let hop = JumpHost::parse(&format!("{TEST_USER}@127.0.0.1:{port}")).unwrap();
     let options = ConnectOptions::new("10.0.0.1")
         .credentials(creds)

@@ -178,7 +178,7 @@ fn make_key(dir: &Path, index: usize, case: &Case) -> PathBuf {
 
 async fn whoami(sshd: &Sshd, id: Identity) -> rexec::Result<String> {
     let mut creds = Credentials::new();
-    creds.identity(id).agent(Agent::Off);
+    creds = creds.identity(id).agent(Agent::Off);
     let session = Session::connect(&sshd.bare_options().credentials(creds)).await?;
     let out = session.raw_command("id -un").output().await?;
     Ok(out.stdout_lossy().trim().to_owned())

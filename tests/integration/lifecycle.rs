@@ -395,7 +395,7 @@ async fn a_server_that_never_closes_the_channel_does_not_hold_the_result() {
     .unwrap();
     let server = tokio::spawn(never_closes::serve(listener, key));
     let mut creds = Credentials::new();
-    creds
+    creds = creds
         .identity(Identity::from_file(&user_key, None).unwrap())
         .agent(Agent::Off);
     let options = ConnectOptions::new("127.0.0.1")

@@ -229,7 +229,7 @@ async fn get_tree(script: SftpScript, root: &Path) -> rexec::Result<rexec::Trans
     let dest = root.join("dest");
     std::fs::create_dir(&dest).unwrap();
     let mut options = TransferOptions::default();
-    options.recursive(true);
+    options = options.recursive(true);
     within(sftp.get_with("/tree", &dest, &options)).await
 }
 

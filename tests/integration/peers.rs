@@ -111,7 +111,7 @@ fn target(port: u16) -> Vec<Target> {
     };
     let inventory = Inventory::from_host_list("h0", &over).unwrap();
     let mut builder = TargetBuilder::new();
-    builder.agent(rexec::Agent::Off);
+    builder = builder.agent(rexec::Agent::Off);
     let mut targets = builder.build_all(inventory.hosts()).unwrap();
     targets[0].connect = targets[0]
         .connect

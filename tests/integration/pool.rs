@@ -15,7 +15,7 @@ fn targets(cluster: &Cluster) -> Vec<Target> {
     let inventory =
         Inventory::from_file(cluster.inventory(&[], ""), &HostSettings::default()).unwrap();
     let mut builder = TargetBuilder::new();
-    builder.agent(rexec::Agent::Off);
+    builder = builder.agent(rexec::Agent::Off);
     builder.build_all(inventory.hosts()).unwrap()
 }
 
@@ -32,7 +32,7 @@ fn same_server_targets(sshd: &Sshd, n: usize) -> Vec<Target> {
     };
     let inventory = Inventory::from_host_list(&list.join(","), &over).unwrap();
     let mut builder = TargetBuilder::new();
-    builder.agent(rexec::Agent::Off);
+    builder = builder.agent(rexec::Agent::Off);
     builder.build_all(inventory.hosts()).unwrap()
 }
 
@@ -199,7 +199,7 @@ async fn authentication_failures_are_not_retried() {
     let mut targets = same_server_targets(&sshd, 1);
     let stranger = harness::keygen(sshd.dir.path(), "stranger", "ed25519", "");
     let mut creds = rexec::Credentials::new();
-    creds
+    creds = creds
         .identity(rexec::Identity::from_file(&stranger, None).unwrap())
         .agent(rexec::Agent::Off);
     targets[0].connect = targets[0].connect.clone().credentials(creds);
@@ -269,7 +269,7 @@ async fn many_hosts_authenticate_through_one_agent() {
     let inventory =
         Inventory::from_file(cluster.inventory(&[], ""), &HostSettings::default()).unwrap();
     let mut builder = TargetBuilder::new();
-    builder.agent(rexec::Agent::Socket(agent.socket.clone()));
+    builder = builder.agent(rexec::Agent::Socket(agent.socket.clone()));
     // No key files: only the agent can sign.
     let hosts: Vec<rexec::Host> = inventory
         .hosts()
@@ -313,7 +313,7 @@ async fn sessions_are_reused_across_runs() {
     );
     let inventory = Inventory::from_file(path, &HostSettings::default()).unwrap();
     let mut builder = TargetBuilder::new();
-    builder.agent(rexec::Agent::Off);
+    builder = builder.agent(rexec::Agent::Off);
     let targets = builder.build_all(inventory.hosts()).unwrap();
 
     let pool = Pool::from_targets(targets).concurrency(2);

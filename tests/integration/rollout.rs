@@ -652,7 +652,7 @@ fn library_targets(cluster: &Cluster) -> Vec<rexec::Target> {
     let inventory =
         Inventory::from_file(cluster.inventory(&[], ""), &HostSettings::default()).unwrap();
     let mut builder = TargetBuilder::new();
-    builder.agent(rexec::Agent::Off);
+    builder = builder.agent(rexec::Agent::Off);
     builder.build_all(inventory.hosts()).unwrap()
 }
 

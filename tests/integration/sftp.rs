@@ -90,7 +90,7 @@ async fn two_hundred_megabytes_up_and_down() {
     let seen = Arc::new(std::sync::Mutex::new((0u64, 0u64, 0usize)));
     let mut options = TransferOptions::new();
     let s2 = seen.clone();
-    options.progress(Arc::new(move |done, total| {
+    options = options.progress(Arc::new(move |done, total| {
         let mut g = s2.lock().unwrap();
         assert!(done >= g.0, "progress went backwards");
         *g = (done, total, g.2 + 1);
@@ -136,7 +136,7 @@ async fn mode_and_modification_time_are_kept() {
     assert_eq!((m.mode() & 0o7777, m.mtime()), (0o751, 1_500_000_000));
     // Without preserve: 0644 and now.
     let mut plain = TransferOptions::new();
-    plain.preserve(false);
+    plain = plain.preserve(false);
     let remote2 = format!("{}/plain.sh", up.display());
     sftp.put_with(&local, &remote2, &plain).await.unwrap();
     let m = fs::metadata(&remote2).unwrap();
@@ -221,7 +221,7 @@ async fn directory_trees_round_trip_with_empty_folders_and_symlinks() {
     let tree = work.path().join("tree");
     build_tree(&tree);
     let mut rec = TransferOptions::new();
-    rec.recursive(true);
+    rec = rec.recursive(true);
     let remote = format!("{}/copy", up.display());
     let stats = sftp.put_with(&tree, &remote, &rec).await.unwrap();
     assert_eq!((stats.files, stats.symlinks, stats.dirs), (3, 2, 5));
@@ -333,7 +333,7 @@ async fn an_upload_cut_off_midway_leaves_the_old_file_and_no_temp_file() {
     let k = killed.clone();
     let mut options = TransferOptions::new();
     let sshd_pid = sshd.pid();
-    options.progress(Arc::new(move |done, _| {
+    options = options.progress(Arc::new(move |done, _| {
         if done > 20_000_000 && !k.swap(true, Ordering::SeqCst) {
             kill_sftp_server_under(sshd_pid);
         }
@@ -368,7 +368,7 @@ async fn a_download_cut_off_midway_leaves_the_old_local_file() {
     let k = killed.clone();
     let sshd_pid = sshd.pid();
     let mut options = TransferOptions::new();
-    options.progress(Arc::new(move |done, _| {
+    options = options.progress(Arc::new(move |done, _| {
         if done > 20_000_000 && !k.swap(true, Ordering::SeqCst) {
             kill_sftp_server_under(sshd_pid);
         }
@@ -475,7 +475,7 @@ async fn names_that_are_not_utf8_are_refused_before_anything_is_written() {
     let up = sshd.user_dir("up");
     let work = tempfile::tempdir().unwrap();
     let mut rec = TransferOptions::new();
-    rec.recursive(true);
+    rec = rec.recursive(true);
 
     // put -r: the whole local tree is scanned first; nothing reaches the server.
     let tree = work.path().join("tree");
@@ -575,7 +575,7 @@ async fn a_name_really_holding_the_replacement_character_round_trips() {
     fs::write(tree.join("caf\u{fffd}.txt"), "replacement").unwrap();
     fs::write(tree.join("café.txt"), "utf-8").unwrap();
     let mut rec = TransferOptions::new();
-    rec.recursive(true);
+    rec = rec.recursive(true);
     let remote = format!("{}/copy", up.display());
     let stats = sftp.put_with(&tree, &remote, &rec).await.unwrap();
     assert_eq!(stats.files, 2);
@@ -638,7 +638,7 @@ async fn devices_and_fifos_are_refused_as_sources_and_skipped_in_trees() {
     fs::write(tree.join("a.txt"), "a").unwrap();
     mkfifo(&tree.join("pipe"));
     let mut rec = TransferOptions::new();
-    rec.recursive(true);
+    rec = rec.recursive(true);
     let checked = rexec::Sftp::check_local_source(&tree, &rec).unwrap();
     assert_eq!((checked.files, checked.skipped, checked.bytes), (1, 1, 1));
     let stats = tokio::time::timeout(guard, sftp.put_with(&tree, &dest, &rec))
@@ -739,7 +739,7 @@ async fn tilde_is_the_login_directory() {
     fs::create_dir(&tree).unwrap();
     fs::write(tree.join("t"), "t").unwrap();
     let mut rec = TransferOptions::new();
-    rec.recursive(true);
+    rec = rec.recursive(true);
     sftp.put_with(&tree, &format!("~/{name}.d"), &rec)
         .await
         .unwrap();

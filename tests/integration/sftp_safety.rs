@@ -76,7 +76,7 @@ async fn an_unwritable_directory_is_named_and_in_place_mode_writes_the_file() {
     assert_eq!(fs::read(&conf).unwrap(), b"old contents");
 
     let mut in_place = TransferOptions::new();
-    in_place.in_place(true);
+    in_place = in_place.in_place(true);
     let stats = sftp.put_with(&local, dest, &in_place).await.unwrap();
     assert_eq!(stats.bytes, 12);
     assert_eq!(fs::read(&conf).unwrap(), b"new contents");
@@ -159,7 +159,7 @@ async fn a_local_directory_that_refuses_new_files_is_named_and_in_place_mode_wri
     assert_eq!(fs::read(&local).unwrap(), b"old");
 
     let mut in_place = TransferOptions::new();
-    in_place.in_place(true);
+    in_place = in_place.in_place(true);
     sftp.get_with(remote.to_str().unwrap(), &local, &in_place)
         .await
         .unwrap();
@@ -195,8 +195,8 @@ fn cancel_after(
     let fired = Arc::new(AtomicBool::new(false));
     let f = fired.clone();
     let t = token.clone();
-    options.cancel_on(token.clone());
-    options.progress(Arc::new(move |done, _| {
+    *options = std::mem::take(options).cancel_on(token.clone());
+    *options = std::mem::take(options).progress(Arc::new(move |done, _| {
         if done > after && !f.swap(true, Ordering::SeqCst) {
             t.cancel();
         }
@@ -247,7 +247,7 @@ async fn a_cancelled_upload_stops_and_removes_its_temporary_file_before_returnin
     sparse(&tree.join("c-big"), 200_000_000);
     let token = CancellationToken::new();
     let mut options = TransferOptions::new();
-    options.recursive(true);
+    options = options.recursive(true);
     cancel_after(&mut options, &token, 20_000_000);
     let copy = up.join("copy");
     let err = tokio::time::timeout(
@@ -278,11 +278,11 @@ async fn a_temporary_file_that_cannot_be_removed_is_named() {
     sparse(&local, 200_000_000);
     let token = CancellationToken::new();
     let mut options = TransferOptions::new();
-    options.cancel_on(token.clone());
+    options = options.cancel_on(token.clone());
     let sshd_pid = sshd.pid();
     let fired = Arc::new(AtomicBool::new(false));
     let f = fired.clone();
-    options.progress(Arc::new(move |done, _| {
+    options = options.progress(Arc::new(move |done, _| {
         if done > 20_000_000 && !f.swap(true, Ordering::SeqCst) {
             // This server's per-connection processes: the connection is gone.
             for pid in harness::descendants(sshd_pid) {
@@ -323,7 +323,7 @@ async fn a_cancelled_in_place_upload_names_the_incomplete_file() {
     sparse(&local, 200_000_000);
     let token = CancellationToken::new();
     let mut options = TransferOptions::new();
-    options.in_place(true);
+    options = options.in_place(true);
     cancel_after(&mut options, &token, 20_000_000);
     let err = tokio::time::timeout(GUARD, sftp.put_with(&local, &remote, &options))
         .await

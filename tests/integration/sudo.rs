@@ -876,7 +876,7 @@ fn library_put_and_get_through_sudo() {
         let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut options = TransferOptions::new();
         let progress = seen.clone();
-        options.progress(std::sync::Arc::new(move |done, _| {
+        options = options.progress(std::sync::Arc::new(move |done, _| {
             progress.store(done, std::sync::atomic::Ordering::Relaxed)
         }));
         let stats = session
@@ -1061,7 +1061,7 @@ fn a_cancelled_upload_through_sudo_leaves_the_destination_and_no_temporary_file(
         let token = tokio_util::sync::CancellationToken::new();
         let cancel = token.clone();
         let mut options = TransferOptions::new();
-        options
+        options = options
             .cancel_on(token)
             .progress(std::sync::Arc::new(move |done, _| {
                 if done >= 1 << 20 {

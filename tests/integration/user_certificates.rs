@@ -58,7 +58,7 @@ async fn whoami(sshd: &Sshd, creds: Credentials) -> rexec::Result<String> {
 
 fn with_identity(identity: Identity) -> Credentials {
     let mut creds = Credentials::new();
-    creds.identity(identity).agent(Agent::Off);
+    creds = creds.identity(identity).agent(Agent::Off);
     creds
 }
 
@@ -132,7 +132,7 @@ async fn an_explicit_certificate_file_logs_in() {
 
     // Credentials::certificate: matched to the identity file holding its key.
     let mut creds = with_identity(Identity::from_file(&key, None).unwrap());
-    creds.certificate(UserCertificate::from_file(&elsewhere).unwrap());
+    creds = creds.certificate(UserCertificate::from_file(&elsewhere).unwrap());
     assert_eq!(whoami(&sshd, creds).await.unwrap(), TEST_USER);
 
     // A certificate for another key.
@@ -223,7 +223,7 @@ async fn the_certificate_is_offered_before_the_plain_key() {
         "{listed}"
     );
     let mut creds = Credentials::new();
-    creds.agent(Agent::Socket(agent.socket.clone()));
+    creds = creds.agent(Agent::Socket(agent.socket.clone()));
     assert_eq!(whoami(&sshd, creds).await.unwrap(), TEST_USER);
 }
 
@@ -239,7 +239,7 @@ async fn certificates_held_by_the_agent_log_in() {
         let agent = SshAgent::start();
         agent.add(&key);
         let mut creds = Credentials::new();
-        creds.agent(Agent::Socket(agent.socket.clone()));
+        creds = creds.agent(Agent::Socket(agent.socket.clone()));
         assert_eq!(whoami(&sshd, creds).await.unwrap(), TEST_USER, "{key_type}");
         assert!(
             sshd.log()
@@ -256,7 +256,7 @@ async fn certificates_held_by_the_agent_log_in() {
         let agent = SshAgent::start();
         agent.add(&key);
         let mut creds = Credentials::new();
-        creds
+        creds = creds
             .certificate(UserCertificate::from_file(&elsewhere).unwrap())
             .agent(Agent::Socket(agent.socket.clone()));
         assert_eq!(whoami(&sshd, creds).await.unwrap(), TEST_USER, "{key_type}");
@@ -338,7 +338,7 @@ async fn refused_certificates_are_described() {
         let agent = SshAgent::start();
         agent.add(&key);
         let mut creds = Credentials::new();
-        creds.agent(Agent::Socket(agent.socket.clone()));
+        creds = creds.agent(Agent::Socket(agent.socket.clone()));
         let err = whoami(&sshd, creds).await.unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -353,7 +353,7 @@ async fn refused_certificates_are_described() {
 
         // A key file and the agent holding the same certificate: offered once.
         let mut creds = with_identity(Identity::from_file(&key, None).unwrap());
-        creds.agent(Agent::Socket(agent.socket.clone()));
+        creds = creds.agent(Agent::Socket(agent.socket.clone()));
         let err = whoami(&sshd, creds).await.unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -398,7 +398,7 @@ async fn given_certificates_replace_the_ones_next_to_keys() {
     );
     // With a certificate given, only that one is offered.
     let mut creds = with_identity(identity);
-    creds.certificate(UserCertificate::from_file(&given).unwrap());
+    creds = creds.certificate(UserCertificate::from_file(&given).unwrap());
     let err = whoami(&sshd, creds).await.unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -417,7 +417,7 @@ async fn given_certificates_replace_the_ones_next_to_keys() {
     let stray_key = harness::keygen(dir.path(), "id_stray", "ed25519", "");
     let stray = sign(&ca, &stray_key, "stray", &["-n", TEST_USER]);
     let mut creds = Credentials::new();
-    creds
+    creds = creds
         .certificate(UserCertificate::from_file(&stray).unwrap())
         .agent(Agent::Off);
     let err = whoami(&sshd, creds).await.unwrap_err();

@@ -109,14 +109,16 @@ impl TransferOptions {
     }
 
     /// Copy directories with everything in them.
-    pub fn recursive(&mut self, recursive: bool) -> &mut Self {
+    #[must_use]
+    pub fn recursive(mut self, recursive: bool) -> Self {
         self.recursive = recursive;
         self
     }
 
     /// Keep the source's permission bits and modification time (default on). Off: new
     /// files get 0644 (directories 0755) and the current time.
-    pub fn preserve(&mut self, preserve: bool) -> &mut Self {
+    #[must_use]
+    pub fn preserve(mut self, preserve: bool) -> Self {
         self.preserve = preserve;
         self
     }
@@ -125,7 +127,8 @@ impl TransferOptions {
     /// server's `fsync@openssh.com` for uploads, `fsync(2)` for downloads. Off, a crash
     /// right after the transfer may leave an empty or partial destination file on some
     /// file systems; on, the transfer waits for the disk.
-    pub fn fsync(&mut self, fsync: bool) -> &mut Self {
+    #[must_use]
+    pub fn fsync(mut self, fsync: bool) -> Self {
         self.fsync = fsync;
         self
     }
@@ -139,7 +142,8 @@ impl TransferOptions {
     /// truncated or partly written, and the error then names it. The file keeps its
     /// inode, owner and hard links. A destination that is a symbolic link is refused
     /// rather than written through.
-    pub fn in_place(&mut self, in_place: bool) -> &mut Self {
+    #[must_use]
+    pub fn in_place(mut self, in_place: bool) -> Self {
         self.in_place = in_place;
         self
     }
@@ -148,7 +152,8 @@ impl TransferOptions {
     /// `get`: the local ones), instead of the source's ([`TransferOptions::preserve`]) or
     /// 0644. Bits outside `0o7777` are ignored. Directories are not affected. Ansible's
     /// `copy` module calls it `mode`.
-    pub fn mode(&mut self, mode: u32) -> &mut Self {
+    #[must_use]
+    pub fn mode(mut self, mode: u32) -> Self {
         self.mode = Some(mode & 0o7777);
         self
     }
@@ -164,7 +169,8 @@ impl TransferOptions {
     }
 
     /// Report progress: `callback(done, total)` in bytes, after every chunk.
-    pub fn progress(&mut self, callback: ProgressCallback) -> &mut Self {
+    #[must_use]
+    pub fn progress(mut self, callback: ProgressCallback) -> Self {
         self.progress = Some(callback);
         self
     }
@@ -175,7 +181,8 @@ impl TransferOptions {
     /// result is an [`ErrorKind::Interrupted`] error. Its message names the file that
     /// was in progress and, if the temporary file could not be removed, that file's path.
     /// Files completed before the cancellation stay.
-    pub fn cancel_on(&mut self, token: CancellationToken) -> &mut Self {
+    #[must_use]
+    pub fn cancel_on(mut self, token: CancellationToken) -> Self {
         self.cancel = Some(token);
         self
     }

@@ -143,7 +143,7 @@ impl FakeServer {
     /// known_hosts, no agent.
     pub fn options(&self) -> ConnectOptions {
         let mut creds = Credentials::new();
-        creds
+        creds = creds
             .identity(Identity::from_file(&self.user_key, None).unwrap())
             .agent(Agent::Off);
         ConnectOptions::new("127.0.0.1")

@@ -346,7 +346,7 @@ impl Sshd {
     /// checking against the server's known_hosts, and no agent.
     pub fn options(&self) -> ConnectOptions {
         let mut creds = Credentials::new();
-        creds
+        creds = creds
             .identity(Identity::from_file(&self.user_key, None).unwrap())
             .agent(Agent::Off);
         self.bare_options().credentials(creds)
@@ -355,7 +355,7 @@ impl Sshd {
     /// Like `options` but with no credentials at all.
     pub fn bare_options(&self) -> ConnectOptions {
         let mut creds = Credentials::new();
-        creds.agent(Agent::Off);
+        creds = creds.agent(Agent::Off);
         ConnectOptions::new("127.0.0.1")
             .port(self.port)
             .user(TEST_USER)
