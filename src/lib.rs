@@ -97,7 +97,8 @@ pub use inventory::{
 };
 pub use pool::{
     AsyncResult, Batches, CommandLine, CommandRun, Event, FailureBudget, HostCount, HostResult,
-    MapRun, Outcome, Pool, Report, RunExit, Sessions, Target, TargetBuilder, Timings, TransferRun,
+    MapRun, Outcome, Pool, Report, RunExit, Sessions, Tally, Target, TargetBuilder, Timings,
+    TransferRun,
 };
 pub use secret::Secret;
 pub use ssh::jump::MAX_HOPS;

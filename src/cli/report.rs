@@ -10,14 +10,13 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rexec::__cli::fold;
 use rexec::Shard;
-use rexec::{Event, ExitStatus, HostResult, Outcome, Output, OutputStream};
+use rexec::{Event, ExitStatus, HostResult, Outcome, Output, OutputStream, Tally};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -32,10 +31,8 @@ pub struct Reporter {
     mode: OutputMode,
     bar: Option<ProgressBar>,
     sanitize: bool,
-    failed: AtomicUsize,
-    in_flight: AtomicUsize,
-    done: AtomicUsize,
-    total: usize,
+    /// Where the run stands, from the pool's [`Event::Tally`].
+    tally: Mutex<Tally>,
     /// --stream: the unfinished line per (host, is stderr).
     partial: Mutex<HashMap<(String, bool), Vec<u8>>>,
     /// The default mode: each running host's output (see [`Block`]).
@@ -62,12 +59,10 @@ struct RolloutState {
     /// The batch in progress, from 1 (0 before the first).
     batch: usize,
     completed: usize,
-    /// Failed hosts that the budget counts.
-    failed: usize,
     exceeded: bool,
-    /// From the pool's last event of a stopped run: the batch where the budget was
-    /// exceeded and how many hosts never started.
-    stopped: Option<(Option<usize>, usize)>,
+    /// From the pool's last event of a stopped run: the budget-counted failures, the
+    /// batch where the budget was exceeded and how many hosts never started.
+    stopped: Option<(usize, Option<usize>, usize)>,
 }
 
 impl Reporter {
@@ -89,10 +84,10 @@ impl Reporter {
             mode,
             bar,
             sanitize: std::io::stdout().is_terminal(),
-            failed: AtomicUsize::new(0),
-            in_flight: AtomicUsize::new(0),
-            done: AtomicUsize::new(0),
-            total,
+            tally: Mutex::new(Tally {
+                total,
+                ..Tally::default()
+            }),
             partial: Mutex::new(HashMap::new()),
             blocks: Mutex::new(HashMap::new()),
             out_dir,
@@ -134,28 +129,16 @@ impl Reporter {
             Event::BatchFinished { .. } => state.completed += 1,
             Event::BudgetExceeded { .. } => state.exceeded = true,
             Event::RolloutStopped {
-                batch, not_started, ..
-            } => state.stopped = Some((*batch, *not_started)),
+                failed,
+                batch,
+                not_started,
+                ..
+            } => state.stopped = Some((*failed, *batch, *not_started)),
             _ => return false,
         }
         drop(state);
         self.update_bar();
         true
-    }
-
-    /// Counts a finished host against the budget (as the pool counts it).
-    fn rollout_host(&self, outcome: Outcome) {
-        let Some(view) = &self.rollout else { return };
-        if view
-            .options
-            .budget
-            .as_ref()
-            .is_some_and(|b| b.counts(outcome))
-        {
-            if let Ok(mut state) = view.state.lock() {
-                state.failed += 1;
-            }
-        }
     }
 
     /// `batch 2/5: ` for the bar.
@@ -220,35 +203,26 @@ impl Reporter {
 
     fn update_bar(&self) {
         if let Some(bar) = &self.bar {
-            let failed = self.failed.load(Ordering::Relaxed);
-            let running = self.in_flight.load(Ordering::Relaxed);
-            let done = self.done.load(Ordering::Relaxed);
+            let Ok(t) = self.tally.lock().map(|t| *t) else {
+                return;
+            };
             bar.set_message(format!(
-                "{}{done}/{} hosts, {failed} failed, {running} running",
+                "{}{}/{} hosts, {} failed, {} running",
                 self.batch_prefix(),
-                self.total
+                t.done,
+                t.total,
+                t.failed,
+                t.running
             ));
         }
     }
 
-    /// A host got a slot.
-    fn host_started(&self) {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    /// The pool's count of the run: the bar shows it.
+    fn tally(&self, tally: Tally) {
+        if let Ok(mut t) = self.tally.lock() {
+            *t = tally;
+        }
         self.update_bar();
-    }
-
-    /// A host finished with `outcome` (the bar is updated by the caller after printing).
-    fn host_finished(&self, outcome: Outcome) {
-        self.rollout_host(outcome);
-        if outcome == Outcome::NotStarted {
-            // Never counted as running.
-            self.in_flight.fetch_add(1, Ordering::Relaxed);
-        }
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.done.fetch_add(1, Ordering::Relaxed);
-        if outcome != Outcome::Ok {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-        }
     }
 
     pub fn event(&self, event: Event<'_, Output>) {
@@ -256,10 +230,8 @@ impl Reporter {
             return;
         }
         match event {
-            Event::Connecting { .. } => self.host_started(),
-            Event::Running { .. } => {}
+            Event::Tally(t) => self.tally(t),
             Event::Finished(result) => {
-                self.host_finished(result.outcome());
                 match self.mode {
                     OutputMode::PerHost => {
                         let block = self
@@ -280,7 +252,6 @@ impl Reporter {
                 if let Some(bar) = &self.bar {
                     bar.inc(1);
                 }
-                self.update_bar();
             }
             _ => {}
         }
@@ -493,7 +464,7 @@ impl Reporter {
         if self.mode == OutputMode::Json {
             let mut summary = summary_json(outcomes, elapsed, exit, self.shard);
             if let Some(fields) = summary.get_mut("summary").and_then(|s| s.as_object_mut()) {
-                self.rollout_json(fields);
+                self.rollout_json(fields, outcomes);
             }
             self.print(format!("{summary}\n").as_bytes());
             return;
@@ -520,14 +491,14 @@ impl Reporter {
         let Ok(state) = view.state.lock() else {
             return String::new();
         };
-        let Some((batch, not_started)) = state.stopped else {
+        let Some((failed, batch, not_started)) = state.stopped else {
             return String::new();
         };
         let plural = |n: usize| if n == 1 { "host" } else { "hosts" };
         let mut text = format!(
             "--- rollout stopped: {} {} failed (budget {})",
-            state.failed,
-            plural(state.failed),
+            failed,
+            plural(failed),
             view.options.budget_flag
         );
         if let Some(batch) = batch {
@@ -550,7 +521,11 @@ impl Reporter {
     }
 
     /// The JSON summary's `batches` (with --batch) and `budget` (with --max-fail).
-    fn rollout_json(&self, summary: &mut serde_json::Map<String, serde_json::Value>) {
+    fn rollout_json(
+        &self,
+        summary: &mut serde_json::Map<String, serde_json::Value>,
+        outcomes: &[(String, Outcome)],
+    ) {
         let Some(view) = &self.rollout else { return };
         let Ok(state) = view.state.lock() else { return };
         if view.options.batches.is_some() {
@@ -561,14 +536,16 @@ impl Reporter {
         }
         if let Some(budget) = &view.options.budget {
             let counted: Vec<&str> = budget.counted().iter().map(|o| o.as_str()).collect();
-            let (batch, not_started) = state.stopped.unwrap_or((None, 0));
+            let (_, batch, not_started) = state.stopped.unwrap_or((0, None, 0));
+            // The pool's rule, applied to the run's outcomes.
+            let failed = outcomes.iter().filter(|(_, o)| budget.counts(*o)).count();
             summary.insert(
                 "budget".into(),
                 json!({
                     "max_fail": budget.limit().to_string(),
                     "allowed": view.allowed,
                     "counted": counted,
-                    "failed": state.failed,
+                    "failed": failed,
                     "exceeded": state.stopped.is_some(),
                     "stopped_in_batch": batch,
                     "not_started": not_started,
@@ -607,11 +584,9 @@ impl Reporter {
             return;
         }
         match event {
-            Event::Connecting { .. } => self.host_started(),
-            Event::Running { .. } => {}
+            Event::Tally(t) => self.tally(t),
             Event::Finished(r) => {
-                let outcome = Outcome::of_result(&r.result);
-                self.host_finished(outcome);
+                let outcome = r.outcome();
                 let secs = seconds(r.timings.total);
                 let line = if self.mode == OutputMode::Json {
                     let mut v = serde_json::Map::new();
@@ -658,7 +633,6 @@ impl Reporter {
                     }
                 };
                 self.print(line.as_bytes());
-                self.update_bar();
             }
             _ => {}
         }

@@ -84,8 +84,23 @@ pub enum Event<'a, T> {
         /// Inventory name.
         host: &'a str,
     },
+    /// A chunk of a command's output, as it arrives (only with
+    /// [`CommandRun::observe_output`]).
+    Output {
+        /// Position in the target list.
+        index: usize,
+        /// Inventory name.
+        host: &'a str,
+        /// Which stream the bytes came on.
+        stream: crate::ssh::OutputStream,
+        /// The bytes, as the server sent them (not split at lines).
+        data: &'a [u8],
+    },
     /// The host is done (also reported for a host that never started).
     Finished(&'a HostResult<T>),
+    /// Where the run stands, after every host that starts or finishes (following that
+    /// host's [`Event::Connecting`], [`Event::Running`] or [`Event::Finished`]).
+    Tally(Tally),
     /// A transfer ([`Pool::put`], [`Pool::get`]) moved more bytes on one host.
     Progress {
         /// Position in the pool's host list.
@@ -149,6 +164,71 @@ pub enum Event<'a, T> {
         /// Hosts that never started.
         not_started: usize,
     },
+}
+
+/// Where a run stands ([`Event::Tally`]): every count is of hosts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Hosts in the run.
+    pub total: usize,
+    /// Hosts connecting or working.
+    pub running: usize,
+    /// Hosts finished, those that never started included.
+    pub done: usize,
+    /// Finished hosts whose outcome is not [`Outcome::Ok`].
+    pub failed: usize,
+}
+
+/// `events` with an [`Event::Tally`] after each host's start and end, counted once per
+/// host by its index (a host on a kept session starts with `Running`, others with
+/// `Connecting`; a host that never started only finishes).
+fn tallied<'a, T>(total: usize, events: impl Fn(Event<'_, T>) + 'a) -> impl Fn(Event<'_, T>) + 'a {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        Waiting,
+        Running,
+        Done,
+    }
+    let states = std::cell::RefCell::new(vec![State::Waiting; total]);
+    let tally = std::cell::Cell::new(Tally {
+        total,
+        ..Tally::default()
+    });
+    move |event: Event<'_, T>| {
+        let (index, next, ok) = match &event {
+            Event::Connecting { index, .. } | Event::Running { index, .. } => {
+                (*index, State::Running, true)
+            }
+            Event::Finished(r) => (r.index(), State::Done, r.is_ok()),
+            _ => return events(event),
+        };
+        let changed = {
+            let mut states = states.borrow_mut();
+            match states.get_mut(index) {
+                Some(state) if *state != next && *state != State::Done => {
+                    let mut t = tally.get();
+                    if *state == State::Running {
+                        t.running -= 1;
+                    }
+                    match next {
+                        State::Running => t.running += 1,
+                        _ => {
+                            t.done += 1;
+                            t.failed += usize::from(!ok);
+                        }
+                    }
+                    *state = next;
+                    tally.set(t);
+                    true
+                }
+                _ => false,
+            }
+        };
+        events(event);
+        if changed {
+            events(Event::Tally(tally.get()));
+        }
+    }
 }
 
 /// A bounded pool of concurrent host runs.
@@ -521,6 +601,7 @@ impl Pool {
         T: 'a,
     {
         let targets: &'a [Target] = &self.targets;
+        let events = tallied(targets.len(), events);
         let forks = self.window_logged(targets.iter());
         let pacing = Arc::new(self.pacing());
         let work = Arc::new(work);
@@ -620,7 +701,7 @@ impl Pool {
         // work opens beside them.
         let forks = self.window_logged(sessions.hosts.iter().map(|c| &c.target));
         let work = Arc::new(work);
-        let events = Arc::new(events);
+        let events = Arc::new(tallied(sessions.hosts.len(), events));
         let host_events = events.clone();
         let hosts: Vec<&'a Connection> = sessions.hosts.iter().collect();
         rollout::Engine::new(
@@ -659,6 +740,7 @@ impl Pool {
         target: Target,
         command_line: CommandLine<'_>,
         configure: &impl Fn(&Target, &mut crate::Command<'_>),
+        output: Option<&impl Fn(crate::ssh::OutputStream, &[u8])>,
     ) -> Result<Output> {
         let line = match command_line {
             CommandLine::Raw(line) => line.to_owned(),
@@ -673,7 +755,33 @@ impl Pool {
             command.sudo(b.clone());
         }
         configure(&target, &mut command);
-        command.output().await
+        let Some(output) = output else {
+            return command.output().await;
+        };
+        // Chunks cross from the channel's task to this one (the observer is not Send):
+        // each is copied once, and delivered in order before the result.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let earlier = command.take_on_data();
+        command.on_data(Arc::new(move |stream, data: &[u8]| {
+            if let Some(f) = &earlier {
+                f(stream, data);
+            }
+            let _ = tx.send((stream, bytes::Bytes::copy_from_slice(data)));
+        }));
+        let run = command.output();
+        let mut run = std::pin::pin!(run);
+        loop {
+            tokio::select! {
+                biased;
+                Some((stream, data)) = rx.recv() => output(stream, &data),
+                result = &mut run => {
+                    while let Ok((stream, data)) = rx.try_recv() {
+                        output(stream, &data);
+                    }
+                    return result;
+                }
+            }
+        }
     }
 
     pub(crate) async fn run_one<T, F, Fut>(

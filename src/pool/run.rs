@@ -83,6 +83,7 @@ pub struct CommandRun<'a> {
     line: CommandLine<'a>,
     configure: Option<Configure<'a>>,
     observer: Option<Observer<'a, Output>>,
+    observe_output: bool,
 }
 
 impl<'a> CommandRun<'a> {
@@ -100,6 +101,17 @@ impl<'a> CommandRun<'a> {
         self
     }
 
+    /// Also calls the observer with [`Event::Output`] for every chunk of output, as it
+    /// arrives, before the host's [`Event::Finished`]. Costs a copy of every chunk (they
+    /// cross from the connection's task to the run's); [`CommandRun::configure`] with
+    /// [`Command::on_data`] sees them without a copy, on the connection's task. The
+    /// result's [`Output`] still holds the output unless the command was given
+    /// [`Command::max_output`] 0.
+    pub fn observe_output(mut self) -> Self {
+        self.observe_output = true;
+        self
+    }
+
     /// The results as hosts finish (`imap_unordered`): a caller done with a result can
     /// drop it, so memory holds the output of the hosts running, not of every host.
     ///
@@ -111,22 +123,50 @@ impl<'a> CommandRun<'a> {
             line,
             configure,
             observer,
+            observe_output,
         } = self;
         let pool = over.pool();
         let configure = Rc::new(configure);
+        let observer: Option<Rc<Observer<'a, Output>>> = observer.map(Rc::new);
+        let sink = observer.clone().filter(|_| observe_output);
+        let index_of: Rc<std::collections::HashMap<String, usize>> = Rc::new(if sink.is_some() {
+            pool.targets()
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.name().to_owned(), i))
+                .collect()
+        } else {
+            Default::default()
+        });
         over.stream(
             move |session, target| {
                 let configure = configure.clone();
+                let sink = sink.clone();
+                let index_of = index_of.clone();
                 async move {
                     let configure = |t: &Target, c: &mut Command<'_>| {
                         if let Some(f) = &*configure {
                             f(t, c);
                         }
                     };
-                    pool.command_work(session, target, line, &configure).await
+                    let host = target.name().to_owned();
+                    let index = index_of.get(&host).copied().unwrap_or_default();
+                    let output = |stream, data: &[u8]| {
+                        if let Some(sink) = &sink {
+                            sink(Event::Output {
+                                index,
+                                host: &host,
+                                stream,
+                                data,
+                            });
+                        }
+                    };
+                    let output = sink.is_some().then_some(&output);
+                    pool.command_work(session, target, line, &configure, output)
+                        .await
                 }
             },
-            observer,
+            observer.map(|o| -> Observer<'a, Output> { Box::new(move |e| o(e)) }),
             Outcome::of_command,
         )
     }
@@ -364,6 +404,7 @@ impl Pool {
             line: command.into(),
             configure: None,
             observer: None,
+            observe_output: false,
         }
     }
 
@@ -425,6 +466,7 @@ impl Sessions {
             line: command.into(),
             configure: None,
             observer: None,
+            observe_output: false,
         }
     }
 
@@ -568,8 +610,15 @@ impl Pool {
         let task = tokio::spawn(async move {
             let pacing = pool.pacing();
             let line = line.as_str();
-            let work =
-                |session, target| pool.command_work(session, target, line.into(), &|_, _| {});
+            let work = |session, target| {
+                pool.command_work(
+                    session,
+                    target,
+                    line.into(),
+                    &|_, _| {},
+                    None::<&fn(_, &[u8])>,
+                )
+            };
             let mut result = match pool.targets().first() {
                 Some(target) => pool.run_one(index, target, &work, &|_| {}, &pacing).await,
                 None => HostResult::new(

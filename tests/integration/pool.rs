@@ -543,3 +543,85 @@ async fn apply_async_runs_one_host_and_get_waits_with_a_timeout() {
     let e = pool.apply_async("node09", "true").unwrap_err();
     assert_eq!(e.kind(), rexec::ErrorKind::InvalidInput);
 }
+
+/// The observer's events are enough to draw a progress display: output chunks in order
+/// before each host's end, and a tally after every start and end that agrees with the
+/// report (the CLI's progress bar is drawn from it).
+#[tokio::test]
+async fn the_observer_sees_output_chunks_and_a_tally_that_matches_the_report() {
+    let sshd = Sshd::start();
+    let targets = same_server_targets(&sshd, 6);
+    let template = Template::parse(
+        "printf 'a-%s\\n' {{name}}; sleep 0.1; printf 'e\\n' >&2; printf 'b-%s\\n' {{name}}; \
+         case {{name}} in h1|h4) exit 3;; esac",
+    )
+    .unwrap();
+    let pool = Pool::from_targets(targets).concurrency(2);
+    let seen = Mutex::new(Vec::<(usize, String, rexec::OutputStream, Vec<u8>)>::new());
+    let finished = Mutex::new(Vec::<usize>::new());
+    let tallies = Mutex::new(Vec::<rexec::Tally>::new());
+    let report = pool
+        .run(&template)
+        .observe(|event| match event {
+            Event::Output {
+                index,
+                host,
+                stream,
+                data,
+            } => {
+                assert!(
+                    !finished.lock().unwrap().contains(&index),
+                    "output after end"
+                );
+                seen.lock()
+                    .unwrap()
+                    .push((index, host.to_owned(), stream, data.to_vec()))
+            }
+            Event::Finished(r) => finished.lock().unwrap().push(r.index()),
+            Event::Tally(t) => tallies.lock().unwrap().push(t),
+            _ => {}
+        })
+        .observe_output()
+        .await;
+    assert_eq!(report.len(), 6);
+    let seen = seen.into_inner().unwrap();
+    for r in report.iter() {
+        let out = r.result.as_ref().unwrap();
+        // The chunks of each stream, joined, are the host's output exactly.
+        for (stream, want) in [
+            (rexec::OutputStream::Stdout, &out.stdout),
+            (rexec::OutputStream::Stderr, &out.stderr),
+        ] {
+            let got: Vec<u8> = seen
+                .iter()
+                .filter(|(i, h, s, _)| *i == r.index() && h == r.host() && *s == stream)
+                .flat_map(|(_, _, _, d)| d.clone())
+                .collect();
+            assert_eq!(&got, want, "{} {stream:?}", r.host());
+        }
+        assert_eq!(out.stdout_lossy(), format!("a-{0}\nb-{0}\n", r.host()));
+    }
+    let tallies = tallies.into_inner().unwrap();
+    // One tally per start and one per end; never more running than the concurrency.
+    assert_eq!(tallies.len(), 12, "{tallies:?}");
+    assert!(tallies.iter().all(|t| t.total == 6 && t.running <= 2));
+    assert!(tallies.windows(2).all(|w| w[0].done <= w[1].done));
+    let last = tallies.last().unwrap();
+    assert_eq!((last.done, last.running), (6, 0));
+    assert_eq!(last.failed, report.failed().count());
+    assert_eq!(last.failed, 2);
+    // Without observe_output, no chunk reaches the observer, and the output is kept.
+    let chunks = AtomicUsize::new(0);
+    let report = pool
+        .run("echo hi")
+        .observe(|event| {
+            if let Event::Output { .. } = event {
+                chunks.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+        .await;
+    assert_eq!(chunks.load(Ordering::SeqCst), 0);
+    assert!(report
+        .iter()
+        .all(|r| r.result.as_ref().unwrap().stdout == b"hi\n"));
+}

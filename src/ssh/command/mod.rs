@@ -273,6 +273,11 @@ impl<'s> Command<'s> {
         self
     }
 
+    /// The data callback set so far, taken out (to be chained by the pool).
+    pub(crate) fn take_on_data(&mut self) -> Option<DataCallback> {
+        self.on_data.take()
+    }
+
     /// Streams a local file to the command's stdin instead of [`Command::stdin`].
     pub(crate) fn stdin_file(&mut self, file: StdinFile) -> &mut Self {
         self.stdin_file = Some(file);
