@@ -264,3 +264,85 @@ fn rollout_and_run_one_run() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "hello from run_one\n");
 }
+
+/// `sudo_deploy` as its doc runs it, answering its prompt on a terminal (util-linux
+/// `script`): the file lands owned by root with mode 0640 in a directory only root may
+/// write, the reload runs as root on every host; then a wrong password is reported per
+/// host as sudo's refusal, and the destination is left as it was.
+#[test]
+fn sudo_deploy_installs_as_root_after_one_prompt() {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::MetadataExt;
+    let _sudoers =
+        harness::sudo::Sudoers::new("example", &format!("{TEST_USER} ALL=(ALL:ALL) ALL"));
+    let password = harness::setup();
+    let cluster = Cluster::start(1, 2, 1480);
+    let inventory = cluster.inventory(&[], "");
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("app.conf"), b"port = 8080\n").unwrap();
+    // Root's directory: the test user cannot write it.
+    let etc = tempfile::Builder::new()
+        .prefix("rexec-deploy-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(
+        etc.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let remote = etc.path().join("app.conf");
+    let deploy = |answer: &str| -> String {
+        let line = [
+            example("sudo_deploy").display().to_string(),
+            inventory.display().to_string(),
+            "app.conf".to_owned(),
+            remote.display().to_string(),
+            format!("test \"$(id -u)\" = 0 && cat {}", remote.display()),
+        ]
+        .iter()
+        .map(|a| rexec::shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ");
+        let mut child = Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .current_dir(work.path())
+            .env_remove("SSH_AUTH_SOCK")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 256];
+        while !text(&seen).contains("BECOME password:") {
+            let n = stdout.read(&mut buf).unwrap();
+            assert!(n > 0, "no prompt: {}", text(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{answer}\n").as_bytes())
+            .unwrap();
+        stdout.read_to_end(&mut seen).unwrap();
+        assert!(child.wait().unwrap().code().is_some());
+        let shown = text(&seen);
+        assert!(!shown.contains(answer), "the password was echoed: {shown}");
+        shown
+    };
+    let shown = deploy(password);
+    for host in ["node01", "node02"] {
+        assert!(shown.contains(&format!("{host}: deployed")), "{shown}");
+    }
+    let meta = std::fs::metadata(&remote).unwrap();
+    assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o640));
+    assert_eq!(std::fs::read(&remote).unwrap(), b"port = 8080\n");
+
+    std::fs::write(work.path().join("app.conf"), b"port = 9090\n").unwrap();
+    let shown = deploy("not-the-password");
+    for host in ["node01", "node02"] {
+        assert!(shown.contains(&format!("{host}: sudo refused")), "{shown}");
+    }
+    assert_eq!(std::fs::read(&remote).unwrap(), b"port = 8080\n");
+}
