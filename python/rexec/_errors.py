@@ -160,3 +160,9 @@ class SFTPError(Error, OSError):
 
 class BecomeError(Error):
     """sudo did not run the command."""
+
+
+# Shown as rexec.Timeout (not rexec._errors.Timeout) in tracebacks and reprs.
+for _name in __all__:
+    globals()[_name].__module__ = "rexec"
+del _name
