@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -74,6 +75,8 @@ pub(crate) fn parse_policy(policy: &str) -> PyResult<rexec::HostKeyPolicy> {
 #[pyclass(module = "rexec._rexec", frozen)]
 pub struct Session {
     session: Arc<rexec::Session>,
+    /// Set by `close()`: the connection's own state changes a moment later.
+    closed: AtomicBool,
 }
 
 #[pymethods]
@@ -137,6 +140,7 @@ impl Session {
         match connected {
             Some(Ok(session)) => Ok(Session {
                 session: Arc::new(session),
+                closed: AtomicBool::new(false),
             }),
             Some(Err(e)) => Err(raise(py, &e)),
             None => Err(errors::no_value()),
@@ -237,6 +241,7 @@ impl Session {
 
     /// Closes the connection (commands still running on it end with an error).
     fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.closed.store(true, Ordering::Relaxed);
         let session = &*self.session;
         let (closed, raised) = wait(py, Interrupt::Abandon, || session.close())?;
         if let Some(e) = raised {
@@ -251,7 +256,7 @@ impl Session {
     /// Whether the connection is closed.
     #[getter]
     fn closed(&self) -> bool {
-        self.session.is_closed()
+        self.closed.load(Ordering::Relaxed) || self.session.is_closed()
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
