@@ -253,8 +253,7 @@ impl Pool {
         let pool = self.current();
         let token = pool.cancel_token();
         let (results, raised) = wait(py, Interrupt::CancelAndFinish(&token), || async {
-            let mut options = rexec::TransferOptions::new();
-            options.recursive(recursive);
+            let options = rexec::TransferOptions::new().recursive(recursive);
             let report = pool.put(local, remote).options(options).await?;
             Ok(report
                 .iter()
@@ -278,8 +277,7 @@ impl Pool {
         let pool = self.current();
         let token = pool.cancel_token();
         let (results, raised) = wait(py, Interrupt::CancelAndFinish(&token), || async {
-            let mut options = rexec::TransferOptions::new();
-            options.recursive(recursive);
+            let options = rexec::TransferOptions::new().recursive(recursive);
             let report = pool.get(remote, local_dir).options(options).await?;
             Ok(report
                 .iter()

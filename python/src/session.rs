@@ -118,16 +118,16 @@ impl Session {
         {
             let identity = rexec::Identity::from_file(&path, passphrase.as_ref())
                 .map_err(|e| raise(py, &e))?;
-            creds.identity(identity);
+            creds = creds.identity(identity);
         }
         if look_for_keys {
-            creds.default_identities();
+            creds = creds.default_identities();
         }
         if !allow_agent {
-            creds.agent(rexec::Agent::Off);
+            creds = creds.agent(rexec::Agent::Off);
         }
         if let Some(password) = password {
-            creds.password(rexec::Secret::new(password));
+            creds = creds.password(rexec::Secret::new(password));
         }
         let mut options = rexec::ConnectOptions::new(host)
             .port(port)
