@@ -18,8 +18,10 @@ use russh::ChannelOpenFailure;
 
 use crate::error::{Error, ErrorKind, Phase, Result};
 use crate::ssh::auth::Credentials;
+use crate::ssh::connect_options::ConnectOptions;
+use crate::ssh::handler::ClientHandler;
 use crate::ssh::known_hosts::{HostKeyPolicy, KnownHosts};
-use crate::ssh::session::{ClientHandler, ConnectOptions, Session};
+use crate::ssh::session::Session;
 
 /// The most hops one chain may have.
 pub const MAX_HOPS: usize = 16;

@@ -30,8 +30,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::sudo::{wrap, Become, PromptWatch};
 use crate::secret::Secret;
+use crate::ssh::handler::ClientHandler;
 use crate::ssh::quote::shell_quote;
-use crate::ssh::session::ClientHandler;
 
 /// How long the output may stay silent after the exit status arrived before rexec stops
 /// waiting for a background process that holds it.

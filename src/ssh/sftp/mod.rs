@@ -32,7 +32,8 @@ use russh::client::Handle;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::ssh::session::{ClientHandler, Session};
+use crate::ssh::handler::ClientHandler;
+use crate::ssh::session::Session;
 
 mod download;
 mod open;
