@@ -57,7 +57,8 @@ impl std::fmt::Display for Origin {
 /// Every field is optional: unset means "inherit".
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HostSettings {
-    /// Address or DNS name to connect to (default: the host's name).
+    /// What to connect to, OpenSSH's `HostName`: an address or DNS name (default: the
+    /// host's name). The inventory key is `address`; [`Host::hostname`] resolves it.
     pub address: Option<String>,
     /// SSH port (default 22).
     pub port: Option<u16>,
@@ -180,8 +181,9 @@ impl AsRef<Host> for Host {
 }
 
 impl Host {
-    /// The address to connect to.
-    pub fn address(&self) -> &str {
+    /// What is connected to (OpenSSH's `HostName`): the `address` setting, else the
+    /// host's name.
+    pub fn hostname(&self) -> &str {
         self.settings.address.as_deref().unwrap_or(&self.name)
     }
 
@@ -195,12 +197,13 @@ impl Host {
         self.settings.transport.unwrap_or_default()
     }
 
-    /// The value of a placeholder: `name`, `host` (the address), `port`, `user`, or a
-    /// variable.
+    /// The value of a placeholder: `name` (the inventory name), `host` (the hostname,
+    /// what is connected to: a template name kept as it is, being a file format), `port`,
+    /// `user`, or a variable.
     pub fn var(&self, key: &str) -> Option<String> {
         match key {
             "name" => Some(self.name.clone()),
-            "host" => Some(self.address().to_owned()),
+            "host" => Some(self.hostname().to_owned()),
             "port" => Some(self.port().to_string()),
             "user" => self.settings.user.clone(),
             other => self.settings.vars.get(other).cloned(),

@@ -50,7 +50,7 @@ impl Target {
     pub fn var(&self, name: &str) -> Option<String> {
         match name {
             "name" => Some(self.host.name.clone()),
-            "host" => Some(self.connect.host().to_owned()),
+            "host" => Some(self.connect.hostname().to_owned()),
             "port" => Some(self.host.port().to_string()),
             "user" => Some(self.connect.user_name().to_owned()),
             other => self.host.settings.vars.get(other).cloned(),
@@ -219,7 +219,7 @@ impl TargetBuilder {
             Ok(target) => target,
             Err(e) => Target {
                 host: host.clone(),
-                connect: ConnectOptions::new(host.address()),
+                connect: ConnectOptions::new(host.hostname()),
                 command_timeout: self.command_timeout,
                 sudo: None,
                 failing: Some(std::sync::Arc::new(e)),
@@ -482,7 +482,7 @@ impl TargetBuilder {
         } else if let Some(var) = &s.password_env {
             creds.password(self.env_secret(var)?);
         }
-        let mut connect = ConnectOptions::new(host.address())
+        let mut connect = ConnectOptions::new(host.hostname())
             .port(host.port())
             .credentials(creds)
             .label(host.name.clone());

@@ -1,4 +1,4 @@
-//! [`ConnectOptions`]: everything needed to connect to one host (address, user,
+//! [`ConnectOptions`]: everything needed to connect to one host (hostname, user,
 //! credentials, host key policy, deadlines, route).
 
 use std::time::Duration;
@@ -10,7 +10,8 @@ use crate::ssh::known_hosts::{HostKeyPolicy, KnownHosts};
 /// Everything needed to connect to one host. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
-    pub(crate) host: String,
+    /// What is connected to (OpenSSH's `HostName`): an address or a DNS name.
+    pub(crate) hostname: String,
     pub(crate) port: u16,
     pub(crate) user: String,
     pub(crate) credentials: Credentials,
@@ -53,13 +54,14 @@ impl ConnectOptions {
     /// as lost.
     pub const DEFAULT_KEEPALIVE_MAX: usize = 3;
 
-    /// Options for `host` (a name or an address) with the defaults: port 22, the local
+    /// Options for `hostname` (what is connected to, OpenSSH's `HostName`: a DNS name or
+    /// an address) with the defaults: port 22, the local
     /// user name, keys from the agent, OpenSSH's known_hosts files, [`HostKeyPolicy::Strict`],
     /// 10 s to connect, 10 s for the banner and key exchange, 30 s to authenticate, and a
     /// keepalive every 15 s that gives up after 3 unanswered.
-    pub fn new(host: impl Into<String>) -> ConnectOptions {
+    pub fn new(hostname: impl Into<String>) -> ConnectOptions {
         ConnectOptions {
-            host: host.into(),
+            hostname: hostname.into(),
             port: 22,
             user: local_user_name(),
             credentials: Credentials::default(),
@@ -161,7 +163,7 @@ impl ConnectOptions {
     pub(crate) fn key_lookup(&self) -> (&str, u16) {
         match &self.host_key_alias {
             Some(alias) => (alias, 22),
-            None => (&self.host, self.port),
+            None => (&self.hostname, self.port),
         }
     }
 
@@ -230,8 +232,8 @@ impl ConnectOptions {
         self
     }
 
-    /// The name used for this host in messages (default: `host`, or `host:port` when the
-    /// port is not 22).
+    /// The host's name used in messages, such as its inventory name (default: the
+    /// hostname, or `hostname:port` when the port is not 22).
     #[must_use]
     pub fn label(mut self, label: impl Into<String>) -> Self {
         self.label = Some(label.into());
@@ -244,9 +246,11 @@ impl ConnectOptions {
         self.connect_timeout + self.handshake_timeout + self.auth_timeout
     }
 
-    /// The host name or address.
-    pub fn host(&self) -> &str {
-        &self.host
+    /// What is connected to (OpenSSH's `HostName`): the DNS name or address given to
+    /// [`ConnectOptions::new`]. The host's name in messages is
+    /// [`ConnectOptions::display_name`].
+    pub fn hostname(&self) -> &str {
+        &self.hostname
     }
 
     /// The user to log in as: the one given to [`ConnectOptions::user`], or the local
@@ -255,12 +259,13 @@ impl ConnectOptions {
         &self.user
     }
 
-    /// The name used in messages.
+    /// The host's name in messages: the [`label`](ConnectOptions::label) (the inventory
+    /// name when the pool made these options), else `hostname` or `hostname:port`.
     pub fn display_name(&self) -> String {
         match &self.label {
             Some(l) => l.clone(),
-            None if self.port == 22 => self.host.clone(),
-            None => format!("{}:{}", self.host, self.port),
+            None if self.port == 22 => self.hostname.clone(),
+            None => format!("{}:{}", self.hostname, self.port),
         }
     }
 }

@@ -173,7 +173,7 @@ impl JumpHost {
     /// ignored. Nothing is inherited from the target, and the other setters of this type
     /// have no effect on such a hop.
     pub fn from_options(options: ConnectOptions) -> JumpHost {
-        let mut hop = JumpHost::new(options.host().to_owned());
+        let mut hop = JumpHost::new(options.hostname().to_owned());
         hop.port = Some(options.port_number());
         hop.user = Some(options.user_name().to_owned());
         hop.resolved = Some(Box::new(options.proxy_jump(Vec::new())));
@@ -385,7 +385,7 @@ impl HopKey {
     fn of(options: &ConnectOptions) -> HopKey {
         let (key_host, key_port) = options.key_lookup();
         HopKey {
-            host: options.host().to_owned(),
+            host: options.hostname().to_owned(),
             port: options.port_number(),
             user: options.user_name().to_owned(),
             known_hosts: options.known_hosts_setting().paths().to_vec(),
@@ -553,7 +553,7 @@ impl Jumps {
             .unwrap_or_default();
         let stream = open_direct_tcpip(
             &lease.connection.session,
-            options.host(),
+            options.hostname(),
             options.port_number(),
             &through,
             options.timeouts().connect,
@@ -614,7 +614,7 @@ impl Jumps {
                     .unwrap_or_default();
                 match open_direct_tcpip(
                     &previous.connection.session,
-                    options.host(),
+                    options.hostname(),
                     options.port_number(),
                     &through,
                     options.timeouts().connect,
@@ -675,7 +675,7 @@ impl Jumps {
 
     fn handshake_slot(&self, options: &ConnectOptions) -> Arc<tokio::sync::Semaphore> {
         const HANDSHAKES_PER_SERVER: usize = 8;
-        let key = (options.host().to_owned(), options.port_number());
+        let key = (options.hostname().to_owned(), options.port_number());
         match self.inner.handshakes.lock() {
             Ok(mut map) => map
                 .entry(key)

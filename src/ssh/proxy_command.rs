@@ -284,7 +284,7 @@ pub(crate) async fn connect(
 ) -> Result<(ProxyStream, Arc<ProxyProcess>)> {
     let expanded = expand_tokens(
         command,
-        options.host(),
+        options.hostname(),
         options.port_number(),
         options.user_name(),
         &options.display_name(),

@@ -108,12 +108,12 @@ impl tokio::io::AsyncWrite for QuickAck {
 }
 
 pub(crate) async fn tcp_connect(options: &ConnectOptions) -> Result<tokio::net::TcpStream> {
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((options.host.as_str(), options.port))
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((options.hostname.as_str(), options.port))
         .await
         .map_err(|e| {
             Error::new(
                 ErrorKind::Resolve,
-                format!("cannot resolve host name {:?}", options.host),
+                format!("cannot resolve host name {:?}", options.hostname),
             )
             .with_source(e)
         })?
@@ -136,7 +136,7 @@ pub(crate) async fn tcp_connect(options: &ConnectOptions) -> Result<tokio::net::
         }
         None => Err(Error::new(
             ErrorKind::Resolve,
-            format!("host name {:?} has no addresses", options.host),
+            format!("host name {:?} has no addresses", options.hostname),
         )),
     }
 }
