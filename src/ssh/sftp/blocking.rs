@@ -21,7 +21,7 @@ pub(super) struct OffThreadWriter<W> {
     /// The writer when no block is in flight.
     idle: Option<W>,
     /// The block in flight: it gives the writer back with the result.
-    busy: Option<JoinHandle<(W, std::io::Result<()>)>>,
+    busy: Option<JoinHandle<(W, std::io::Result<()>, Vec<Vec<u8>>)>>,
     /// Data gathered for the next block.
     pending: Vec<Vec<u8>>,
     pending_len: usize,
@@ -60,8 +60,10 @@ impl<W: Write + Send + 'static> OffThreadWriter<W> {
 
     async fn wait(&mut self) -> std::io::Result<()> {
         if let Some(busy) = self.busy.take() {
-            let (writer, result) = busy.await.map_err(std::io::Error::other)?;
+            let (writer, result, block) = busy.await.map_err(std::io::Error::other)?;
             self.idle = Some(writer);
+            // Freed here, on a runtime thread like its allocation (see the reader).
+            drop(block);
             result?;
         }
         Ok(())
@@ -79,7 +81,7 @@ impl<W: Write + Send + 'static> OffThreadWriter<W> {
         self.pending_len = 0;
         self.busy = Some(tokio::task::spawn_blocking(move || {
             let result = block.iter().try_for_each(|data| writer.write_all(data));
-            (writer, result)
+            (writer, result, block)
         }));
         Ok(())
     }
@@ -131,8 +133,11 @@ impl<R: Read + Send + 'static> OffThreadReader<R> {
         let Some(mut reader) = self.idle.take() else {
             return;
         };
+        // Allocated here, not on the blocking thread: the chunk is freed on a runtime
+        // thread once sent. Allocated on blocking threads, a 20-host put peaked about
+        // 40 MiB higher (suspected: memory freed into other threads' malloc arenas).
+        let mut chunk = vec![0u8; len];
         self.ahead = Some(tokio::task::spawn_blocking(move || {
-            let mut chunk = vec![0u8; len];
             let mut filled = 0;
             let result = loop {
                 match reader.read(chunk.get_mut(filled..).unwrap_or_default()) {
