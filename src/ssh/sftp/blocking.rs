@@ -16,12 +16,16 @@ use crate::error::{Error, ErrorKind, Result};
 /// one gathering, a download holds at most about 1 MiB here.
 const BLOCK: usize = 512 * 1024;
 
+/// What a block's write gives back: the writer, the result, and the block (to be freed on
+/// a runtime thread).
+type BlockWritten<W> = (W, std::io::Result<()>, Vec<Vec<u8>>);
+
 /// Writes to `W` on the blocking pool, in order, one block at a time.
 pub(super) struct OffThreadWriter<W> {
     /// The writer when no block is in flight.
     idle: Option<W>,
     /// The block in flight: it gives the writer back with the result.
-    busy: Option<JoinHandle<(W, std::io::Result<()>, Vec<Vec<u8>>)>>,
+    busy: Option<JoinHandle<BlockWritten<W>>>,
     /// Data gathered for the next block.
     pending: Vec<Vec<u8>>,
     pending_len: usize,
