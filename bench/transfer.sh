@@ -13,6 +13,7 @@
 #   SCENARIOS=fleet bench/transfer.sh         # some of: put get fleet fleetget (default
 #                                             # put get fleet)
 #   REXEC_BEFORE=path/to/rexec bench/transfer.sh  # also "rexec-before" in the fleet lines
+#   FLEET_PEERS=0 bench/transfer.sh           # the fleet put without parallel-scp and clush
 #
 # Needs root (it creates the users rexec-bench00..20 with a minimal shell and starts
 # throw-away sshd servers on 127.1.0.1-21, see bench/lib.sh). Everything runs on this
@@ -63,7 +64,8 @@ use_storage() {
             chown "$(host_user "$i"):" "$h"
             MOUNTS+=("$h")
         done
-        mount -t tmpfs -o "size=$(( SIZE_MIB * 2 + FLEET_MIB + 64 ))m,mode=755" tmpfs "$L"
+        # The local side also takes every host's copy in the fleet get.
+        mount -t tmpfs -o "size=$(( SIZE_MIB * 2 + FLEET_MIB * (HOSTS + 1) + 64 ))m,mode=755" tmpfs "$L"
         MOUNTS+=("$L")
     fi
     echo "$1: creating the test files (${SIZE_MIB} MiB, ${FLEET_MIB} MiB)"
@@ -116,7 +118,8 @@ for storage in $STORAGE; do
     FG="get ${FLEET_MIB}MiB x${HOSTS} ($storage)"
     PUTS=(p_rexec p_rexec_nofsync p_sftp p_sftp_gcm p_scp)
     [ "$storage" = disk ] && PUTS+=(p_dd)
-    FLEET_FNS=(f_rexec f_rexec_nofsync f_pscp f_clush)
+    FLEET_FNS=(f_rexec f_rexec_nofsync)
+    [ "${FLEET_PEERS:-1}" = 1 ] && FLEET_FNS+=(f_pscp f_clush)
     [ -n "${REXEC_BEFORE:-}" ] && FLEET_FNS+=(f_rexec_before)
     for run in $(seq 1 "$RUNS"); do
         echo "$storage: run $run/$RUNS"
