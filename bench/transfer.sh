@@ -10,8 +10,10 @@
 #   RUNS=5 SIZE_MIB=1024 FLEET_MIB=64 HOSTS=20 bench/transfer.sh
 #   OUT_NAME=transfer-foo bench/transfer.sh   # results in bench/results/transfer-foo.md
 #   STORAGE=tmpfs bench/transfer.sh           # one storage only (default "tmpfs disk")
-#   SCENARIOS=fleet bench/transfer.sh         # some of: put get fleet (default all three)
+#   SCENARIOS=fleet bench/transfer.sh         # some of: put get fleet fleetget (default
+#                                             # put get fleet)
 #   REXEC_BEFORE=path/to/rexec bench/transfer.sh  # also "rexec-before" in the fleet lines
+#   FLEET_PEERS=0 bench/transfer.sh           # the fleet put without parallel-scp and clush
 #
 # Needs root (it creates the users rexec-bench00..20 with a minimal shell and starts
 # throw-away sshd servers on 127.1.0.1-21, see bench/lib.sh). Everything runs on this
@@ -43,6 +45,9 @@ home() { home_of "$(host_user "$1")"; }
 HOME0=$(home 0)
 fleet_ok() { for i in $(seq 1 "$HOSTS"); do [ "$(sum_of "$(home "$i")/fleet.bin")" = "$FLEET_SUM" ] || return 1; done; }
 fleet_clean() { for i in $(seq 1 "$HOSTS"); do rm -f "$(home "$i")/fleet.bin"; done; }
+# The fleet get: every host serves src-fleet.bin, rexec writes DIR/HOST/src-fleet.bin.
+fleet_seed() { local i; for i in $(seq 1 "$HOSTS"); do cp "$L/fleet.bin" "$(home "$i")/src-fleet.bin"; chown "$(host_user "$i"):" "$(home "$i")/src-fleet.bin"; done; }
+fleet_got() { for i in $(seq 1 "$HOSTS"); do [ "$(sum_of "$L/dlf/$(node "$i")/src-fleet.bin")" = "$FLEET_SUM" ] || return 1; done; }
 
 # use_storage tmpfs|disk: mounts (or unmounts) a tmpfs on every home of the fleet and on
 # $L, the local side's directory, and puts the test files there.
@@ -59,7 +64,8 @@ use_storage() {
             chown "$(host_user "$i"):" "$h"
             MOUNTS+=("$h")
         done
-        mount -t tmpfs -o "size=$(( SIZE_MIB * 2 + FLEET_MIB + 64 ))m,mode=755" tmpfs "$L"
+        # The local side also takes every host's copy in the fleet get.
+        mount -t tmpfs -o "size=$(( SIZE_MIB * 2 + FLEET_MIB * (HOSTS + 1) + 64 ))m,mode=755" tmpfs "$L"
         MOUNTS+=("$L")
     fi
     echo "$1: creating the test files (${SIZE_MIB} MiB, ${FLEET_MIB} MiB)"
@@ -90,6 +96,8 @@ g_scp() { rm -rf "$L/dl"; mkdir -p "$L/dl"; tmeasure "$G: scp" "$DL_OK" -- scp -
 f_rexec() { fleet_clean; tmeasure "$F: rexec" fleet_ok -- "${RX[@]}" -l "$(fleet_range)" put "$L/fleet.bin" fleet.bin; }
 f_rexec_before() { fleet_clean; tmeasure "$F: rexec-before" fleet_ok -- "$REXEC_BEFORE" -i "$W/hosts.toml" --no-agent -q -l "$(fleet_range)" put "$L/fleet.bin" fleet.bin; }
 f_rexec_nofsync() { fleet_clean; tmeasure "$F: rexec --no-fsync" fleet_ok -- "${RX[@]}" -l "$(fleet_range)" put --no-fsync "$L/fleet.bin" fleet.bin; }
+fg_rexec() { rm -rf "$L/dlf"; mkdir -p "$L/dlf"; tmeasure "$FG: rexec" fleet_got -- "${RX[@]}" -l "$(fleet_range)" get src-fleet.bin "$L/dlf"; }
+fg_rexec_before() { rm -rf "$L/dlf"; mkdir -p "$L/dlf"; tmeasure "$FG: rexec-before" fleet_got -- "$REXEC_BEFORE" -i "$W/hosts.toml" --no-agent -q -l "$(fleet_range)" get src-fleet.bin "$L/dlf"; }
 # parallel-scp runs `scp -C` (compression on) by default; it is measured as it comes.
 f_pscp() { fleet_clean; tmeasure "$F: parallel-scp" fleet_ok -- parallel-scp -p "$HOSTS" -h "$W/fleet.txt" -x "-F $W/ssh_config" "$L/fleet.bin" fleet.bin; }
 f_clush() { fleet_clean; tmeasure "$F: clush --copy" fleet_ok -- clush -f "$HOSTS" -o "-F $W/ssh_config" -w "$(fleet_range)" --copy "$L/fleet.bin" --dest fleet.bin; }
@@ -107,9 +115,11 @@ for storage in $STORAGE; do
     P="put ${SIZE_MIB}MiB ($storage)"
     G="get ${SIZE_MIB}MiB ($storage)"
     F="put ${FLEET_MIB}MiB x${HOSTS} ($storage)"
+    FG="get ${FLEET_MIB}MiB x${HOSTS} ($storage)"
     PUTS=(p_rexec p_rexec_nofsync p_sftp p_sftp_gcm p_scp)
     [ "$storage" = disk ] && PUTS+=(p_dd)
-    FLEET_FNS=(f_rexec f_rexec_nofsync f_pscp f_clush)
+    FLEET_FNS=(f_rexec f_rexec_nofsync)
+    [ "${FLEET_PEERS:-1}" = 1 ] && FLEET_FNS+=(f_pscp f_clush)
     [ -n "${REXEC_BEFORE:-}" ] && FLEET_FNS+=(f_rexec_before)
     for run in $(seq 1 "$RUNS"); do
         echo "$storage: run $run/$RUNS"
@@ -119,6 +129,14 @@ for storage in $STORAGE; do
         rm -rf "$L/dl"
         [[ " ${SCENARIOS:-put get fleet} " == *" fleet "* ]] && rotated "$run" "${FLEET_FNS[@]}"
         fleet_clean
+        if [[ " ${SCENARIOS:-put get fleet} " == *" fleetget "* ]]; then
+            fleet_seed
+            FG_FNS=(fg_rexec)
+            [ -n "${REXEC_BEFORE:-}" ] && FG_FNS+=(fg_rexec_before)
+            rotated "$run" "${FG_FNS[@]}"
+            rm -rf "$L/dlf"
+            for i in $(seq 1 "$HOSTS"); do rm -f "$(home "$i")/src-fleet.bin"; done
+        fi
     done
     rm -f "$L/big.bin" "$L/fleet.bin" "$HOME0/src.bin"
 done
@@ -147,7 +165,7 @@ lines = [f"# Transfer benchmark, {subprocess.run(['date','-u','+%Y-%m-%d %H:%M U
          "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
 scens = []
 for storage in storages:
-    scens += [(f"put {size}MiB ({storage})", size), (f"get {size}MiB ({storage})", size), (f"put {fleet}MiB x{hosts} ({storage})", fleet*hosts)]
+    scens += [(f"put {size}MiB ({storage})", size), (f"get {size}MiB ({storage})", size), (f"put {fleet}MiB x{hosts} ({storage})", fleet*hosts), (f"get {fleet}MiB x{hosts} ({storage})", fleet*hosts)]
 for scen, mib in scens:
     names = [n for n in rows if n.startswith(scen + ":")]
     rx = f"{scen}: rexec"

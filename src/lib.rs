@@ -58,7 +58,8 @@
 //! | `template` | [`Template`]: `{{name}}` placeholders quoted for their shell context | `error` |
 //! | `inventory` | [`Inventory`], [`Host`], [`HostSettings`]: `hosts.toml`, `-H` lists (`host_list`), patterns (`pattern`), ranges (`range`), durations (`duration`), [`Shard`] | `error`, `glob` |
 //! | `ssh_config` | [`SshConfig`]: OpenSSH client configuration read and applied to hosts | `inventory`, `error` |
-//! | `ssh` | one host: [`Session`] (`session`: connect, deadlines), `auth` and `key_file`/`signer` (credentials, agent, certificates), `known_hosts`, `jump` and `proxy_command` (reaching a host), `command` (exec, output, stop, sudo, and the local transport), `sftp` (upload, download, tree walk, sudo transfers), `diagnosis` (error text) | `error`, `secret` |
+//! | `ssh` | one host: [`Session`] (`session`: connect, deadlines), [`ConnectOptions`] (`connect_options`), `tcp` (socket, `TCP_QUICKACK`), `algorithms` (kex and cipher order), `handler` (russh handler, host key verdict), `login` (the authentication flow), `auth` and `key_file`/`signer` (credentials, agent, certificates), `known_hosts`, `jump` and `proxy_command` (reaching a host), `command` (exec, output, stop, sudo; the `Local` session transport stays in `session`), `sftp` (upload, download, tree walk, sudo transfers), `diagnosis` (error text) | `error`, `secret` |
+//! | `local` | the local transport's processes (`sh -c` in a process group, stop, output): what a [`Session::local`] command runs; uses `ssh::command`'s builder, output collector and stop plan | `ssh`, `error` |
 //! | `pool` | many hosts: [`Pool`] and its runs (`run`: [`CommandRun`], [`MapRun`], [`TransferRun`]), `target` ([`TargetBuilder`]: hosts to connection settings), `rollout` (the engine: window, batches, budget), `transfer` (`put`/`get` per host), `report` ([`Report`]), `outcome` ([`Outcome`], [`RunExit`]) | `ssh`, `inventory`, `ssh_config`, `template` |
 //!
 //! The `rexec` binary (`src/cli/`) is a client of this API only (plus the
@@ -84,6 +85,7 @@
 mod error;
 mod glob;
 mod inventory;
+mod local;
 mod pool;
 mod secret;
 mod ssh;

@@ -63,7 +63,7 @@ fn rows(host: &Host, no_agent: bool) -> Vec<Row> {
     match &s.user {
         Some(u) => row("user", json!(u), origin_of(host, "user")),
         None => {
-            let local = ConnectOptions::new(host.address()).user_name().to_owned();
+            let local = ConnectOptions::new(host.hostname()).user_name().to_owned();
             row("user", json!(local), "default (the local user)".to_owned())
         }
     }

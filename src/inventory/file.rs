@@ -11,6 +11,7 @@ use toml::Spanned;
 
 use crate::error::{Error, ErrorKind, Result};
 
+use super::model::host_setting_fields;
 use super::*;
 
 pub(crate) fn parse_port(p: &str) -> std::result::Result<u16, String> {
@@ -119,56 +120,24 @@ pub(super) fn check_overrides(overrides: &HostSettings) -> Result<()> {
     }
 }
 
+/// A raw table of settings as the inventory file has it (`[defaults]`, a host, or a group
+/// with `$extra` fields), one field per entry of [`host_setting_fields`].
 macro_rules! raw_settings {
-    ($(#[$meta:meta])* $name:ident { $($extra:tt)* }) => {
+    (($(#[$meta:meta])* $name:ident { $($extra:tt)* })
+     $($(#[$doc:meta])* $field:ident ($key:literal): $ty:ty => $raw:ty [$($flag:ident)*];)*) => {
         $(#[$meta])*
         #[derive(Deserialize, Default)]
         #[serde(deny_unknown_fields)]
         struct $name {
             $($extra)*
-            address: Option<Spanned<String>>,
-            port: Option<Spanned<i64>>,
-            user: Option<Spanned<String>>,
-            identity_files: Option<Vec<Spanned<String>>>,
-            certificate_files: Option<Vec<Spanned<String>>>,
-            password_env: Option<Spanned<String>>,
-            host_key_policy: Option<Spanned<String>>,
-            known_hosts: Option<Spanned<String>>,
-            connect_timeout: Option<Spanned<toml::Value>>,
-            command_timeout: Option<Spanned<toml::Value>>,
-            keepalive: Option<Spanned<toml::Value>>,
-            keepalive_max: Option<Spanned<i64>>,
-            transport: Option<Spanned<String>>,
-            #[serde(rename = "become")]
-            become_enabled: Option<Spanned<bool>>,
-            become_user: Option<Spanned<String>>,
-            become_password_env: Option<Spanned<String>>,
-            proxy_jump: Option<Spanned<String>>,
-            proxy_command: Option<Spanned<String>>,
+            $(#[serde(rename = $key)] $field: Option<$raw>,)*
             vars: Option<IndexMap<Spanned<String>, Spanned<toml::Value>>>,
         }
 
         impl $name {
             fn settings(&self, p: &Parser<'_>) -> Result<HostSettings> {
                 p.settings(SettingsRef {
-                    address: &self.address,
-                    port: &self.port,
-                    user: &self.user,
-                    identity_files: &self.identity_files,
-                    certificate_files: &self.certificate_files,
-                    password_env: &self.password_env,
-                    host_key_policy: &self.host_key_policy,
-                    known_hosts: &self.known_hosts,
-                    connect_timeout: &self.connect_timeout,
-                    command_timeout: &self.command_timeout,
-                    keepalive: &self.keepalive,
-                    keepalive_max: &self.keepalive_max,
-                    transport: &self.transport,
-                    become_enabled: &self.become_enabled,
-                    become_user: &self.become_user,
-                    become_password_env: &self.become_password_env,
-                    proxy_jump: &self.proxy_jump,
-                    proxy_command: &self.proxy_command,
+                    $($field: &self.$field,)*
                     vars: &self.vars,
                 })
             }
@@ -176,13 +145,54 @@ macro_rules! raw_settings {
     };
 }
 
-raw_settings!(RawSettings {});
-raw_settings!(RawGroup {
+/// The fields of a raw table, borrowed: what [`Parser::settings`] reads.
+macro_rules! settings_ref {
+    (() $($(#[$doc:meta])* $field:ident ($key:literal): $ty:ty => $raw:ty [$($flag:ident)*];)*) => {
+        struct SettingsRef<'a> {
+            $($field: &'a Option<$raw>,)*
+            vars: &'a Option<IndexMap<Spanned<String>, Spanned<toml::Value>>>,
+        }
+
+        impl SettingsRef<'_> {
+            /// Where each set field was written (a list: its first item), by field name.
+            fn spans(&self) -> Vec<(&'static str, Span)> {
+                let mut spans = Vec::new();
+                $(
+                    if let Some(span) = self.$field.as_ref().and_then(FirstSpan::first_span) {
+                        spans.push((stringify!($field), span));
+                    }
+                )*
+                spans
+            }
+        }
+    };
+}
+
+/// Where a raw value was written: the value's span, or a list's first item's.
+trait FirstSpan {
+    fn first_span(&self) -> Option<Span>;
+}
+
+impl<T> FirstSpan for Spanned<T> {
+    fn first_span(&self) -> Option<Span> {
+        Some(self.span())
+    }
+}
+
+impl<T> FirstSpan for Vec<Spanned<T>> {
+    fn first_span(&self) -> Option<Span> {
+        self.first().map(Spanned::span)
+    }
+}
+
+host_setting_fields!(raw_settings!(RawSettings {}));
+host_setting_fields!(raw_settings!(RawGroup {
     #[serde(default)]
     hosts: Vec<Spanned<String>>,
     #[serde(default)]
     groups: Vec<Spanned<String>>,
-});
+}));
+host_setting_fields!(settings_ref!());
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -193,28 +203,6 @@ struct RawFile {
     hosts: IndexMap<Spanned<String>, RawSettings>,
     #[serde(default)]
     groups: IndexMap<Spanned<String>, RawGroup>,
-}
-
-struct SettingsRef<'a> {
-    address: &'a Option<Spanned<String>>,
-    port: &'a Option<Spanned<i64>>,
-    user: &'a Option<Spanned<String>>,
-    identity_files: &'a Option<Vec<Spanned<String>>>,
-    certificate_files: &'a Option<Vec<Spanned<String>>>,
-    password_env: &'a Option<Spanned<String>>,
-    host_key_policy: &'a Option<Spanned<String>>,
-    known_hosts: &'a Option<Spanned<String>>,
-    connect_timeout: &'a Option<Spanned<toml::Value>>,
-    command_timeout: &'a Option<Spanned<toml::Value>>,
-    keepalive: &'a Option<Spanned<toml::Value>>,
-    keepalive_max: &'a Option<Spanned<i64>>,
-    transport: &'a Option<Spanned<String>>,
-    become_enabled: &'a Option<Spanned<bool>>,
-    become_user: &'a Option<Spanned<String>>,
-    become_password_env: &'a Option<Spanned<String>>,
-    proxy_jump: &'a Option<Spanned<String>>,
-    proxy_command: &'a Option<Spanned<String>>,
-    vars: &'a Option<IndexMap<Spanned<String>, Spanned<toml::Value>>>,
 }
 
 pub(super) struct Parser<'a> {
@@ -677,63 +665,8 @@ impl<'a> Parser<'a> {
             file: std::sync::Arc::clone(&self.shared_file),
             line: self.line_of(span.start),
         };
-        let spans: [(&'static str, Option<Span>); 18] = [
-            ("address", raw.address.as_ref().map(Spanned::span)),
-            ("port", raw.port.as_ref().map(Spanned::span)),
-            ("user", raw.user.as_ref().map(Spanned::span)),
-            (
-                "identity_files",
-                raw.identity_files
-                    .as_ref()
-                    .and_then(|f| f.first())
-                    .map(Spanned::span),
-            ),
-            (
-                "certificate_files",
-                raw.certificate_files
-                    .as_ref()
-                    .and_then(|f| f.first())
-                    .map(Spanned::span),
-            ),
-            ("password_env", raw.password_env.as_ref().map(Spanned::span)),
-            (
-                "host_key_policy",
-                raw.host_key_policy.as_ref().map(Spanned::span),
-            ),
-            ("known_hosts", raw.known_hosts.as_ref().map(Spanned::span)),
-            (
-                "connect_timeout",
-                raw.connect_timeout.as_ref().map(Spanned::span),
-            ),
-            (
-                "command_timeout",
-                raw.command_timeout.as_ref().map(Spanned::span),
-            ),
-            ("keepalive", raw.keepalive.as_ref().map(Spanned::span)),
-            (
-                "keepalive_max",
-                raw.keepalive_max.as_ref().map(Spanned::span),
-            ),
-            ("transport", raw.transport.as_ref().map(Spanned::span)),
-            ("proxy_jump", raw.proxy_jump.as_ref().map(Spanned::span)),
-            (
-                "proxy_command",
-                raw.proxy_command.as_ref().map(Spanned::span),
-            ),
-            (
-                "become_enabled",
-                raw.become_enabled.as_ref().map(Spanned::span),
-            ),
-            ("become_user", raw.become_user.as_ref().map(Spanned::span)),
-            (
-                "become_password_env",
-                raw.become_password_env.as_ref().map(Spanned::span),
-            ),
-        ];
-        for (field, span) in spans {
-            if let Some(span) = span {
-                s.origins.insert(field, origin(span));
-            }
+        for (field, span) in raw.spans() {
+            s.origins.insert(field, origin(span));
         }
         if let (Some(_), Some(c)) = (raw.proxy_jump, raw.proxy_command) {
             return self.error(

@@ -53,57 +53,131 @@ impl std::fmt::Display for Origin {
     }
 }
 
-/// Settings that defaults, groups and hosts may each set; later layers win.
-/// Every field is optional: unset means "inherit".
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct HostSettings {
-    /// Address or DNS name to connect to (default: the host's name).
-    pub address: Option<String>,
-    /// SSH port (default 22).
-    pub port: Option<u16>,
-    /// Remote user (default: the local user).
-    pub user: Option<String>,
-    /// Private key files, tried in order.
-    pub identity_files: Option<Vec<PathBuf>>,
-    /// OpenSSH user certificate files (OpenSSH's `CertificateFile`), offered first, each
-    /// signed by the identity file or agent key that holds its private key.
-    pub certificate_files: Option<Vec<PathBuf>>,
-    /// The name of an environment variable holding the password.
-    pub password_env: Option<String>,
-    /// Host key policy.
-    pub host_key_policy: Option<HostKeyPolicy>,
-    /// The known_hosts file.
-    pub known_hosts: Option<PathBuf>,
-    /// Deadline for each connection phase.
-    pub connect_timeout: Option<Duration>,
-    /// Deadline for the command.
-    pub command_timeout: Option<Duration>,
-    /// How often to probe a silent server (OpenSSH's `ServerAliveInterval`).
-    pub keepalive: Option<Duration>,
-    /// Unanswered probes after which the connection counts as lost (OpenSSH's
-    /// `ServerAliveCountMax`).
-    pub keepalive_max: Option<usize>,
-    /// How commands run.
-    pub transport: Option<Transport>,
-    /// Run commands and transfers through sudo (inventory key `become`).
-    pub become_enabled: Option<bool>,
-    /// The user sudo runs them as (default root); only used when `become` is on.
-    pub become_user: Option<String>,
-    /// The name of an environment variable holding the sudo password (never the
-    /// password itself).
-    pub become_password_env: Option<String>,
-    /// Jump hosts (OpenSSH's `ProxyJump`): `[user@]host[:port]` hops separated by commas,
-    /// first hop first, or `none`. See [`JumpHost::parse_list`](crate::JumpHost::parse_list).
-    pub proxy_jump: Option<String>,
-    /// A local command carrying the connection (OpenSSH's `ProxyCommand`), or `none`.
-    /// See [`ConnectOptions::proxy_command`](crate::ConnectOptions::proxy_command).
-    pub proxy_command: Option<String>,
-    /// Free-form variables for `{{name}}` placeholders in commands.
-    pub vars: IndexMap<String, String>,
-    /// Where each set field came from, by field name (`"user"`, `"port"`...); a field
-    /// missing here was set by a program without saying where.
-    pub origins: std::collections::BTreeMap<&'static str, Origin>,
+/// The one list of per-host settings: each field once, with its type in [`HostSettings`],
+/// its key and raw type in the inventory file, and its flags. Every place that needs the
+/// whole list ([`HostSettings`] itself, [`HostSettings::merge`], the inventory file's raw
+/// tables, what a jump host inherits) is generated from it by calling `$callback` with
+/// `($($args)*)` followed by the list; a new setting is added here and nowhere else
+/// (then given its parsing in `file.rs` and its use in `pool/target.rs`).
+///
+/// Flags: `per_host` (not inherited by a jump host: it describes the target itself);
+/// `hop_from_command_line` (a jump host takes it from the command line only, not from the
+/// target's inventory or ssh_config).
+macro_rules! host_setting_fields {
+    ($callback:ident ! ($($args:tt)*)) => {
+        $callback! { ($($args)*)
+            /// What to connect to, OpenSSH's `HostName`: an address or DNS name (default: the
+            /// host's name). The inventory key is `address`; [`Host::hostname`] resolves it.
+            address ("address"): String => Spanned<String> [per_host];
+            /// SSH port (default 22).
+            port ("port"): u16 => Spanned<i64> [per_host];
+            /// Remote user (default: the local user).
+            user ("user"): String => Spanned<String> [per_host];
+            /// Private key files, tried in order.
+            identity_files ("identity_files"): Vec<PathBuf> => Vec<Spanned<String>> [hop_from_command_line];
+            /// OpenSSH user certificate files (OpenSSH's `CertificateFile`), offered first, each
+            /// signed by the identity file or agent key that holds its private key.
+            certificate_files ("certificate_files"): Vec<PathBuf> => Vec<Spanned<String>> [];
+            /// The name of an environment variable holding the password.
+            password_env ("password_env"): String => Spanned<String> [hop_from_command_line];
+            /// Host key policy.
+            host_key_policy ("host_key_policy"): HostKeyPolicy => Spanned<String> [hop_from_command_line];
+            /// The known_hosts file.
+            known_hosts ("known_hosts"): PathBuf => Spanned<String> [hop_from_command_line];
+            /// Deadline for each connection phase.
+            connect_timeout ("connect_timeout"): Duration => Spanned<toml::Value> [hop_from_command_line];
+            /// Deadline for the command.
+            command_timeout ("command_timeout"): Duration => Spanned<toml::Value> [per_host];
+            /// How often to probe a silent server (OpenSSH's `ServerAliveInterval`).
+            keepalive ("keepalive"): Duration => Spanned<toml::Value> [hop_from_command_line];
+            /// Unanswered probes after which the connection counts as lost (OpenSSH's
+            /// `ServerAliveCountMax`).
+            keepalive_max ("keepalive_max"): usize => Spanned<i64> [hop_from_command_line];
+            /// How commands run.
+            transport ("transport"): Transport => Spanned<String> [per_host];
+            /// Run commands and transfers through sudo (inventory key `become`).
+            become_enabled ("become"): bool => Spanned<bool> [];
+            /// The user sudo runs them as (default root); only used when `become` is on.
+            become_user ("become_user"): String => Spanned<String> [];
+            /// The name of an environment variable holding the sudo password (never the
+            /// password itself).
+            become_password_env ("become_password_env"): String => Spanned<String> [];
+            /// Jump hosts (OpenSSH's `ProxyJump`): `[user@]host[:port]` hops separated by commas,
+            /// first hop first, or `none`. See [`JumpHost::parse_list`](crate::JumpHost::parse_list).
+            proxy_jump ("proxy_jump"): String => Spanned<String> [per_host];
+            /// A local command carrying the connection (OpenSSH's `ProxyCommand`), or `none`.
+            /// See [`ConnectOptions::proxy_command`](crate::ConnectOptions::proxy_command).
+            proxy_command ("proxy_command"): String => Spanned<String> [per_host];
+        }
+    };
 }
+pub(crate) use host_setting_fields;
+
+/// `true` when `$flag` is among the flags in brackets (a constant the compiler folds).
+macro_rules! has_flag {
+    ($flag:ident in [$($f:ident)*]) => {
+        [$(stringify!($f)),*].contains(&stringify!($flag))
+    };
+}
+
+macro_rules! define_host_settings {
+    (() $($(#[$doc:meta])* $field:ident ($key:literal): $ty:ty => $raw:ty [$($flag:ident)*];)*) => {
+        /// Settings that defaults, groups and hosts may each set; later layers win.
+        /// Every field is optional: unset means "inherit".
+        #[derive(Debug, Clone, Default, PartialEq)]
+        pub struct HostSettings {
+            $($(#[$doc])* pub $field: Option<$ty>,)*
+            /// Free-form variables for `{{name}}` placeholders in commands.
+            pub vars: IndexMap<String, String>,
+            /// Where each set field came from, by field name (`"user"`, `"port"`...); a field
+            /// missing here was set by a program without saying where.
+            pub origins: std::collections::BTreeMap<&'static str, Origin>,
+        }
+
+        impl HostSettings {
+            /// Every set field of `over` replaces this one's, with its origin.
+            fn take_set_fields(&mut self, over: &HostSettings) {
+                $(
+                    if over.$field.is_some() {
+                        self.$field = over.$field.clone();
+                        match over.origins.get(stringify!($field)) {
+                            Some(origin) => self.origins.insert(stringify!($field), origin.clone()),
+                            None => self.origins.remove(stringify!($field)),
+                        };
+                    }
+                )*
+            }
+
+            /// These settings without those that describe the host itself (`per_host`) and
+            /// without variables: what a jump host of this host starts from.
+            pub(crate) fn inheritable(&self) -> HostSettings {
+                let mut settings = self.clone();
+                settings.vars.clear();
+                $(
+                    if has_flag!(per_host in [$($flag)*]) {
+                        settings.$field = None;
+                        settings.origins.remove(stringify!($field));
+                    }
+                )*
+                settings
+            }
+
+            /// Clears the `hop_from_command_line` settings that did not come from the
+            /// command line.
+            pub(crate) fn keep_hop_settings_from_command_line(&mut self) {
+                $(
+                    if has_flag!(hop_from_command_line in [$($flag)*])
+                        && self.origins.get(stringify!($field)) != Some(&Origin::CommandLine)
+                    {
+                        self.$field = None;
+                        self.origins.remove(stringify!($field));
+                    }
+                )*
+            }
+        }
+    };
+}
+host_setting_fields!(define_host_settings!());
 
 impl HostSettings {
     /// Lays `over` on top of `self`: set fields of `over` win; variables merge. The
@@ -120,35 +194,8 @@ impl HostSettings {
                 };
             }
         }
-        macro_rules! take {
-            ($($f:ident),*) => {$(
-                if over.$f.is_some() {
-                    self.$f = over.$f.clone();
-                    match over.origins.get(stringify!($f)) {
-                        Some(origin) => self.origins.insert(stringify!($f), origin.clone()),
-                        None => self.origins.remove(stringify!($f)),
-                    };
-                }
-            )*};
-        }
-        take!(
-            address,
-            port,
-            user,
-            identity_files,
-            certificate_files,
-            password_env,
-            host_key_policy,
-            known_hosts,
-            connect_timeout,
-            command_timeout,
-            keepalive,
-            keepalive_max,
-            transport,
-            become_enabled,
-            become_user,
-            become_password_env
-        );
+        // Again for proxy_jump and proxy_command, which changes nothing: they are set above.
+        self.take_set_fields(over);
         for (k, v) in &over.vars {
             self.vars.insert(k.clone(), v.clone());
         }
@@ -180,8 +227,9 @@ impl AsRef<Host> for Host {
 }
 
 impl Host {
-    /// The address to connect to.
-    pub fn address(&self) -> &str {
+    /// What is connected to (OpenSSH's `HostName`): the `address` setting, else the
+    /// host's name.
+    pub fn hostname(&self) -> &str {
         self.settings.address.as_deref().unwrap_or(&self.name)
     }
 
@@ -195,12 +243,13 @@ impl Host {
         self.settings.transport.unwrap_or_default()
     }
 
-    /// The value of a placeholder: `name`, `host` (the address), `port`, `user`, or a
-    /// variable.
+    /// The value of a placeholder: `name` (the inventory name), `host` (the hostname,
+    /// what is connected to: a template name kept as it is, being a file format), `port`,
+    /// `user`, or a variable.
     pub fn var(&self, key: &str) -> Option<String> {
         match key {
             "name" => Some(self.name.clone()),
-            "host" => Some(self.address().to_owned()),
+            "host" => Some(self.hostname().to_owned()),
             "port" => Some(self.port().to_string()),
             "user" => self.settings.user.clone(),
             other => self.settings.vars.get(other).cloned(),

@@ -962,7 +962,7 @@ pub(crate) struct Pacing {
 
 impl Pacing {
     fn slot(&self, target: &Target, per_server: usize) -> Arc<Semaphore> {
-        let key = (target.host.address().to_owned(), target.host.port());
+        let key = (target.host.hostname().to_owned(), target.host.port());
         match self.slots.lock() {
             Ok(mut map) => map
                 .entry(key)

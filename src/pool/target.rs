@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::inventory::{Host, HostSettings, Origin, Transport};
+use crate::inventory::{Host, Origin, Transport};
 use crate::secret::Secret;
 use crate::ssh::{
     Agent, AuthMethod, Become, ConnectOptions, Credentials, Identity, JumpHost, KnownHosts,
@@ -50,7 +50,7 @@ impl Target {
     pub fn var(&self, name: &str) -> Option<String> {
         match name {
             "name" => Some(self.host.name.clone()),
-            "host" => Some(self.connect.host().to_owned()),
+            "host" => Some(self.connect.hostname().to_owned()),
             "port" => Some(self.host.port().to_string()),
             "user" => Some(self.connect.user_name().to_owned()),
             other => self.host.settings.vars.get(other).cloned(),
@@ -225,7 +225,7 @@ impl TargetBuilder {
             Ok(target) => target,
             Err(e) => Target {
                 host: host.clone(),
-                connect: ConnectOptions::new(host.address()),
+                connect: ConnectOptions::new(host.hostname()),
                 command_timeout: self.command_timeout,
                 sudo: None,
                 failing: Some(std::sync::Arc::new(e)),
@@ -334,27 +334,11 @@ impl TargetBuilder {
     /// `hop` of `target`'s chain, resolved and completed from the target's settings, and
     /// the hop's own `ProxyJump` if the resolver gave it one.
     fn jump_host(&mut self, target: &Host, hop: &JumpHost) -> Result<(JumpHost, Option<String>)> {
-        let inherited = inheritable(&target.settings);
+        let inherited = target.settings.inheritable();
         // Command-line options apply to hops as to targets, above ssh_config; the hop's
         // own user and port (as written) above both.
         let mut given = inherited.clone();
-        macro_rules! keep_command_line {
-            ($($f:ident),*) => {$(
-                if given.origins.get(stringify!($f)) != Some(&Origin::CommandLine) {
-                    given.$f = None;
-                    given.origins.remove(stringify!($f));
-                }
-            )*};
-        }
-        keep_command_line!(
-            identity_files,
-            password_env,
-            host_key_policy,
-            known_hosts,
-            connect_timeout,
-            keepalive,
-            keepalive_max
-        );
+        given.keep_hop_settings_from_command_line();
         given.user = hop.user_name().map(str::to_owned);
         given.port = hop.port_if_given();
         let mut resolved = Host {
@@ -488,7 +472,7 @@ impl TargetBuilder {
         } else if let Some(var) = &s.password_env {
             creds = creds.password(self.env_secret(var)?);
         }
-        let mut connect = ConnectOptions::new(host.address())
+        let mut connect = ConnectOptions::new(host.hostname())
             .port(host.port())
             .credentials(creds)
             .label(host.name.clone());
@@ -561,32 +545,6 @@ impl TargetBuilder {
         self.identities.insert(file.to_owned(), id.clone());
         Ok(id)
     }
-}
-
-/// What a jump host takes from its target's settings (with where each came from): not
-/// the address, user, port, route, transport, command deadline or variables.
-fn inheritable(target: &HostSettings) -> HostSettings {
-    let mut settings = target.clone();
-    settings.address = None;
-    settings.port = None;
-    settings.user = None;
-    settings.proxy_jump = None;
-    settings.proxy_command = None;
-    settings.transport = None;
-    settings.command_timeout = None;
-    settings.vars.clear();
-    for field in [
-        "address",
-        "port",
-        "user",
-        "proxy_jump",
-        "proxy_command",
-        "transport",
-        "command_timeout",
-    ] {
-        settings.origins.remove(field);
-    }
-    settings
 }
 
 /// `KEY.pub` for `KEY`.

@@ -18,8 +18,10 @@ use russh::ChannelOpenFailure;
 
 use crate::error::{Error, ErrorKind, Phase, Result};
 use crate::ssh::auth::Credentials;
+use crate::ssh::connect_options::ConnectOptions;
+use crate::ssh::handler::ClientHandler;
 use crate::ssh::known_hosts::{HostKeyPolicy, KnownHosts};
-use crate::ssh::session::{ClientHandler, ConnectOptions, Session};
+use crate::ssh::session::Session;
 
 /// The most hops one chain may have.
 pub const MAX_HOPS: usize = 16;
@@ -171,7 +173,7 @@ impl JumpHost {
     /// ignored. Nothing is inherited from the target, and the other setters of this type
     /// have no effect on such a hop.
     pub fn from_options(options: ConnectOptions) -> JumpHost {
-        let mut hop = JumpHost::new(options.host().to_owned());
+        let mut hop = JumpHost::new(options.hostname().to_owned());
         hop.port = Some(options.port_number());
         hop.user = Some(options.user_name().to_owned());
         hop.resolved = Some(Box::new(options.proxy_jump(Vec::new())));
@@ -383,7 +385,7 @@ impl HopKey {
     fn of(options: &ConnectOptions) -> HopKey {
         let (key_host, key_port) = options.key_lookup();
         HopKey {
-            host: options.host().to_owned(),
+            host: options.hostname().to_owned(),
             port: options.port_number(),
             user: options.user_name().to_owned(),
             known_hosts: options.known_hosts_setting().paths().to_vec(),
@@ -551,7 +553,7 @@ impl Jumps {
             .unwrap_or_default();
         let stream = open_direct_tcpip(
             &lease.connection.session,
-            options.host(),
+            options.hostname(),
             options.port_number(),
             &through,
             options.timeouts().connect,
@@ -612,7 +614,7 @@ impl Jumps {
                     .unwrap_or_default();
                 match open_direct_tcpip(
                     &previous.connection.session,
-                    options.host(),
+                    options.hostname(),
                     options.port_number(),
                     &through,
                     options.timeouts().connect,
@@ -673,7 +675,7 @@ impl Jumps {
 
     fn handshake_slot(&self, options: &ConnectOptions) -> Arc<tokio::sync::Semaphore> {
         const HANDSHAKES_PER_SERVER: usize = 8;
-        let key = (options.host().to_owned(), options.port_number());
+        let key = (options.hostname().to_owned(), options.port_number());
         match self.inner.handshakes.lock() {
             Ok(mut map) => map
                 .entry(key)

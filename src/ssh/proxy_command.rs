@@ -15,8 +15,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, BufReader,
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
 use crate::error::{fmt_duration, Error, ErrorKind, Phase, Result};
+use crate::ssh::connect_options::ConnectOptions;
 use crate::ssh::diagnosis::quote;
-use crate::ssh::session::ConnectOptions;
 
 /// Bytes of the command's stderr kept for messages (the last ones).
 const STDERR_KEPT: usize = 2048;
@@ -284,7 +284,7 @@ pub(crate) async fn connect(
 ) -> Result<(ProxyStream, Arc<ProxyProcess>)> {
     let expanded = expand_tokens(
         command,
-        options.host(),
+        options.hostname(),
         options.port_number(),
         options.user_name(),
         &options.display_name(),

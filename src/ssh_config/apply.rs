@@ -39,7 +39,7 @@ impl SshConfig {
         }
         let s = &host.settings;
         let query = Query {
-            host: host.address(),
+            host: host.hostname(),
             user: s.user.as_deref(),
             port: s.port,
         };

@@ -83,7 +83,7 @@ fn an_items_name_is_what_was_written_minus_the_user() {
         .map(|h| {
             (
                 h.name.as_str(),
-                h.address(),
+                h.hostname(),
                 h.port(),
                 h.settings.user.as_deref(),
             )
@@ -282,7 +282,7 @@ fn colons_still_separate_groups_and_names_in_an_inventory() {
     assert_eq!(names(&inv, "db:5432:web01"), ["web01", "db:5432"]);
     assert_eq!(names(&inv, "web:&web0[1-2]"), ["web01", "web02"]);
     let v6 = &inv.hosts()[5];
-    assert_eq!((v6.address(), v6.port()), ("::1", 2222));
+    assert_eq!((v6.hostname(), v6.port()), ("::1", 2222));
 }
 
 #[test]

@@ -65,7 +65,7 @@ fn the_example_inventory_means_what_its_comments_say() {
     );
     assert_eq!(web03.settings.become_enabled, None);
     let lb1 = inv.hosts().iter().find(|h| h.name == "lb1").unwrap();
-    assert_eq!((lb1.address(), lb1.port()), ("lb1.example.net", 2222));
+    assert_eq!((lb1.hostname(), lb1.port()), ("lb1.example.net", 2222));
     let control = inv.hosts().iter().find(|h| h.name == "control").unwrap();
     assert_eq!(control.transport(), Transport::Local);
     assert_eq!(names(&inv, "prod").len(), 13 + 4 + 1);

@@ -343,7 +343,7 @@ fn fifty_targets_share_capped_connections_to_one_bastion() {
     assert_eq!(targets.len(), 50);
     let addresses: Vec<(String, u16)> = targets
         .iter()
-        .map(|t| (t.connect.host().to_owned(), t.connect.port_number()))
+        .map(|t| (t.connect.hostname().to_owned(), t.connect.port_number()))
         .collect();
     assert!(
         direct_connects_all_fail(&addresses),

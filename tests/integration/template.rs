@@ -363,7 +363,7 @@ fn an_inventory_address_may_use_the_name_placeholder() {
     .unwrap();
     let inventory = Inventory::from_file(&path, &HostSettings::default()).unwrap();
     let hosts = inventory.select("all").unwrap();
-    assert_eq!(hosts[0].address(), "web1.example.net");
+    assert_eq!(hosts[0].hostname(), "web1.example.net");
 }
 
 // ----- The command line and the pool against a real sshd -----

@@ -18,7 +18,8 @@ use super::stop::{
 use super::sudo::{wrap, Become, PromptWatch};
 use super::{Command, RunEnd, StdinFile};
 use crate::error::{Error, ErrorKind, Phase, Result};
-use crate::ssh::session::{russh_error, ClientHandler};
+use crate::ssh::handler::ClientHandler;
+use crate::ssh::session::russh_error;
 
 type Connection = Arc<russh::client::Handle<ClientHandler>>;
 type Writer = Arc<russh::ChannelWriteHalf<russh::client::Msg>>;

@@ -1,11 +1,11 @@
 //! Running one command over a [`Session`]: the [`Command`] builder; its [`Output`] and
-//! [`ExitStatus`] (`output.rs`); the SSH channel loop (`exec.rs`); local processes
-//! (`local.rs`); and stopping a command for sure on every kind of session (`stop.rs`).
+//! [`ExitStatus`] (`output.rs`); the SSH channel loop (`exec.rs`); and stopping a command
+//! for sure on every kind of session (`stop.rs`). Local processes (the local transport)
+//! run in the crate's `local` module.
 
 mod exec;
-mod local;
-mod output;
-mod stop;
+pub(crate) mod output;
+pub(crate) mod stop;
 mod sudo;
 
 use std::fmt;
@@ -38,12 +38,12 @@ use stop::{StopPlan, StopReason};
 pub struct Command<'s> {
     session: &'s Session,
     line: String,
-    stdin: Option<Bytes>,
+    pub(crate) stdin: Option<Bytes>,
     env: Vec<(String, String)>,
     cwd: Option<String>,
     pty: bool,
     timeout: Option<Duration>,
-    kill_grace: Duration,
+    pub(crate) kill_grace: Duration,
     max_output: Option<usize>,
     on_data: Option<DataCallback>,
     cancel: Option<CancellationToken>,
@@ -64,14 +64,14 @@ pub(crate) struct StdinFile {
 }
 
 /// What the channel loop (or the local process loop) found out.
-struct RunEnd {
-    status: Option<ExitStatus>,
-    stop: Option<StopReason>,
+pub(crate) struct RunEnd {
+    pub(crate) status: Option<ExitStatus>,
+    pub(crate) stop: Option<StopReason>,
     /// The stop was confirmed (the process group is gone, or at least the command ended).
-    confirmed: bool,
-    output_open_after_exit: bool,
+    pub(crate) confirmed: bool,
+    pub(crate) output_open_after_exit: bool,
     /// Run through sudo, which ended without starting the command: why.
-    become_failure: Option<String>,
+    pub(crate) become_failure: Option<String>,
 }
 
 impl<'s> Command<'s> {
@@ -387,7 +387,7 @@ impl<'s> Command<'s> {
                     "a pty is not available for local commands",
                 ));
             }
-            local::run(self, line, &mut collector, &plan).await?
+            crate::local::run(self, line, &mut collector, &plan).await?
         } else {
             exec::run(self, line, &mut collector, &plan).await?
         };

@@ -202,17 +202,17 @@ pub enum OutputStream {
 pub type DataCallback = Arc<dyn Fn(OutputStream, &[u8]) + Send + Sync>;
 
 /// Output kept so far, each stream capped, every chunk shown to the callback first.
-pub(super) struct Collector {
-    pub(super) stdout: Vec<u8>,
-    pub(super) stderr: Vec<u8>,
-    pub(super) stdout_truncated: bool,
-    pub(super) stderr_truncated: bool,
+pub(crate) struct Collector {
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) stderr: Vec<u8>,
+    pub(crate) stdout_truncated: bool,
+    pub(crate) stderr_truncated: bool,
     cap: usize,
     on_data: Option<DataCallback>,
 }
 
 impl Collector {
-    pub(super) fn new(cap: Option<usize>, on_data: Option<DataCallback>) -> Collector {
+    pub(crate) fn new(cap: Option<usize>, on_data: Option<DataCallback>) -> Collector {
         Collector {
             stdout: Vec::new(),
             stderr: Vec::new(),
@@ -223,7 +223,7 @@ impl Collector {
         }
     }
 
-    pub(super) fn push(&mut self, stream: OutputStream, data: &[u8]) {
+    pub(crate) fn push(&mut self, stream: OutputStream, data: &[u8]) {
         if data.is_empty() {
             return;
         }

@@ -30,33 +30,33 @@ use tokio_util::sync::CancellationToken;
 
 use super::sudo::{wrap, Become, PromptWatch};
 use crate::secret::Secret;
+use crate::ssh::handler::ClientHandler;
 use crate::ssh::quote::shell_quote;
-use crate::ssh::session::ClientHandler;
 
 /// How long the output may stay silent after the exit status arrived before rexec stops
 /// waiting for a background process that holds it.
-pub(super) const EXIT_DRAIN: Duration = Duration::from_secs(1);
+pub(crate) const EXIT_DRAIN: Duration = Duration::from_secs(1);
 
 /// Time after `KILL` for the server to confirm the end, when stopping on cancellation.
 const CONFIRM: Duration = Duration::from_secs(3);
 
 /// When and how a command is stopped.
 #[derive(Debug, Clone)]
-pub(super) struct StopPlan {
+pub(crate) struct StopPlan {
     /// The hard end of the command phase: the result is ready by then.
-    pub(super) deadline: Option<Instant>,
+    pub(crate) deadline: Option<Instant>,
     /// The grace before a deadline: `TERM` goes out this long before it.
-    pub(super) deadline_grace: Duration,
+    pub(crate) deadline_grace: Duration,
     /// The grace between `TERM` and `KILL` on cancellation.
-    pub(super) grace: Duration,
-    pub(super) cancel: Option<CancellationToken>,
+    pub(crate) grace: Duration,
+    pub(crate) cancel: Option<CancellationToken>,
 }
 
 impl StopPlan {
     /// `timeout` counted from now. The grace used before a deadline is the kill grace,
     /// but at most a quarter of the timeout (or 1 s, when that is at most half of it), so
     /// the command keeps most of its time and the stop still has time to be confirmed.
-    pub(super) fn new(
+    pub(crate) fn new(
         timeout: Option<Duration>,
         kill_grace: Duration,
         cancel: Option<CancellationToken>,
@@ -73,12 +73,12 @@ impl StopPlan {
     }
 
     /// When the stop sequence starts if nothing else happens first.
-    pub(super) fn term_at(&self) -> Option<Instant> {
+    pub(crate) fn term_at(&self) -> Option<Instant> {
         self.deadline.map(|d| d - self.deadline_grace)
     }
 
     /// The sequence that starts at `now` for `reason`.
-    pub(super) fn sequence(&self, reason: StopReason, now: Instant) -> Stopping {
+    pub(crate) fn sequence(&self, reason: StopReason, now: Instant) -> Stopping {
         match (reason, self.deadline) {
             (StopReason::Timeout, Some(deadline)) => Stopping {
                 reason,
@@ -101,29 +101,29 @@ impl StopPlan {
 
 /// Why a command was stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum StopReason {
+pub(crate) enum StopReason {
     Timeout,
     Cancelled,
 }
 
 /// A stop in progress.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Stopping {
-    pub(super) reason: StopReason,
-    pub(super) kill_at: Instant,
-    pub(super) end_at: Instant,
-    pub(super) kill_sent: bool,
+pub(crate) struct Stopping {
+    pub(crate) reason: StopReason,
+    pub(crate) kill_at: Instant,
+    pub(crate) end_at: Instant,
+    pub(crate) kill_sent: bool,
 }
 
 impl Stopping {
     /// The grace the reaper waits between `TERM` and `KILL`.
-    pub(super) fn reaper_grace(&self, now: Instant) -> Duration {
+    pub(crate) fn reaper_grace(&self, now: Instant) -> Duration {
         self.kill_at.saturating_duration_since(now)
     }
 }
 
 /// A fresh nonce for one command's process-id marker.
-pub(super) fn nonce() -> String {
+pub(crate) fn nonce() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
@@ -139,7 +139,7 @@ pub(super) fn nonce() -> String {
 }
 
 /// The first line of a tracked command: prints `RS rexec-NONCE-PID RS` on stderr.
-pub(super) fn marker_line(nonce: &str) -> String {
+pub(crate) fn marker_line(nonce: &str) -> String {
     format!("printf '\\036rexec-{nonce}-%s\\036' \"$$\" >&2\n")
 }
 
@@ -152,7 +152,7 @@ pub(super) fn marker_line(nonce: &str) -> String {
 /// the group is read when the command starts: field 5 of `/proc/$$/stat` (the shell's
 /// name, field 2, is `sh`: no spaces), or sudo's pid (`$PPID`, the session leader) where
 /// there is no `/proc`. The variables are removed before the command runs.
-pub(super) fn group_marker_line(nonce: &str) -> String {
+pub(crate) fn group_marker_line(nonce: &str) -> String {
     format!(
         "__rexec_g=$PPID\n\
          read -r __rexec_1 __rexec_2 __rexec_3 __rexec_4 __rexec_g __rexec_5 2>/dev/null </proc/$$/stat\n\
@@ -164,7 +164,7 @@ pub(super) fn group_marker_line(nonce: &str) -> String {
 /// Finds the process-id marker in a stream and removes it; every other byte passes
 /// through unchanged and in order. At most the length of a marker is held back while a
 /// partial marker could be forming.
-pub(super) struct PidMarker {
+pub(crate) struct PidMarker {
     prefix: Vec<u8>,
     pending: Vec<u8>,
     found: Option<u32>,
@@ -175,7 +175,7 @@ pub(super) struct PidMarker {
 const MAX_PID_DIGITS: usize = 10;
 
 impl PidMarker {
-    pub(super) fn new(nonce: &str) -> PidMarker {
+    pub(crate) fn new(nonce: &str) -> PidMarker {
         PidMarker {
             prefix: format!("\x1erexec-{nonce}-").into_bytes(),
             pending: Vec::new(),
@@ -185,13 +185,13 @@ impl PidMarker {
     }
 
     /// The remote shell's process id, once seen.
-    pub(super) fn pid(&self) -> Option<u32> {
+    pub(crate) fn pid(&self) -> Option<u32> {
         self.found
     }
 
     /// Feeds a chunk; returns the bytes to pass on.
     #[cfg(test)]
-    pub(super) fn push(&mut self, data: &[u8]) -> Vec<u8> {
+    pub(crate) fn push(&mut self, data: &[u8]) -> Vec<u8> {
         let (mut before, after) = self.push_split(data);
         before.extend_from_slice(&after);
         before
@@ -200,7 +200,7 @@ impl PidMarker {
     /// Feeds a chunk; returns the bytes to pass on, split where the marker stood: what
     /// came before it, and what came after it (everything, once the marker was found in
     /// an earlier chunk; nothing, while it has not been found).
-    pub(super) fn push_split(&mut self, data: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    pub(crate) fn push_split(&mut self, data: &[u8]) -> (Vec<u8>, Vec<u8>) {
         if self.done {
             return (Vec::new(), data.to_vec());
         }
@@ -234,7 +234,7 @@ impl PidMarker {
     }
 
     /// The end of the stream: whatever was held back.
-    pub(super) fn finish(&mut self) -> Vec<u8> {
+    pub(crate) fn finish(&mut self) -> Vec<u8> {
         self.done = true;
         std::mem::take(&mut self.pending)
     }
@@ -282,7 +282,7 @@ enum Match {
 /// `KILL`, a member counts as alive unless `ps` shows it as a zombie (killed, waiting for
 /// its parent to reap it). Polls every 100 ms (`sleep 0.1` where `sleep` takes fractions, whole
 /// seconds elsewhere); `KILL` goes out after `grace`.
-pub(super) fn reaper_script(pid: u32, grace: Duration) -> String {
+pub(crate) fn reaper_script(pid: u32, grace: Duration) -> String {
     let steps = grace.as_millis().div_ceil(100).max(1);
     format!(
         "p={pid}\n\
@@ -317,13 +317,13 @@ pub(super) fn reaper_script(pid: u32, grace: Duration) -> String {
 
 /// What the reaper found: `Some(true)` the process group is gone, `Some(false)` something
 /// survived `KILL`, `None` the reaper could not run or report.
-pub(super) type Reaped = Option<bool>;
+pub(crate) type Reaped = Option<bool>;
 
 /// Runs the reaper on a new channel of `connection`; bounded by `limit`. With `sudo`
 /// (a command run through sudo), the reaper runs through sudo as the same user, with the
 /// password sent when sudo asks for it: a login user cannot signal the target user's
 /// processes. A root login runs it directly.
-pub(super) fn spawn_reaper(
+pub(crate) fn spawn_reaper(
     connection: Arc<Handle<ClientHandler>>,
     pid: u32,
     grace: Duration,
@@ -388,7 +388,7 @@ pub(super) fn spawn_reaper(
 }
 
 /// `password` and a newline, as sudo reads it, wiped on drop.
-pub(super) fn password_line(password: &Secret) -> zeroize::Zeroizing<Vec<u8>> {
+pub(crate) fn password_line(password: &Secret) -> zeroize::Zeroizing<Vec<u8>> {
     let mut line = zeroize::Zeroizing::new(Vec::with_capacity(password.expose().len() + 1));
     line.extend_from_slice(password.expose().as_bytes());
     line.push(b'\n');

@@ -9,6 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 
+use super::blocking::{off_thread, OffThreadWriter};
 use super::tree::{ensure_real_dir, PlannedEntry};
 use super::{
     io_kind, is_status, local_error, parent_and_name, safe_name, sftp_error, temp_name, with_note,
@@ -217,13 +218,21 @@ impl Sftp {
         let mut guard = LocalTempGuard {
             path: Some(temp.clone()),
         };
-        let mut sink = WritebackFile::new(file, options.fsync);
-        let bytes = self
-            .download_to(remote, &mut sink, Some(progress), options)
+        let sink = WritebackFile::new(file, options.fsync);
+        let (bytes, sink) = self
+            .download_to(remote, sink, Some(progress), options)
             .await?;
-        self.finish_local(sink.file, &temp, meta, options)?;
-        std::fs::rename(&temp, dest)
-            .map_err(|e| self.fail(local_error(e, "cannot rename into", dest)))?;
+        let finish = LocalFinish::new(meta, options);
+        let (temp_path, dest_path) = (temp.clone(), dest.to_owned());
+        // The fsync and the rename wait for the disk: on the blocking pool, not on a
+        // runtime thread that other hosts' transfers share.
+        off_thread(move || {
+            finish.apply(sink.file, &temp_path)?;
+            std::fs::rename(&temp_path, &dest_path)
+                .map_err(|e| local_error(e, "cannot rename into", &dest_path))
+        })
+        .await
+        .map_err(|e| self.fail(e))?;
         guard.path = None;
         Ok(bytes)
     }
@@ -261,47 +270,23 @@ impl Sftp {
             .custom_flags(libc::O_NOFOLLOW)
             .open(dest)
             .map_err(|e| self.fail(local_error(e, "cannot write", dest)))?;
-        let mut sink = WritebackFile::new(file, options.fsync);
+        let sink = WritebackFile::new(file, options.fsync);
         let incomplete = || {
             format!(
                 "local {} was written in place and is now incomplete",
                 dest.display()
             )
         };
-        let bytes = self
-            .download_to(remote, &mut sink, Some(progress), options)
+        let (bytes, sink) = self
+            .download_to(remote, sink, Some(progress), options)
             .await
             .map_err(|e| with_note(e, &incomplete()))?;
-        self.finish_local(sink.file, dest, meta, options)
-            .map_err(|e| with_note(e, "its contents were written in full"))?;
+        let finish = LocalFinish::new(meta, options);
+        let dest_path = dest.to_owned();
+        off_thread(move || finish.apply(sink.file, &dest_path))
+            .await
+            .map_err(|e| self.fail(with_note(e, "its contents were written in full")))?;
         Ok(bytes)
-    }
-
-    /// Fsyncs a downloaded file and sets its times and mode (through the open file, so a
-    /// read-only mode does not get in the way).
-    fn finish_local(
-        &self,
-        file: File,
-        path: &Path,
-        meta: &RemoteMetadata,
-        options: &TransferOptions,
-    ) -> Result<()> {
-        if options.fsync {
-            file.sync_all()
-                .map_err(|e| self.fail(local_error(e, "cannot write", path)))?;
-        }
-        if options.preserve {
-            let when = UNIX_EPOCH + Duration::from_secs(u64::from(meta.mtime));
-            file.set_times(
-                std::fs::FileTimes::new()
-                    .set_modified(when)
-                    .set_accessed(when),
-            )
-            .map_err(|e| self.fail(local_error(e, "cannot set the time of", path)))?;
-        }
-        let mode = options.file_mode(meta.mode);
-        file.set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(|e| self.fail(local_error(e, "cannot set the mode of", path)))
     }
 
     /// The error for a local temporary file that could not be created. When the
@@ -327,14 +312,20 @@ impl Sftp {
     }
 
     /// The download pipeline: up to [`READS_IN_FLIGHT`] reads in flight, results written
-    /// in order, until EOF or cancellation. Returns the bytes written.
-    pub(super) async fn download_to<W: std::io::Write>(
+    /// in order on the blocking pool ([`OffThreadWriter`]), until EOF or cancellation.
+    /// Returns the bytes written and the sink, every byte written to it.
+    pub(super) async fn download_to<W: std::io::Write + Send + 'static>(
         &self,
         remote: &str,
-        sink: &mut W,
+        sink: W,
         mut progress: Option<&mut Progress<'_>>,
         options: &TransferOptions,
-    ) -> Result<u64> {
+    ) -> Result<(u64, W)> {
+        let mut sink = OffThreadWriter::new(sink);
+        let write_error = |e: std::io::Error| {
+            let msg = format!("cannot write the download of {remote}");
+            self.fail(Error::new(io_kind(&e), msg).with_source(e))
+        };
         let handle = self
             .raw
             .open(remote, OpenFlags::READ, FileAttributes::empty())
@@ -378,10 +369,7 @@ impl Sftp {
                     Ok(data) if data.data.is_empty() => eof = true,
                     Ok(data) => {
                         let n = data.data.len() as u64;
-                        sink.write_all(&data.data).map_err(|e| {
-                            let msg = format!("cannot write the download of {remote}");
-                            self.fail(Error::new(io_kind(&e), msg).with_source(e))
-                        })?;
+                        sink.write(data.data).await.map_err(write_error)?;
                         written += n;
                         if let Some(p) = progress.as_deref_mut() {
                             p.add(n);
@@ -418,7 +406,46 @@ impl Sftp {
             _ => CLEANUP_TIMEOUT,
         };
         let _ = tokio::time::timeout(budget, self.raw.close(handle)).await;
-        result.map(|()| written)
+        result?;
+        let sink = sink.finish().await.map_err(write_error)?;
+        Ok((written, sink))
+    }
+}
+
+/// What is done to a downloaded file once its bytes are written: fsync, times, mode.
+struct LocalFinish {
+    fsync: bool,
+    mtime: Option<u32>,
+    mode: u32,
+}
+
+impl LocalFinish {
+    fn new(meta: &RemoteMetadata, options: &TransferOptions) -> LocalFinish {
+        LocalFinish {
+            fsync: options.fsync,
+            mtime: options.preserve.then_some(meta.mtime),
+            mode: options.file_mode(meta.mode),
+        }
+    }
+
+    /// Fsyncs the file and sets its times and mode (through the open file, so a read-only
+    /// mode does not get in the way). Blocking: waits for the disk.
+    fn apply(&self, file: File, path: &Path) -> Result<()> {
+        if self.fsync {
+            file.sync_all()
+                .map_err(|e| local_error(e, "cannot write", path))?;
+        }
+        if let Some(mtime) = self.mtime {
+            let when = UNIX_EPOCH + Duration::from_secs(u64::from(mtime));
+            file.set_times(
+                std::fs::FileTimes::new()
+                    .set_modified(when)
+                    .set_accessed(when),
+            )
+            .map_err(|e| local_error(e, "cannot set the time of", path))?;
+        }
+        file.set_permissions(std::fs::Permissions::from_mode(self.mode))
+            .map_err(|e| local_error(e, "cannot set the mode of", path))
     }
 }
 

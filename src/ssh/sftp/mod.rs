@@ -32,8 +32,10 @@ use russh::client::Handle;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::ssh::session::{ClientHandler, Session};
+use crate::ssh::handler::ClientHandler;
+use crate::ssh::session::Session;
 
+mod blocking;
 mod download;
 mod open;
 mod sudo;
@@ -694,8 +696,8 @@ impl Sftp {
     pub async fn read(&self, path: &str) -> Result<Vec<u8>> {
         let path = self.resolve(path).await;
         let path = path.as_ref();
-        let mut out = Vec::new();
-        self.download_to(path, &mut out, None, &TransferOptions::default())
+        let (_, out) = self
+            .download_to(path, Vec::new(), None, &TransferOptions::default())
             .await?;
         Ok(out)
     }
@@ -734,7 +736,7 @@ impl Sftp {
             path,
             finish,
             data.len() as u64,
-            &mut std::io::Cursor::new(data),
+            std::io::Cursor::new(data.to_vec()),
             &mut progress,
             &TransferOptions::default(),
         )

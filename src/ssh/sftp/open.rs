@@ -19,7 +19,8 @@ use tokio::sync::watch;
 
 use super::{Features, DEFAULT_CHUNK, READS_IN_FLIGHT, WRITES_IN_FLIGHT};
 use crate::error::{Error, ErrorKind, Result};
-use crate::ssh::session::{open_channel_on, russh_error, ClientHandler};
+use crate::ssh::handler::ClientHandler;
+use crate::ssh::session::{open_channel_on, russh_error};
 use russh::client::Handle;
 use russh_sftp::client::RawSftpSession;
 

@@ -27,6 +27,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
 
+use super::blocking::off_thread;
 use super::{io_kind, local_error, temp_name, TransferOptions, TransferStats};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ssh::command::{Become, OutputStream, StdinFile};
@@ -363,8 +364,14 @@ impl Session {
                 format!("cannot download {remote}: the remote script sent no file"),
             ));
         };
-        finish_local(file, &temp, mode, mtime, options)?;
-        std::fs::rename(&temp, &dest).map_err(|e| local_error(e, "cannot rename into", &dest))?;
+        // The fsync and the rename wait for the disk: on the blocking pool.
+        let (temp_path, dest_path, finish_options) = (temp.clone(), dest.clone(), options.clone());
+        off_thread(move || {
+            finish_local(file, &temp_path, mode, mtime, &finish_options)?;
+            std::fs::rename(&temp_path, &dest_path)
+                .map_err(|e| local_error(e, "cannot rename into", &dest_path))
+        })
+        .await?;
         drop(guard.disarm());
         Ok(TransferStats {
             files: 1,

@@ -8,6 +8,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 use tokio::time::Instant;
 
+use super::blocking::{off_thread, OffThreadReader};
 use super::tree::{remote_name_of, scan_local, LocalKind};
 use super::{
     is_status, join, local_error, metadata_of, mtime_secs, parent_and_name, sftp_error, temp_name,
@@ -20,7 +21,8 @@ use crate::error::{Error, ErrorKind, Result};
 /// the source, not yet acknowledged by the server). Each upload keeps up to
 /// [`WRITES_IN_FLIGHT`] chunks of 255 KiB in flight (4 MiB, twice the server's window);
 /// a fan-out `put` to 20 hosts held 80 MiB of them. 64 MiB still leaves every upload more
-/// than the 2 MiB window that limits it, up to 32 hosts at once.
+/// than the 2 MiB window that limits it, up to 32 hosts at once. Not counted here: the one
+/// chunk each upload reads ahead on the blocking pool ([`OffThreadReader`]).
 pub(crate) const UPLOAD_BUFFER_CAP: usize = 64 * 1024 * 1024;
 
 /// The shared budget of [`UPLOAD_BUFFER_CAP`] bytes.
@@ -80,7 +82,11 @@ impl Sftp {
         options: &TransferOptions,
     ) -> Result<TransferStats> {
         let local = local.as_ref();
-        let plan = scan_local(local, options).map_err(|e| self.fail(e))?;
+        // A tree walk stats every file: on the blocking pool.
+        let (root, walk_options) = (local.to_owned(), options.clone());
+        let plan = off_thread(move || scan_local(&root, &walk_options))
+            .await
+            .map_err(|e| self.fail(e))?;
         for path in &plan.skipped {
             tracing::debug!("{}: skipping special file {}", self.host, path.display());
         }
@@ -166,30 +172,32 @@ impl Sftp {
         options: &TransferOptions,
         progress: &mut Progress<'_>,
     ) -> Result<u64> {
-        // Plain blocking reads: from the page cache they take microseconds, less than a
-        // hop to tokio's blocking pool per chunk.
-        let mut file = std::fs::File::open(local)
+        // Opened here (one system call); read on the blocking pool, a chunk ahead: a
+        // read that waits for the disk must not stall the runtime thread other hosts
+        // share.
+        let file = std::fs::File::open(local)
             .map_err(|e| self.fail(local_error(e, "cannot open", local)))?;
         let finish = Finish {
             mode: options.file_mode(meta.permissions().mode()),
             mtime: options.preserve.then(|| mtime_secs(meta)),
             fsync: options.fsync,
         };
-        self.upload_from(dest, finish, meta.len(), &mut file, progress, options)
+        self.upload_from(dest, finish, meta.len(), file, progress, options)
             .await
     }
 
     /// The upload of one file: atomically through a temporary file, or in place.
     /// Returns the bytes sent.
-    pub(super) async fn upload_from<R: std::io::Read>(
+    pub(super) async fn upload_from<R: std::io::Read + Send + 'static>(
         &self,
         dest: &str,
         finish: Finish,
         expected: u64,
-        source: &mut R,
+        source: R,
         progress: &mut Progress<'_>,
         options: &TransferOptions,
     ) -> Result<u64> {
+        let source = &mut OffThreadReader::new(source);
         if options.in_place {
             return self
                 .upload_in_place(dest, finish, expected, source, progress, options)
@@ -274,12 +282,12 @@ impl Sftp {
     }
 
     /// Writes `dest` directly: opened with truncation, written, attributes set, fsynced.
-    async fn upload_in_place<R: std::io::Read>(
+    async fn upload_in_place<R: std::io::Read + Send + 'static>(
         &self,
         dest: &str,
         finish: Finish,
         expected: u64,
-        source: &mut R,
+        source: &mut OffThreadReader<R>,
         progress: &mut Progress<'_>,
         options: &TransferOptions,
     ) -> Result<u64> {
@@ -404,10 +412,10 @@ impl Sftp {
 
     /// The write pipeline: chunks read from `source`, up to [`WRITES_IN_FLIGHT`] writes
     /// in flight, until EOF or cancellation. Returns the bytes written.
-    async fn write_all<R: std::io::Read>(
+    async fn write_all<R: std::io::Read + Send + 'static>(
         &self,
         handle: &str,
-        source: &mut R,
+        source: &mut OffThreadReader<R>,
         expected: u64,
         progress: &mut Progress<'_>,
         dest: &str,
@@ -445,30 +453,22 @@ impl Sftp {
                         }
                     },
                 };
-                let mut buf = vec![0u8; self.chunk];
-                let mut filled = 0;
-                while filled < buf.len() {
-                    let n = source
-                        .read(buf.get_mut(filled..).unwrap_or_default())
-                        .map_err(|e| {
-                            self.fail(
-                                Error::new(
-                                    ErrorKind::LocalIo,
-                                    format!("cannot read the source for {dest}"),
-                                )
-                                .with_source(e),
-                            )
-                        })?;
-                    if n == 0 {
-                        eof = true;
-                        break;
-                    }
-                    filled += n;
+                let buf = source.read(self.chunk).await.map_err(|e| {
+                    self.fail(
+                        Error::new(
+                            ErrorKind::LocalIo,
+                            format!("cannot read the source for {dest}"),
+                        )
+                        .with_source(e),
+                    )
+                })?;
+                if buf.len() < self.chunk {
+                    eof = true;
                 }
+                let filled = buf.len();
                 if filled == 0 {
                     break;
                 }
-                buf.truncate(filled);
                 let len = filled as u64;
                 let raw = self.raw.clone();
                 let handle = handle.to_owned();

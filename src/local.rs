@@ -1,17 +1,23 @@
-//! A command of a local session: `sh -c LINE` in its own process group, with the same
-//! deadline, cancellation and output semantics as over SSH.
+//! The local transport's processes: a command of a local session ([`Session::local`](crate::Session::local))
+//! runs as `sh -c LINE` in its own process group, with the same deadline, cancellation
+//! and output semantics as over SSH. Not an SSH module: only the [`Command`] builder and
+//! its output collection and stop plan (`ssh::command`) are shared, and [`Session`]'s
+//! `Local` transport stays in `ssh::session` because a local host is driven through the
+//! same `Session` handle as a remote one.
+//!
+//! [`Session`]: crate::Session
 
 use std::process::Stdio;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{sleep_until, Instant};
 
-use super::output::{Collector, ExitStatus, OutputStream};
-use super::stop::{StopPlan, StopReason, Stopping, EXIT_DRAIN};
-use super::{Command, RunEnd};
 use crate::error::{Error, ErrorKind, Result};
+use crate::ssh::command::output::{Collector, ExitStatus, OutputStream};
+use crate::ssh::command::stop::{StopPlan, StopReason, Stopping, EXIT_DRAIN};
+use crate::ssh::command::{Command, RunEnd};
 
-pub(super) async fn run(
+pub(crate) async fn run(
     cmd: &Command<'_>,
     line: String,
     collector: &mut Collector,
