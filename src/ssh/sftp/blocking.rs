@@ -91,19 +91,88 @@ impl<W: Write + Send + 'static> OffThreadWriter<W> {
     }
 }
 
-/// Reads from `R` on the blocking pool, one chunk ahead of what was asked for (at most
-/// one chunk held beyond what the caller holds).
+/// A source an upload reads from: at least [`Read`], and, where the system can tell, a
+/// read of what is already in memory that never waits for a disk.
+pub(crate) trait UploadSource: Read + Send + 'static {
+    /// Reads into `buf` only what can be read without waiting for a device: `Some(n)`
+    /// bytes (0 at the end of the source), or `None` when the data is not in memory
+    /// (then nothing was read). The default knows nothing and says `None`.
+    fn read_cached(&mut self, _buf: &mut [u8]) -> std::io::Result<Option<usize>> {
+        Ok(None)
+    }
+
+    /// Whether every read is from memory (never waits for a device), so that plain
+    /// reads may run on a runtime thread.
+    fn in_memory(&self) -> bool {
+        false
+    }
+}
+
+/// A local file: `preadv2(RWF_NOWAIT)` at the file's position (Linux 4.14+), which
+/// copies from the page cache and fails with `EAGAIN` instead of reading the disk.
+impl UploadSource for std::fs::File {
+    #[cfg(target_os = "linux")]
+    fn read_cached(&mut self, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
+        use rustix::io::{preadv2, Errno, ReadWriteFlags};
+        // u64::MAX: the file's own position, advanced by what is read.
+        match preadv2(
+            &*self,
+            &mut [std::io::IoSliceMut::new(buf)],
+            u64::MAX,
+            ReadWriteFlags::NOWAIT,
+        ) {
+            Ok(n) => Ok(Some(n)),
+            // Not cached, or a file system without RWF_NOWAIT: the blocking pool reads.
+            Err(Errno::AGAIN | Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => Ok(None),
+            Err(Errno::INTR) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// tmpfs and ramfs hold their files in memory (and tmpfs does not take
+    /// `RWF_NOWAIT` before Linux 6.x): `f_type` from `fstatfs`, as in `linux/magic.h`.
+    #[cfg(target_os = "linux")]
+    fn in_memory(&self) -> bool {
+        const TMPFS_MAGIC: u64 = 0x0102_1994;
+        const RAMFS_MAGIC: u64 = 0x8584_58f6;
+        rustix::fs::fstatfs(self).is_ok_and(|s| {
+            #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+            let kind = s.f_type as u64;
+            kind == TMPFS_MAGIC || kind == RAMFS_MAGIC
+        })
+    }
+}
+
+/// Bytes in memory: always readable at once.
+impl UploadSource for std::io::Cursor<Vec<u8>> {
+    fn read_cached(&mut self, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
+        self.read(buf).map(Some)
+    }
+
+    fn in_memory(&self) -> bool {
+        true
+    }
+}
+
+/// Reads from `R`: what is in memory (the page cache) on the calling thread, the rest on
+/// the blocking pool, one chunk ahead of what was asked for (at most one chunk held beyond
+/// what the caller holds). A hop to the blocking pool per chunk cost a 20-host put of 64
+/// MiB 0.5 s of client CPU and 10% of its wall time on a quiet machine, where every chunk
+/// came from the page cache.
 pub(super) struct OffThreadReader<R> {
     idle: Option<R>,
     /// The next chunk being read: gives the reader back with the bytes (short only at
     /// the end of the source).
     ahead: Option<JoinHandle<(R, std::io::Result<Vec<u8>>)>>,
     eof: bool,
+    /// The source is in memory ([`UploadSource::in_memory`]): plain reads, here.
+    in_memory: bool,
 }
 
-impl<R: Read + Send + 'static> OffThreadReader<R> {
+impl<R: UploadSource> OffThreadReader<R> {
     pub(super) fn new(reader: R) -> OffThreadReader<R> {
         OffThreadReader {
+            in_memory: reader.in_memory(),
             idle: Some(reader),
             ahead: None,
             eof: false,
@@ -117,7 +186,11 @@ impl<R: Read + Send + 'static> OffThreadReader<R> {
             if self.eof {
                 return Ok(Vec::new());
             }
-            self.start(len);
+            match self.read_cached(len)? {
+                Ok(chunk) => return Ok(chunk),
+                // The disk: this chunk, then one ahead, on the blocking pool.
+                Err((chunk, filled)) => self.start_from(chunk, filled),
+            }
         }
         let Some(ahead) = self.ahead.take() else {
             return Err(std::io::Error::other("the local reader was lost"));
@@ -133,17 +206,56 @@ impl<R: Read + Send + 'static> OffThreadReader<R> {
         Ok(chunk)
     }
 
-    fn start(&mut self, len: usize) {
-        let Some(mut reader) = self.idle.take() else {
-            return;
+    /// The next `len` bytes read here, without a hop, as far as memory holds them:
+    /// `Ok(chunk)` complete (or short at the end of the source), or `Err((chunk,
+    /// filled))` with the first `filled` bytes read and the rest to come from a device.
+    #[allow(clippy::type_complexity)]
+    fn read_cached(&mut self, len: usize) -> std::io::Result<Result<Vec<u8>, (Vec<u8>, usize)>> {
+        let mut chunk = vec![0u8; len];
+        let Some(reader) = self.idle.as_mut() else {
+            return Ok(Err((chunk, 0)));
         };
+        let mut filled = 0;
+        while filled < len {
+            let rest = chunk.get_mut(filled..).unwrap_or_default();
+            let read = if self.in_memory {
+                match reader.read(rest) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    other => other.map(Some)?,
+                }
+            } else {
+                reader.read_cached(rest)?
+            };
+            match read {
+                Some(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Some(n) => filled += n,
+                None => return Ok(Err((chunk, filled))),
+            }
+        }
+        chunk.truncate(filled);
+        Ok(Ok(chunk))
+    }
+
+    fn start(&mut self, len: usize) {
         // Allocated here, not on the blocking thread: the chunk is freed on a runtime
         // thread once sent. Allocated on blocking threads, a 20-host put peaked about
         // 40 MiB higher (suspected: memory freed into other threads' malloc arenas).
-        let mut chunk = vec![0u8; len];
+        self.start_from(vec![0u8; len], 0);
+    }
+
+    /// Reads the rest of `chunk`, from `filled` on, on the blocking pool.
+    fn start_from(&mut self, mut chunk: Vec<u8>, mut filled: usize) {
+        let Some(mut reader) = self.idle.take() else {
+            return;
+        };
         self.ahead = Some(tokio::task::spawn_blocking(move || {
-            let mut filled = 0;
             let result = loop {
+                if filled == chunk.len() {
+                    break Ok(());
+                }
                 match reader.read(chunk.get_mut(filled..).unwrap_or_default()) {
                     Ok(0) => break Ok(()),
                     Ok(n) => {
@@ -169,4 +281,40 @@ pub(super) async fn off_thread<T: Send + 'static>(
     tokio::task::spawn_blocking(work).await.map_err(|e| {
         Error::new(ErrorKind::LocalIo, "a local file operation did not finish").with_source(e)
     })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads a file through the reader in chunks while parts of it are dropped from the
+    /// page cache (so some chunks come from memory on the calling thread, some from the
+    /// blocking pool, some split between the two): the bytes arrive whole and in order.
+    #[tokio::test]
+    async fn a_partly_cached_file_is_read_whole_and_in_order() {
+        let dir = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/target")).unwrap();
+        let path = dir.path().join("source");
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        file.sync_all().unwrap();
+        // Evict every other megabyte: the chunks of 300,000 bytes straddle the edges.
+        #[cfg(target_os = "linux")]
+        for start in [0u64, 2_000_000] {
+            let len = std::num::NonZeroU64::new(1_000_000);
+            rustix::fs::fadvise(&file, start, len, rustix::fs::Advice::DontNeed).unwrap();
+        }
+        let mut reader = OffThreadReader::new(file);
+        let mut got = Vec::new();
+        loop {
+            let chunk = reader.read(300_000).await.unwrap();
+            got.extend_from_slice(&chunk);
+            if chunk.len() < 300_000 {
+                break;
+            }
+        }
+        assert_eq!(got.len(), data.len());
+        assert!(got == data, "bytes differ");
+        assert!(reader.read(300_000).await.unwrap().is_empty());
+    }
 }

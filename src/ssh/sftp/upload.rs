@@ -8,7 +8,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 use tokio::time::Instant;
 
-use super::blocking::{off_thread, OffThreadReader};
+use super::blocking::{off_thread, OffThreadReader, UploadSource};
 use super::tree::{remote_name_of, scan_local, LocalKind};
 use super::{
     is_status, join, local_error, metadata_of, mtime_secs, parent_and_name, sftp_error, temp_name,
@@ -188,7 +188,7 @@ impl Sftp {
 
     /// The upload of one file: atomically through a temporary file, or in place.
     /// Returns the bytes sent.
-    pub(super) async fn upload_from<R: std::io::Read + Send + 'static>(
+    pub(super) async fn upload_from<R: UploadSource>(
         &self,
         dest: &str,
         finish: Finish,
@@ -282,7 +282,7 @@ impl Sftp {
     }
 
     /// Writes `dest` directly: opened with truncation, written, attributes set, fsynced.
-    async fn upload_in_place<R: std::io::Read + Send + 'static>(
+    async fn upload_in_place<R: UploadSource>(
         &self,
         dest: &str,
         finish: Finish,
@@ -412,7 +412,7 @@ impl Sftp {
 
     /// The write pipeline: chunks read from `source`, up to [`WRITES_IN_FLIGHT`] writes
     /// in flight, until EOF or cancellation. Returns the bytes written.
-    async fn write_all<R: std::io::Read + Send + 'static>(
+    async fn write_all<R: UploadSource>(
         &self,
         handle: &str,
         source: &mut OffThreadReader<R>,
