@@ -897,6 +897,26 @@ fn library_put_and_get_through_sudo() {
             .unwrap();
         assert_eq!(stats.bytes, data.len() as u64);
         assert_eq!(fs::read(&back).unwrap(), data);
+        // A local disk that fills up (a 1 MiB tmpfs; the file is 5 MB): the error says
+        // so, the run ends, and no temporary file stays.
+        let small = tempfile::tempdir().unwrap();
+        run(Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(small.path()));
+        let full = session
+            .sudo_get(
+                dest.to_str().unwrap(),
+                small.path().join("back.bin"),
+                &Become::root(),
+                &TransferOptions::new(),
+            )
+            .await;
+        let left: Vec<_> = fs::read_dir(small.path()).unwrap().collect();
+        let _ = Command::new("umount").arg(small.path()).status();
+        let e = full.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NoSpace, "{e:#}");
+        assert!(e.to_string().contains("cannot write"), "{e:#}");
+        assert!(left.is_empty(), "left behind: {left:?}");
         // Directories are refused: single files only.
         let e = session
             .sudo_put(

@@ -274,6 +274,54 @@ impl<R: UploadSource> OffThreadReader<R> {
     }
 }
 
+/// Chunks a [`QueuedWriter`] may hold before its caller waits (SSH data packets are at
+/// most 32 KiB: 2 MiB, the channel's window).
+const QUEUE: usize = 64;
+
+/// Writes a file for a synchronous callback (a command's output, which cannot await): the
+/// chunks go through a bounded queue to a thread of the blocking pool that writes them.
+/// The caller waits only when the disk is [`QUEUE`] chunks behind the network.
+pub(super) struct QueuedWriter {
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    done: Option<JoinHandle<(std::fs::File, std::io::Result<()>)>>,
+}
+
+impl QueuedWriter {
+    pub(super) fn new(file: std::fs::File) -> QueuedWriter {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(QUEUE);
+        let done = tokio::task::spawn_blocking(move || {
+            let mut file = file;
+            // Ends when the sender is dropped, or at the first error (which drops the
+            // receiver, so that the next write says so).
+            let result = rx.iter().try_for_each(|data| file.write_all(&data));
+            (file, result)
+        });
+        QueuedWriter {
+            tx: Some(tx),
+            done: Some(done),
+        }
+    }
+
+    /// Queues a copy of `data`; false once the writer has stopped on an error (which
+    /// [`QueuedWriter::finish`] returns).
+    pub(super) fn write(&self, data: &[u8]) -> bool {
+        self.tx
+            .as_ref()
+            .is_some_and(|tx| tx.send(data.to_vec()).is_ok())
+    }
+
+    /// Waits until every queued chunk is written; the file back, or the first error.
+    pub(super) async fn finish(mut self) -> std::io::Result<std::fs::File> {
+        drop(self.tx.take());
+        let done = self
+            .done
+            .take()
+            .ok_or_else(|| std::io::Error::other("the local writer was lost"))?;
+        let (file, result) = done.await.map_err(std::io::Error::other)?;
+        result.map(|()| file)
+    }
+}
+
 /// Runs blocking local file work (fsync, rename, metadata) on the blocking pool.
 pub(super) async fn off_thread<T: Send + 'static>(
     work: impl FnOnce() -> Result<T> + Send + 'static,

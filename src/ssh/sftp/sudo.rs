@@ -19,7 +19,6 @@
 //! home (sudo `-H`), as Ansible's become resolves them. Single files only.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -27,7 +26,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
 
-use super::blocking::off_thread;
+use super::blocking::{off_thread, QueuedWriter};
 use super::{io_kind, local_error, temp_name, TransferOptions, TransferStats};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ssh::command::{Become, OutputStream, StdinFile};
@@ -288,7 +287,7 @@ impl Session {
             remote = shell_quote(remote),
         );
         let sink = Arc::new(Mutex::new(Sink {
-            file: Some(file),
+            file: Some(QueuedWriter::new(file)),
             header: Vec::new(),
             meta: None,
             written: 0,
@@ -339,6 +338,16 @@ impl Session {
         if let Some(e) = sink.error.take() {
             return Err(local_error(e, "cannot write", &temp));
         }
+        // Every queued chunk written (or the local file's error), before anything else.
+        let file = match sink.file.take() {
+            Some(writer) => Some(
+                writer
+                    .finish()
+                    .await
+                    .map_err(|e| local_error(e, "cannot write", &temp))?,
+            ),
+            None => None,
+        };
         let output = result.map_err(|e| match e.kind() {
             ErrorKind::Interrupted => Error::new(
                 ErrorKind::Interrupted,
@@ -358,7 +367,7 @@ impl Session {
                 &output.status.to_string(),
             ));
         }
-        let (Some(file), Some((mode, mtime, _))) = (sink.file.take(), sink.meta) else {
+        let (Some(file), Some((mode, mtime, _))) = (file, sink.meta) else {
             return Err(Error::new(
                 ErrorKind::Sftp,
                 format!("cannot download {remote}: the remote script sent no file"),
@@ -414,7 +423,8 @@ fn script_error(code: Option<i32>, stderr: &[u8], doing: &str, status: &str) -> 
 
 /// Where `get`'s stdout goes: a header line `MODE MTIME SIZE`, then the file's bytes.
 struct Sink {
-    file: Option<File>,
+    /// The temporary file, written off the runtime threads.
+    file: Option<QueuedWriter>,
     header: Vec<u8>,
     /// Mode, modification time, size, once the header is read.
     meta: Option<(u32, u64, u64)>,
@@ -467,11 +477,11 @@ impl Sink {
         if data.is_empty() {
             return true;
         }
-        let Some(file) = self.file.as_mut() else {
+        let Some(file) = self.file.as_ref() else {
             return false;
         };
-        if let Err(e) = file.write_all(data) {
-            self.error = Some(e);
+        if !file.write(data) {
+            // The writer stopped on an error: finish() returns it.
             return false;
         }
         self.written += data.len() as u64;
