@@ -47,13 +47,16 @@ def run_pssh(hosts, key, known_hosts, inventory, concurrency, command):
         num_retries=1,
     )
     output = client.run_command(command, stop_on_errors=False)
-    client.join(output)
+    # Read every host's output before join(): join waits for the commands, which wait
+    # for their output to be read once the channel window is full.
     ok, nbytes = 0, 0
     for o in output:
         if o.exception is not None:
             continue
         nbytes += sum(len(line) + 1 for line in o.stdout)
-        if o.exit_code == 0:
+    client.join(output)
+    for o in output:
+        if o.exception is None and o.exit_code == 0:
             ok += 1
     return ok, nbytes
 
