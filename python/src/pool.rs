@@ -249,18 +249,7 @@ impl Pool {
         remote: String,
         recursive: bool,
     ) -> PyResult<Report> {
-        self.check_running()?;
-        let pool = self.current();
-        let token = pool.cancel_token();
-        let (results, raised) = wait(py, Interrupt::CancelAndFinish(&token), || async {
-            let options = rexec::TransferOptions::new().recursive(recursive);
-            let report = pool.put(local, remote).options(options).await?;
-            Ok(report
-                .iter()
-                .map(ResultData::of_transfer)
-                .collect::<Vec<_>>())
-        })?;
-        self.transfer_report(py, results, raised)
+        self.transfer(py, recursive, move |pool| pool.put(local, remote))
     }
 
     /// Downloads `remote` from every host into `local_dir/<host>/` (`local_dir` may hold
@@ -273,18 +262,7 @@ impl Pool {
         local_dir: String,
         recursive: bool,
     ) -> PyResult<Report> {
-        self.check_running()?;
-        let pool = self.current();
-        let token = pool.cancel_token();
-        let (results, raised) = wait(py, Interrupt::CancelAndFinish(&token), || async {
-            let options = rexec::TransferOptions::new().recursive(recursive);
-            let report = pool.get(remote, local_dir).options(options).await?;
-            Ok(report
-                .iter()
-                .map(ResultData::of_transfer)
-                .collect::<Vec<_>>())
-        })?;
-        self.transfer_report(py, results, raised)
+        self.transfer(py, recursive, move |pool| pool.get(remote, local_dir))
     }
 
     /// No more work may be submitted; `join()` then waits for `apply_async` work.
@@ -345,6 +323,28 @@ impl Pool {
     }
 
     /// A handle on the pool for one run (clones share the cancellation token).
+    /// `put` or `get` (`start` picks which) on the current pool, waited for with the GIL
+    /// released; Ctrl-C cancels it and waits for every host.
+    fn transfer(
+        &self,
+        py: Python<'_>,
+        recursive: bool,
+        start: impl for<'p> FnOnce(&'p rexec::Pool) -> rexec::TransferRun<'p> + Send,
+    ) -> PyResult<Report> {
+        self.check_running()?;
+        let pool = self.current();
+        let token = pool.cancel_token();
+        let (results, raised) = wait(py, Interrupt::CancelAndFinish(&token), || async {
+            let options = rexec::TransferOptions::new().recursive(recursive);
+            let report = start(&pool).options(options).await?;
+            Ok(report
+                .iter()
+                .map(ResultData::of_transfer)
+                .collect::<Vec<_>>())
+        })?;
+        self.transfer_report(py, results, raised)
+    }
+
     fn current(&self) -> rexec::Pool {
         locked(&self.pool).clone()
     }
