@@ -9,7 +9,9 @@
 #                 spare host for single-host tests); $(fleet_range) is node[1..N]
 #   $W/fleet.txt  node01..nodeN, one per line
 #   $REXEC        the release binary
-#   measure NAME CHECK -- COMMAND...   appends "name wall cpu rss" to $RESULTS
+#   measure NAME CHECK -- COMMAND...   appends "name wall cpu rss servers_cpu" to $RESULTS
+#   server_ns     the CPU time (ns) of every sshd of the fleet and all their children so
+#                 far (a cpuacct cgroup); sessions_gone waits until their sessions ended
 
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -71,7 +73,36 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 declare -a PORT
 PIDS=()
-bench_cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+CG=
+bench_cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    # The cgroup goes once the killed servers are gone.
+    if [ -n "$CG" ]; then
+        for _ in $(seq 20); do rmdir "$CG" 2>/dev/null && break; sleep 0.1; done
+        CG=
+    fi
+}
+
+# The servers' CPU: every sshd listener goes into a cpuacct cgroup of its own, which its
+# per-connection processes and the commands they run inherit (the listener's cutime misses
+# them: OpenSSH's session processes are not all waited for). On loopback the servers share
+# the cores with the client, so their CPU is the floor under any tool's wall time.
+servers_cgroup() {
+    CG=/sys/fs/cgroup/cpuacct/rexec-bench-$(basename "$W")-$$
+    mkdir -p "$CG"
+    SSHD_PIDS=$(cat "$W"/sshd*.pid)
+    for p in $SSHD_PIDS; do echo "$p" >"$CG/cgroup.procs"; done
+}
+# server_ns: the servers' CPU so far, in nanoseconds.
+server_ns() { cat "$CG/cpuacct.usage"; }
+# Waits (up to 10 s) until no sshd has a session child left, so that their CPU is counted.
+sessions_gone() {
+    local p
+    for _ in $(seq 100); do
+        for p in $SSHD_PIDS; do pgrep -P "$p" >/dev/null && { sleep 0.1; continue 2; }; done
+        return 0
+    done
+}
 
 start_sshd() { # name first last   (at most 16 addresses per sshd)
     # FLEET_PORT=22: every sshd on port 22 of its own addresses (mpssh-rstp knows no
@@ -180,17 +211,22 @@ CFG
         [ "$(ls "$W"/sshd*.pid 2>/dev/null | wc -l)" -ge "${#PIDS[@]}" ] && break
         sleep 0.1
     done
+    servers_cgroup
 }
 
 # measure NAME CHECK -- COMMAND...: runs COMMAND under GNU time (wall, user+sys of the
 # whole process tree, peak RSS of the largest process), evaluates CHECK, records a line.
 measure() {
     local name=$1 check=$2; shift 3
-    local t rc=0; t=$(mktemp)
+    local t rc=0 before after; t=$(mktemp)
+    sessions_gone
+    before=$(server_ns)
     # A tool that runs past MEASURE_TIMEOUT seconds (default 900) is stopped and
     # reported as not finished.
     /usr/bin/time -f '%e %U %S %M' -o "$t" timeout "${MEASURE_TIMEOUT:-900}" "$@" \
         >"$W/last.out" 2>"$W/last.err" || rc=$?
+    sessions_gone
+    after=$(server_ns)
     if [ "$rc" = 124 ]; then
         echo "  $name did not finish within ${MEASURE_TIMEOUT:-900} s: stopped"
         printf '%s\t%s\n' "$name" "${MEASURE_TIMEOUT:-900}" >>"$W/unfinished.tsv"
@@ -203,11 +239,12 @@ measure() {
         printf '%s\t%s\n' "$name" "check" >>"$W/unfinished.tsv"
         rm -f "$t"; return 0
     fi
-    local wall user sys rss cpu
+    local wall user sys rss cpu server
     read -r wall user sys rss <"$t"; rm -f "$t"
     cpu=$(echo "$user + $sys" | bc)
-    printf '%s\t%s\t%s\t%s\n' "$name" "$wall" "$cpu" "$rss" >>"$RESULTS"
-    printf '  %-34s wall %6.2fs  cpu %6.2fs  peak rss %7d KiB\n' "$name" "$wall" "$cpu" "$rss"
+    server=$(echo "scale=2; ($after - $before) / 1000000000" | bc)
+    printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$wall" "$cpu" "$rss" "$server" >>"$RESULTS"
+    printf '  %-34s wall %6.2fs  cpu %6.2fs  peak rss %7d KiB  servers %6.2fs\n' "$name" "$wall" "$cpu" "$rss" "$server"
 }
 
 # tmeasure: measure, after writing out the page cache's dirty data (`sync`, untimed), so
@@ -235,36 +272,42 @@ report() {
         echo "Loopback; plain users with no rc files; medians over the runs of each tool (column runs), tools alternating. Command: \`$command\`."
         echo
         python3 - "$RESULTS" "$HOSTS" <<'PY'
-import statistics, sys, collections
+import os, statistics, sys, collections
 rows = collections.OrderedDict()
 for line in open(sys.argv[1]):
-    name, wall, cpu, rss = line.rstrip("\n").split("\t")
-    rows.setdefault(name, []).append((float(wall), float(cpu), int(rss)))
+    name, wall, cpu, rss, server = line.rstrip("\n").split("\t")
+    rows.setdefault(name, []).append((float(wall), float(cpu), int(rss), float(server)))
 hosts = int(sys.argv[2])
+cores = os.cpu_count()
 med = lambda n, i: statistics.median(r[i] for r in rows[n])
 base = next((n for n in rows if n.startswith("rexec")), None)
-print("| tool | runs | hosts ok | wall s | client CPU s | CPU ms per host | peak RSS MiB | rexec wall ratio | rexec CPU ratio |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+print("| tool | runs | hosts ok | wall s | client CPU s | CPU ms per host | peak RSS MiB | servers' CPU s | floor s | wall / floor | rexec wall ratio | rexec CPU ratio |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for n in rows:
-    w, c, r = med(n, 0), med(n, 1), med(n, 2)
+    w, c, r, sv = med(n, 0), med(n, 1), med(n, 2), med(n, 3)
+    # The floor: the CPU this run needed (servers and client) spread over every core.
+    floor = (sv + c) / cores
+    fr = f"{w / floor:.2f}" if floor > 0 else ""
     peer = base is not None and not n.startswith("rexec")
     wr = f"{med(base, 0) / w:.2f}" if peer and w > 0 else ""
     cr = f"{med(base, 1) / c:.2f}" if peer and c > 0 else ""
-    print(f"| {n} | {len(rows[n])} | {hosts}/{hosts} in every run | {w:.2f} | {c:.2f} | {1000 * c / hosts:.1f} | {r / 1024:.0f} | {wr} | {cr} |")
+    print(f"| {n} | {len(rows[n])} | {hosts}/{hosts} in every run | {w:.2f} | {c:.2f} | {1000 * c / hosts:.1f} | {r / 1024:.0f} | {sv:.2f} | {floor:.2f} | {fr} | {wr} | {cr} |")
 import os
 unfinished = os.path.join(os.path.dirname(sys.argv[1]), "unfinished.tsv")
 if os.path.exists(unfinished):
     for line in open(unfinished):
         name, limit = line.rstrip("\n").split("\t")
         if limit == "check":
-            print(f"| {name} | 1 | failed its check: not every host ok, or output incomplete | | | | | | |")
+            print(f"| {name} | 1 | failed its check: not every host ok, or output incomplete | | | | | | | | | |")
         else:
-            print(f"| {name} | stopped | did not finish within {limit} s | | | | | | |")
+            print(f"| {name} | stopped | did not finish within {limit} s | | | | | | | | | |")
 print()
 print("Ratios are against the first rexec line. Client CPU is user + system time of the tool")
 print("and every process it waited for (one `ssh` per host for parallel-ssh, clush, pdsh and")
-print("Ansible). The sshd servers run on the same 2 cores, so wall time includes their work;")
-print("peak RSS is that of the largest single process.")
+print("Ansible). The sshd servers run on the same cores, so wall time includes their work.")
+print("Servers' CPU: every sshd of the fleet and all its children (sessions and the commands),")
+print("from a cpuacct cgroup. Floor: servers' and client CPU over the cores, the wall time")
+print("if every core were busy throughout. Peak RSS is that of the largest single process.")
 PY
         [ -z "$note" ] || { echo; echo "$note"; }
     } >"$OUT"

@@ -38,26 +38,6 @@ U=$(host_user 0)
 head -c 10000000 /dev/urandom >"$(home_of "$U")/ten.bin"
 chmod 644 "$(home_of "$U")/ten.bin"
 PER_HOST=$(base64 "$(home_of "$U")/ten.bin" | wc -c)
-SSHD_PIDS=$(cat "$W"/sshd*.pid)
-
-# The servers' CPU: every sshd listener goes into a cpuacct cgroup of its own, which its
-# per-connection processes and the commands they run inherit (the listener's cutime misses
-# them: OpenSSH's session processes are not all waited for).
-CG=/sys/fs/cgroup/cpuacct/rexec-bench-output-$$
-mkdir "$CG"
-trap 'bench_cleanup; sleep 0.5; rmdir "$CG" 2>/dev/null || true' EXIT
-for p in $SSHD_PIDS; do echo "$p" >"$CG/cgroup.procs"; done
-# server_ns: the servers' CPU so far, in nanoseconds.
-server_ns() { cat "$CG/cpuacct.usage"; }
-# Waits (up to 10 s) until no sshd has a session child left, so that their CPU is counted.
-sessions_gone() {
-    local p
-    for _ in $(seq 100); do
-        for p in $SSHD_PIDS; do pgrep -P "$p" >/dev/null && { sleep 0.1; continue 2; }; done
-        return 0
-    done
-}
-
 RESULTS=$W/results.tsv
 : >"$RESULTS"
 # omeasure NAME BYTES CHECK -- COMMAND...: like lib.sh's measure, plus the servers' CPU and

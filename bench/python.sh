@@ -87,18 +87,6 @@ for scenario in $SCENARIOS; do
     # The fleet without the spare host 0, for every tool.
     cp "$W/pssh_lib_hosts" "$W/hosts.txt"
     grep -v "^$(node 0) = " "$W/hosts.toml" >"$W/fleet.toml"
-    SSHD_PIDS=$(cat "$W"/sshd*.pid)
-    CG=/sys/fs/cgroup/cpuacct/rexec-bench-python-$$-$scenario
-    mkdir -p "$CG"
-    for p in $SSHD_PIDS; do echo "$p" >"$CG/cgroup.procs"; done
-    server_ns() { cat "$CG/cpuacct.usage"; }
-    sessions_gone() {
-        local p
-        for _ in $(seq 100); do
-            for p in $SSHD_PIDS; do pgrep -P "$p" >/dev/null && { sleep 0.1; continue 2; }; done
-            return 0
-        done
-    }
     for run in $(seq 1 "$RUNS"); do
         echo "run $run/$RUNS: $scenario ($HOSTS hosts)"
         # Tools alternate, the first one rotating from run to run.
@@ -109,11 +97,11 @@ for scenario in $SCENARIOS; do
     done
     bench_cleanup
     PIDS=()
-    sleep 0.5
-    rmdir "$CG" 2>/dev/null || true
 done
 
 OUT=$ROOT/bench/results/python-$(date -u +%Y-%m-%d).md
+# A second run on the same day gets its own file rather than replacing the first.
+[ -e "$OUT" ] && OUT=${OUT%.md}-$(date -u +%H%M).md
 mkdir -p "$ROOT/bench/results"
 {
     echo "# Python libraries: rexec's package against parallel-ssh, asyncssh and paramiko"

@@ -48,12 +48,15 @@ def run_pssh(hosts, key, known_hosts, inventory, concurrency, command):
     )
     output = client.run_command(command, stop_on_errors=False)
     # Read every host's output before join(): join waits for the commands, which wait
-    # for their output to be read once the channel window is full.
+    # for their output to be read once the channel window is full. The chunks are read
+    # from the buffer that `HostOutput.stdout` splits into lines: that line iterator is
+    # quadratic in the size of what arrived at once (ssh2-python's find_eol copies the
+    # rest of the buffer for every line) and did not end within 5 minutes on 20 x 10 MB.
     ok, nbytes = 0, 0
     for o in output:
         if o.exception is not None:
             continue
-        nbytes += sum(len(line) + 1 for line in o.stdout)
+        nbytes += sum(len(chunk) for chunk in o.buffers.stdout.rw_buffer)
     client.join(output)
     for o in output:
         if o.exception is None and o.exit_code == 0:

@@ -48,7 +48,7 @@ python3 - "$RESULTS" <<'PY'
 import collections, statistics, sys
 rows = collections.defaultdict(list)
 for line in open(sys.argv[1]):
-    name, wall, cpu, _ = line.rstrip("\n").split("\t")
+    name, wall, cpu, *_ = line.rstrip("\n").split("\t")
     rows[name].append((float(wall), float(cpu)))
 for name, runs in rows.items():
     walls = " ".join(f"{w:.2f}" for w, _ in runs)

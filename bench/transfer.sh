@@ -152,7 +152,7 @@ load_before = sys.argv[7]
 storages = sys.argv[8].split()
 rows = collections.defaultdict(list)
 for line in open(path):
-    name, wall, cpu, rss = line.rstrip("\n").split("\t")
+    name, wall, cpu, rss, _ = line.rstrip("\n").split("\t")
     rows[name].append((float(wall), float(cpu), int(rss)))
 def med(name, i): return statistics.median(r[i] for r in rows[name])
 cpu_model = next((l.split(":",1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
