@@ -703,6 +703,58 @@ fn usage_errors_have_one_format_and_options_work_after_put_and_get() {
 }
 
 #[test]
+fn a_fan_out_put_shares_one_buffer_budget() {
+    // 20 uploads at once of 16 MiB each: 16 writes of 255 KiB in flight each would be
+    // 80 MiB of chunks (twice that with the queued packets); the shared 32 MiB budget
+    // keeps the process near 64 MiB (README, "File transfer").
+    let cluster = Cluster::start(2, 10, 1500);
+    let inventory = cluster.inventory(&[], "");
+    let local = cluster.dir.path().join("fleet.bin");
+    let data: Vec<u8> = (0..16 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(&local, &data).unwrap();
+    let remote = tempfile::Builder::new()
+        .prefix("rexec-budget-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let chown = std::process::Command::new("chown")
+        .arg(format!("{TEST_USER}:"))
+        .arg(remote.path())
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let dest = remote.path().join("fleet.bin");
+    let (out, peak_kib) = output_with_peak_rss(&mut rexec_command(&[
+        "-i",
+        inventory.to_str().unwrap(),
+        "--no-agent",
+        "-q",
+        "-f",
+        "20",
+        "put",
+        "--no-fsync",
+        local.to_str().unwrap(),
+        dest.to_str().unwrap(),
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // Every host wrote the same path (one user, one machine): the last rename left a
+    // whole copy and no temporary file.
+    assert!(std::fs::read(&dest).unwrap() == data, "the copy differs");
+    let left: Vec<_> = std::fs::read_dir(remote.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    // Measured: 52-58 MiB; 88-97 MiB with no budget.
+    assert!(
+        peak_kib < 80 * 1024,
+        "20 uploads of 16 MiB peaked at {} MiB",
+        peak_kib / 1024
+    );
+}
+
+#[test]
 fn large_outputs_are_written_without_a_second_copy() {
     let cluster = Cluster::start(1, 1, 350);
     let inventory = cluster.inventory(&[], "");

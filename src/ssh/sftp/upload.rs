@@ -20,10 +20,15 @@ use crate::error::{Error, ErrorKind, Result};
 /// Bytes of upload data in flight at once across every upload of the process (read from
 /// the source, not yet acknowledged by the server). Each upload keeps up to
 /// [`WRITES_IN_FLIGHT`] chunks of 255 KiB in flight (4 MiB, twice the server's window);
-/// a fan-out `put` to 20 hosts held 80 MiB of them. 64 MiB still leaves every upload more
-/// than the 2 MiB window that limits it, up to 32 hosts at once. Not counted here: the one
-/// chunk each upload reads ahead on the blocking pool ([`OffThreadReader`]).
-pub(crate) const UPLOAD_BUFFER_CAP: usize = 64 * 1024 * 1024;
+/// a fan-out `put` to 20 hosts held 80 MiB of them. Every chunk in flight exists about
+/// twice for a while (the read buffer and the SFTP packet russh queues until the window
+/// opens), so the budget is half of the 64 MiB a fan-out upload may use: measured, 64 MiB
+/// x 20 hosts peaked at 90-120 MiB RSS with a 64 MiB budget and 56-64 MiB with 32 MiB, at
+/// the same speed (bench/RESULTS.md, "Upload buffer budget"). 32 MiB in flight is 640 MiB/s at 50 ms round trip, more than any link
+/// rexec drives; one upload alone is limited by the server's 2 MiB window first. Not
+/// counted here: the one block each upload reads ahead on the blocking pool
+/// ([`OffThreadReader`]).
+pub(crate) const UPLOAD_BUFFER_CAP: usize = 32 * 1024 * 1024;
 
 /// The shared budget of [`UPLOAD_BUFFER_CAP`] bytes.
 static UPLOAD_BUFFERS: tokio::sync::Semaphore =
