@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use harness::cli::{answer_prompt, on_a_terminal};
 use harness::{eventually, remote_processes, Cluster};
 use serde_json::Value;
 
@@ -646,34 +647,11 @@ fn ask_pass_prompts_on_the_terminal() {
         sshd.port,
         sshd.known_hosts.display()
     );
-    let mut child = Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
-        .env_remove("SSH_AUTH_SOCK")
-        .env("HOME", sshd.dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Type the password only once the prompt is up (echo is off from then on), as a
-    // person would; typed-ahead input would be echoed by the terminal.
-    let mut stdout = child.stdout.take().unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 256];
-    while !String::from_utf8_lossy(&seen).contains("Password:") {
-        let n = std::io::Read::read(&mut stdout, &mut buf).unwrap();
-        assert!(n > 0, "no prompt: {}", text(&seen));
-        seen.extend_from_slice(&buf[..n]);
-    }
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(format!("{password}\n").as_bytes()).unwrap();
-    }
-    let mut rest = Vec::new();
-    std::io::Read::read_to_end(&mut stdout, &mut rest).unwrap();
-    child.wait().unwrap();
-    seen.extend_from_slice(&rest);
-    let shown = text(&seen);
+    let shown = answer_prompt(
+        on_a_terminal(&line).env("HOME", sshd.dir.path()),
+        "Password:",
+        password,
+    );
     assert!(shown.contains("Password:"), "{shown}");
     assert!(shown.contains("\"outcome\":\"ok\""), "{shown}");
     assert!(

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Once;
 
+use harness::cli::{answer_prompt, on_a_terminal};
 use harness::{Cluster, TEST_USER};
 
 /// The built example `name` (target/debug/examples/NAME next to this test binary).
@@ -271,7 +272,6 @@ fn rollout_and_run_one_run() {
 /// host as sudo's refusal, and the destination is left as it was.
 #[test]
 fn sudo_deploy_installs_as_root_after_one_prompt() {
-    use std::io::{Read, Write};
     use std::os::unix::fs::MetadataExt;
     let _sudoers =
         harness::sudo::Sudoers::new("example", &format!("{TEST_USER} ALL=(ALL:ALL) ALL"));
@@ -303,31 +303,11 @@ fn sudo_deploy_installs_as_root_after_one_prompt() {
         .map(|a| rexec::shell_quote(a))
         .collect::<Vec<_>>()
         .join(" ");
-        let mut child = Command::new("script")
-            .args(["-qec", &line, "/dev/null"])
-            .current_dir(work.path())
-            .env_remove("SSH_AUTH_SOCK")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdout = child.stdout.take().unwrap();
-        let mut seen = Vec::new();
-        let mut buf = [0u8; 256];
-        while !text(&seen).contains("BECOME password:") {
-            let n = stdout.read(&mut buf).unwrap();
-            assert!(n > 0, "no prompt: {}", text(&seen));
-            seen.extend_from_slice(&buf[..n]);
-        }
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{answer}\n").as_bytes())
-            .unwrap();
-        stdout.read_to_end(&mut seen).unwrap();
-        assert!(child.wait().unwrap().code().is_some());
-        let shown = text(&seen);
+        let shown = answer_prompt(
+            on_a_terminal(&line).current_dir(work.path()),
+            "BECOME password:",
+            answer,
+        );
         assert!(!shown.contains(answer), "the password was echoed: {shown}");
         shown
     };

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use harness::cli::{json_lines, rexec, rexec_command, text};
+use harness::cli::{answer_prompt, json_lines, on_a_terminal, rexec, rexec_command, text};
 use harness::sudo::Sudoers;
 use harness::{eventually, run, Sshd, SshdConfig, TEST_USER};
 use rexec::{Become, ErrorKind, Secret, Session, TransferOptions};
@@ -409,31 +409,7 @@ fn ask_become_pass_prompts_once_on_the_terminal() {
         sshd.user_key.display(),
         sshd.known_hosts.display()
     );
-    let mut child = Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
-        .env_remove("SSH_AUTH_SOCK")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 256];
-    while !String::from_utf8_lossy(&seen).contains("BECOME password:") {
-        let n = std::io::Read::read(&mut stdout, &mut buf).unwrap();
-        assert!(n > 0, "no prompt: {}", text(&seen));
-        seen.extend_from_slice(&buf[..n]);
-    }
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(format!("{password}\n").as_bytes()).unwrap();
-    }
-    let mut rest = Vec::new();
-    std::io::Read::read_to_end(&mut stdout, &mut rest).unwrap();
-    child.wait().unwrap();
-    seen.extend_from_slice(&rest);
-    let shown = text(&seen);
+    let shown = answer_prompt(&mut on_a_terminal(&line), "BECOME password:", password);
     assert!(shown.contains("\"stdout\":\"root\\n\""), "{shown}");
     assert!(
         !shown.contains(password),

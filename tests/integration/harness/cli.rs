@@ -80,3 +80,40 @@ pub fn output_with_peak_rss(cmd: &mut Command) -> (Output, u64) {
         .unwrap_or_else(|| panic!("no peak memory in {text:?}"));
     (output, peak)
 }
+
+/// `line` (a shell command line) under a pseudo-terminal (util-linux `script`), stdin and
+/// stdout piped, no ssh-agent in its environment: for [`answer_prompt`].
+pub fn on_a_terminal(line: &str) -> Command {
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", line, "/dev/null"])
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    cmd
+}
+
+/// Spawns `cmd` (from [`on_a_terminal`]), waits until the terminal shows `prompt`, types
+/// `answer` and a newline, and returns everything the terminal showed once `cmd` ended.
+/// The answer is typed only once the prompt is up, as a person would: echo is off from
+/// then on, and typed-ahead input would be echoed by the terminal.
+pub fn answer_prompt(cmd: &mut Command, prompt: &str, answer: &str) -> String {
+    use std::io::{Read, Write};
+    let mut child = cmd.spawn().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !text(&seen).contains(prompt) {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "no prompt {prompt:?}: {}", text(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{answer}\n").as_bytes())
+        .unwrap();
+    stdout.read_to_end(&mut seen).unwrap();
+    assert!(child.wait().unwrap().code().is_some(), "{}", text(&seen));
+    text(&seen)
+}
