@@ -596,7 +596,7 @@ impl Pool {
         classify: fn(&Result<T>) -> Outcome,
     ) -> impl Stream<Item = HostResult<T>> + 'a
     where
-        F: Fn(Arc<Session>, Target) -> Fut + 'a,
+        F: Fn(usize, Arc<Session>, Target) -> Fut + 'a,
         Fut: Future<Output = Result<T>> + 'a,
         T: 'a,
     {
@@ -693,7 +693,7 @@ impl Pool {
         classify: fn(&Result<T>) -> Outcome,
     ) -> impl Stream<Item = HostResult<T>> + 'a
     where
-        F: Fn(Arc<Session>, Target) -> Fut + 'a,
+        F: Fn(usize, Arc<Session>, Target) -> Fut + 'a,
         Fut: Future<Output = Result<T>> + 'a,
         T: 'a,
     {
@@ -793,7 +793,7 @@ impl Pool {
         pacing: &Pacing,
     ) -> HostResult<T>
     where
-        F: Fn(Arc<Session>, Target) -> Fut,
+        F: Fn(usize, Arc<Session>, Target) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
         let started = Instant::now();
@@ -860,7 +860,7 @@ impl Pool {
         events: &impl Fn(Event<'_, T>),
     ) -> HostResult<T>
     where
-        F: Fn(Arc<Session>, Target) -> Fut,
+        F: Fn(usize, Arc<Session>, Target) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
         events(Event::Running {
@@ -870,7 +870,7 @@ impl Pool {
         let started = Instant::now();
         let grace = self.stop_grace;
         let result = tokio::select! {
-            r = work(session.clone(), target.clone()) => r,
+            r = work(index, session.clone(), target.clone()) => r,
             _ = async { self.cancel.cancelled().await; tokio::time::sleep(grace).await } => {
                 Err(Error::new(ErrorKind::Interrupted, "interrupted"))
             }

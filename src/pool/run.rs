@@ -45,7 +45,7 @@ impl<'a> Over<'a> {
         classify: fn(&Result<T>) -> Outcome,
     ) -> LocalBoxStream<'a, HostResult<T>>
     where
-        F: Fn(Arc<Session>, Target) -> Fut + 'a,
+        F: Fn(usize, Arc<Session>, Target) -> Fut + 'a,
         Fut: Future<Output = Result<T>> + 'a,
         T: 'a,
     {
@@ -129,20 +129,10 @@ impl<'a> CommandRun<'a> {
         let configure = Rc::new(configure);
         let observer: Option<Rc<Observer<'a, Output>>> = observer.map(Rc::new);
         let sink = observer.clone().filter(|_| observe_output);
-        let index_of: Rc<std::collections::HashMap<String, usize>> = Rc::new(if sink.is_some() {
-            pool.targets()
-                .iter()
-                .enumerate()
-                .map(|(i, t)| (t.name().to_owned(), i))
-                .collect()
-        } else {
-            Default::default()
-        });
         over.stream(
-            move |session, target| {
+            move |index, session, target| {
                 let configure = configure.clone();
                 let sink = sink.clone();
-                let index_of = index_of.clone();
                 async move {
                     let configure = |t: &Target, c: &mut Command<'_>| {
                         if let Some(f) = &*configure {
@@ -150,7 +140,6 @@ impl<'a> CommandRun<'a> {
                         }
                     };
                     let host = target.name().to_owned();
-                    let index = index_of.get(&host).copied().unwrap_or_default();
                     let output = |stream, data: &[u8]| {
                         if let Some(sink) = &sink {
                             sink(Event::Output {
@@ -220,8 +209,12 @@ where
     /// # Cancel safety
     /// As the run's.
     pub fn stream(self) -> LocalBoxStream<'a, HostResult<T>> {
-        self.over
-            .stream(self.work, self.observer, Outcome::of_result)
+        let work = self.work;
+        self.over.stream(
+            move |_, session, target| work(session, target),
+            self.observer,
+            Outcome::of_result,
+        )
     }
 }
 
@@ -346,20 +339,11 @@ impl<'a> IntoFuture for TransferRun<'a> {
             let direction = &direction;
             let options = &options;
             let events = observer.clone();
-            // Each host's position, for its progress events (inventory names are unique).
-            let positions: std::collections::HashMap<&str, usize> = pool
-                .targets()
-                .iter()
-                .enumerate()
-                .map(|(i, t)| (t.name(), i))
-                .collect();
-            let positions = &positions;
             let results: Report<TransferStats> = Over::Connect(pool)
                 .stream(
-                    move |session, target| {
+                    move |index, session, target| {
                         let observer = observer.clone();
                         async move {
-                            let index = positions.get(target.name()).copied().unwrap_or(0);
                             super::transfer::one_host(
                                 pool,
                                 index,
@@ -610,7 +594,7 @@ impl Pool {
         let task = tokio::spawn(async move {
             let pacing = pool.pacing();
             let line = line.as_str();
-            let work = |session, target| {
+            let work = |_, session, target| {
                 pool.command_work(
                     session,
                     target,
