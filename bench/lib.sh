@@ -292,7 +292,6 @@ for n in rows:
     wr = f"{med(base, 0) / w:.2f}" if peer and w > 0 else ""
     cr = f"{med(base, 1) / c:.2f}" if peer and c > 0 else ""
     print(f"| {n} | {len(rows[n])} | {hosts}/{hosts} in every run | {w:.2f} | {c:.2f} | {1000 * c / hosts:.1f} | {r / 1024:.0f} | {sv:.2f} | {floor:.2f} | {fr} | {wr} | {cr} |")
-import os
 unfinished = os.path.join(os.path.dirname(sys.argv[1]), "unfinished.tsv")
 if os.path.exists(unfinished):
     for line in open(unfinished):
